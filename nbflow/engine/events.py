@@ -1,0 +1,192 @@
+"""Run events and the bus that batches them to listeners; standard library only.
+
+The engine emits one stream of small immutable events. Tasks report from
+wherever they run as compact records; the :class:`EventBus` turns records into
+events in the driver and hands them to each listener in batches, from its own
+thread, about twenty times a second at most. A listener that raises is logged
+and skipped; it never breaks a run.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Union
+
+from nbflow.engine import state as states
+
+if TYPE_CHECKING:
+    from nbflow.core.task import Task
+    from nbflow.engine.state import State
+
+__all__ = [
+    "Event",
+    "EventBus",
+    "FlowFinished",
+    "FlowStarted",
+    "Listener",
+    "TaskMapped",
+    "TaskStateChanged",
+    "subscribe",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlowStarted:
+    """A flow run began; ``tasks`` in the order they will be submitted."""
+
+    flow_name: str
+    tasks: tuple[Task, ...]
+    time: float
+    dashboard_link: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskMapped:
+    """A mapped task was split into ``size`` children."""
+
+    task: Task
+    size: int
+    time: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskStateChanged:
+    """``task`` (child ``map_index`` of a mapped task, else None) changed state."""
+
+    task: Task
+    map_index: int | None
+    old: State | None
+    new: State
+    time: float
+    message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FlowFinished:
+    """A flow run ended in ``state``."""
+
+    flow_name: str
+    state: State
+    time: float
+
+
+Event = Union[FlowStarted, TaskMapped, TaskStateChanged, FlowFinished]
+Listener = Callable[[Sequence[Event]], None]
+
+_global_listeners: list[Listener] = []
+_KINDS: dict[str, type[State]] = {
+    cls.__name__: cls
+    for cls in vars(states).values()
+    if isinstance(cls, type) and issubclass(cls, states.State)
+}
+
+
+def subscribe(listener: Listener) -> Callable[[], None]:
+    """Send the events of every flow run in this process to ``listener``.
+
+    Returns
+    -------
+    callable
+        Call it to unsubscribe.
+
+    """
+    _global_listeners.append(listener)
+    return lambda: _global_listeners.remove(listener)
+
+
+def global_listeners() -> list[Listener]:
+    """The listeners given to :func:`subscribe`."""
+    return list(_global_listeners)
+
+
+class EventBus:
+    """Turn task records into events and deliver them in batches.
+
+    Parameters
+    ----------
+    listeners : sequence of callables
+        Each is called with a list of events.
+    tasks : sequence of Task
+        Task ``i`` is the one a record with task index ``i`` is about.
+    interval : float
+        Seconds between deliveries at most.
+
+    """
+
+    def __init__(
+        self, listeners: Sequence[Listener], tasks: Sequence[Task], interval: float = 0.05
+    ) -> None:
+        self._listeners = list(listeners)
+        self._tasks = tasks
+        self._interval = interval
+        self._queue: collections.deque[Any] = collections.deque()
+        self._last: dict[tuple[int, int | None], State] = {}
+        self._broken: set[int] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="nbflow-events", daemon=True)
+        #: Thread-safe, and cheap enough to call per task.
+        self.put = self._queue.append
+
+    def start(self) -> None:
+        """Start delivering."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Deliver what is queued, then stop; later records are dropped."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self._drain()
+
+    def last_state(self, index: int, map_index: int | None) -> State | None:
+        """The last state seen for a task (or a child of a mapped task)."""
+        return self._last.get((index, map_index))
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._drain()
+
+    def _drain(self) -> None:
+        batch: list[Event] = []
+        queue, popleft = self._queue, self._queue.popleft
+        while queue:
+            item = popleft()
+            if isinstance(item, tuple):
+                event = self._convert(item)
+                if event is not None:
+                    batch.append(event)
+            else:
+                batch.append(item)
+        if batch:
+            self._deliver(batch)
+
+    def _convert(self, record: tuple[Any, ...]) -> TaskStateChanged | None:
+        index, map_index, name, when, message, traceback = record
+        key = (index, map_index)
+        old = self._last.get(key)
+        if old is not None and old.name == name and name != "Retrying":
+            return None
+        new = _KINDS[name](message, timestamp=when, traceback=traceback)
+        self._last[key] = new
+        return TaskStateChanged(self._tasks[index], map_index, old, new, when, message)
+
+    def _deliver(self, batch: list[Event]) -> None:
+        for i, listener in enumerate(self._listeners):
+            try:
+                listener(batch)
+            except Exception:
+                if i not in self._broken:
+                    self._broken.add(i)
+                    log.exception("nbflow event listener %r raised; the run goes on", listener)
+
+
+def now() -> float:
+    """The time events carry (seconds since the epoch)."""
+    return time.time()

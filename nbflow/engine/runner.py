@@ -1,0 +1,474 @@
+"""Walking a flow on an executor: the one run loop of nbflow.
+
+The runner submits every task as soon as the futures of its upstream tasks
+exist, so tasks start when their inputs are ready (no level-by-level barrier).
+It waits only where it must know a value to go on: to split a task that maps
+over the result of an unmapped task. It knows executors only through
+:class:`~nbflow.executors.base.Executor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from nbflow.core.flow import Flow, iter_tasks
+from nbflow.core.task import Parameter, Task, _VarArgs, _VarKwargs, unmapped
+from nbflow.engine.events import (
+    EventBus,
+    FlowFinished,
+    FlowStarted,
+    Listener,
+    TaskMapped,
+    global_listeners,
+)
+from nbflow.engine.state import (
+    Cancelled,
+    Failed,
+    Mapped,
+    State,
+    Success,
+    TriggerFailed,
+)
+from nbflow.engine.task_runner import (
+    CHILDREN,
+    NESTED,
+    SINGLE,
+    SLOT,
+    TRIGGER,
+    VALUE,
+    TaskSpec,
+    run_task,
+)
+from nbflow.errors import FlowValidationError, RunCancelled
+
+if TYPE_CHECKING:
+    from nbflow.executors.base import Executor, TaskChannel
+
+__all__ = ["FlowRun", "run_flow"]
+
+log = logging.getLogger(__name__)
+
+_FUTURE, _CHILDREN, _FINAL = 0, 1, 2
+
+
+def run_flow(
+    flow: Flow,
+    *,
+    parameters: dict[str, Any] | None = None,
+    executor: Executor | None = None,
+    listeners: Sequence[Listener] = (),
+) -> State:
+    """Run ``flow`` to its end on ``executor`` and return the flow's state.
+
+    See :meth:`nbflow.Flow.run`, which calls this.
+    """
+    return FlowRun(flow, parameters=parameters, executor=executor,
+                   listeners=listeners).run()
+
+
+def _parameter_values(flow: Flow, given: dict[str, Any]) -> dict[str, Any]:
+    params = {p.name: p for p in flow.parameters()}
+    unknown = sorted(set(given) - set(params))
+    if unknown:
+        raise FlowValidationError(
+            f"Unknown parameter {unknown[0]!r}; flow {flow.name!r} has parameters "
+            f"{sorted(params)!r}."
+        )
+    values = {}
+    for name, param in params.items():
+        if name in given:
+            values[name] = given[name]
+        elif param.required:
+            raise FlowValidationError(
+                f"Parameter {name!r} is required; pass "
+                f"flow.run(parameters={{{name!r}: ...}})."
+            )
+        else:
+            values[name] = param.default
+    return values
+
+
+class FlowRun:
+    """One run of a flow; :meth:`run` it, and :meth:`cancel` it from any thread.
+
+    Parameters
+    ----------
+    flow : Flow
+    parameters : dict, optional
+    executor : Executor, optional
+        Default ``flow.executor``, else a ``LocalExecutor``.
+    listeners : sequence of callables
+        Called with batches of events (and every :func:`~nbflow.engine.events.subscribe`
+        listener too).
+
+    """
+
+    def __init__(
+        self,
+        flow: Flow,
+        *,
+        parameters: dict[str, Any] | None = None,
+        executor: Executor | None = None,
+        listeners: Sequence[Listener] = (),
+    ) -> None:
+        if executor is None:
+            executor = flow.executor
+        if executor is None:
+            from nbflow.executors.local import LocalExecutor
+
+            executor = LocalExecutor()
+        self.flow = flow
+        self.executor = executor
+        self.order = flow.sorted_tasks()
+        self.values = _parameter_values(flow, parameters or {})
+        self.index = {t: i for i, t in enumerate(self.order)}
+        self.listeners = [*listeners, *global_listeners()]
+        self.state: State | None = None
+        self._slots: dict[Task, tuple[int, Any]] = {}
+        self._cancelled = threading.Event()
+        self._bus: EventBus | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- control ------------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Stop the run as Ctrl-C would: nothing new starts, waiting stops,
+        unfinished tasks end Cancelled. Safe from any thread.
+        """
+        self._cancelled.set()
+        with contextlib.suppress(Exception):
+            self.executor.cancel(self._all_futures())
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled.is_set()
+
+    # -- the run --------------------------------------------------------------------
+
+    def run(self) -> State:
+        """Run the flow to its end; return (and keep in ``.state``) its state."""
+        bus = self._bus = (
+            EventBus(self.listeners, self.order) if self.listeners else None
+        )
+        if bus is not None:
+            bus.start()
+        states: dict[Task, State] = {}
+        try:
+            states = self._execute(bus)
+        except KeyboardInterrupt:
+            self._cancelled.set()
+        except BaseException:
+            if bus is not None:
+                bus.close()
+            raise
+        state = self._finish(states)
+        if bus is not None:
+            bus.put(FlowFinished(self.flow.name, state, time.time()))
+            bus.close()
+        self.state = state
+        return state
+
+    def _execute(self, bus: EventBus | None) -> dict[Task, State]:
+        executor = self.executor
+        with executor.start():
+            channel = executor.open_channel(bus.put if bus is not None else None)
+            if bus is not None:
+                link = getattr(executor, "dashboard_link", None)
+                bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
+            try:
+                for task in self.order:
+                    if self._cancelled.is_set():
+                        raise RunCancelled()
+                    self._submit(task, channel)
+                return self._collect()
+            except (KeyboardInterrupt, RunCancelled):
+                self._cancelled.set()
+                futures = self._all_futures()
+                executor.cancel(futures)
+                return self._collect_finished(futures)
+
+    def _emit(self, task: Task, map_index: int | None, state: State) -> None:
+        if self._bus is not None:
+            self._bus.put((self.index[task], map_index, state.name, time.time(),
+                           state.message, state.traceback))
+
+    # -- submitting ---------------------------------------------------------------------
+
+    def _submit(self, task: Task, channel: TaskChannel) -> None:
+        if isinstance(task, Parameter):
+            state = Success(result=self.values[task.name])
+            self._slots[task] = (_FINAL, state)
+            self._emit(task, None, state)
+            return
+        binding = self.flow.binding(task)
+        spec, inputs, mapped = self._compile(task)
+        submit = self.executor.submit
+        if not binding.mapped:
+            future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)
+            self._slots[task] = (_FUTURE, future)
+            return
+        size = self._map_size(task, mapped)
+        if isinstance(size, State):
+            self._slots[task] = (_FINAL, size)
+            self._emit(task, None, size)
+            return
+        if self._bus is not None:
+            self._bus.put(TaskMapped(task, size, time.time()))
+        children = []
+        for i in range(size):
+            child_inputs = [
+                mapped[position][i] if position in mapped else source
+                for position, source in enumerate(inputs)
+            ]
+            children.append(submit(run_task, spec, channel, i, *child_inputs,
+                                   dask_key_name=task.name))
+        self._slots[task] = (_CHILDREN, children)
+
+    def _compile(self, task: Task) -> tuple[TaskSpec, list[Any], dict[int, Any]]:
+        """Turn a task's binding into a spec, its inputs, and which are mapped
+        (input position -> the sequence, or the upstream task, mapped over).
+        """
+        binding = self.flow.binding(task)
+        constants: dict[str, Any] = {}
+        plan: list[tuple[str | None, int, Any]] = []
+        inputs: list[Any] = []
+        mapped: dict[int, Any] = {}
+        varargs = varkw = None
+        for key, value in binding.arguments.items():
+            if isinstance(value, _VarArgs):
+                varargs = key
+            elif isinstance(value, _VarKwargs):
+                varkw = key
+            is_unmapped = isinstance(value, unmapped)
+            raw = value.value if is_unmapped else value
+            if isinstance(raw, Task):
+                kind, source = self._slots[raw]
+                if binding.mapped and not is_unmapped:
+                    # A mapped upstream: child i feeds child i. Any other: its
+                    # result is split when the task is (see _map_size).
+                    if kind == _CHILDREN:
+                        mapped[len(inputs)] = _ChildFutures(raw.name, source)
+                        plan.append((key, SINGLE, raw.name))
+                    else:
+                        mapped[len(inputs)] = raw
+                        plan.append((key, VALUE, raw.name))
+                else:
+                    plan.append((key, CHILDREN, raw.name))
+                inputs.append(source)
+            elif any(True for _ in iter_tasks(raw)):
+                found = [t for t, _ in iter_tasks(raw)]
+                template = _template(raw)
+                plan.append((key, NESTED, (template, [t.name for t in found])))
+                inputs.append([self._slots[t][1] for t in found])
+            elif binding.mapped and not is_unmapped:
+                mapped[len(inputs)] = raw
+                plan.append((key, VALUE, None))
+                inputs.append(raw)
+            else:
+                constants[key] = raw
+        if binding.upstream:
+            plan.append((None, TRIGGER, tuple(t.name for t in binding.upstream)))
+            inputs.append([self._slots[t][1] for t in binding.upstream])
+        fn = task.fn if task.fn is not None else task.run
+        spec = TaskSpec(
+            fn, task.name, self.index[task], max_retries=task.max_retries,
+            retry_delay=task.retry_delay, timeout=task.timeout, constants=constants,
+            inputs=tuple(plan), positional=binding.positional, varargs=varargs,
+            varkw=varkw,
+        )
+        return spec, inputs, mapped
+
+    def _map_size(self, task: Task, mapped: dict[int, Any]) -> int | State:
+        """How many children ``task`` has; wait for unmapped upstream results
+        it maps over. Returns a final State when it cannot be mapped.
+        """
+        sizes: dict[str, int] = {}
+        for position, source in list(mapped.items()):
+            if isinstance(source, Task):
+                name = repr(source.name)
+                kind, future = self._slots[source]
+                state = future if kind == _FINAL else self._wait_one(future)
+                if not isinstance(state, Success):
+                    if isinstance(state, Cancelled):
+                        return Cancelled(f"Upstream task {name} was cancelled.")
+                    return TriggerFailed(
+                        f"Task {task.name!r} did not run: upstream task {name} is "
+                        f"{_kind(state)}."
+                    )
+                source = state.result
+            elif isinstance(source, _ChildFutures):
+                sizes[repr(source.name)] = len(source)
+                continue
+            else:
+                name = _short(source)
+            try:
+                sizes[name] = len(source)
+                mapped[position] = source = list(source)
+            except TypeError:
+                return Failed(
+                    f"Task {task.name!r} cannot map over {name} "
+                    f"(= {_short(source)}): it is not a sequence; map over a list, or "
+                    "wrap the argument in unmapped()."
+                )
+        if len(set(sizes.values())) > 1:
+            detail = ", ".join(f"{k} has {v}" for k, v in sizes.items())
+            return Failed(
+                f"Task {task.name!r} maps over sequences of different lengths "
+                f"({detail}); make them equal or wrap one in unmapped()."
+            )
+        return next(iter(sizes.values()), 0)
+
+    def _wait_one(self, future: Any) -> Any:
+        value = self.executor.wait([future], return_exceptions=True)[0]
+        return value
+
+    # -- collecting ---------------------------------------------------------------------
+
+    def _all_futures(self) -> list[Any]:
+        flat: list[Any] = []
+        for kind, value in list(self._slots.values()):
+            if kind == _FUTURE:
+                flat.append(value)
+            elif kind == _CHILDREN:
+                flat.extend(value)
+        return flat
+
+    def _collect(self) -> dict[Task, State]:
+        futures = self._all_futures()
+        values = self.executor.wait(futures, return_exceptions=True)
+        return self._states(values)
+
+    def _collect_finished(self, futures: list[Any]) -> dict[Task, State]:
+        values = self.executor.collect_finished(futures)
+        return self._states(values)
+
+    def _states(self, values: list[Any]) -> dict[Task, State]:
+        it = iter(values)
+        states: dict[Task, State] = {}
+        for task, (kind, value) in self._slots.items():
+            if kind == _FINAL:
+                states[task] = value
+            elif kind == _FUTURE:
+                states[task] = self._as_state(task, next(it))
+            else:
+                children = [self._as_state(task, next(it), i) for i in range(len(value))]
+                states[task] = _parent_state(task, children)
+        return states
+
+    def _as_state(self, task: Task, value: Any, map_index: int | None = None) -> State:
+        if isinstance(value, State):
+            return value
+        if value is None:
+            return Cancelled("The run was cancelled before this task finished.")
+        if isinstance(value, BaseException):
+            where = "" if map_index is None else f"[{map_index}]"
+            return Failed(
+                f"Task {task.name + where!r} failed: {type(value).__name__}: {value}",
+                value,
+            )
+        return Failed(f"Task {task.name!r} returned no state: {value!r}.")
+
+    def _finish(self, states: dict[Task, State]) -> State:
+        for task in self.order:
+            if task not in states:
+                states[task] = Cancelled("The run was cancelled before this task started.")
+        self._reconcile(states)
+        reference = {t: states[t] for t in self.flow.reference_tasks()}
+        if self._cancelled.is_set():
+            done = sum(s.is_successful() for s in states.values())
+            state: State = Cancelled(
+                f"Flow run was cancelled; {done} of {len(states)} tasks had succeeded.",
+                states,
+            )
+        elif all(s.is_successful() for s in reference.values()):
+            state = Success("All reference tasks succeeded.", states)
+        else:
+            failed = [t.name for t, s in states.items() if s.is_failed()
+                      and not isinstance(s, TriggerFailed)]
+            names = ", ".join(map(repr, failed[:5])) or "upstream"
+            state = Failed(f"Some reference tasks failed (failed: {names}).", states)
+        handler = self.flow.terminal_state_handler
+        if handler is not None:
+            try:
+                new = handler(self.flow, state, reference)
+            except Exception as exc:
+                log.exception("terminal_state_handler of flow %r raised", self.flow.name)
+                return Failed(f"terminal_state_handler raised {type(exc).__name__}: {exc}",
+                              states)
+            if new is not None:
+                state = new
+        return state
+
+    def _reconcile(self, states: dict[Task, State]) -> None:
+        """Emit the final states the listeners have not seen (decided here, or
+        whose report was lost with a worker).
+        """
+        bus = self._bus
+        if bus is None:
+            return
+        for task, state in states.items():
+            i = self.index[task]
+            if state.map_states is not None:
+                for m, child in enumerate(state.map_states):
+                    last = bus.last_state(i, m)
+                    if last is None or last.name != child.name:
+                        self._emit(task, m, child)
+            self._emit(task, None, state)
+
+
+class _ChildFutures(list):  # type: ignore[type-arg]
+    """The child futures of the mapped upstream task ``name``."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str, futures: list[Any]) -> None:
+        super().__init__(futures)
+        self.name = name
+
+
+def _parent_state(task: Task, children: list[State]) -> State:
+    n = len(children)
+    bad = [c for c in children if not c.is_successful()]
+    if not bad:
+        return Mapped(f"Mapped {n} children.", [c.result for c in children],
+                      map_states=children)
+    if all(isinstance(c, Cancelled) for c in bad):
+        cls: type[State] = Cancelled
+    elif all(isinstance(c, (TriggerFailed, Cancelled)) for c in bad):
+        cls = TriggerFailed
+    else:
+        cls = Failed
+    first = next((c for c in bad if c.is_failed()), bad[0])
+    return cls(
+        f"{len(bad)} of {n} mapped children of {task.name!r} did not succeed; "
+        f"first: {first.message}",
+        [c.result for c in children], map_states=children,
+    )
+
+
+def _template(value: Any) -> Any:
+    if isinstance(value, Task):
+        return SLOT
+    if isinstance(value, unmapped):
+        return _template(value.value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(_template(v) for v in value)
+    if isinstance(value, dict):
+        return type(value)((k, _template(v)) for k, v in value.items())
+    return value
+
+
+def _kind(state: Any) -> str:
+    return state.name if isinstance(state, State) else type(state).__name__
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+

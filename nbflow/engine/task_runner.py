@@ -1,0 +1,255 @@
+"""Running one task (or one child of a mapped task), wherever it runs.
+
+:func:`run_task` is what executors run: in the driver's thread, in a thread or
+process pool, or on a Dask worker. It checks its upstream states (the trigger),
+builds the arguments, calls the function with retries, reports state changes
+through the executor's channel, and returns a :class:`State`. It never raises
+for a task's own error, so one failure stops nothing else.
+
+This path runs once per task: it copies no configuration and sets up no logging.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+import traceback as tb_module
+from typing import TYPE_CHECKING, Any
+
+from nbflow.engine.state import Cancelled, Failed, State, Success, TriggerFailed
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from nbflow.executors.base import TaskChannel
+
+__all__ = ["CHILDREN", "NESTED", "SINGLE", "TRIGGER", "VALUE", "TaskSpec", "run_task"]
+
+#: How an input of :func:`run_task` becomes an argument.
+SINGLE = 0  # an upstream State: its result
+CHILDREN = 1  # a list of a mapped upstream's child States: their results
+VALUE = 2  # a plain value (an element of a mapped literal or result)
+NESTED = 3  # a list of upstream States to put into a container template
+TRIGGER = 4  # upstream States that must succeed; no data
+
+
+class TaskSpec:
+    """What a worker needs to run a task: small, shared by all its children."""
+
+    __slots__ = (
+        "fn", "name", "index", "max_retries", "retry_delay", "timeout",
+        "constants", "inputs", "positional", "varargs", "varkw",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str,
+        index: int,
+        *,
+        max_retries: int = 0,
+        retry_delay: float = 0.0,
+        timeout: float | None = None,
+        constants: dict[str, Any] | None = None,
+        inputs: tuple[tuple[str | None, int, Any], ...] = (),
+        positional: tuple[str, ...] = (),
+        varargs: str | None = None,
+        varkw: str | None = None,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.index = index
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.timeout = timeout
+        self.constants = constants or {}
+        self.inputs = inputs
+        self.positional = positional
+        self.varargs = varargs
+        self.varkw = varkw
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, s) for s in TaskSpec.__slots__)
+
+    def __setstate__(self, values: tuple[Any, ...]) -> None:
+        for slot, value in zip(TaskSpec.__slots__, values):
+            setattr(self, slot, value)
+
+    def __repr__(self) -> str:
+        return f"<TaskSpec {self.name!r} #{self.index}>"
+
+
+def run_task(
+    spec: TaskSpec, channel: TaskChannel, map_index: int | None, *inputs: Any
+) -> State:
+    """Run a task once its upstream states are known; return its final state."""
+    report = channel.report
+    if channel.is_cancelled():
+        return _end(report, spec, map_index, Cancelled("The run was cancelled."))
+    kwargs = dict(spec.constants) if spec.constants else {}
+    problem = _bind_inputs(spec, inputs, kwargs)
+    if problem is not None:
+        return _end(report, spec, map_index, problem)
+    attempt = 0
+    while True:
+        if report is not None:
+            report((spec.index, map_index, "Running", time.time(), None, None))
+        try:
+            result = _call(spec, kwargs)
+        except Exception as exc:
+            message = f"Task {spec.name!r} failed: {type(exc).__name__}: {exc}"
+            text = _format(exc)
+            if attempt < spec.max_retries:
+                attempt += 1
+                if report is not None:
+                    note = f"{message} (retry {attempt} of {spec.max_retries})"
+                    report((spec.index, map_index, "Retrying", time.time(), note, text))
+                if spec.retry_delay:
+                    time.sleep(spec.retry_delay)
+                if channel.is_cancelled():
+                    return _end(report, spec, map_index, Cancelled("The run was cancelled."))
+                continue
+            state: State = Failed(message, _portable(exc), traceback=text)
+        else:
+            state = Success(result=result)
+        return _end(report, spec, map_index, state)
+
+
+def _end(report: Any, spec: TaskSpec, map_index: int | None, state: State) -> State:
+    state.timestamp = time.time()
+    if report is not None:
+        report((spec.index, map_index, state.name, state.timestamp, state.message,
+                state.traceback))
+    return state
+
+
+def _bind_inputs(spec: TaskSpec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> State | None:
+    """Put the inputs' values into ``kwargs``; return TriggerFailed if one failed."""
+    for (key, kind, extra), value in zip(spec.inputs, inputs):
+        if kind == SINGLE:
+            if not isinstance(value, Success):
+                return _trigger_failed(spec, extra, value)
+            kwargs[key] = value.result  # type: ignore[index]
+        elif kind == VALUE:
+            kwargs[key] = value  # type: ignore[index]
+        elif kind == CHILDREN:
+            results = _children(spec, extra, value)
+            if isinstance(results, State):
+                return results
+            kwargs[key] = results  # type: ignore[index]
+        elif kind == NESTED:
+            found = []
+            for name, item in zip(extra[1], value):
+                item_value = _children(spec, name, item)
+                if isinstance(item_value, State):
+                    return item_value
+                found.append(item_value)
+            kwargs[key] = _fill(extra[0], iter(found))  # type: ignore[index]
+        else:  # TRIGGER
+            for name, item in zip(extra, value):
+                checked = _children(spec, name, item)
+                if isinstance(checked, State):
+                    return checked
+    return None
+
+
+def _children(spec: TaskSpec, upstream: str, value: Any) -> Any:
+    """The result(s) of an upstream state or list of child states, or a
+    TriggerFailed state if one did not succeed.
+    """
+    if isinstance(value, State):
+        if isinstance(value, Success):
+            return value.result
+        return _trigger_failed(spec, upstream, value)
+    results = []
+    for child in value:
+        if not isinstance(child, Success):
+            return _trigger_failed(spec, upstream, child)
+        results.append(child.result)
+    return results
+
+
+def _trigger_failed(spec: TaskSpec, upstream: str, state: Any) -> State:
+    kind = state.name if isinstance(state, State) else type(state).__name__
+    if isinstance(state, Cancelled):
+        return Cancelled(f"Upstream task {upstream!r} was cancelled.")
+    return TriggerFailed(
+        f"Task {spec.name!r} did not run: upstream task {upstream!r} is {kind}."
+    )
+
+
+class _Slot:
+    """Marks where an upstream value goes in a container argument."""
+
+    __slots__ = ()
+
+
+SLOT = _Slot()
+
+
+def _fill(template: Any, values: Any) -> Any:
+    if template is SLOT:
+        return next(values)
+    if isinstance(template, (list, tuple, set, frozenset)):
+        return type(template)(_fill(t, values) for t in template)
+    if isinstance(template, dict):
+        return type(template)((k, _fill(v, values)) for k, v in template.items())
+    return template
+
+
+def _call(spec: TaskSpec, kwargs: dict[str, Any]) -> Any:
+    if spec.positional or spec.varargs or spec.varkw:
+        args = [kwargs.pop(n) for n in spec.positional]
+        if spec.varargs:
+            args.extend(kwargs.pop(spec.varargs, ()))
+        if spec.varkw:
+            kwargs.update(kwargs.pop(spec.varkw, {}))
+        call = lambda: spec.fn(*args, **kwargs)  # noqa: E731
+    else:
+        if spec.timeout is None:
+            return spec.fn(**kwargs)
+        call = lambda: spec.fn(**kwargs)  # noqa: E731
+    if spec.timeout is None:
+        return call()
+    return _call_with_timeout(spec, call)
+
+
+def _call_with_timeout(spec: TaskSpec, call: Callable[[], Any]) -> Any:
+    """Run ``call`` in a daemon thread; give up on it after ``spec.timeout``."""
+    box: list[Any] = []
+
+    def target() -> None:
+        try:
+            box.append((True, call()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            box.append((False, exc))
+
+    thread = threading.Thread(target=target, name=f"nbflow-{spec.name}", daemon=True)
+    thread.start()
+    thread.join(spec.timeout)
+    if not box:
+        raise TimeoutError(
+            f"Task {spec.name!r} timed out after {spec.timeout:g} s and was abandoned."
+        )
+    ok, value = box[0]
+    if ok:
+        return value
+    raise value
+
+
+def _format(exc: BaseException) -> str:
+    """The traceback of ``exc`` from the task's own code on (our frames cut)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return "".join(tb_module.format_exception(type(exc), exc, tb))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` if it pickles (it may cross processes), else a RuntimeError."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc

@@ -1,0 +1,391 @@
+"""``DaskExecutor``: tasks on a ``dask.distributed`` cluster.
+
+A temporary ``LocalCluster`` (bound to 127.0.0.1, dashboard included) by
+default; any cluster manager through ``cluster_class``; an existing cluster
+through ``address``. The client it starts is made the current one for the run,
+so ``performance_report`` finds it (Prefect 1's report fails there with "No global
+client found"). ``distributed`` is imported only when the executor starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from nbflow.errors import ClusterConnectionError, NbflowError
+from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
+
+__all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
+
+log = logging.getLogger(__name__)
+
+#: Keywords ``Cluster.adapt`` takes.
+ADAPT_KEYS = frozenset({
+    "minimum", "maximum", "minimum_cores", "maximum_cores", "minimum_memory",
+    "maximum_memory", "interval", "wait_count", "target_duration", "worker_key",
+})
+_ADDRESS = re.compile(
+    r"^(?:(tcp|tls|inproc|ucx|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)(?::(\d{1,5}))?/?$"
+)
+_LOCAL_CLUSTER_DEFAULTS = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
+
+
+class DaskExecutorError(NbflowError, ValueError):
+    """A DaskExecutor option is invalid."""
+
+
+def validate_address(address: object) -> str:
+    """Return ``address`` if it is a Dask scheduler address, else raise.
+
+    Examples
+    --------
+    >>> validate_address("tcp://127.0.0.1:8786")
+    'tcp://127.0.0.1:8786'
+
+    """
+    match = _ADDRESS.match(address) if isinstance(address, str) else None
+    if match is None or (match.group(1) in (None, "tcp", "tls") and not match.group(3)):
+        raise DaskExecutorError(
+            f"Malformed scheduler address {address!r}; expected 'tcp://HOST:PORT' "
+            "(or tls://HOST:PORT), as printed by `dask scheduler`."
+        )
+    return address  # type: ignore[return-value]
+
+
+def _import_path(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DaskExecutorError(
+            f"Could not import cluster_class {path!r} ({exc}); give a full import "
+            "path such as 'distributed.LocalCluster' and install its package."
+        ) from None
+
+
+def _check_adapt(adapt_kwargs: dict[str, Any]) -> None:
+    unknown = sorted(set(adapt_kwargs) - ADAPT_KEYS)
+    if unknown:
+        raise DaskExecutorError(
+            f"Unknown adapt_kwargs {unknown!r}; expected some of "
+            f"{sorted(ADAPT_KEYS)!r}."
+        )
+    low, high = adapt_kwargs.get("minimum", 0), adapt_kwargs.get("maximum")
+    for key, value in (("minimum", low), ("maximum", high)):
+        if value is not None and (not isinstance(value, (int, float)) or value < 0):
+            raise DaskExecutorError(
+                f"adapt_kwargs[{key!r}] must be a number >= 0, got {value!r}."
+            )
+    if high is not None and low > high:
+        raise DaskExecutorError(
+            f"adapt_kwargs minimum {low!r} is above maximum {high!r}; "
+            "make minimum <= maximum."
+        )
+
+
+class _LogEvent:
+    """Report a record from a worker through Dask's event log (pub/sub)."""
+
+    __slots__ = ("topic",)
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+
+    def __call__(self, record: Any) -> None:
+        from distributed import get_worker
+
+        get_worker().log_event(self.topic, record)
+
+
+class _DaskChannel(TaskChannel):
+    """Reports through Dask's events; cancellation is the scheduler's job."""
+
+    __slots__ = ("report",)
+
+    def __init__(self, report: _LogEvent | None) -> None:
+        self.report = report
+
+    def is_cancelled(self) -> bool:
+        return False
+
+
+class DaskExecutor(Executor):
+    """Run tasks on a ``dask.distributed`` cluster.
+
+    Parameters
+    ----------
+    address : str, optional
+        An existing scheduler, e.g. ``"tcp://10.0.0.5:8786"``; left running.
+    cluster_class : str, class or callable, optional
+        What makes a temporary cluster, called with ``cluster_kwargs``; an
+        import path string, a cluster class or a function returning a cluster.
+        Default ``distributed.LocalCluster`` on 127.0.0.1.
+    cluster_kwargs : dict, optional
+        For the temporary cluster, e.g. ``{"n_workers": 4, "threads_per_worker": 2}``.
+    adapt_kwargs : dict, optional
+        Adaptive scaling of a temporary cluster, e.g. ``{"minimum": 1, "maximum": 10}``.
+    client_kwargs : dict, optional
+        For ``distributed.Client``, e.g. ``{"security": Security(...)}``.
+    debug : bool
+        Keep the cluster's logs at their usual level (they are quietened otherwise).
+    performance_report_path : str, optional
+        Write Dask's performance report there (inline resources: it draws
+        offline); its HTML is then in :attr:`performance_report`.
+
+    Examples
+    --------
+    >>> DaskExecutor(cluster_kwargs={"n_workers": 4, "threads_per_worker": 2})
+    DaskExecutor(cluster_kwargs={'n_workers': 4, 'threads_per_worker': 2})
+
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cluster_class: str | Callable[..., Any] | None = None,
+        cluster_kwargs: dict[str, Any] | None = None,
+        adapt_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+        debug: bool = False,
+        performance_report_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if address is not None:
+            validate_address(address)
+            if cluster_class is not None or cluster_kwargs or adapt_kwargs:
+                raise DaskExecutorError(
+                    f"address {address!r} connects to an existing cluster, so "
+                    "cluster_class, cluster_kwargs and adapt_kwargs cannot be given "
+                    "with it; drop one or the other."
+                )
+        if isinstance(cluster_class, str):
+            _import_path(cluster_class)
+        elif cluster_class is not None and not callable(cluster_class):
+            raise DaskExecutorError(
+                f"cluster_class must be an import path, a class or a function, "
+                f"got {cluster_class!r}."
+            )
+        for name, value in (("cluster_kwargs", cluster_kwargs),
+                            ("adapt_kwargs", adapt_kwargs),
+                            ("client_kwargs", client_kwargs)):
+            if value is not None and not isinstance(value, dict):
+                raise DaskExecutorError(f"{name} must be a dict, got {value!r}.")
+        _check_adapt(adapt_kwargs or {})
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.adapt_kwargs = dict(adapt_kwargs or {})
+        self.client_kwargs = dict(client_kwargs or {})
+        self.debug = debug
+        self.performance_report_path = (
+            os.fspath(performance_report_path) if performance_report_path else None
+        )
+        self._performance_report = ""
+        self._client: Any = None
+        self._cluster: Any = None
+        self._topic: str | None = None
+
+    def __repr__(self) -> str:
+        given = [
+            f"{k}={v!r}" for k, v in (
+                ("address", self.address), ("cluster_class", self.cluster_class),
+                ("cluster_kwargs", self.cluster_kwargs),
+                ("adapt_kwargs", self.adapt_kwargs),
+                ("client_kwargs", self.client_kwargs),
+                ("debug", self.debug),
+                ("performance_report_path", self.performance_report_path),
+            ) if v
+        ]
+        return f"DaskExecutor({', '.join(given)})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.update(_client=None, _cluster=None, _topic=None)
+        return state
+
+    @property
+    def performance_report(self) -> str:
+        """The HTML of the last run's performance report ("" before one)."""
+        return self._performance_report
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """The Dask dashboard of the running cluster, or None when not running."""
+        if self._client is None:
+            return None
+        link: str | None = self._client.dashboard_link
+        return link
+
+    @property
+    def client(self) -> Any:
+        """The ``distributed.Client`` while running, else None."""
+        return self._client
+
+    @contextlib.contextmanager
+    def start(self) -> Iterator[None]:
+        """Start or connect to a cluster; close what was started on every way out."""
+        from distributed import performance_report
+
+        self._performance_report = ""
+        with contextlib.ExitStack() as stack:
+            self._connect(stack)
+            stack.enter_context(self._client.as_current())
+            if self.performance_report_path:
+                stack.callback(self._read_report)
+                stack.enter_context(
+                    _quiet_report(performance_report(
+                        filename=self.performance_report_path, mode="inline"
+                    ))
+                )
+            stack.enter_context(super().start())
+            yield
+
+    def _connect(self, stack: contextlib.ExitStack) -> None:
+        from distributed import Client
+
+        stack.callback(self._forget)
+        if self.address is not None:
+            kwargs = {"timeout": 5, **self.client_kwargs}
+            try:
+                self._client = Client(self.address, **kwargs)
+            except (OSError, TimeoutError) as exc:
+                raise ClusterConnectionError(
+                    f"Could not connect to the Dask scheduler at {self.address!r} "
+                    f"({exc}); check that `dask scheduler` runs there and is "
+                    "reachable, or leave address out for a temporary local cluster."
+                ) from exc
+            stack.callback(self._client.close)
+            return
+        cls = self.cluster_class
+        if cls is None:
+            from distributed import LocalCluster
+
+            cls = LocalCluster
+        elif isinstance(cls, str):
+            cls = _import_path(cls)
+        kwargs = dict(self.cluster_kwargs)
+        if _is_local_cluster(cls):
+            kwargs = {**_LOCAL_CLUSTER_DEFAULTS, **kwargs}
+            if not self.debug:
+                kwargs.setdefault("silence_logs", logging.ERROR)
+        self._cluster = cls(**kwargs)
+        stack.callback(self._cluster.close)
+        if self.adapt_kwargs:
+            self._cluster.adapt(**self.adapt_kwargs)
+        self._client = Client(self._cluster, **self.client_kwargs)
+        stack.callback(self._client.close)
+
+    def _forget(self) -> None:
+        self._client = self._cluster = None
+        if self._topic is not None:
+            self._topic = None
+
+    def _read_report(self) -> None:
+        path = self.performance_report_path
+        if path and os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                self._performance_report = f.read()
+
+    def open_channel(self, deliver: Deliver | None) -> TaskChannel:
+        """Tasks report through Dask's event log to a topic of this run."""
+        self._check_started()
+        if deliver is None:
+            return _DaskChannel(None)
+        self._topic = f"nbflow-{uuid.uuid4().hex}"
+        topic = self._topic
+
+        def handler(event: tuple[float, Any]) -> None:
+            deliver(tuple(event[1]))  # type: ignore[arg-type]
+
+        self._client.subscribe_topic(topic, handler)
+        return _DaskChannel(_LogEvent(topic))
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """Submit ``fn`` to the cluster; futures among the arguments are resolved."""
+        if self._client is None:
+            self._check_started()
+        name = kwargs.pop("dask_key_name", None) or getattr(fn, "__name__", "task")
+        key = f"{name}-{uuid.uuid4().hex}"
+        return self._client.submit(fn, *args, key=key, pure=False, **kwargs)
+
+    def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:
+        """Gather the values of ``futures`` from the cluster."""
+        self._check_started()
+        if not return_exceptions:
+            return self._client.gather(futures)
+        from distributed import Future, wait
+
+        flat: list[Any] = []
+        map_nested(lambda f: flat.append(f) if isinstance(f, Future) else None, futures)
+        wait(flat)
+        finished = [f for f in flat if f.status == "finished"]
+        values = dict(zip((f.key for f in finished), self._client.gather(finished)))
+
+        def value(f: Any) -> Any:
+            if not isinstance(f, Future):
+                return f
+            if f.key in values:
+                return values[f.key]
+            return _future_error(f)
+
+        return map_nested(value, futures)
+
+    def cancel(self, futures: Any) -> None:
+        """Cancel what has not finished on the cluster."""
+        from distributed import Future
+
+        flat: list[Any] = []
+        map_nested(lambda f: flat.append(f) if isinstance(f, Future) else None, futures)
+        if self._client is not None and flat:
+            with contextlib.suppress(Exception):
+                self._client.cancel(flat, asynchronous=False)
+
+    def collect_finished(self, futures: list[Any]) -> list[Any]:
+        """Values of the finished futures (one round trip), None for the others."""
+        from distributed import Future
+
+        done = [f for f in futures if isinstance(f, Future) and f.status == "finished"]
+        values: dict[Any, Any] = {}
+        if done and self._client is not None:
+            with contextlib.suppress(Exception):
+                values = dict(zip((f.key for f in done),
+                                  self._client.gather(done, errors="skip")))
+        return [
+            values.get(f.key) if isinstance(f, Future) else f for f in futures
+        ]
+
+
+def _future_error(future: Any) -> BaseException:
+    if future.status == "error":
+        exc: BaseException = future.exception()
+        return exc
+    from concurrent.futures import CancelledError
+
+    return CancelledError(f"{future.key} was {future.status}")
+
+
+def _is_local_cluster(cls: Any) -> bool:
+    from distributed import LocalCluster
+
+    return isinstance(cls, type) and issubclass(cls, LocalCluster)
+
+
+@contextlib.contextmanager
+def _quiet_report(report: Any) -> Iterator[None]:
+    """Enter Dask's performance report; a failure to write it is logged, not
+    raised, so it never hides the run's own outcome.
+    """
+    report.__enter__()
+    try:
+        yield
+    finally:
+        try:
+            report.__exit__(None, None, None)
+        except Exception as exc:  # noqa: BLE001 - reported, the run goes on
+            log.warning("Dask performance report not written: %s", exc)

@@ -1,0 +1,418 @@
+"""``LocalDaskExecutor``: Dask's local schedulers (threads, processes, synchronous).
+
+``submit`` adds a node to a dask graph; ``wait`` runs the part of the graph the
+requested keys need with ``dask.threaded.get``, ``dask.multiprocessing.get`` or
+``dask.local.get_sync``. Results of finished nodes are kept for the rest of the
+run, so a later ``wait`` never computes a node twice, and an interrupted run
+still knows what finished. Dask is imported only when the executor starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import threading
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import NbflowError, RunCancelled
+from nbflow.executors._schedulers import Scheduler, normalize_scheduler
+from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
+
+if TYPE_CHECKING:
+    import multiprocessing.queues
+    import multiprocessing.synchronize
+
+__all__ = ["LocalDaskExecutor"]
+
+_keys = itertools.count()
+
+
+class _Future:
+    """A node of the executor's dask graph."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"<LocalDaskExecutor future {self.key}>"
+
+
+class _Raised:
+    """A task's exception, carried as a value so one failure stops no other."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+class _Pickled:
+    """A result pickled in the worker process, so a failure to pickle is caught."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, _Pickled):
+        import cloudpickle
+
+        return cloudpickle.loads(value.data)
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
+
+
+def _first_raised(values: Any) -> _Raised | None:
+    for value in values:
+        if isinstance(value, _Raised):
+            return value
+        if isinstance(value, list):
+            found = _first_raised(value)
+            if found is not None:
+                return found
+    return None
+
+
+class _Guarded:
+    """Call ``fn``; an exception becomes a value, as does a failure to pickle."""
+
+    __slots__ = ("fn", "pickle")
+
+    def __init__(self, fn: Callable[..., Any], pickle: bool) -> None:
+        self.fn = fn
+        self.pickle = pickle
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.pickle:
+            args = tuple(_unwrap(a) for a in args)
+        raised = _first_raised(args)
+        if raised is not None:
+            return raised
+        try:
+            result = self.fn(*args, **kwargs)
+        except Exception as exc:
+            return _Raised(exc)
+        if not self.pickle:
+            return result
+        import cloudpickle
+
+        try:
+            return _Pickled(cloudpickle.dumps(result))
+        except Exception as exc:
+            name = getattr(self.fn, "__name__", repr(self.fn))
+            return _Raised(
+                TypeError(f"The result of {name} cannot be serialised: {exc}")
+            )
+
+
+# -- the channel of a process pool: set in each worker by its initializer --------
+_child_queue: multiprocessing.queues.Queue[Any] | None = None
+_child_cancel: multiprocessing.synchronize.Event | None = None
+
+
+def _init_child(queue: Any, cancel: Any) -> None:
+    global _child_queue, _child_cancel
+    _child_queue, _child_cancel = queue, cancel
+
+
+def _child_report(record: Any) -> None:
+    assert _child_queue is not None
+    _child_queue.put(record)
+
+
+class _ProcessChannel(TaskChannel):
+    """Reports through the pool's queue; cancelled through its event."""
+
+    __slots__ = ("report",)
+
+    def __init__(self, listening: bool) -> None:
+        self.report = _child_report if listening else None
+
+    def is_cancelled(self) -> bool:
+        return _child_cancel is not None and _child_cancel.is_set()
+
+
+class LocalDaskExecutor(Executor):
+    """Run tasks on one of Dask's local schedulers.
+
+    Parameters
+    ----------
+    scheduler : {"threads", "processes", "synchronous"}
+        Dask's local scheduler (its aliases, such as ``"multiprocessing"``, work).
+    num_workers : int, optional
+        Threads or processes; default the number of cores.
+    **kwargs
+        Passed to the scheduler's ``get``, as ``dask.compute`` would.
+
+    Examples
+    --------
+    >>> LocalDaskExecutor(scheduler="processes", num_workers=8)
+    LocalDaskExecutor(scheduler='processes', num_workers=8)
+
+    """
+
+    def __init__(
+        self,
+        scheduler: Scheduler | str = "threads",
+        num_workers: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self.scheduler: Scheduler = normalize_scheduler(scheduler)
+        if num_workers is not None and (
+            isinstance(num_workers, bool) or not isinstance(num_workers, int)
+            or num_workers < 1
+        ):
+            raise _BadWorkers(num_workers)
+        self.num_workers: int = num_workers or os.cpu_count() or 1
+        self.kwargs = kwargs
+        self._graph: dict[str, Any] = {}
+        self._done: dict[str, Any] = {}
+        self._pool: Any = None
+        self._queue: Any = None
+        self._cancel: Any = None
+        self._abandon = threading.Event()
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalDaskExecutor(scheduler={self.scheduler!r}, "
+            f"num_workers={self.num_workers!r})"
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.update(_graph={}, _done={}, _pool=None, _queue=None, _cancel=None)
+        state["_abandon"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._abandon = threading.Event()
+
+    @contextlib.contextmanager
+    def start(self) -> Iterator[None]:
+        """Start a thread or process pool; shut it down on every way out."""
+        import concurrent.futures
+
+        self._graph, self._done = {}, {}
+        self._abandon = threading.Event()
+        if self.scheduler == "threads":
+            self._pool = concurrent.futures.ThreadPoolExecutor(
+                self.num_workers, thread_name_prefix="nbflow-dask"
+            )
+        elif self.scheduler == "processes":
+            from dask.multiprocessing import get_context
+
+            ctx = get_context()
+            self._queue, self._cancel = ctx.Queue(), ctx.Event()
+            self._pool = concurrent.futures.ProcessPoolExecutor(
+                self.num_workers, mp_context=ctx, initializer=_init_child,
+                initargs=(self._queue, self._cancel),
+            )
+        try:
+            with super().start():
+                yield
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if self._abandon.is_set():
+                _terminate(pool)
+            pool.shutdown(wait=not self._abandon.is_set(), cancel_futures=True)
+        if self._queue is not None:
+            self._queue.put(None)  # stops the reader thread
+            thread = getattr(self, "_reader", None)
+            if thread is not None:
+                thread.join(timeout=5)
+            self._queue.close()
+            self._queue.join_thread()
+        self._queue = self._cancel = None
+        self._reader = None
+        self._graph, self._done = {}, {}
+
+    def open_channel(self, deliver: Deliver | None) -> TaskChannel:
+        """Threads report in process; a process pool through a queue."""
+        if self.scheduler != "processes":
+            return super().open_channel(deliver)
+        self._check_started()
+        if deliver is not None:
+            self._reader = threading.Thread(
+                target=_read_queue, args=(self._queue, deliver),
+                name="nbflow-process-events", daemon=True,
+            )
+            self._reader.start()
+        return _ProcessChannel(deliver is not None)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _Future:
+        """Add ``fn(*args, **kwargs)`` to the graph; run it at the next ``wait``."""
+        from dask._task_spec import Task
+
+        if not self._started:
+            self._check_started()
+        name = kwargs.pop("dask_key_name", None) or getattr(fn, "__name__", "task")
+        key = f"{name}-{next(_keys)}"
+        guarded = _Guarded(fn, self.scheduler == "processes")
+        self._graph[key] = Task(key, guarded, *map(_node, args), **kwargs)
+        return _Future(key)
+
+    def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:
+        """Compute what ``futures`` need; return their values."""
+        self._check_started()
+        keys: list[str] = []
+        map_nested(lambda f: keys.append(f.key) if isinstance(f, _Future) else None,
+                   futures)
+        missing = [k for k in keys if k not in self._done]
+        if missing:
+            self._compute(missing)
+
+        def value(f: Any) -> Any:
+            if not isinstance(f, _Future):
+                return f
+            result = _unwrap(self._done[f.key])
+            if isinstance(result, _Raised):
+                if return_exceptions:
+                    return result.exc
+                raise result.exc
+            return result
+
+        return map_nested(value, futures)
+
+    def _compute(self, keys: list[str]) -> None:
+        """Run the graph ``keys`` need in a helper thread, so waiting stays
+        interruptible (Ctrl-C, or ``cancel`` from another thread).
+        """
+        graph = self._subgraph(keys)
+        errors: list[BaseException] = []
+        finished = threading.Event()
+
+        def compute() -> None:
+            try:
+                self._get(graph, keys)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                errors.append(exc)
+            finally:
+                finished.set()
+                self._abandon_wake()
+
+        self._wake = threading.Event()
+        thread = threading.Thread(target=compute, name="nbflow-dask-get", daemon=True)
+        thread.start()
+        while not finished.is_set():
+            self._wake.wait()
+            if self._abandon.is_set():
+                raise RunCancelled()
+        if errors:
+            raise errors[0]
+
+    def _abandon_wake(self) -> None:
+        wake = getattr(self, "_wake", None)
+        if wake is not None:
+            wake.set()
+
+    def _get(self, graph: dict[str, Any], keys: list[str]) -> None:
+        done = self._done
+
+        def posttask(key: str, result: Any, dsk: Any, state: Any, worker: Any) -> None:
+            done[key] = result
+
+        callbacks = [(None, None, None, posttask, None)]
+        if self.scheduler == "threads":
+            from dask.threaded import get
+
+            get(graph, keys, pool=self._pool, callbacks=callbacks, **self.kwargs)
+        elif self.scheduler == "processes":
+            from dask.multiprocessing import get
+
+            get(graph, keys, pool=self._pool, optimize_graph=False,
+                callbacks=callbacks, **self.kwargs)
+        else:
+            from dask.local import get_sync
+
+            get_sync(graph, keys, callbacks=callbacks, **self.kwargs)
+
+    def _subgraph(self, keys: list[str]) -> dict[str, Any]:
+        from dask._task_spec import DataNode
+
+        graph: dict[str, Any] = {}
+        stack = list(keys)
+        while stack:
+            key = stack.pop()
+            if key in graph:
+                continue
+            if key in self._done:
+                graph[key] = DataNode(key, self._done[key])
+                continue
+            node = self._graph[key]
+            graph[key] = node
+            stack.extend(node.dependencies)
+        return graph
+
+    def cancel(self, futures: Any) -> None:
+        """Stop the run: queued tasks end Cancelled, waiting stops, and a
+        process pool's workers are terminated.
+        """
+        super().cancel(futures)
+        if self._cancel is not None:
+            self._cancel.set()
+        self._abandon.set()
+        self._abandon_wake()
+        if self.scheduler == "processes" and self._pool is not None:
+            _terminate(self._pool)
+
+    def collect_finished(self, futures: list[Any]) -> list[Any]:
+        """Values of the graph nodes that have finished, None for the others."""
+        out = []
+        for f in futures:
+            if isinstance(f, _Future) and f.key in self._done:
+                value = _unwrap(self._done[f.key])
+                out.append(value.exc if isinstance(value, _Raised) else value)
+            else:
+                out.append(None if isinstance(f, _Future) else f)
+        return out
+
+
+class _BadWorkers(NbflowError, ValueError):
+    def __init__(self, given: object) -> None:
+        super().__init__(
+            f"num_workers must be a whole number >= 1, got {given!r}; "
+            "leave it out to use one worker per core."
+        )
+
+
+def _node(value: Any) -> Any:
+    from dask._task_spec import List, TaskRef
+
+    if isinstance(value, _Future):
+        return TaskRef(value.key)
+    if isinstance(value, list) and any(isinstance(v, (_Future, list)) for v in value):
+        return List(*map(_node, value))
+    return value
+
+
+def _read_queue(queue: Any, deliver: Deliver) -> None:
+    while True:
+        record = queue.get()
+        if record is None:
+            return
+        deliver(record)
+
+
+def _terminate(pool: Any) -> None:
+    """Kill a process pool's workers now (Python 3.14 has terminate_workers)."""
+    terminate = getattr(pool, "terminate_workers", None)
+    if terminate is not None:
+        terminate()
+        return
+    # Before 3.14 the processes are only reachable through this attribute.
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        if process.is_alive():
+            process.terminate()

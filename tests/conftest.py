@@ -1,0 +1,44 @@
+"""Shared fixtures: real Dask clusters and real scheduler/worker processes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _processes import dask_cluster_processes, descendants, wait_until_gone  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """An in-process LocalCluster: two workers, random ports, dashboard on port 0."""
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2, threads_per_worker=2, processes=False, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def existing_cluster(tmp_path_factory):
+    """Real ``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1.
+
+    Yields the scheduler address; the processes are stopped by PID afterwards.
+    """
+    directory = tmp_path_factory.mktemp("existing-cluster")
+    with dask_cluster_processes(directory, 2) as (address, _, _):
+        yield address
+
+
+@pytest.fixture
+def no_leaked_processes():
+    """Fail if the test leaves a process behind that it started."""
+    before = descendants()
+    yield
+    left = wait_until_gone(descendants() - before)
+    assert not left, f"processes left behind: {sorted(left)}"
