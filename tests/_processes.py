@@ -102,13 +102,21 @@ def dask_cluster_processes(directory: Path, n_workers: int = 2, *worker_args: st
         stop(scheduler)
 
 
+#: Helpers the standard library starts once and keeps for the life of the
+#: parent process; not started by nbflow, not a leak.
+_STDLIB_SINGLETONS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
 def descendants() -> set[int]:
     """PIDs of every living process this test process started."""
     alive = set()
     for p in psutil.Process(os.getpid()).children(recursive=True):
         with contextlib.suppress(psutil.NoSuchProcess):
-            if p.status() != psutil.STATUS_ZOMBIE:
-                alive.add(p.pid)
+            if p.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if any(s in " ".join(p.cmdline()) for s in _STDLIB_SINGLETONS):
+                continue
+            alive.add(p.pid)
     return alive
 
 

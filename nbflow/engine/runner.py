@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow, iter_tasks
 from nbflow.core.task import Parameter, Task, _VarArgs, _VarKwargs, unmapped
+from nbflow.engine._tracebacks import restore_sources
 from nbflow.engine.events import (
     EventBus,
     FlowFinished,
@@ -363,6 +364,8 @@ class FlowRun:
 
     def _as_state(self, task: Task, value: Any, map_index: int | None = None) -> State:
         if isinstance(value, State):
+            if value.traceback is not None and task.fn is not None:
+                value.traceback = restore_sources(value.traceback, task.fn)
             return value
         if value is None:
             return Cancelled("The run was cancelled before this task finished.")

@@ -271,7 +271,11 @@ class DaskExecutor(Executor):
             cls = _import_path(cls)
         kwargs = dict(self.cluster_kwargs)
         if _is_local_cluster(cls):
-            kwargs = {**_LOCAL_CLUSTER_DEFAULTS, **kwargs}
+            defaults = dict(_LOCAL_CLUSTER_DEFAULTS)
+            if kwargs.get("processes") is False and "protocol" not in kwargs:
+                # In-process clusters talk over inproc://, which takes no host.
+                defaults.pop("host")
+            kwargs = {**defaults, **kwargs}
             if not self.debug:
                 kwargs.setdefault("silence_logs", logging.ERROR)
         self._cluster = cls(**kwargs)
@@ -342,9 +346,11 @@ class DaskExecutor(Executor):
 
         flat: list[Any] = []
         map_nested(lambda f: flat.append(f) if isinstance(f, Future) else None, futures)
-        if self._client is not None and flat:
+        # Cancelling a finished future would release its result: keep those.
+        pending = [f for f in flat if not f.done()]
+        if self._client is not None and pending:
             with contextlib.suppress(Exception):
-                self._client.cancel(flat, asynchronous=False)
+                self._client.cancel(pending, asynchronous=False)
 
     def collect_finished(self, futures: list[Any]) -> list[Any]:
         """Values of the finished futures (one round trip), None for the others."""

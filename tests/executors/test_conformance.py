@@ -1,0 +1,141 @@
+"""One conformance suite, run against every executor and cluster mode."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+from _flows import (
+    KINDS,
+    SLOW,
+    add,
+    chain_flow,
+    diamond_flow,
+    failure_flow,
+    flaky,
+    inc,
+    make_executor,
+    parameter_flow,
+    sleepy,
+    wide_map_flow,
+)
+
+from nbflow import Flow, unmapped
+from nbflow.engine.events import TaskMapped, TaskStateChanged
+from nbflow.engine.state import Cancelled, Failed, Mapped, Success, TriggerFailed
+
+PARAMS = [pytest.param(k, marks=[pytest.mark.slow] if k in SLOW else []) for k in KINDS]
+
+
+@pytest.fixture(params=PARAMS)
+def executor(request):
+    address = None
+    if request.param == "cluster-existing":
+        address = request.getfixturevalue("existing_cluster")
+    else:
+        request.getfixturevalue("no_leaked_processes")
+    return make_executor(request.param, address)
+
+
+def test_diamond_runs_each_task_once(executor):
+    flow, d = diamond_flow()
+    flow.executor = executor
+    state = flow.run()
+    assert state.is_successful(), state.message
+    assert state.result[d].result == (1 + 2) + (2 + 10)
+    assert all(s.is_successful() for s in state.result.values())
+    assert len(state.result) == 4
+
+
+def test_chain_passes_results_down(executor):
+    flow, last = chain_flow(20)
+    state = flow.run(executor=executor)
+    assert state.result[last].result == 20
+
+
+def test_wide_map_and_map_of_map(executor):
+    events = []
+    flow, mapped, again, s = wide_map_flow(50)
+    state = flow.run(executor=executor, listeners=[events.extend])
+    assert state.is_successful(), state.message
+    assert isinstance(state.result[mapped], Mapped)
+    assert state.result[mapped].result == list(range(1, 51))
+    assert [c.result for c in state.result[again].map_states] == list(range(2, 52))
+    assert state.result[s].result == sum(range(2, 52))
+    assert {e.size for e in events if isinstance(e, TaskMapped)} == {50}
+    # every child reported that it started running, from wherever it ran
+    running = {(e.task, e.map_index) for e in events
+               if isinstance(e, TaskStateChanged) and e.new.name == "Running"}
+    assert {(mapped, i) for i in range(50)} <= running
+
+
+def test_failure_stops_downstream_but_not_independent_branches(executor):
+    flow, bad, after, fine = failure_flow()
+    state = flow.run(executor=executor)
+    assert isinstance(state, Failed)
+    failed = state.result[bad]
+    assert isinstance(failed, Failed) and not isinstance(failed, TriggerFailed)
+    assert isinstance(failed.result, ValueError)
+    assert "boom on 2" in failed.message
+    assert 'raise ValueError(f"boom on {x}")' in failed.traceback
+    assert isinstance(state.result[after], TriggerFailed)
+    assert state.result[fine].result == 7
+
+
+def test_retries_run_in_the_same_executor_session(executor, tmp_path):
+    path = str(tmp_path / "attempts.txt")
+    events = []
+    with Flow("retries") as flow:
+        f = flaky(path)
+    state = flow.run(executor=executor, listeners=[events.extend])
+    assert state.result[f].result == 3
+    retrying = [e for e in events if isinstance(e, TaskStateChanged)
+                and e.new.name == "Retrying"]
+    assert len(retrying) == 2 and "attempt 1 fails" in retrying[0].message
+    # one scheduler for every attempt: no new cluster per retry
+    assert len(set(open(path).read().split())) == 1
+
+
+def test_parameters(executor):
+    flow, s = parameter_flow()
+    assert flow.run(parameters={"k": 10}, executor=executor).result[s].result == 30
+    assert flow.run(parameters={"n": 5, "k": 2}, executor=executor).result[s].result == 20
+
+
+def test_ctrl_c_cancels_the_run(executor):
+    """SIGINT when the first task is running: the flow returns Cancelled, what
+    finished keeps its state, the rest is Cancelled, and nothing is left running
+    (checked by the fixture for pools and temporary clusters)."""
+    with Flow("cancel") as flow:
+        first = inc(1)  # finishes before the interrupt: slow needs it
+        slow = sleepy.map(add.map(range(4), unmapped(first)))
+        after = sleepy(slow)
+
+    def interrupt(events):
+        for e in events:
+            if isinstance(e, TaskStateChanged) and e.task is slow and e.new.name == "Running":
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    state = flow.run(executor=executor, listeners=[interrupt])
+    assert isinstance(state, Cancelled), state
+    assert isinstance(state.result[after], Cancelled)
+    assert isinstance(state.result[slow], Cancelled)
+    assert state.result[first].is_successful() and state.result[first].result == 2
+
+
+def test_events_reach_listeners_and_a_raising_listener_breaks_nothing(executor):
+    seen = []
+
+    def broken(events):
+        raise RuntimeError("listener bug")
+
+    flow, d = diamond_flow()
+    state = flow.run(executor=executor, listeners=[broken, seen.extend])
+    assert state.is_successful()
+    changes = [(e.task.name, e.new.name) for e in seen if isinstance(e, TaskStateChanged)]
+    assert changes.count(("add", "Running")) == 2
+    assert changes.count(("add", "Success")) == 2
+    assert type(seen[0]).__name__ == "FlowStarted" and type(seen[-1]).__name__ == "FlowFinished"
+    assert isinstance(seen[-1].state, Success)
