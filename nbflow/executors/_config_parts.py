@@ -1,0 +1,212 @@
+"""The checks and conversions behind ``ExecutorConfig``; standard library only.
+
+Kept apart so that ``config.py`` reads as the model: its fields, what it
+builds and what it renders. Every function here raises
+:class:`ExecutorConfigError` with one sentence naming the value and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+from typing import Any
+
+from nbflow.errors import NbflowError
+from nbflow.executors.base import Executor
+from nbflow.executors.dask import DaskExecutor
+
+__all__ = [
+    "TLS_FIELDS",
+    "ExecutorConfigError",
+    "SecurityPaths",
+    "check_cluster_kwargs",
+    "check_report_path",
+    "check_security",
+    "dask_fields",
+    "literal",
+    "unheld",
+]
+
+TLS_FIELDS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
+
+
+class ExecutorConfigError(NbflowError, ValueError):
+    """An executor config cannot be built, parsed or read from an executor."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SecurityPaths:
+    """TLS file paths, built into ``distributed.Security`` or rendered as code."""
+
+    tls_ca_file: str
+    tls_client_cert: str
+    tls_client_key: str | None
+
+    def build(self) -> Any:
+        """Return the ``distributed.Security`` that reads these files."""
+        from distributed import Security
+
+        return Security(**self._kwargs(), require_encryption=True)
+
+    def _kwargs(self) -> dict[str, str]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    def code(self) -> str:
+        """Python source that makes the same ``Security``."""
+        args = ", ".join(f"{k}={literal(v)}" for k, v in self._kwargs().items())
+        return f"Security({args}, require_encryption=True)"
+
+
+def check_cluster_kwargs(extra: object, sizes: dict[str, object]) -> dict[str, Any]:
+    """Merge ``n_workers``/``threads_per_worker`` into JSON-able cluster_kwargs."""
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise ExecutorConfigError(
+            f"cluster_kwargs must be a dict with string keys, got {extra!r}; "
+            'write a JSON object such as {"processes": false}.'
+        )
+    try:
+        json.dumps(extra)
+    except (TypeError, ValueError) as exc:
+        raise ExecutorConfigError(
+            f"cluster_kwargs {extra!r} is not JSON-able ({exc}); use strings, "
+            "numbers, booleans, lists and dicts only."
+        ) from None
+    merged: dict[str, Any] = {}
+    for name, low in (("n_workers", 0), ("threads_per_worker", 1)):
+        value = sizes.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ExecutorConfigError(
+                f"{name} must be a whole number >= {low}, got {value!r}; leave "
+                "it empty for the cluster's default."
+            )
+        if name in extra:
+            raise ExecutorConfigError(
+                f"{name} is given both as {value!r} and in cluster_kwargs as "
+                f"{extra[name]!r}; remove it from cluster_kwargs."
+            )
+        merged[name] = value
+    return {**merged, **extra}
+
+
+def check_report_path(path: str | None) -> str:
+    """Return ``path`` if a performance report can be written there."""
+    if path is None:
+        raise ExecutorConfigError(
+            "performance_report is on but performance_report_path is empty; "
+            "give a path such as 'report.html' or turn the report off."
+        )
+    if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ExecutorConfigError(
+            f"The folder of performance_report_path {path!r} does not exist; "
+            "create it or choose another path."
+        )
+    return path
+
+
+def check_security(address: str, given: dict[str, str | None]) -> SecurityPaths | None:
+    """The TLS files for ``address`` (a validated address), or None without TLS."""
+    is_tls = address.startswith("tls://")
+    if not any(given.values()):
+        if is_tls:
+            raise ExecutorConfigError(
+                f"address {address!r} is a TLS scheduler; give tls_ca_file, "
+                "tls_client_cert and tls_client_key."
+            )
+        return None
+    for name in ("tls_client_cert", "tls_ca_file"):
+        if not given[name]:
+            others = " and ".join(n for n, v in given.items() if v)
+            raise ExecutorConfigError(
+                f"{others} given without {name}; give the path of {name} too, "
+                "or clear the TLS settings."
+            )
+    for name, path in given.items():
+        if path is not None and not os.path.isfile(path):
+            raise ExecutorConfigError(
+                f"{name} {path!r} is not a file; give the path of an existing "
+                "PEM file."
+            )
+    if not is_tls:
+        raise ExecutorConfigError(
+            f"TLS files are set but address {address!r} is not tls://; write the "
+            "address as 'tls://HOST:PORT' or clear the TLS settings."
+        )
+    return SecurityPaths(**given)  # type: ignore[arg-type]
+
+
+def unheld(executor: Executor, what: str) -> ExecutorConfigError:
+    """The error for an executor setting a config cannot hold."""
+    return ExecutorConfigError(
+        f"{executor!r} has {what}, which an ExecutorConfig cannot hold; set "
+        "flow.executor in Python or choose the settings anew."
+    )
+
+
+def dask_fields(executor: DaskExecutor) -> dict[str, Any]:
+    """The config fields of a DaskExecutor; raise for what they cannot hold."""
+    fields: dict[str, Any] = {"kind": "dask", "debug": executor.debug}
+    if executor.performance_report_path:
+        fields.update(performance_report=True,
+                      performance_report_path=executor.performance_report_path)
+    fields.update(_tls_fields(executor))
+    if executor.address is not None:
+        return {**fields, "cluster": "existing", "address": executor.address}
+    cls = executor.cluster_class
+    if cls is not None and not isinstance(cls, str):
+        path = f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', '')}"
+        if _import_quietly(path) is not cls:
+            raise unheld(executor, f"cluster_class {cls!r} without an import path")
+        cls = path
+    extra = dict(executor.cluster_kwargs)
+    fields.update(cluster_class=cls, n_workers=extra.pop("n_workers", None),
+                  threads_per_worker=extra.pop("threads_per_worker", None),
+                  cluster_kwargs=extra)
+    adapt = executor.adapt_kwargs
+    if adapt:
+        if set(adapt) - {"minimum", "maximum"}:
+            raise unheld(executor, f"adapt_kwargs {adapt!r} beyond minimum/maximum")
+        fields.update(cluster="adaptive", minimum=adapt.get("minimum", 0),
+                      maximum=adapt.get("maximum"))
+    return fields
+
+
+def _tls_fields(executor: DaskExecutor) -> dict[str, Any]:
+    client_kwargs = executor.client_kwargs
+    if not client_kwargs:
+        return {}
+    security = client_kwargs.get("security")
+    if set(client_kwargs) != {"security"} or security is None:
+        raise unheld(executor, f"client_kwargs {client_kwargs!r} beyond security")
+    paths = {name: getattr(security, name, None) for name in TLS_FIELDS}
+    if any("\n" in (p or "") for p in paths.values()):
+        raise unheld(executor, "TLS certificates given as contents, not paths,")
+    return paths
+
+
+def _import_quietly(path: str) -> Any:
+    """The object at an import path, or None."""
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def literal(value: Any) -> str:
+    """Python source for a JSON-able value (double-quoted strings)."""
+    if isinstance(value, SecurityPaths):
+        return value.code()
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        items = ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items())
+        return "{" + items + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    if isinstance(value, tuple):
+        return "(" + "".join(f"{literal(v)}, " for v in value).rstrip(" ") + ")"
+    return repr(value)

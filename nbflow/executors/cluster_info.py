@@ -1,0 +1,87 @@
+"""What an existing Dask cluster has: ``inspect_cluster`` for "Test connection".
+
+``distributed`` is imported when a cluster is inspected, not before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from nbflow.errors import ClusterConnectionError
+
+__all__ = ["ClusterSummary", "inspect_cluster"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSummary:
+    """The workers, threads and memory (bytes) of a Dask cluster."""
+
+    address: str
+    workers: int
+    threads: int
+    memory: int
+
+    def describe(self) -> str:
+        """One line, e.g. ``"2 workers, 4 threads, 7.63 GiB memory"``."""
+        plural = "" if self.workers == 1 else "s"
+        return (f"{self.workers} worker{plural}, {self.threads} threads, "
+                f"{self.memory / 2**30:.2f} GiB memory")
+
+
+def inspect_cluster(
+    address: str,
+    *,
+    timeout: float = 3.0,
+    client_kwargs: Mapping[str, Any] | None = None,
+) -> ClusterSummary:
+    """Connect to the scheduler at ``address`` and return its cluster's size.
+
+    The client is not made the default one and is closed before returning.
+
+    Parameters
+    ----------
+    address : str
+        The scheduler, e.g. ``"tcp://10.0.0.5:8786"``.
+    timeout : float
+        Seconds to wait for the connection.
+    client_kwargs : Mapping, optional
+        Further ``distributed.Client`` keywords, such as ``security``.
+
+    Returns
+    -------
+    ClusterSummary
+        Its workers, threads and total memory.
+
+    Raises
+    ------
+    ClusterConnectionError
+        If the scheduler cannot be reached in time.
+
+    Examples
+    --------
+    >>> inspect_cluster("tcp://127.0.0.1:8786").describe()  # doctest: +SKIP
+    '2 workers, 2 threads, 7.63 GiB memory'
+
+    """
+    from distributed import Client
+
+    try:
+        client = Client(address, timeout=timeout, set_as_default=False,
+                        **dict(client_kwargs or {}))
+    except (OSError, TimeoutError) as exc:
+        raise ClusterConnectionError(
+            f"Could not connect to the Dask scheduler at {address!r} ({exc}); "
+            "check that `dask scheduler` runs there and is reachable."
+        ) from exc
+    try:
+        workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
+    finally:
+        client.close()
+    return ClusterSummary(
+        address=address,
+        workers=len(workers),
+        threads=sum(int(w.get("nthreads") or 0) for w in workers),
+        memory=sum(int(w.get("memory_limit") or 0) for w in workers),
+    )
