@@ -1,0 +1,188 @@
+"""The options of ``nbflow run``: parameters and the executor they ask for.
+
+Part of the cli layer (see :mod:`nbflow.cli`): pure argument handling, no
+terminal output. It imports the executors, which import dask only when started.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import NbflowError
+
+if TYPE_CHECKING:
+    from nbflow.core.flow import Flow
+    from nbflow.executors.base import Executor
+
+__all__ = [
+    "EXECUTOR_KINDS",
+    "UsageError",
+    "bind_params",
+    "build_executor",
+    "parse_params",
+]
+
+EXECUTOR_KINDS = ("local", "local-dask", "dask")
+_KIND_ALIASES = {
+    "local": "local",
+    "localexecutor": "local",
+    "local-dask": "local-dask",
+    "localdask": "local-dask",
+    "localdaskexecutor": "local-dask",
+    "dask": "dask",
+    "daskexecutor": "dask",
+}
+
+
+class UsageError(NbflowError, ValueError):
+    """The command line asks for something that cannot be done; exit status 2."""
+
+
+def parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """Parse ``NAME=VALUE`` strings; a value is JSON if it parses, else a string.
+
+    Examples
+    --------
+    >>> parse_params(["n=3", "name=Ada", "xs=[1, 2]"])
+    {'n': 3, 'name': 'Ada', 'xs': [1, 2]}
+
+    """
+    params: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(
+                f"Malformed --param {item!r}; expected NAME=VALUE, e.g. --param n=10."
+            )
+        try:
+            params[name] = json.loads(text)
+        except ValueError:
+            params[name] = text
+    return params
+
+
+def bind_params(
+    flows: list[Flow], params: dict[str, Any]
+) -> dict[Flow, dict[str, Any]]:
+    """Give each flow the parameters it has; refuse unknown and missing ones."""
+    known = {p.name for f in flows for p in f.parameters()}
+    for name in params:
+        if name not in known:
+            which = (
+                f"flow {flows[0].name!r} has" if len(flows) == 1 else "the flows have"
+            )
+            raise UsageError(
+                f"Unknown parameter {name!r}; {which} parameters {sorted(known)!r}."
+            )
+    per_flow: dict[Flow, dict[str, Any]] = {}
+    for flow in flows:
+        flow.validate()
+        mine = {p.name: p for p in flow.parameters()}
+        for p in sorted(mine.values(), key=lambda p: p.name):
+            if p.required and p.name not in params:
+                raise UsageError(
+                    f"Parameter {p.name!r} of flow {flow.name!r} is required; "
+                    f"pass --param {p.name}=VALUE."
+                )
+        per_flow[flow] = {k: v for k, v in params.items() if k in mine}
+    return per_flow
+
+
+def build_executor(
+    kind: str | None,
+    *,
+    scheduler: str | None = None,
+    num_workers: str | int | None = None,
+    address: str | None = None,
+    report: str | None = None,
+) -> Executor | None:
+    """The executor the options ask for, or None when none is given.
+
+    Without ``kind``, ``address`` or ``report`` mean ``dask`` and ``scheduler``
+    or ``num_workers`` mean ``local-dask``.
+
+    Raises
+    ------
+    UsageError
+        For an unknown kind, an option that does not apply to it, or a bad value.
+
+    """
+    given = {
+        "--scheduler": scheduler,
+        "--num-workers": num_workers,
+        "--address": address,
+        "--report": report,
+    }
+    if kind is None:
+        if address is not None or report is not None:
+            kind = "dask"
+        elif scheduler is not None or num_workers is not None:
+            kind = "local-dask"
+        else:
+            return None
+    kind = _executor_kind(kind)
+    allowed = {
+        "local": (),
+        "local-dask": ("--scheduler", "--num-workers"),
+        "dask": ("--num-workers", "--address", "--report"),
+    }[kind]
+    if address is not None and num_workers is not None:
+        allowed = ("--address", "--report")
+    for option, value in given.items():
+        if value is not None and option not in allowed:
+            raise UsageError(
+                f"{option} does not apply to --executor {kind}; it applies to "
+                f"{_applies_to(option)}."
+            )
+    workers = None if num_workers is None else _workers(num_workers)
+    from nbflow.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
+
+    if kind == "local":
+        return LocalExecutor()
+    if kind == "local-dask":
+        return LocalDaskExecutor(scheduler=scheduler or "threads", num_workers=workers)
+    if report is not None:
+        parent = os.path.dirname(os.path.abspath(report))
+        if not os.path.isdir(parent):
+            raise UsageError(
+                f"The directory of --report {report!r} does not exist; "
+                "create it or choose another path."
+            )
+    cluster = {"n_workers": workers} if workers is not None else None
+    return DaskExecutor(
+        address=address, cluster_kwargs=cluster, performance_report_path=report
+    )
+
+
+def _executor_kind(name: str) -> str:
+    """The one place executor kinds and their aliases are normalised."""
+    kind = _KIND_ALIASES.get(name.lower().replace("_", "-"))
+    if kind is None:
+        raise UsageError(
+            f"Unknown executor {name!r}; expected one of "
+            f"{', '.join(repr(k) for k in EXECUTOR_KINDS)}."
+        )
+    return kind
+
+
+def _applies_to(option: str) -> str:
+    return {
+        "--scheduler": "--executor local-dask",
+        "--num-workers": "--executor local-dask, or dask without --address",
+        "--address": "--executor dask",
+        "--report": "--executor dask",
+    }[option]
+
+
+def _workers(value: str | int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise UsageError(f"--num-workers must be a whole number >= 1, got {value!r}.")
+    return n
