@@ -7,11 +7,11 @@ terminal output. It imports the executors, which import dask only when started.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import NbflowError
+from nbflow.executors.config import KINDS, ExecutorConfig, normalize_kind
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -25,16 +25,7 @@ __all__ = [
     "parse_params",
 ]
 
-EXECUTOR_KINDS = ("local", "local-dask", "dask")
-_KIND_ALIASES = {
-    "local": "local",
-    "localexecutor": "local",
-    "local-dask": "local-dask",
-    "localdask": "local-dask",
-    "localdaskexecutor": "local-dask",
-    "dask": "dask",
-    "daskexecutor": "dask",
-}
+EXECUTOR_KINDS = KINDS
 
 
 class UsageError(NbflowError, ValueError):
@@ -124,7 +115,10 @@ def build_executor(
             kind = "local-dask"
         else:
             return None
-    kind = _executor_kind(kind)
+    try:
+        kind = normalize_kind(kind)
+    except NbflowError as exc:
+        raise UsageError(str(exc)) from None
     allowed = {
         "local": (),
         "local-dask": ("--scheduler", "--num-workers"),
@@ -139,34 +133,24 @@ def build_executor(
                 f"{_applies_to(option)}."
             )
     workers = None if num_workers is None else _workers(num_workers)
-    from nbflow.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
 
-    if kind == "local":
-        return LocalExecutor()
-    if kind == "local-dask":
-        return LocalDaskExecutor(scheduler=scheduler or "threads", num_workers=workers)
-    if report is not None:
-        parent = os.path.dirname(os.path.abspath(report))
-        if not os.path.isdir(parent):
-            raise UsageError(
-                f"The directory of --report {report!r} does not exist; "
-                "create it or choose another path."
-            )
-    cluster = {"n_workers": workers} if workers is not None else None
-    return DaskExecutor(
-        address=address, cluster_kwargs=cluster, performance_report_path=report
-    )
-
-
-def _executor_kind(name: str) -> str:
-    """The one place executor kinds and their aliases are normalised."""
-    kind = _KIND_ALIASES.get(name.lower().replace("_", "-"))
-    if kind is None:
-        raise UsageError(
-            f"Unknown executor {name!r}; expected one of "
-            f"{', '.join(repr(k) for k in EXECUTOR_KINDS)}."
+    if kind == "dask":
+        config = ExecutorConfig(
+            kind="dask",
+            cluster="existing" if address is not None else "temporary",
+            address=address,
+            n_workers=workers,
+            performance_report=report is not None,
+            performance_report_path=report,
         )
-    return kind
+    else:
+        config = ExecutorConfig(
+            kind=kind, scheduler=scheduler or "threads", num_workers=workers
+        )
+    problem = config.problem()
+    if problem is not None:
+        raise UsageError(problem)
+    return config.build()
 
 
 def _applies_to(option: str) -> str:
