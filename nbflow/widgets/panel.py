@@ -1,0 +1,347 @@
+"""``ExecutorPanel``: pick and tune a flow's executor in the notebook.
+
+A thin skin over :class:`~nbflow.executors.config.ExecutorConfig`: the panel
+owns plain ipywidgets controls (no extension of our own, no CDN), reads them
+into a draft config on every change, shows the draft's problem, and applies a
+valid draft: it becomes ``panel.config`` and, when the panel has a flow,
+``flow.executor``. An invalid draft is never applied. Each control is named
+after the config field it edits (``panel._num_workers`` edits ``num_workers``)
+and carries the CSS class ``nbflow-<field>``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import html
+import json
+import logging
+import os
+import threading
+from typing import Any
+
+import ipywidgets as w
+
+from nbflow.errors import NbflowError
+from nbflow.executors._schedulers import SCHEDULERS
+from nbflow.executors.base import Executor
+from nbflow.executors.cluster_info import ClusterSummary, inspect_cluster
+from nbflow.executors.config import CLUSTER_MODES, ExecutorConfig, ExecutorConfigError
+
+__all__ = ["ExecutorPanel"]
+
+log = logging.getLogger(__name__)
+
+_KIND_LABELS = [("Local", "local"), ("LocalDask", "local-dask"), ("Dask", "dask")]
+_INT_FIELDS = ("num_workers", "n_workers", "threads_per_worker", "minimum", "maximum")
+_TEXT_FIELDS = ("cluster_class", "address", "performance_report_path",
+                "tls_ca_file", "tls_client_cert", "tls_client_key")
+_FIELDS = tuple(f.name for f in dataclasses.fields(ExecutorConfig))
+_PLACEHOLDERS = {
+    "num_workers": f"one per core ({os.cpu_count()})",
+    "n_workers": "LocalCluster's default", "threads_per_worker": "LocalCluster's default",
+    "minimum": "0", "maximum": "no limit",
+    "cluster_class": "distributed.LocalCluster",
+    "cluster_kwargs": '{"processes": false}  (JSON)',
+    "address": "tcp://HOST:8786", "performance_report_path": "report.html",
+    "tls_ca_file": "path of the CA certificate (PEM)",
+    "tls_client_cert": "path of the client certificate (PEM)",
+    "tls_client_key": "path of the client key (PEM)",
+}
+_STYLE = {"description_width": "150px"}
+_WIDE = w.Layout(width="480px")
+
+
+class _ParseError(NbflowError, ValueError):
+    """A control holds text that is not a value of its field."""
+
+
+def _to_control(field: str, value: Any) -> Any:
+    """A config value as its control shows it."""
+    if field in _INT_FIELDS or field in _TEXT_FIELDS:
+        return "" if value is None else str(value)
+    if field == "cluster_kwargs":
+        return json.dumps(value) if value else ""
+    return value
+
+
+def _from_control(field: str, raw: Any) -> Any:
+    """A control's value as the config field's value; raise _ParseError."""
+    if field in _INT_FIELDS:
+        text = raw.strip()
+        if not text:
+            return 0 if field == "minimum" else None
+        try:
+            return int(text)
+        except ValueError:
+            raise _ParseError(
+                f"{field} must be a whole number, got {text!r}; type digits or "
+                "leave it empty for the default."
+            ) from None
+    if field == "cluster_kwargs":
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise _ParseError(
+                f"cluster_kwargs is not valid JSON ({exc}); write an object such as "
+                '{"processes": false}.'
+            ) from None
+    if field in _TEXT_FIELDS:
+        return raw.strip() or None
+    return raw
+
+
+def _make_control(field: str) -> w.Widget:
+    if field == "kind":
+        control = w.ToggleButtons(options=_KIND_LABELS)
+    elif field == "scheduler":
+        control = w.ToggleButtons(options=list(SCHEDULERS))
+    elif field == "cluster":
+        control = w.ToggleButtons(options=list(CLUSTER_MODES))
+    elif field in ("performance_report", "debug"):
+        control = w.Checkbox(indent=True)
+    elif field == "cluster_kwargs":
+        control = w.Textarea(rows=2, layout=_WIDE)
+    else:
+        control = w.Text(layout=_WIDE if field in _TEXT_FIELDS else w.Layout())
+    control.description = field
+    control.style = _STYLE
+    if hasattr(control, "placeholder"):
+        control.placeholder = _PLACEHOLDERS.get(field, "")
+    control.add_class(f"nbflow-{field}")
+    return control
+
+
+class ExecutorPanel(w.VBox):
+    """Pick and tune an executor; the last valid choice is in ``.config``.
+
+    Parameters
+    ----------
+    flow : Flow, optional
+        Open on its executor; every valid change becomes ``flow.executor``.
+    config : ExecutorConfig, optional
+        Start from these settings instead (applied to ``flow`` if valid).
+
+    Examples
+    --------
+    >>> panel = ExecutorPanel(flow)  # doctest: +SKIP
+    >>> panel.set(kind="local-dask", num_workers=3)  # doctest: +SKIP
+    >>> flow.executor  # doctest: +SKIP
+    LocalDaskExecutor(scheduler='threads', num_workers=3)
+
+    """
+
+    def __init__(self, flow: Any = None, config: ExecutorConfig | None = None) -> None:
+        self.flow = flow
+        self.config = (_current(flow) if flow is not None else None) or ExecutorConfig()
+        self.problem: str | None = None
+        self._quiet = False
+        self.controls: dict[str, w.Widget] = {f: _make_control(f) for f in _FIELDS}
+        for field, control in self.controls.items():
+            setattr(self, f"_{field}", control)
+            control.observe(self._on_change, names="value")
+        self._test_connection = w.Button(description="Test connection",
+                                         icon="plug", tooltip="Connect for 3 s")
+        self._test_connection.add_class("nbflow-test_connection")
+        self._test_connection.on_click(lambda _: self.test_connection())
+        self._connection = w.HTML().add_class("nbflow-connection")
+        self._message = w.HTML().add_class("nbflow-message")
+        self._code = w.HTML().add_class("nbflow-code")
+        self._sections = self._layout()
+        super().__init__([self._kind, *self._sections.values(), self._message,
+                          self._code])
+        self.add_class("nbflow-executor-panel")
+        opening = None
+        if config is None and flow is not None:
+            try:
+                config = ExecutorConfig.from_executor(flow.executor)
+            except ExecutorConfigError as exc:
+                opening = str(exc)
+        self._show(config or ExecutorConfig(), apply=config is not None and
+                   flow is not None and config != _current(flow))
+        if opening is not None:
+            self._show_problem(opening)
+
+    def _layout(self) -> dict[str, w.Box]:
+        c = self.controls
+        existing = w.VBox([
+            w.HBox([c["address"], self._test_connection]), self._connection,
+            c["tls_ca_file"], c["tls_client_cert"], c["tls_client_key"],
+        ])
+        return {
+            "local-dask": w.VBox([c["scheduler"], c["num_workers"]]),
+            "dask": w.VBox([c["cluster"]]),
+            "temporary": w.VBox([c["n_workers"], c["threads_per_worker"],
+                                 c["cluster_class"], c["cluster_kwargs"]]),
+            "adaptive": w.HBox([c["minimum"], c["maximum"]]),
+            "existing": existing,
+            "report": w.VBox([w.HBox([c["performance_report"], c["debug"]]),
+                              c["performance_report_path"]]),
+        }
+
+    # -- public -------------------------------------------------------------------
+
+    @property
+    def executor(self) -> Executor:
+        """A new executor built from the current (last valid) config."""
+        return self.config.build()
+
+    @property
+    def code(self) -> str:
+        """The Python that reproduces :attr:`executor` (``flow.executor = ...``)."""
+        return self.config.code()
+
+    def set(self, **fields: Any) -> None:
+        """Set controls from config values, e.g. ``panel.set(num_workers=3)``.
+
+        Parameters
+        ----------
+        **fields
+            Config field names and values, as in :class:`ExecutorConfig`.
+
+        Raises
+        ------
+        ExecutorConfigError
+            If a field is unknown or a choice is not one of its options.
+        """
+        draft, _ = self._read()
+        values = {**draft.to_dict(), **fields}
+        self._show(ExecutorConfig.from_dict(values), apply=True)
+
+    def test_connection(
+        self, *, timeout: float = 3.0
+    ) -> concurrent.futures.Future[ClusterSummary]:
+        """Inspect the cluster at the address in a background thread.
+
+        The workers, threads and memory of the cluster, or the error, appear in
+        the panel; the returned future resolves after that.
+
+        Parameters
+        ----------
+        timeout : float
+            Seconds to wait for the scheduler.
+
+        Returns
+        -------
+        concurrent.futures.Future
+            Its result is the :class:`ClusterSummary`.
+        """
+        future: concurrent.futures.Future[ClusterSummary] = concurrent.futures.Future()
+        draft, _ = self._read()
+        existing = dataclasses.replace(draft, kind="dask", cluster="existing",
+                                       performance_report=False)
+        problem = existing.problem()
+        if problem is not None:
+            self._connection.value = _error_html(problem)
+            future.set_exception(ExecutorConfigError(problem))
+            return future
+        address = existing.address or ""
+        self._test_connection.disabled = True
+        self._connection.value = f"Connecting to {html.escape(address)} …"
+        threading.Thread(target=self._inspect, name="nbflow-test-connection",
+                         args=(existing, timeout, future), daemon=True).start()
+        return future
+
+    # -- internals ------------------------------------------------------------------
+
+    def _inspect(self, config: ExecutorConfig, timeout: float,
+                 future: concurrent.futures.Future[ClusterSummary]) -> None:
+        """Run in a thread: a widget callback must not block the kernel."""
+        address = config.address or ""
+        try:
+            summary = inspect_cluster(address, timeout=timeout,
+                                      client_kwargs=config.client_kwargs())
+        except Exception as exc:  # noqa: BLE001 - shown in the panel, not raised
+            if not isinstance(exc, NbflowError):
+                log.warning("Test connection to %s failed", address, exc_info=True)
+            self._connection.value = _error_html(str(exc))
+            future.set_exception(exc)
+        else:
+            self._connection.value = (
+                f"<b>{html.escape(address)}</b>: {html.escape(summary.describe())}")
+            future.set_result(summary)
+        finally:
+            self._test_connection.disabled = False
+
+    def _read(self) -> tuple[ExecutorConfig, str | None]:
+        """The controls as a draft config, and the first text that did not parse."""
+        values: dict[str, Any] = {}
+        error = None
+        for field, control in self.controls.items():
+            try:
+                values[field] = _from_control(field, control.value)
+            except _ParseError as exc:
+                values[field] = getattr(self.config, field)
+                error = error or str(exc)
+        return ExecutorConfig(**values), error
+
+    def _show(self, config: ExecutorConfig, *, apply: bool) -> None:
+        """Put ``config`` into the controls, then validate (and apply) once."""
+        for field in ("kind", "scheduler", "cluster"):
+            options = [o[1] if isinstance(o, tuple) else o
+                       for o in self.controls[field].options]
+            if getattr(config, field) not in options:
+                raise ExecutorConfigError(config.problem() or f"Unknown {field}.")
+        self._quiet = True
+        try:
+            for field, control in self.controls.items():
+                control.value = _to_control(field, getattr(config, field))
+        finally:
+            self._quiet = False
+        self._update(apply=apply)
+
+    def _on_change(self, change: dict[str, Any]) -> None:
+        if not self._quiet:
+            self._update(apply=True)
+
+    def _update(self, *, apply: bool) -> None:
+        """Validate the controls; apply a valid draft; show the outcome."""
+        draft, error = self._read()
+        self._show_sections(draft)
+        problem = error or draft.problem()
+        if problem is None and apply and draft != self.config:
+            try:
+                executor = draft.build()
+            except Exception as exc:  # noqa: BLE001 - a callback shows, never raises
+                log.warning("Could not build %r", draft, exc_info=True)
+                problem = str(exc) or repr(exc)
+            else:
+                self.config = draft
+                if self.flow is not None:
+                    self.flow.executor = executor
+        elif problem is None:
+            self.config = draft
+        self._show_problem(problem)
+        self._code.value = (
+            "<pre style='margin:4px 0'>" + html.escape(self.config.code()) + "</pre>")
+
+    def _show_problem(self, problem: str | None) -> None:
+        self.problem = problem
+        self._message.value = "" if problem is None else _error_html(
+            problem + " The last valid choice stays in use.")
+
+    def _show_sections(self, draft: ExecutorConfig) -> None:
+        mode = draft.cluster if draft.kind == "dask" else None
+        shown = {
+            "local-dask": draft.kind == "local-dask",
+            "dask": draft.kind == "dask",
+            "temporary": mode in ("temporary", "adaptive"),
+            "adaptive": mode == "adaptive",
+            "existing": mode == "existing",
+            "report": draft.kind == "dask",
+        }
+        for name, box in self._sections.items():
+            box.layout.display = "" if shown[name] else "none"
+        path = self.controls["performance_report_path"]
+        path.layout.display = "" if draft.performance_report else "none"
+
+
+def _current(flow: Any) -> ExecutorConfig | None:
+    try:
+        return ExecutorConfig.from_executor(flow.executor)
+    except ExecutorConfigError:
+        return None
+
+
+def _error_html(message: str) -> str:
+    return f"<span style='color:#b00020'>{html.escape(message, quote=False)}</span>"
