@@ -190,6 +190,8 @@ class LocalDaskExecutor(Executor):
         state = super().__getstate__()
         state.update(_graph={}, _done={}, _pool=None, _queue=None, _cancel=None)
         state["_abandon"] = None
+        state.pop("_wake", None)
+        state.pop("_reader", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -332,8 +334,11 @@ class LocalDaskExecutor(Executor):
         elif self.scheduler == "processes":
             from dask.multiprocessing import get
 
+            # chunksize=1: dask batches 6 ready tasks per process by default,
+            # which runs them one after another; tasks here must run in parallel.
+            kwargs = {"chunksize": 1, **self.kwargs}
             get(graph, keys, pool=self._pool, optimize_graph=False,
-                callbacks=callbacks, **self.kwargs)
+                callbacks=callbacks, **kwargs)
         else:
             from dask.local import get_sync
 

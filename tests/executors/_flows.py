@@ -163,3 +163,32 @@ def parameter_flow():
         scaled = task(lambda x, k: x * k, name="scale").map(numbers, unmapped(k))
         s = total(scaled)
     return flow, s
+
+
+@task
+def wait_for(path: str, _after=None):
+    """Block until ``path`` exists (another task creates it); give up after 60 s."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.01)
+    return path
+
+
+@task
+def touch(path: str, _after=None):
+    Path(path).touch()
+    return path
+
+
+@task
+def rendezvous(me: str, other: str):
+    """Announce ``me``, then wait for ``other``: only ends if both run at once."""
+    Path(me).touch()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(other):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{other} never ran alongside {me}")
+        time.sleep(0.01)
+    return me

@@ -17,7 +17,10 @@ from _flows import (
     inc,
     make_executor,
     parameter_flow,
+    rendezvous,
     sleepy,
+    touch,
+    wait_for,
     wide_map_flow,
 )
 
@@ -139,3 +142,33 @@ def test_events_reach_listeners_and_a_raising_listener_breaks_nothing(executor):
     assert changes.count(("add", "Success")) == 2
     assert type(seen[0]).__name__ == "FlowStarted" and type(seen[-1]).__name__ == "FlowFinished"
     assert isinstance(seen[-1].state, Success)
+
+
+def _skip_single_threaded(executor):
+    if type(executor).__name__ == "LocalExecutor" or getattr(executor, "scheduler", "") == "synchronous":
+        pytest.skip("one thread: tasks run one at a time by design")
+
+
+def test_no_level_barrier(executor, tmp_path):
+    """A shallow task waits for a deep branch to finish: with a level-by-level
+    barrier the deep branch would wait for it instead (a deadlock, then a timeout)."""
+    _skip_single_threaded(executor)
+    signal_file = str(tmp_path / "deep-done")
+    with Flow("eager") as flow:
+        shallow = wait_for(signal_file)
+        deep = touch(signal_file, _after=inc(inc(inc(0))))
+    state = flow.run(executor=executor)
+    assert state.is_successful(), state.message
+    assert state.result[shallow].result == state.result[deep].result
+
+
+def test_map_children_run_in_parallel(executor, tmp_path):
+    """Two children of a map meet while both run: run one after the other, the
+    first would wait for the second forever (then time out)."""
+    _skip_single_threaded(executor)
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    with Flow("parallel") as flow:
+        met = rendezvous.map([a, b], [b, a])
+    state = flow.run(executor=executor)
+    assert state.is_successful(), state.message
+    assert state.result[met].result == [a, b]
