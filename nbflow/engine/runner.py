@@ -13,7 +13,8 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow, iter_tasks
@@ -45,16 +46,18 @@ from nbflow.engine.task_runner import (
     TaskSpec,
     run_task,
 )
-from nbflow.errors import FlowValidationError, RunCancelled
+from nbflow.errors import FlowValidationError, NbflowError, RunCancelled
 
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
 
-__all__ = ["FlowRun", "run_flow"]
+__all__ = ["FlowRun", "RunStartedError", "run_flow"]
 
 log = logging.getLogger(__name__)
 
 _FUTURE, _CHILDREN, _FINAL = 0, 1, 2
+#: What a cancelled future gives in place of a value (dask, concurrent.futures).
+_CANCELLED = CancelledError
 
 
 def run_flow(
@@ -134,6 +137,11 @@ class FlowRun:
         self._cancelled = threading.Event()
         self._bus: EventBus | None = None
         self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        # The thread inside _interruptible(), guarded so that cancel() never
+        # raises in it once it left (see _interrupt).
+        self._interrupt_lock = threading.Lock()
+        self._interruptible_ident: int | None = None
 
     # -- control ------------------------------------------------------------------
 
@@ -144,6 +152,91 @@ class FlowRun:
         self._cancelled.set()
         with contextlib.suppress(Exception):
             self.executor.cancel(self._all_futures())
+        self._interrupt()
+
+    def _interrupt(self) -> None:
+        """Raise KeyboardInterrupt in the run's thread, as Ctrl-C would in the
+        main thread, so a task running in that thread (LocalExecutor) stops too.
+        It lands at the task's next Python line (not inside a blocking C call).
+        """
+        with self._interrupt_lock:
+            ident = self._interruptible_ident
+            if ident is not None and ident != threading.get_ident():
+                _async_raise(ident, KeyboardInterrupt)
+
+    @contextlib.contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        with self._interrupt_lock:
+            self._interruptible_ident = threading.get_ident()
+        try:
+            yield
+        finally:
+            with self._interrupt_lock:
+                self._interruptible_ident = None
+                # Drop an interrupt sent but not yet raised; one raised above
+                # is handled by _execute like Ctrl-C.
+                _async_raise(threading.get_ident(), None)
+
+    def start(self) -> FlowRun:
+        """Run in a background daemon thread and return at once; see :meth:`join`.
+
+        Returns
+        -------
+        FlowRun
+            This run, to :meth:`cancel` or :meth:`join`.
+
+        Raises
+        ------
+        RunStartedError
+            If the run was already started.
+
+        """
+        if self._thread is not None or self.state is not None:
+            raise RunStartedError(self.flow.name)
+        self._thread = threading.Thread(
+            target=self._run_in_thread, name=f"nbflow-run-{self.flow.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def _run_in_thread(self) -> None:
+        try:
+            self.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by join()
+            self._error = exc
+            log.exception("Flow run %r raised", self.flow.name)
+
+    def join(self, timeout: float | None = None) -> State | None:
+        """Wait for a run begun with :meth:`start`; return its state.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; None waits for the end.
+
+        Returns
+        -------
+        State or None
+            The flow's state, or None if the run is still going after ``timeout``.
+
+        Raises
+        ------
+        BaseException
+            What the run raised, if it raised (e.g. a cluster that did not start).
+
+        """
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return None
+        if self._error is not None:
+            raise self._error
+        return self.state
+
+    @property
+    def is_running(self) -> bool:
+        """Whether a run begun with :meth:`start` has not ended yet."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def is_cancelled(self) -> bool:
@@ -183,11 +276,12 @@ class FlowRun:
                 link = getattr(executor, "dashboard_link", None)
                 bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
             try:
-                for task in self.order:
-                    if self._cancelled.is_set():
-                        raise RunCancelled()
-                    self._submit(task, channel)
-                return self._collect()
+                with self._interruptible():
+                    for task in self.order:
+                        if self._cancelled.is_set():
+                            raise RunCancelled()
+                        self._submit(task, channel)
+                    return self._collect()
             except (KeyboardInterrupt, RunCancelled):
                 self._cancelled.set()
                 futures = self._all_futures()
@@ -367,7 +461,7 @@ class FlowRun:
             if value.traceback is not None and task.fn is not None:
                 value.traceback = restore_sources(value.traceback, task.fn)
             return value
-        if value is None:
+        if value is None or (self._cancelled.is_set() and isinstance(value, _CANCELLED)):
             return Cancelled("The run was cancelled before this task finished.")
         if isinstance(value, BaseException):
             where = "" if map_index is None else f"[{map_index}]"
@@ -453,6 +547,26 @@ def _parent_state(task: Task, children: list[State]) -> State:
         f"first: {first.message}",
         [c.result for c in children], map_states=children,
     )
+
+
+class RunStartedError(NbflowError, RuntimeError):
+    """A FlowRun was started twice."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"This run of flow {name!r} was already started; make a new "
+            "FlowRun for another run."
+        )
+
+
+def _async_raise(ident: int, exc: type[BaseException] | None) -> None:
+    """Raise ``exc`` in thread ``ident`` at its next Python line (None: forget
+    one not raised yet).
+    """
+    import ctypes
+
+    arg = ctypes.py_object(exc) if exc is not None else None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), arg)
 
 
 def _template(value: Any) -> Any:

@@ -1,0 +1,239 @@
+"""Reports shown after a run: Dask's performance report inline, or our run timeline.
+
+Both draw with no internet. Dask's report (written with ``mode="inline"``, see
+``DaskExecutor(performance_report_path=...)``) and our timeline (Bokeh with its
+resources inline) are whole HTML documents; each is shown in a sandboxed
+``<iframe srcdoc=...>`` inside an ``ipywidgets.HTML``, so its scripts run
+without touching the notebook page.
+
+CSS hooks (stable, used by browser tests): ``div.nbflow-report`` holds an
+``iframe.nbflow-report-frame``, and ``a.nbflow-report-link`` the link to the
+report's file when there is one; the timeline's div also has
+``nbflow-timeline``.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from nbflow.errors import NbflowError
+
+if TYPE_CHECKING:
+    import ipywidgets
+
+    from nbflow.widgets.run_state import RunSnapshot
+
+__all__ = [
+    "NoReportError",
+    "embed_html",
+    "render_report",
+    "render_timeline",
+    "report_html",
+    "timeline_html",
+]
+
+_HEIGHT = 620
+
+
+class NoReportError(NbflowError, ValueError):
+    """There is no performance report to show."""
+
+    def __init__(self, source: object) -> None:
+        super().__init__(
+            f"{source!r} has no performance report; run a flow with "
+            "DaskExecutor(performance_report_path='report.html') first, or pass "
+            "the report's HTML."
+        )
+
+
+def embed_html(
+    document: str, *, path: str | None = None, height: int = _HEIGHT,
+    css_class: str = "nbflow-report",
+) -> str:
+    """Wrap a whole HTML ``document`` in a sandboxed ``<iframe srcdoc>`` in a ``<div>``.
+
+    Parameters
+    ----------
+    document : str
+        A complete HTML page (its scripts run inside the iframe only).
+    path : str, optional
+        A file to link to under the frame.
+    height : int
+        Of the frame, in pixels.
+    css_class : str
+        Classes of the wrapping ``<div>``.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> embed_html("<p>hi</p>").count('sandbox="allow-scripts"')
+    1
+
+    """
+    srcdoc = html.escape(document, quote=True)
+    link = ""
+    if path:
+        shown = html.escape(path)
+        href = html.escape(_href(path), quote=True)
+        link = (f'<div><a class="nbflow-report-link" href="{href}" target="_blank" '
+                f'rel="noopener">{shown}</a></div>')
+    return (
+        f'<div class="{html.escape(css_class, quote=True)}">'
+        f'<iframe class="nbflow-report-frame" sandbox="allow-scripts" '
+        f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
+        f'srcdoc="{srcdoc}"></iframe>{link}</div>'
+    )
+
+
+def _href(path: str) -> str:
+    """A link the notebook server can open: relative to the working directory
+    (the notebook's) when the file is below it, else the path as given.
+    """
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return relative if not relative.startswith("..") else path
+
+
+def report_html(source: Any, *, path: str | None = None) -> str:
+    """The HTML that shows a Dask performance report inline.
+
+    Parameters
+    ----------
+    source : DaskExecutor or str
+        An executor after a run with ``performance_report_path`` (its
+        ``performance_report`` and path are used), or the report's HTML.
+    path : str, optional
+        The report's file, to link to (default the executor's path).
+
+    Returns
+    -------
+    str
+        A ``<div class="nbflow-report">`` with the sandboxed iframe and the link.
+
+    Raises
+    ------
+    NoReportError
+        If ``source`` has no report.
+
+    """
+    if isinstance(source, str):
+        document = source
+    else:
+        document = getattr(source, "performance_report", "") or ""
+        if path is None:
+            path = getattr(source, "performance_report_path", None)
+    if not document:
+        raise NoReportError(source if not isinstance(source, str) else "''")
+    return embed_html(document, path=path)
+
+
+def render_report(source: Any, *, path: str | None = None) -> ipywidgets.HTML:
+    """An ``ipywidgets.HTML`` showing a Dask performance report inline.
+
+    Parameters
+    ----------
+    source : DaskExecutor or str
+        See :func:`report_html`.
+    path : str, optional
+        The report's file, to link to.
+
+    Returns
+    -------
+    ipywidgets.HTML
+
+    Examples
+    --------
+    >>> from nbflow.executors import DaskExecutor  # doctest: +SKIP
+    >>> ex = DaskExecutor(performance_report_path="report.html")  # doctest: +SKIP
+    >>> flow.run(executor=ex)  # doctest: +SKIP
+    >>> render_report(ex)  # doctest: +SKIP
+
+    """
+    import ipywidgets
+
+    return ipywidgets.HTML(report_html(source, path=path),
+                           layout=ipywidgets.Layout(width="100%"))
+
+
+def timeline_html(snapshot: RunSnapshot) -> str:
+    """A standalone HTML page: when each task ran, drawn by Bokeh, resources inline.
+
+    One row per task: a bar from its first start to its end, in its state's
+    colour; for a mapped task, also thin bars for its first children.
+
+    Parameters
+    ----------
+    snapshot : RunSnapshot
+        Of a :class:`~nbflow.widgets.run_state.RunState`, usually at the end.
+
+    Returns
+    -------
+    str
+        A complete HTML document with BokehJS inlined (it draws offline).
+
+    """
+    from bokeh.embed import file_html
+    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.plotting import figure
+    from bokeh.resources import INLINE
+
+    zero = snapshot.started or 0.0
+    end = snapshot.finished or time.time()
+    names = [t.name for t in snapshot.tasks]
+    rows: dict[str, list[Any]] = {k: [] for k in (
+        "task", "left", "right", "height", "color", "state", "what", "seconds")}
+
+    def add(task: str, start: float, stop: float, height: float, color: str,
+            state: str, what: str) -> None:
+        for key, value in zip(rows, (task, start - zero, stop - zero, height,
+                                     color, state, what, round(stop - start, 4))):
+            rows[key].append(value)
+
+    for t in snapshot.tasks:
+        if t.start is None:
+            continue
+        add(t.name, t.start, t.end or end, 0.7, t.color, t.state,
+            f"{t.size} children" if t.size is not None else "task")
+        for index, start, stop, state in t.spans:
+            add(t.name, start, stop, 0.25, "#333333", state, f"child {index}")
+    plot = figure(
+        title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
+        y_range=list(reversed(names)), x_axis_label="seconds since the run started",
+        height=max(160, 60 + 28 * len(names)), sizing_mode="stretch_width",
+        tools="xpan,xwheel_zoom,box_zoom,reset,save",
+    )
+    plot.hbar(y="task", left="left", right="right", height="height", color="color",
+              source=ColumnDataSource(rows), line_color=None)
+    plot.add_tools(HoverTool(tooltips=[
+        ("task", "@task"), ("", "@what"), ("state", "@state"),
+        ("start", "@left{0.000} s"), ("duration", "@seconds{0.000} s"),
+    ]))
+    return str(file_html(plot, resources=INLINE, title=f"nbflow run timeline: {snapshot.flow_name}"))
+
+
+def render_timeline(snapshot: RunSnapshot) -> ipywidgets.HTML:
+    """An ``ipywidgets.HTML`` showing :func:`timeline_html` in a sandboxed iframe.
+
+    Parameters
+    ----------
+    snapshot : RunSnapshot
+
+    Returns
+    -------
+    ipywidgets.HTML
+
+    """
+    import ipywidgets
+
+    height = min(_HEIGHT, max(220, 110 + 28 * len(snapshot.tasks)))
+    page = embed_html(timeline_html(snapshot), height=height,
+                      css_class="nbflow-report nbflow-timeline")
+    return ipywidgets.HTML(page, layout=ipywidgets.Layout(width="100%"))

@@ -1,0 +1,316 @@
+"""``RunState``: what a run view shows, kept from the engine's events; no ipywidgets.
+
+A :class:`RunState` is an events listener (see :mod:`nbflow.engine.events`):
+``flow.run(listeners=[run_state])``. Batches arrive from the event bus thread
+while views read from theirs, so every mutation and every :meth:`RunState.snapshot`
+holds one lock. A snapshot is made of frozen dataclasses a view can render at
+leisure.
+
+Memory stays bounded for huge maps: a mapped task keeps counts of its children
+by state (the event carries the child's old state, so no per-child record is
+needed), the first failure, and the start and end of at most
+:data:`CHILD_SPANS` children for the run timeline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from nbflow.engine import state as states
+from nbflow.engine.events import (
+    Event,
+    FlowFinished,
+    FlowStarted,
+    TaskMapped,
+    TaskStateChanged,
+)
+
+if TYPE_CHECKING:
+    from nbflow.core.task import Task
+
+__all__ = ["CHILD_SPANS", "RunSnapshot", "RunState", "TaskSnapshot", "state_class", "task_labels"]
+
+#: Children per mapped task whose start and end are kept for the timeline.
+CHILD_SPANS = 200
+
+_COLORS = {
+    cls.__name__: cls.color
+    for cls in vars(states).values()
+    if isinstance(cls, type) and issubclass(cls, states.State)
+}
+_FINISHED = frozenset(
+    name for name, cls in vars(states).items()
+    if isinstance(cls, type) and issubclass(cls, states.Finished)
+)
+_FAILED = frozenset(
+    name for name, cls in vars(states).items()
+    if isinstance(cls, type) and issubclass(cls, states.Failed)
+)
+
+
+def state_class(name: str) -> str:
+    """The CSS class of a state name: ``"TriggerFailed"`` -> ``"nbflow-state-trigger-failed"``.
+
+    Examples
+    --------
+    >>> state_class("Success")
+    'nbflow-state-success'
+
+    """
+    kebab = "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")
+    return f"nbflow-state-{kebab}"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSnapshot:
+    """One task as a view shows it; ``children`` etc. are set for a mapped task."""
+
+    name: str
+    state: str
+    color: str
+    start: float | None
+    end: float | None
+    message: str | None
+    traceback: str | None
+    size: int | None = None
+    children: dict[str, int] = dataclasses.field(default_factory=dict)
+    spans: tuple[tuple[int, float, float, str], ...] = ()
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from the first start to the end (or to now while running)."""
+        if self.start is None:
+            return None
+        return (self.end if self.end is not None else time.time()) - self.start
+
+    @property
+    def done(self) -> int:
+        """Children finished, whatever the outcome."""
+        return sum(n for s, n in self.children.items() if s in _FINISHED)
+
+    @property
+    def failed(self) -> int:
+        """Children failed (their own error or an upstream one)."""
+        return sum(n for s, n in self.children.items() if s in _FAILED)
+
+    @property
+    def progress(self) -> float:
+        """From 0 to 1: finished, or the share of children finished."""
+        if self.state in _FINISHED:
+            return 1.0
+        if self.size:
+            return self.done / self.size
+        return 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSnapshot:
+    """A consistent picture of a run at one moment."""
+
+    flow_name: str | None
+    tasks: tuple[TaskSnapshot, ...]
+    started: float | None
+    finished: float | None
+    state: str | None
+    message: str | None
+    dashboard_link: str | None
+    version: int
+
+    @property
+    def is_finished(self) -> bool:
+        """Whether the flow run ended."""
+        return self.finished is not None
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the run started (until it finished)."""
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.time()) - self.started
+
+    @property
+    def progress(self) -> float:
+        """From 0 to 1, each task weighing the same (a map by its children done)."""
+        if not self.tasks:
+            return 1.0 if self.is_finished else 0.0
+        return sum(t.progress for t in self.tasks) / len(self.tasks)
+
+
+class _Task:
+    """The mutable record behind a TaskSnapshot."""
+
+    __slots__ = ("name", "state", "start", "end", "message", "traceback", "size",
+                 "children", "spans", "child_starts")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state = "Pending"
+        self.start: float | None = None
+        self.end: float | None = None
+        self.message: str | None = None
+        self.traceback: str | None = None
+        self.size: int | None = None
+        self.children: dict[str, int] = {}
+        self.spans: list[tuple[int, float, float, str]] = []
+        self.child_starts: dict[int, float] = {}
+
+    def snapshot(self) -> TaskSnapshot:
+        return TaskSnapshot(
+            self.name, self.state, _COLORS.get(self.state, "#999999"), self.start,
+            self.end, self.message, self.traceback, self.size,
+            {k: n for k, n in self.children.items() if n},
+            tuple(self.spans),
+        )
+
+
+class RunState:
+    """The state of one flow run, fed by the engine's events; thread-safe.
+
+    Call it with batches of events (it is a listener), read it with
+    :meth:`snapshot`. A new ``FlowStarted`` starts over.
+
+    Examples
+    --------
+    >>> from nbflow import Flow, task
+    >>> @task
+    ... def one():
+    ...     return 1
+    >>> with Flow("f") as flow:
+    ...     x = one()
+    >>> run_state = RunState()
+    >>> flow.run(listeners=[run_state]).is_successful()
+    True
+    >>> [(t.name, t.state) for t in run_state.snapshot().tasks]
+    [('one', 'Success')]
+
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._reset(None, ())
+        self._version = 0
+
+    def _reset(self, flow_name: str | None, tasks: Sequence[Task]) -> None:
+        self._flow_name = flow_name
+        self._tasks: dict[Task, _Task] = {}
+        for name, t in zip(task_labels(tasks), tasks):
+            self._tasks[t] = _Task(name)
+        self._started: float | None = None
+        self._finished: float | None = None
+        self._state: str | None = None
+        self._message: str | None = None
+        self._dashboard: str | None = None
+
+    @property
+    def version(self) -> int:
+        """Grows with every batch of events; a view redraws when it changed."""
+        return self._version
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        """Apply a batch of events (the listener interface)."""
+        with self._lock:
+            for event in events:
+                if type(event) is TaskStateChanged:
+                    self._on_change(event)
+                elif isinstance(event, FlowStarted):
+                    self._reset(event.flow_name, event.tasks)
+                    self._started = event.time
+                    self._dashboard = event.dashboard_link
+                elif isinstance(event, TaskMapped):
+                    self._on_mapped(event)
+                elif isinstance(event, FlowFinished):
+                    self._finished = event.time
+                    self._state = event.state.name
+                    self._message = event.state.message
+            self._version += 1
+            self._changed.notify_all()
+
+    def wait(self, version: int, timeout: float | None = None) -> int:
+        """Block until the version differs from ``version`` (or ``timeout``); return it."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._version != version, timeout)
+            return self._version
+
+    def _record(self, task: Task) -> _Task:
+        record = self._tasks.get(task)
+        if record is None:  # events of a run that began before we listened
+            record = self._tasks[task] = _Task(task.name)
+        return record
+
+    def _on_mapped(self, event: TaskMapped) -> None:
+        record = self._record(event.task)
+        record.size = event.size
+        record.children = {"Pending": event.size} if event.size else {}
+        if record.state == "Pending" and event.size:
+            record.state = "Running"
+
+    def _on_change(self, event: TaskStateChanged) -> None:
+        record = self._record(event.task)
+        new, when = event.new, event.time
+        name = new.name
+        index = event.map_index
+        if index is None:
+            record.state = name
+            record.message = new.message
+            # A mapped parent's Failed has no traceback: keep its first child's.
+            failed = name in _FAILED
+            record.traceback = (new.traceback or record.traceback) if failed else None
+            if name == "Running" and record.start is None:
+                record.start = when
+            elif name in _FINISHED:
+                record.end = when
+                if record.start is None:
+                    record.start = when
+            return
+        children = record.children
+        old = event.old.name if event.old is not None else "Pending"
+        if children.get(old):
+            children[old] -= 1
+        children[name] = children.get(name, 0) + 1
+        if record.start is None:
+            record.start = when
+        if name == "Running":
+            if index < CHILD_SPANS:
+                record.child_starts[index] = when
+        elif name in _FINISHED:
+            record.end = when if record.end is None else max(record.end, when)
+            if name in _FAILED and record.traceback is None:
+                record.message = new.message
+                record.traceback = new.traceback or ""
+            begun = record.child_starts.pop(index, None) if index < CHILD_SPANS else None
+            if begun is not None:
+                record.spans.append((index, begun, when, name))
+        if record.state == "Pending":
+            record.state = "Running"
+
+    def snapshot(self) -> RunSnapshot:
+        """A consistent, immutable copy of the run's state now."""
+        with self._lock:
+            return RunSnapshot(
+                self._flow_name, tuple(r.snapshot() for r in self._tasks.values()),
+                self._started, self._finished, self._state, self._message,
+                self._dashboard, self._version,
+            )
+
+
+def task_labels(tasks: Sequence[Task]) -> list[str]:
+    """Task names, with ``-2``, ``-3`` ... after repeats: how the views key tasks.
+
+    Examples
+    --------
+    >>> from nbflow import Task
+    >>> task_labels([Task(name="a"), Task(name="b"), Task(name="a")])
+    ['a', 'b', 'a-2']
+
+    """
+    seen: dict[str, int] = {}
+    names = []
+    for t in tasks:
+        n = seen[t.name] = seen.get(t.name, 0) + 1
+        names.append(t.name if n == 1 else f"{t.name}-{n}")
+    return names

@@ -1,0 +1,344 @@
+"""``RunView``: a flow run watched live in the notebook, and runs in the background.
+
+A :class:`RunView` is an ipywidgets ``VBox`` and an events listener:
+``flow.run(listeners=[view])``. It feeds a :class:`~nbflow.widgets.run_state.RunState`
+and redraws from its snapshot in a thread of its own at most every ``interval``
+seconds (0.1 by default), so a 10,000-child map is not slowed by its display;
+the final state is always drawn, in the event bus thread, before ``run()``
+returns. When the run ends, the displayed output is updated to carry the final
+state as plain HTML too, so the saved notebook shows it without a kernel.
+
+:func:`run_with_view` runs a flow with a view, in the background if asked; the
+view's Cancel button then stops it as Ctrl-C would.
+
+CSS hooks (stable, used by browser tests): the root has class
+``nbflow-run-view``; ``nbflow-task`` rows, ``nbflow-state-<state>`` classes and
+``span.nbflow-task-state`` (see :mod:`nbflow.widgets.run_html`); the graph
+``svg.nbflow-graph`` with ``g.nbflow-node[data-task]`` (see
+:mod:`nbflow.widgets.graph`); ``nbflow-cancel`` on the Cancel button,
+``nbflow-errors`` on the accordion of failed tasks' tracebacks,
+``nbflow-progress`` on the overall progress bar; reports in ``div.nbflow-report``.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets
+
+from nbflow.engine.events import Event, FlowFinished, FlowStarted
+from nbflow.engine.runner import FlowRun
+from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
+from nbflow.widgets.report import render_report, render_timeline
+from nbflow.widgets.run_html import header_html, snapshot_html, table_html
+from nbflow.widgets.run_state import RunSnapshot, RunState
+
+if TYPE_CHECKING:
+    from nbflow.core.flow import Flow
+    from nbflow.engine.state import State
+    from nbflow.executors.base import Executor
+
+__all__ = ["RunView", "run_with_view"]
+
+log = logging.getLogger(__name__)
+_BAR_STYLE = {"Success": "success", "Failed": "danger", "Cancelled": "warning"}
+
+
+class RunView(ipywidgets.VBox):
+    """Watch a flow run: task states, progress, the graph, errors, the report.
+
+    Parameters
+    ----------
+    flow : Flow, optional
+        Its edges draw the graph picture (without it, tasks are drawn unlinked).
+    run : FlowRun, optional
+        The run the Cancel button cancels (see :meth:`attach`).
+    interval : float
+        Seconds between redraws at least.
+    timeline : bool
+        Draw the run timeline as soon as a run (not a Dask one with a
+        performance report, which is shown instead) ends; else on a click.
+
+    Examples
+    --------
+    >>> view = RunView(flow)  # doctest: +SKIP
+    >>> display(view)  # doctest: +SKIP
+    >>> flow.run(listeners=[view])  # doctest: +SKIP
+
+    """
+
+    def __init__(
+        self, flow: Flow | None = None, *, run: FlowRun | None = None,
+        interval: float = 0.1, timeline: bool = False,
+    ) -> None:
+        self.flow = flow
+        self.run_state = RunState()
+        self.interval = interval
+        self.timeline = timeline
+        self.draws = 0
+        self._run: FlowRun | None = None
+        self._layout: GraphLayout | None = None
+        self._draw_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._handles: list[Any] = []
+        self._errors_shown: set[str] = set()
+        self._header = ipywidgets.HTML()
+        self._progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
+        self._progress.add_class("nbflow-progress")
+        self._cancel = ipywidgets.Button(description="Cancel", icon="stop",
+                                         disabled=True, button_style="warning")
+        self._cancel.add_class("nbflow-cancel")
+        self._cancel.on_click(self._on_cancel)
+        self._table = ipywidgets.HTML()
+        self._graph = ipywidgets.HTML()
+        self._errors = ipywidgets.Accordion()
+        self._errors.add_class("nbflow-errors")
+        self._report = ipywidgets.VBox()
+        super().__init__([
+            ipywidgets.HBox([self._progress, self._cancel]), self._header,
+            self._table, self._graph, self._errors, self._report,
+        ])
+        self.add_class("nbflow-run-view")
+        if run is not None:
+            self.attach(run)
+        self._draw()
+
+    def __repr__(self) -> str:
+        name = self.flow.name if self.flow is not None else None
+        return f"<RunView of flow {name!r}>"
+
+    # -- wiring -------------------------------------------------------------------------
+
+    @property
+    def listener(self) -> Callable[[Sequence[Event]], None]:
+        """The events listener (the view itself)."""
+        return self
+
+    def attach(self, run: FlowRun) -> None:
+        """Let the Cancel button cancel ``run``."""
+        self._run = run
+        self._cancel.disabled = run.state is not None
+
+    def _on_cancel(self, _button: object = None) -> None:
+        run = self._run
+        if run is None:
+            return
+        self._cancel.disabled = True
+        self._cancel.description = "Cancelling"
+        run.cancel()
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        """Take a batch of events (the listener interface)."""
+        if not events:
+            return
+        first = events[0]
+        if isinstance(first, FlowStarted):
+            self._layout = self._make_layout(first)
+            self._restart()
+        self.run_state(events)
+        if isinstance(events[-1], FlowFinished):
+            self._finish(events[-1].state)
+
+    def _make_layout(self, event: FlowStarted) -> GraphLayout | None:
+        if len(event.tasks) > MAX_NODES:
+            return None
+        edges = ((e.upstream, e.downstream) for e in self.flow.edges) if self.flow else ()
+        return layout_graph(event.tasks, edges)
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def _restart(self) -> None:
+        self._stop.set()
+        self._stop = threading.Event()
+        self._errors_shown.clear()
+        self._errors.children = ()
+        self._report.children = ()
+        self._cancel.description = "Cancel"
+        self._cancel.disabled = self._run is None
+        self._thread = threading.Thread(target=self._loop, args=(self._stop,),
+                                        name="nbflow-run-view", daemon=True)
+        self._thread.start()
+
+    def _loop(self, stop: threading.Event) -> None:
+        """Redraw on change (and each second, for the clock), throttled."""
+        version = -1
+        while not stop.is_set():
+            seen = self.run_state.wait(version, timeout=1.0)
+            if stop.is_set():
+                break
+            try:
+                self._draw(stop=stop)
+            except Exception:  # a display bug must not end the updates
+                log.exception("nbflow RunView could not redraw")
+            version = seen
+            stop.wait(self.interval)
+
+    def _draw(self, *, stop: threading.Event | None = None) -> RunSnapshot:
+        with self._draw_lock:
+            snapshot = self.run_state.snapshot()
+            if stop is not None and stop.is_set():
+                return snapshot
+            self.draws += 1
+            self._header.value = header_html(snapshot)
+            self._progress.value = snapshot.progress
+            self._table.value = table_html(snapshot)
+            self._graph.value = self.svg(snapshot)
+            self._show_errors(snapshot)
+            return snapshot
+
+    def svg(self, snapshot: RunSnapshot | None = None) -> str:
+        """The graph picture, coloured by the tasks' states now."""
+        snapshot = snapshot or self.run_state.snapshot()
+        return render_svg(self._layout, snapshot.tasks) if self._layout else ""
+
+    def _show_errors(self, snapshot: RunSnapshot) -> None:
+        new = [t for t in snapshot.tasks if t.state in ("Failed", "TriggerFailed")
+               and t.traceback and t.name not in self._errors_shown]
+        if not new:
+            return
+        # Only appended to, so a traceback the user opened stays open.
+        children, titles = list(self._errors.children), list(self._errors.titles)
+        for t in new:
+            self._errors_shown.add(t.name)
+            children.append(ipywidgets.HTML(f"<pre>{html.escape(t.traceback or '')}</pre>"))
+            titles.append(f"{t.name}: {t.message or t.state}")
+        self._errors.children = tuple(children)
+        self._errors.titles = tuple(titles)
+
+    def _finish(self, state: State) -> None:
+        """Draw the final state now (in the bus thread), then the report."""
+        self._stop.set()
+        snapshot = self._draw()
+        self._progress.bar_style = _BAR_STYLE.get(state.name, "danger")
+        self._cancel.disabled = True
+        self._cancel.description = "Cancel"
+        try:
+            self._show_report(snapshot)
+        except Exception:  # the run's outcome must still show
+            log.exception("nbflow RunView could not show the report")
+        self._update_displays()
+
+    def _show_report(self, snapshot: RunSnapshot) -> None:
+        executor = self._executor()
+        if executor is not None and getattr(executor, "performance_report", ""):
+            self._report.children = (render_report(executor),)
+        elif self.timeline:
+            self._report.children = (render_timeline(snapshot),)
+        else:
+            button = ipywidgets.Button(description="Show run timeline", icon="bar-chart")
+            button.add_class("nbflow-timeline-button")
+            button.on_click(lambda _: self.show_timeline())
+            self._report.children = (button,)
+
+    def show_timeline(self) -> None:
+        """Replace the report area with the run timeline of the last run."""
+        self._report.children = (render_timeline(self.run_state.snapshot()),)
+
+    def _executor(self) -> Executor | None:
+        if self._run is not None:
+            return self._run.executor
+        return self.flow.executor if self.flow is not None else None
+
+    # -- the static snapshot ------------------------------------------------------------
+
+    def html(self) -> str:
+        """The run as static HTML (header, table with tracebacks, graph picture)."""
+        snapshot = self.run_state.snapshot()
+        return snapshot_html(snapshot, self.svg(snapshot))
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/html"] = self.html()
+        return bundle
+
+    def _ipython_display_(self) -> None:
+        """Display with an id, so the end of the run can update the output."""
+        from IPython.display import display
+
+        bundle = self._repr_mimebundle_()
+        if bundle is not None:
+            self._handles.append(display(bundle, raw=True, display_id=True))
+
+    def _update_displays(self) -> None:
+        bundle = self._repr_mimebundle_() if self._handles else None
+        for handle in self._handles:
+            try:
+                handle.update(bundle, raw=True)
+            except Exception:  # no kernel to send to, e.g. in a script
+                log.exception("nbflow RunView could not update its output")
+
+
+def run_with_view(
+    flow: Flow, *, parameters: dict[str, Any] | None = None,
+    executor: Executor | None = None, background: bool = False,
+    on_finish: Callable[[FlowRun], None] | None = None, display: bool = True,
+    view: RunView | None = None,
+) -> FlowRun:
+    """Run ``flow`` with a :class:`RunView` of it, here or in the background.
+
+    Parameters
+    ----------
+    flow : Flow
+    parameters : dict, optional
+        Values of the flow's parameters.
+    executor : Executor, optional
+        Default ``flow.executor``, else a ``LocalExecutor``.
+    background : bool
+        Return at once and run in a daemon thread: the view keeps updating
+        while the kernel is idle and its Cancel button stops the run.
+    on_finish : callable, optional
+        Called with the finished :class:`~nbflow.engine.runner.FlowRun` (its
+        ``.state`` set), in the run's thread, e.g. to write results back.
+    display : bool
+        Display the view (with IPython) before the run starts.
+    view : RunView, optional
+        A view to use; by default a new one, kept in ``run.view``.
+
+    Returns
+    -------
+    FlowRun
+        With ``.view``; ``.state`` once it ended (``run.join()`` waits for it).
+
+    Examples
+    --------
+    >>> run = run_with_view(flow, background=True)  # doctest: +SKIP
+    >>> run.join(timeout=60)  # doctest: +SKIP
+
+    """
+    view = view or RunView(flow)
+    run = _ViewedRun(flow, parameters=parameters, executor=executor,
+                     listeners=[view], on_finish=on_finish)
+    run.view = view
+    view.attach(run)
+    if display:
+        from IPython.display import display as show
+
+        show(view)
+    if background:
+        return run.start()
+    run.run()
+    return run
+
+
+class _ViewedRun(FlowRun):
+    """A FlowRun that calls ``on_finish`` when it ended, and keeps its view."""
+
+    def __init__(
+        self, *args: Any, on_finish: Callable[[FlowRun], None] | None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_finish = on_finish
+        self.view: RunView | None = None
+
+    def run(self) -> State:
+        """Run, then call ``on_finish`` (its error is raised, e.g. by ``join``)."""
+        state = super().run()
+        if self.on_finish is not None:
+            self.on_finish(self)
+        return state
