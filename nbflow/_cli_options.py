@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import NbflowError
+from nbflow.executors._schedulers import normalize_scheduler
 from nbflow.executors.config import KINDS, ExecutorConfig, normalize_kind
 
 if TYPE_CHECKING:
@@ -145,7 +146,9 @@ def build_executor(
         )
     else:
         config = ExecutorConfig(
-            kind=kind, scheduler=scheduler or "threads", num_workers=workers
+            kind=kind,
+            scheduler=normalize_scheduler(scheduler or "threads"),
+            num_workers=workers,
         )
     problem = config.problem()
     if problem is not None:

@@ -155,7 +155,8 @@ class Progress:
         if event.map_index is None:
             if event.task in self._maps and event.new.is_mapped():
                 return  # its count line "N/N done" said it
-            message = event.message if event.new.is_failed() else None
+            shows = event.new.is_failed() or event.new.is_retrying()
+            message = event.message if shows else None
             self._line(event.time, event.task, self._paint(event.new.name), message)
             return
         count = self._maps.get(event.task)
@@ -255,6 +256,7 @@ def print_summary(
     stream: TextIO,
     *,
     color: bool = False,
+    seconds: float | None = None,
 ) -> None:
     """Print each task's final state, the failures' tracebacks, then the flow's.
 
@@ -268,6 +270,8 @@ def print_summary(
     stream : file
     color : bool
         Colour the state names.
+    seconds : float, optional
+        How long the run took, shown with the flow's state.
 
     """
     paint = Progress(stream, live=False, color=color)._paint
@@ -292,7 +296,8 @@ def print_summary(
     if tracebacks:
         stream.write("\n")
     message = f"  ({state.message})" if state.message else ""
-    stream.write(f"Flow {flow_name!r}: {paint(state.name)}{message}\n")
+    took = "" if seconds is None else f" in {seconds:.2f} s"
+    stream.write(f"Flow {flow_name!r}: {paint(state.name)}{took}{message}\n")
     stream.flush()
 
 

@@ -14,6 +14,7 @@ import os
 import runpy
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Sequence
 from typing import Any
@@ -164,6 +165,7 @@ def _run(args: argparse.Namespace) -> int:
         on = executor or flow.executor or LocalExecutor()
         out.write(f"Running flow {flow.name!r} on {on!r}\n")
         out.flush()
+        started = time.monotonic()
         try:
             state = flow.run(
                 parameters=per_flow[flow],
@@ -178,7 +180,10 @@ def _run(args: argparse.Namespace) -> int:
                 f"{on!r} needs {package!r}, which is not installed; install it "
                 "with `pip install 'nbflow[dask]'`."
             ) from None
-        print_summary(flow.name, flow.sorted_tasks(), state, out, color=color)
+        seconds = time.monotonic() - started
+        print_summary(
+            flow.name, flow.sorted_tasks(), state, out, color=color, seconds=seconds
+        )
         if not state.is_successful():
             status = 1
         if state.is_cancelled():

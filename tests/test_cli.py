@@ -18,7 +18,7 @@ from _processes import wait_until_gone
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
 
-FLOWS = '''
+FLOWS = """
 from nbflow import Flow, Parameter, task
 
 @task
@@ -46,9 +46,9 @@ with Flow("words") as words:
 
 if __name__ == "__main__":
     raise SystemExit("the __main__ block must not run under nbflow run")
-'''
+"""
 
-FAILING = '''
+FAILING = """
 from nbflow import Flow, task
 
 @task
@@ -65,9 +65,9 @@ def after(x):
 
 with Flow("failing") as flow:
     after(boom(one()))
-'''
+"""
 
-WHERE = '''
+WHERE = """
 import multiprocessing
 from nbflow import Flow, task
 
@@ -81,9 +81,9 @@ def where():
 
 with Flow("where") as flow:
     where()
-'''
+"""
 
-SLEEPY = '''
+SLEEPY = """
 import time
 from nbflow import Flow, task
 
@@ -101,7 +101,7 @@ with Flow("map") as flow:
 
 with Flow("hang") as hang:
     sleep_long()
-'''
+"""
 
 
 def nbflow_cmd(*args: object) -> list[str]:
@@ -110,8 +110,12 @@ def nbflow_cmd(*args: object) -> list[str]:
 
 def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        nbflow_cmd(*args), capture_output=True, text=True, timeout=TIMEOUT,
-        cwd=cwd, env={**os.environ, "NO_COLOR": "1"},
+        nbflow_cmd(*args),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        cwd=cwd,
+        env={**os.environ, "NO_COLOR": "1"},
     )
 
 
@@ -142,11 +146,13 @@ def test_run_prints_each_task_state_and_exits_0(tmp_path):
     assert "numbers  Running" in out
     assert "square   mapped over 10 items" in out
     assert "square   10/10 done" in out
-    summary = out[out.index("\n  n "):]
+    summary = out[out.index("\n  n ") :]
     assert "  numbers  Success  -> [1, 2, 3, 4, 5, 6, ...]" in summary
     assert "  square   Mapped   10 children" in summary
     assert "  total    Success  -> 385" in summary
-    assert out.rstrip().endswith("Flow 'sums': Success  (All reference tasks succeeded.)")
+    last = out.rstrip().splitlines()[-1]
+    assert last.startswith("Flow 'sums': Success in ")
+    assert last.endswith(" s  (All reference tasks succeeded.)")
     assert "__main__" not in out + result.stderr
 
 
@@ -162,7 +168,9 @@ def test_run_failed_flow_exits_1_with_one_traceback(tmp_path):
     assert result.returncode == 1, result.stderr
     out = result.stdout
     assert "  boom   Failed         Task 'boom' failed: ValueError: bad value 1" in out
-    assert "  after  TriggerFailed  Task 'after' did not run: upstream task 'boom'" in out
+    assert (
+        "  after  TriggerFailed  Task 'after' did not run: upstream task 'boom'" in out
+    )
     assert out.count("Traceback (most recent call last)") == 1
     assert out.count('raise ValueError(f"bad value {x}")') == 1
     assert "Flow 'failing': Failed" in out
@@ -170,8 +178,9 @@ def test_run_failed_flow_exits_1_with_one_traceback(tmp_path):
 
 def test_run_params_are_json_when_they_parse_else_strings(tmp_path):
     path = write(tmp_path, FLOWS)
-    result = run("run", "-p", path, "-P", "n=3", "--param", "word=hello",
-                 "-P", "xs=[1, 2, 3]")
+    result = run(
+        "run", "-p", path, "-P", "n=3", "--param", "word=hello", "-P", "xs=[1, 2, 3]"
+    )
     assert result.returncode == 0, result.stderr
     assert "total    Success  -> 14" in result.stdout
     assert "describe  Success  -> 'HELLO|6'" in result.stdout
@@ -182,7 +191,8 @@ def test_run_all_flows_in_file_order_or_one_by_name(tmp_path):
     both = run("run", path)  # FILE also works without -p
     assert both.returncode == 0, both.stderr
     assert both.stdout.index("Running flow 'sums'") < both.stdout.index(
-        "Running flow 'words'")
+        "Running flow 'words'"
+    )
     one = run("run", "-p", path, "--name", "words")
     assert one.returncode == 0, one.stderr
     assert "'sums'" not in one.stdout
@@ -200,8 +210,9 @@ def test_run_big_map_prints_counts_not_a_line_per_child(tmp_path):
 def test_run_on_a_terminal_redraws_counts_in_place(tmp_path):
     path = write(tmp_path, SLEEPY.format(size=100))
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(nbflow_cmd("run", "-p", path, "--name", "map"),
-                            stdout=follower, stderr=follower)
+    proc = subprocess.Popen(
+        nbflow_cmd("run", "-p", path, "--name", "map"), stdout=follower, stderr=follower
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -220,12 +231,17 @@ def test_run_on_a_terminal_redraws_counts_in_place(tmp_path):
     assert "\x1b[32mSuccess\x1b[0m" in out  # coloured on a terminal
 
 
-@pytest.mark.parametrize("executor", [[], ["--executor", "local-dask"]],
-                         ids=["local", "local-dask-threads"])
+@pytest.mark.parametrize(
+    "executor", [[], ["--executor", "local-dask"]], ids=["local", "local-dask-threads"]
+)
 def test_run_ctrl_c_cancels_the_run_and_exits_1(tmp_path, executor):
     path = write(tmp_path, SLEEPY.format(size=1))
-    proc = subprocess.Popen(nbflow_cmd("run", "-p", path, "--name", "hang", *executor),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        nbflow_cmd("run", "-p", path, "--name", "hang", *executor),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     for line in proc.stdout:
         seen.append(line)
@@ -242,8 +258,17 @@ def test_run_ctrl_c_cancels_the_run_and_exits_1(tmp_path, executor):
 
 @pytest.mark.slow
 def test_run_local_dask_processes(tmp_path):
-    result = run("run", "-p", write(tmp_path, WHERE), "--executor", "local-dask",
-                 "--scheduler", "processes", "--num-workers", "2")
+    result = run(
+        "run",
+        "-p",
+        write(tmp_path, WHERE),
+        "--executor",
+        "local-dask",
+        "--scheduler",
+        "processes",
+        "--num-workers",
+        "2",
+    )
     assert result.returncode == 0, result.stderr
     assert "on LocalDaskExecutor(scheduler='processes', num_workers=2)" in result.stdout
     assert "where  Success  -> 'process " in result.stdout
@@ -252,10 +277,12 @@ def test_run_local_dask_processes(tmp_path):
 
 @pytest.mark.slow
 def test_run_dask_temporary_cluster_leaves_no_process(tmp_path):
-    cmd = nbflow_cmd("run", "-p", write(tmp_path, WHERE), "--executor", "dask",
-                     "--num-workers", "1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    cmd = nbflow_cmd(
+        "run", "-p", write(tmp_path, WHERE), "--executor", "dask", "--num-workers", "1"
+    )
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     seen, cluster = [], set()
     for line in proc.stdout:
         seen.append(line)
@@ -273,8 +300,15 @@ def test_run_dask_temporary_cluster_leaves_no_process(tmp_path):
 @pytest.mark.slow
 def test_run_existing_cluster_with_performance_report(tmp_path, existing_cluster):
     report = tmp_path / "report.html"
-    result = run("run", "-p", write(tmp_path, WHERE), "--address", existing_cluster,
-                 "--report", report)
+    result = run(
+        "run",
+        "-p",
+        write(tmp_path, WHERE),
+        "--address",
+        existing_cluster,
+        "--report",
+        report,
+    )
     assert result.returncode == 0, result.stderr
     assert f"on DaskExecutor(address={existing_cluster!r}" in result.stdout
     assert "where  Success  -> 'worker tcp://127.0.0.1:" in result.stdout
@@ -287,7 +321,9 @@ def test_run_unreachable_address_is_one_line(tmp_path):
         s.bind(("127.0.0.1", 0))
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     result = run("run", "-p", write(tmp_path, WHERE), "--address", address)
-    assert_usage_error(result, f"Could not connect to the Dask scheduler at {address!r}")
+    assert_usage_error(
+        result, f"Could not connect to the Dask scheduler at {address!r}"
+    )
 
 
 # -- bad usage ------------------------------------------------------------------------
@@ -297,8 +333,10 @@ BAD = [
     (["--scheduler", "bogus"], "Unknown scheduler 'bogus'; expected one of"),
     (["--address", "nonsense"], "Malformed scheduler address 'nonsense'"),
     (["--executor", "bogus"], "Unknown executor kind 'bogus'"),
-    (["--executor", "local", "--scheduler", "threads"],
-     "--scheduler does not apply to --executor local"),
+    (
+        ["--executor", "local", "--scheduler", "threads"],
+        "--scheduler does not apply to --executor local",
+    ),
     (["--report", "/no/such/folder/r.html"], "'/no/such/folder/r.html' does not exist"),
     (["-P", "n"], "Malformed --param 'n'; expected NAME=VALUE"),
     (["-P", "m=1"], "Unknown parameter 'm'; the flows have parameters"),
@@ -318,13 +356,16 @@ FILES = [
     ("raise RuntimeError('oops')\n", "raised RuntimeError: oops (line 1)"),
     ("x = (\n", "raised SyntaxError"),
     ("x = 1\n", "defines no Flow"),
-    ("from nbflow import Flow, Parameter\nwith Flow('f') as f:\n    Parameter('n')\n",
-     "Parameter 'n' of flow 'f' is required; pass --param n=VALUE."),
+    (
+        "from nbflow import Flow, Parameter\nwith Flow('f') as f:\n    Parameter('n')\n",
+        "Parameter 'n' of flow 'f' is required; pass --param n=VALUE.",
+    ),
 ]
 
 
-@pytest.mark.parametrize("source, message", FILES,
-                         ids=["missing", "raises", "syntax", "no-flow", "required"])
+@pytest.mark.parametrize(
+    "source, message", FILES, ids=["missing", "raises", "syntax", "no-flow", "required"]
+)
 def test_run_bad_file_is_one_line_and_exit_2(tmp_path, source, message):
     path = tmp_path / "flows.py"
     if source is not None:
@@ -341,7 +382,8 @@ def test_cli_without_command_prints_usage_and_exits_2():
 def test_cli_console_script_is_installed():
     script = Path(sys.executable).parent / "nbflow"
     assert script.exists(), f"{script} missing; install nbflow with pip install -e ."
-    result = subprocess.run([script, "run", "--help"], capture_output=True, text=True,
-                            timeout=TIMEOUT)
+    result = subprocess.run(
+        [script, "run", "--help"], capture_output=True, text=True, timeout=TIMEOUT
+    )
     assert result.returncode == 0
     assert "--num-workers N" in result.stdout
