@@ -11,11 +11,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["ExecutorPanel"]
+__all__ = [
+    "ExecutorPanel",
+    "RunState",
+    "RunView",
+    "render_report",
+    "render_timeline",
+    "run_with_view",
+]
 
 #: Public name -> the module of this package that defines it.
 _MODULES = {
     "ExecutorPanel": "panel",
+    "RunState": "run_state",
+    "RunView": "run_view",
+    "render_report": "report",
+    "render_timeline": "report",
+    "run_with_view": "run_view",
 }
 
 
