@@ -23,10 +23,16 @@ from typing import Any
 import ipywidgets as w
 
 from nbflow.errors import NbflowError
-from nbflow.executors._schedulers import SCHEDULERS
+from nbflow.executors._schedulers import SCHEDULERS, normalize_scheduler
 from nbflow.executors.base import Executor
 from nbflow.executors.cluster_info import ClusterSummary, inspect_cluster
-from nbflow.executors.config import CLUSTER_MODES, ExecutorConfig, ExecutorConfigError
+from nbflow.executors.config import (
+    CLUSTER_MODES,
+    ExecutorConfig,
+    ExecutorConfigError,
+    normalize_cluster_mode,
+    normalize_kind,
+)
 
 __all__ = ["ExecutorPanel"]
 
@@ -144,6 +150,7 @@ class ExecutorPanel(w.VBox):
                                          icon="plug", tooltip="Connect for 3 s")
         self._test_connection.add_class("nbflow-test_connection")
         self._test_connection.on_click(lambda _: self.test_connection())
+        self._connection_future: concurrent.futures.Future[ClusterSummary] | None = None
         self._connection = w.HTML().add_class("nbflow-connection")
         self._message = w.HTML().add_class("nbflow-message")
         self._code = w.HTML().add_class("nbflow-code")
@@ -227,6 +234,7 @@ class ExecutorPanel(w.VBox):
             Its result is the :class:`ClusterSummary`.
         """
         future: concurrent.futures.Future[ClusterSummary] = concurrent.futures.Future()
+        self._connection_future = future  # the button's, for tests and callers
         draft, _ = self._read()
         existing = dataclasses.replace(draft, kind="dask", cluster="existing",
                                        performance_report=False)
@@ -277,11 +285,13 @@ class ExecutorPanel(w.VBox):
 
     def _show(self, config: ExecutorConfig, *, apply: bool) -> None:
         """Put ``config`` into the controls, then validate (and apply) once."""
-        for field in ("kind", "scheduler", "cluster"):
-            options = [o[1] if isinstance(o, tuple) else o
-                       for o in self.controls[field].options]
-            if getattr(config, field) not in options:
-                raise ExecutorConfigError(config.problem() or f"Unknown {field}.")
+        for field, normalize in (("kind", normalize_kind),
+                                 ("scheduler", normalize_scheduler),
+                                 ("cluster", normalize_cluster_mode)):
+            try:
+                normalize(getattr(config, field))  # a choice its buttons offer
+            except NbflowError as exc:
+                raise ExecutorConfigError(str(exc)) from None
         self._quiet = True
         try:
             for field, control in self.controls.items():
@@ -313,7 +323,8 @@ class ExecutorPanel(w.VBox):
             self.config = draft
         self._show_problem(problem)
         self._code.value = (
-            "<pre style='margin:4px 0'>" + html.escape(self.config.code()) + "</pre>")
+            "<pre style='margin:4px 0'>" + html.escape(self.config.code(), quote=False)
+            + "</pre>")
 
     def _show_problem(self, problem: str | None) -> None:
         self.problem = problem
