@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from nbflow._cli_options import (
     EXECUTOR_KINDS,
@@ -29,6 +29,10 @@ from nbflow._cli_options import (
 from nbflow._progress import Progress, print_summary, use_color
 from nbflow.core.flow import Flow
 from nbflow.errors import NbflowError
+
+if TYPE_CHECKING:
+    from nbflow.engine.state import State
+    from nbflow.executors.base import Executor
 
 __all__ = ["UsageError", "build_parser", "load_flows", "main"]
 
@@ -156,34 +160,11 @@ def _run(args: argparse.Namespace) -> int:
     flows = _select(load_flows(path), args.name, path)
     params = parse_params(args.param)
     per_flow = bind_params(flows, params)
-    from nbflow.executors import LocalExecutor
-
     out = sys.stdout
     color = use_color(out)
     status = 0
     for i, flow in enumerate(flows):
-        on = executor or flow.executor or LocalExecutor()
-        out.write(f"Running flow {flow.name!r} on {on!r}\n")
-        out.flush()
-        started = time.monotonic()
-        try:
-            state = flow.run(
-                parameters=per_flow[flow],
-                executor=executor,
-                listeners=[Progress(out, color=color)],
-            )
-        except ModuleNotFoundError as exc:
-            package = (exc.name or "").partition(".")[0]
-            if package not in _EXTRAS:
-                raise
-            raise UsageError(
-                f"{on!r} needs {package!r}, which is not installed; install it "
-                "with `pip install 'nbflow[dask]'`."
-            ) from None
-        seconds = time.monotonic() - started
-        print_summary(
-            flow.name, flow.sorted_tasks(), state, out, color=color, seconds=seconds
-        )
+        state = _run_one(flow, executor, per_flow[flow], out, color=color)
         if not state.is_successful():
             status = 1
         if state.is_cancelled():
@@ -194,6 +175,40 @@ def _run(args: argparse.Namespace) -> int:
         if i + 1 < len(flows):
             out.write("\n")
     return status
+
+
+def _run_one(
+    flow: Flow,
+    executor: Executor | None,
+    params: dict[str, Any],
+    out: TextIO,
+    *,
+    color: bool,
+) -> State:
+    """Run one flow with progress on ``out``; print its summary; return its state."""
+    from nbflow.executors import LocalExecutor
+
+    on = executor or flow.executor or LocalExecutor()
+    out.write(f"Running flow {flow.name!r} on {on!r}\n")
+    out.flush()
+    started = time.monotonic()
+    try:
+        state = flow.run(
+            parameters=params, executor=executor, listeners=[Progress(out, color=color)]
+        )
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in _EXTRAS:
+            raise
+        raise UsageError(
+            f"{on!r} needs {package!r}, which is not installed; install it "
+            "with `pip install 'nbflow[dask]'`."
+        ) from None
+    seconds = time.monotonic() - started
+    print_summary(
+        flow.name, flow.sorted_tasks(), state, out, color=color, seconds=seconds
+    )
+    return state
 
 
 def _exit_now_if_threads_linger(status: int) -> None:
