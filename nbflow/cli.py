@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("nbflow: interrupted.", file=sys.stderr)
+        _exit_now_if_threads_linger(1)
         return 1
     return status
 
