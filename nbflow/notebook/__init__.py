@@ -1,0 +1,59 @@
+"""The notebook layer: ``%%flowtask`` cells as tasks of the kernel's flow.
+
+Everything the magics do is a call of a function here, usable without IPython:
+:func:`register_cell`, :func:`run_notebook_flow`, :func:`describe_flow`,
+:func:`remove_task`, :func:`reset_flow`, and :func:`current_flow` for the flow
+itself. This package imports neither IPython nor ipywidgets (only
+:mod:`nbflow.notebook.magics` does).
+"""
+
+from __future__ import annotations
+
+from nbflow.notebook.cells import CellAnalysis, CellSyntaxError, analyze_cell
+from nbflow.notebook.flow import (
+    CellTask,
+    RegistrationError,
+    current_flow,
+    describe_cell,
+    describe_flow,
+    register_cell,
+    remove_task,
+    reset_flow,
+)
+from nbflow.notebook.progress import TextProgress
+from nbflow.notebook.run import (
+    CellFailed,
+    MapValueError,
+    UndefinedNameError,
+    UnserialisableValueError,
+    cell_output,
+    failure,
+    run_notebook_flow,
+    write_back,
+)
+from nbflow.notebook.runtime import CellFunction, CellResult
+
+__all__ = [
+    "CellAnalysis",
+    "CellFailed",
+    "CellFunction",
+    "CellResult",
+    "CellSyntaxError",
+    "CellTask",
+    "MapValueError",
+    "RegistrationError",
+    "TextProgress",
+    "UndefinedNameError",
+    "UnserialisableValueError",
+    "analyze_cell",
+    "cell_output",
+    "current_flow",
+    "describe_cell",
+    "describe_flow",
+    "failure",
+    "register_cell",
+    "remove_task",
+    "reset_flow",
+    "run_notebook_flow",
+    "write_back",
+]

@@ -1,0 +1,430 @@
+"""Static analysis of a cell: which names it reads and which it provides.
+
+The notebook layer: standard library only (``ast``); no IPython. A cell's
+*reads* are the names it loads from outside before binding them itself
+(builtins left out); its *provides* are the names it leaves bound at module
+level. Nested functions, lambdas and classes count their free names as reads
+of the cell (they would fail when called without them), unless the cell binds
+those names anywhere itself. ``x += 1`` and ``df["a"] = 1`` both read and
+provide their target's name: the cell changes a value it was given.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import dataclasses
+from collections.abc import Iterable
+
+from nbflow.errors import NbflowError
+
+__all__ = ["CellAnalysis", "CellSyntaxError", "analyze_cell", "parse_cell"]
+
+_BUILTINS = frozenset(dir(builtins))
+#: Names the exec globals of a cell define, so never read from elsewhere.
+_PROVIDED_BY_EXEC = frozenset({"__name__", "__builtins__", "__doc__"})
+_COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
+_FUNCTIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)
+
+
+class CellSyntaxError(NbflowError, SyntaxError):
+    """A ``%%flowtask`` cell does not parse."""
+
+    def __init__(self, cell: str, error: SyntaxError) -> None:
+        self.cell = cell
+        self.line = error.lineno
+        text = (error.text or "").strip()
+        where = f" on line {error.lineno}" if error.lineno else ""
+        shown = f" ({text!r})" if text else ""
+        super().__init__(
+            f"Cell {cell!r} has a syntax error{where}: {error.msg}{shown}; "
+            "fix it and run the cell again."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class CellAnalysis:
+    """What a cell reads from outside and what it provides, in source order."""
+
+    reads: tuple[str, ...]
+    provides: tuple[str, ...]
+    #: True when the cell does ``from module import *`` (its names are unknown).
+    star_import: bool = False
+
+
+def parse_cell(source: str, cell: str = "cell", filename: str = "<cell>") -> ast.Module:
+    """Parse a cell's source; raise :class:`CellSyntaxError` naming the cell."""
+    try:
+        return ast.parse(source, filename=filename, mode="exec")
+    except SyntaxError as exc:
+        raise CellSyntaxError(cell, exc) from None
+
+
+def analyze_cell(source: str | ast.Module, cell: str = "cell") -> CellAnalysis:
+    """Return the names a cell reads and provides.
+
+    Parameters
+    ----------
+    source : str or ast.Module
+        The cell's code, or its parsed tree.
+    cell : str
+        The cell's name, for the error message of a syntax error.
+
+    Returns
+    -------
+    CellAnalysis
+
+    Raises
+    ------
+    CellSyntaxError
+        If the source does not parse.
+
+    Examples
+    --------
+    >>> a = analyze_cell("y = x + 1; print(y)")
+    >>> a.reads, a.provides
+    (('x',), ('y',))
+
+    """
+    tree = parse_cell(source, cell) if isinstance(source, str) else source
+    walker = _ModuleWalker(_module_bindings(tree))
+    for statement in tree.body:
+        walker.visit(statement)
+    return CellAnalysis(tuple(walker.reads), tuple(walker.provides), walker.star)
+
+
+# -- nested scopes ----------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Needs:
+    """What a nested scope takes from outside and binds at module level."""
+
+    free: set[str] = dataclasses.field(default_factory=set)  # resolved outward
+    module: set[str] = dataclasses.field(default_factory=set)  # `global` loads
+    module_stores: set[str] = dataclasses.field(default_factory=set)
+    outer_stores: set[str] = dataclasses.field(default_factory=set)  # walrus
+
+
+def _target_names(node: ast.AST) -> Iterable[str]:
+    """Names bound by an assignment target (tuple, starred, ...)."""
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and isinstance(sub.ctx, (ast.Store, ast.Del)):
+            yield sub.id
+
+
+class _ScopeCollector(ast.NodeVisitor):
+    """Loads and stores of one scope's body; nested scopes are summarised."""
+
+    def __init__(self, is_class: bool = False) -> None:
+        self.loads: set[str] = set()
+        self.stores: set[str] = set()
+        self.globals: set[str] = set()
+        self.nonlocals: set[str] = set()
+        self.walrus: set[str] = set()
+        self.nested: list[_Needs] = []
+        self.is_class = is_class
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self.loads.add(node.id)
+        else:
+            self.stores.add(node.id)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self.stores.add(node.target.id)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self.globals.update(node.names)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.nonlocals.update(node.names)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name != "*":
+                self.stores.add(alias.asname or alias.name.split(".")[0])
+
+    visit_ImportFrom = visit_Import
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.name:
+            self.stores.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.name:
+            self.stores.add(node.name)
+        self.generic_visit(node)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name:
+            self.stores.add(node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        if node.rest:
+            self.stores.add(node.rest)
+        self.generic_visit(node)
+
+    def _definition(self, node: ast.AST) -> None:
+        for expr in _evaluated_outside(node):
+            self.visit(expr)
+        self.nested.append(_scope_needs(node))
+        if not isinstance(node, (ast.Lambda, *_COMPREHENSIONS)):
+            self.stores.add(node.name)  # type: ignore[attr-defined]
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _definition
+    visit_Lambda = visit_ListComp = visit_SetComp = _definition
+    visit_DictComp = visit_GeneratorExp = _definition
+
+
+def _evaluated_outside(node: ast.AST) -> list[ast.AST]:
+    """The parts of a definition evaluated in the scope that contains it."""
+    if isinstance(node, _COMPREHENSIONS):
+        return [node.generators[0].iter]
+    out: list[ast.AST] = list(getattr(node, "decorator_list", []))
+    if isinstance(node, ast.ClassDef):
+        return out + node.bases + [k.value for k in node.keywords]
+    args = node.args  # type: ignore[attr-defined]
+    out += [d for d in args.defaults + args.kw_defaults if d is not None]
+    if not isinstance(node, ast.Lambda):
+        every = args.posonlyargs + args.args + args.kwonlyargs
+        every += [a for a in (args.vararg, args.kwarg) if a is not None]
+        out += [a.annotation for a in every if a.annotation is not None]
+        if node.returns is not None:  # type: ignore[attr-defined]
+            out.append(node.returns)  # type: ignore[attr-defined]
+    return out
+
+
+def _scope_needs(node: ast.AST) -> _Needs:
+    """Summarise a function, lambda, class or comprehension scope."""
+    collector = _ScopeCollector(is_class=isinstance(node, ast.ClassDef))
+    params: set[str] = set()
+    if isinstance(node, _COMPREHENSIONS):
+        first, *rest = node.generators
+        collector.visit(first.target)
+        for cond in first.ifs:
+            collector.visit(cond)
+        for gen in rest:
+            collector.visit(gen)
+        parts = [node.key, node.value] if isinstance(node, ast.DictComp) else [node.elt]
+        for part in parts:
+            collector.visit(part)
+    elif isinstance(node, ast.ClassDef):
+        for statement in node.body:
+            collector.visit(statement)
+    else:
+        args = node.args  # type: ignore[attr-defined]
+        every = args.posonlyargs + args.args + args.kwonlyargs
+        params = {a.arg for a in every}
+        params |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+        body = node.body  # type: ignore[attr-defined]
+        for statement in body if isinstance(body, list) else [body]:
+            collector.visit(statement)
+    return _summarise(node, collector, params)
+
+
+def _summarise(node: ast.AST, c: _ScopeCollector, params: set[str]) -> _Needs:
+    needs = _Needs()
+    walrus_out = set()
+    if isinstance(node, _COMPREHENSIONS):
+        # A walrus in a comprehension binds in the enclosing scope.
+        walrus_out = {n.target.id for n in _own_walrus(node)}
+        needs.outer_stores |= walrus_out
+    local = (c.stores | params) - c.globals - c.nonlocals - walrus_out
+    needs.free = (c.loads - local - c.globals) | (walrus_out & c.loads)
+    needs.module = c.loads & c.globals
+    needs.module_stores = c.stores & c.globals
+    for inner in c.nested:
+        # Class bodies do not resolve the names of the scopes inside them.
+        visible = set() if c.is_class else local
+        needs.free |= inner.free - visible - c.globals
+        needs.module |= inner.module | (inner.free & c.globals)
+        needs.module_stores |= inner.module_stores
+        outer = inner.outer_stores - visible
+        needs.module_stores |= outer & c.globals
+        if isinstance(node, _COMPREHENSIONS):
+            needs.outer_stores |= outer
+    return needs
+
+
+def _own_walrus(node: ast.AST) -> Iterable[ast.NamedExpr]:
+    """Walrus expressions of a comprehension, its nested comprehensions included."""
+    stack = list(ast.iter_child_nodes(node))
+    while stack:
+        sub = stack.pop()
+        if isinstance(sub, ast.NamedExpr):
+            yield sub
+        if not isinstance(sub, (*_FUNCTIONS, ast.ClassDef)):
+            stack.extend(ast.iter_child_nodes(sub))
+
+
+# -- the module scope, in evaluation order -----------------------------------------
+
+
+def _module_bindings(tree: ast.Module) -> set[str]:
+    """Every name the cell binds at module level, anywhere in it."""
+    collector = _ScopeCollector()
+    for statement in tree.body:
+        collector.visit(statement)
+    bound = set(collector.stores)
+    for inner in collector.nested:
+        bound |= inner.module_stores | inner.outer_stores
+    return bound
+
+
+class _ModuleWalker(ast.NodeVisitor):
+    """Walk module-level statements in evaluation order, tracking bindings."""
+
+    def __init__(self, everywhere: set[str]) -> None:
+        self.everywhere = everywhere
+        self.bound: set[str] = set()
+        self.reads: dict[str, None] = {}
+        self.provides: dict[str, None] = {}
+        self.star = False
+
+    def _read(self, name: str, *, late: bool = False) -> None:
+        known = self.everywhere if late else self.bound
+        if name in known or name in self.reads or name in _PROVIDED_BY_EXEC:
+            return
+        if name in _BUILTINS:
+            return
+        self.reads[name] = None
+
+    def _bind(self, name: str) -> None:
+        self.bound.add(name)
+        self.provides[name] = None
+
+    def _unbind(self, name: str) -> None:
+        self.bound.discard(name)
+        self.provides.pop(name, None)
+
+    def visit_Name(self, node: ast.Name) -> None:
+        if isinstance(node.ctx, ast.Load):
+            self._read(node.id)
+        elif isinstance(node.ctx, ast.Store):
+            self._bind(node.id)
+        else:  # del x: x must exist, and is gone afterwards
+            self._read(node.id)
+            self._unbind(node.id)
+
+    def _changed(self, target: ast.AST) -> None:
+        """``a.b = ...`` or ``a[i] = ...``: the cell reads and changes ``a``."""
+        self.visit(target)
+        base = target
+        while isinstance(base, (ast.Attribute, ast.Subscript, ast.Starred)):
+            base = base.value
+        if isinstance(base, ast.Name):
+            self._bind(base.id)
+
+    def _assign_target(self, target: ast.AST) -> None:
+        if isinstance(target, (ast.Attribute, ast.Subscript)):
+            self._changed(target)
+        elif isinstance(target, (ast.Tuple, ast.List)):
+            for element in target.elts:
+                self._assign_target(element)
+        elif isinstance(target, ast.Starred):
+            self._assign_target(target.value)
+        else:
+            self.visit(target)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        for target in node.targets:
+            self._assign_target(target)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        self.visit(node.annotation)
+        if node.value is not None:
+            self.visit(node.value)
+            self._assign_target(node.target)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        if isinstance(node.target, ast.Name):
+            self._read(node.target.id)
+        self.visit(node.value)
+        self._assign_target(node.target)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        self._bind(node.target.id)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        for target in node.targets:
+            if isinstance(target, (ast.Attribute, ast.Subscript)):
+                self._changed(target)
+            else:
+                self.visit(target)
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        self._assign_target(node.target)
+        for statement in node.body + node.orelse:
+            self.visit(statement)
+
+    visit_AsyncFor = visit_For
+
+    def visit_With(self, node: ast.With | ast.AsyncWith) -> None:
+        for item in node.items:
+            self.visit(item.context_expr)
+            if item.optional_vars is not None:
+                self._assign_target(item.optional_vars)
+        for statement in node.body:
+            self.visit(statement)
+
+    visit_AsyncWith = visit_With
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name:
+            self._bind(node.name)
+        for statement in node.body:
+            self.visit(statement)
+        if node.name:  # Python deletes the name when the handler ends.
+            self._unbind(node.name)
+
+    def visit_Import(self, node: ast.Import | ast.ImportFrom) -> None:
+        for alias in node.names:
+            if alias.name == "*":
+                self.star = True
+            else:
+                self._bind(alias.asname or alias.name.split(".")[0])
+
+    visit_ImportFrom = visit_Import
+
+    def visit_Global(self, node: ast.Global) -> None:
+        """``global`` at module level changes nothing."""
+
+    def _capture(self, node: ast.AST, name: str | None) -> None:
+        self.generic_visit(node)
+        if name:
+            self._bind(name)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        self._capture(node, node.name)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        self._capture(node, node.name)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self._capture(node, node.rest)
+
+    def _definition(self, node: ast.AST) -> None:
+        for expr in _evaluated_outside(node):
+            self.visit(expr)
+        needs = _scope_needs(node)
+        # Function bodies run later: a name the cell binds anywhere is not a
+        # read. Class bodies and comprehensions run now: the usual order holds.
+        late = isinstance(node, _FUNCTIONS)
+        for name in sorted(needs.free | needs.module):
+            self._read(name, late=late)
+        for name in sorted(needs.module_stores | needs.outer_stores):
+            self._bind(name)
+        if not isinstance(node, (ast.Lambda, *_COMPREHENSIONS)):
+            self._bind(node.name)  # type: ignore[attr-defined]
+
+    visit_FunctionDef = visit_AsyncFunctionDef = visit_ClassDef = _definition
+    visit_Lambda = visit_ListComp = visit_SetComp = _definition
+    visit_DictComp = visit_GeneratorExp = _definition

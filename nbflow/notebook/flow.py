@@ -1,0 +1,372 @@
+"""The kernel's notebook flow: cells registered as tasks, and their edges.
+
+Notebook layer: no IPython. :func:`current_flow` returns one ordinary
+:class:`~nbflow.Flow` per process (per kernel). :func:`register_cell` turns a
+cell's source into a :class:`CellTask` and adds it, or puts it in place of the
+task of the same name. After every change the cell tasks are *rebound*: a cell
+reading a name gets an edge from the latest cell registered above it that
+provides the name; names no cell above provides come from the user namespace
+when the flow runs (see :mod:`nbflow.notebook.run`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from nbflow.core.flow import Flow
+from nbflow.core.task import Task, unmapped
+from nbflow.errors import FlowValidationError, NbflowError
+from nbflow.notebook.cells import CellAnalysis, analyze_cell, parse_cell
+from nbflow.notebook.runtime import CellFunction, Pick, register_source
+
+__all__ = [
+    "CellTask",
+    "PickTask",
+    "RegistrationError",
+    "cell_inputs",
+    "current_flow",
+    "describe_cell",
+    "describe_flow",
+    "register_cell",
+    "remove_task",
+    "reset_flow",
+]
+
+FLOW_NAME = "notebook"
+_flow: Flow | None = None
+
+
+class RegistrationError(NbflowError, ValueError):
+    """A ``%%flowtask`` cell cannot be registered as given."""
+
+
+def current_flow() -> Flow:
+    """Return this kernel's notebook flow, creating it on first use.
+
+    Returns
+    -------
+    Flow
+        An ordinary flow: set ``current_flow().executor`` to choose where it runs.
+
+    Examples
+    --------
+    >>> from nbflow.executors import LocalDaskExecutor
+    >>> current_flow().executor = LocalDaskExecutor()     # doctest: +SKIP
+
+    """
+    global _flow
+    if _flow is None:
+        _flow = Flow(FLOW_NAME)
+    return _flow
+
+
+class CellTask(Task):
+    """A ``%%flowtask`` cell as a task: its source, analysis and options."""
+
+    def __init__(
+        self,
+        source: str,
+        name: str,
+        analysis: CellAnalysis,
+        *,
+        map_var: str | None = None,
+        after: Sequence[str] = (),
+        max_retries: int = 0,
+        retry_delay: datetime.timedelta | float | None = None,
+    ) -> None:
+        filename = f"<flowtask {name}>"
+        fn = CellFunction(name, source, filename, analysis.provides, map_var)
+        super().__init__(fn, name=name, max_retries=max_retries,
+                         retry_delay=retry_delay)
+        self.source = source
+        self.filename = filename
+        self.cell_function = fn
+        self.analysis = analysis
+        self.map_var = map_var
+        self.after = tuple(after)
+
+    def __repr__(self) -> str:
+        return f"<CellTask: {self.name}>"
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """Names the cell reads (the mapped name first, when it maps)."""
+        reads = self.analysis.reads
+        if self.map_var and self.map_var not in reads:
+            return (self.map_var, *reads)
+        return reads
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        """Names the cell provides."""
+        return self.analysis.provides
+
+
+class PickTask(Task):
+    """Takes ``name`` out of ``source``'s result, for a cell that maps over it."""
+
+    def __init__(self, source: CellTask, name: str) -> None:
+        super().__init__(Pick(name), name=f"{source.name}.{name}")
+        self.source_task = source
+        self.picked = name
+
+
+def default_name(source: str, analysis: CellAnalysis) -> str:
+    """The first name the cell creates (provides without reading), else a hash."""
+    new = [n for n in analysis.provides if n not in analysis.reads]
+    if new:
+        return new[0]
+    digest = hashlib.sha1(source.encode()).hexdigest()[:8]
+    first = analysis.provides[0] if analysis.provides else "cell"
+    return f"{first}_{digest}"
+
+
+def register_cell(
+    source: str,
+    name: str | None = None,
+    *,
+    map_var: str | None = None,
+    retries: int = 0,
+    retry_delay: float | None = None,
+    after: Iterable[str] = (),
+    flow: Flow | None = None,
+) -> CellTask:
+    """Register a cell as a task of the notebook flow; do not run it.
+
+    Parameters
+    ----------
+    source : str
+        The cell's code.
+    name : str, optional
+        The task's name; a task of that name is replaced in place. Default: the
+        first name the cell provides.
+    map_var : str, optional
+        Run the cell once per element of this name; each provided name becomes
+        the list of per-element values.
+    retries, retry_delay : int, float
+        Retry a failing run of the cell this often, this many seconds apart.
+    after : iterable of str
+        Names of tasks this one runs after, besides its data edges.
+    flow : Flow, optional
+        Default :func:`current_flow`.
+
+    Returns
+    -------
+    CellTask
+
+    Raises
+    ------
+    CellSyntaxError
+        The cell does not parse (the message gives the line).
+    RegistrationError
+        An unknown ``after`` task, or a bad option.
+    FlowValidationError
+        The edges would make a cycle; the flow is left as it was.
+
+    Examples
+    --------
+    >>> task = register_cell("y = x * 2", "double")      # doctest: +SKIP
+
+    """
+    flow = flow if flow is not None else current_flow()
+    label = name or "cell"
+    tree = parse_cell(source, label, f"<flowtask {label}>")
+    analysis = analyze_cell(tree, label)
+    name = name or default_name(source, analysis)
+    if not name.strip():
+        raise RegistrationError("The task name is empty; give a name or leave it out.")
+    after = tuple(after)
+    known = {t.name for t in flow.ordered_tasks()}
+    for upstream in after:
+        if upstream not in known or upstream == name:
+            choices = ", ".join(repr(n) for n in sorted(known - {name})) or "none yet"
+            raise RegistrationError(
+                f"Cell {name!r} runs --after {upstream!r}, which is not a task of the "
+                f"flow; use one of: {choices}."
+            )
+    if map_var is not None and not map_var.isidentifier():
+        raise RegistrationError(
+            f"Cell {name!r} maps over {map_var!r}, which is not a variable name; "
+            "give --map the name of a list."
+        )
+    try:
+        task = CellTask(source, name, analysis, map_var=map_var, after=after,
+                        max_retries=retries, retry_delay=retry_delay)
+    except FlowValidationError as exc:
+        raise RegistrationError(str(exc)) from None
+    _install(flow, task)
+    register_source(task.filename, source)
+    return task
+
+
+def _install(flow: Flow, task: CellTask) -> None:
+    """Add ``task`` or replace its namesake; undo it if that makes a cycle."""
+    old = next((t for t in flow.ordered_tasks() if t.name == task.name), None)
+    if old is None:
+        flow.add_task(task)
+    else:
+        flow.replace(old, task)
+    try:
+        rebind(flow)
+        flow.validate()
+    except FlowValidationError:
+        if old is None:
+            rebind(flow, exclude=task)
+            _clear_binding(flow, task)
+            flow.remove(task)
+        else:
+            flow.replace(task, old)
+        rebind(flow)
+        raise
+
+
+def remove_task(name: str, flow: Flow | None = None) -> Task:
+    """Remove the task called ``name``; cells that read from it read the namespace.
+
+    Raises
+    ------
+    RegistrationError
+        No task has that name, or another task runs ``--after`` it.
+
+    """
+    flow = flow if flow is not None else current_flow()
+    task = next((t for t in flow.ordered_tasks() if t.name == name), None)
+    if task is None:
+        names = ", ".join(repr(t.name) for t in flow.ordered_tasks()) or "none"
+        raise RegistrationError(f"No task is called {name!r}; the tasks are: {names}.")
+    waiting = [t.name for t in flow.ordered_tasks()
+               if isinstance(t, CellTask) and name in t.after]
+    if waiting:
+        raise RegistrationError(
+            f"Task {name!r} cannot be removed: {', '.join(map(repr, waiting))} run "
+            "--after it; remove or re-register those first."
+        )
+    _clear_binding(flow, task)
+    rebind(flow, exclude=task)
+    try:
+        flow.remove(task)
+    except FlowValidationError as exc:
+        rebind(flow)
+        raise RegistrationError(str(exc)) from None
+    rebind(flow)
+    return task
+
+
+def reset_flow(flow: Flow | None = None) -> None:
+    """Remove every task of the notebook flow; keep the flow and its executor."""
+    flow = flow if flow is not None else current_flow()
+    for task in flow.ordered_tasks():
+        _clear_binding(flow, task)
+    for task in flow.ordered_tasks():
+        flow.remove(task)
+
+
+def _clear_binding(flow: Flow, task: Task) -> None:
+    binding = flow.binding(task)
+    binding.arguments = {}
+    binding.upstream = []
+    binding.mapped = False
+
+
+def cell_inputs(flow: Flow, exclude: Task | None = None) -> dict[CellTask, dict[str, CellTask]]:
+    """For each cell task, in order: the names it reads and the cell providing each."""
+    latest: dict[str, CellTask] = {}
+    inputs: dict[CellTask, dict[str, CellTask]] = {}
+    for task in flow.ordered_tasks():
+        if not isinstance(task, CellTask) or task is exclude:
+            continue
+        inputs[task] = {n: latest[n] for n in task.reads if n in latest}
+        for name in task.provides:
+            latest[name] = task
+    return inputs
+
+
+def rebind(
+    flow: Flow, namespace: Mapping[str, Any] | None = None, exclude: Task | None = None
+) -> None:
+    """Recompute every cell task's edges; with ``namespace``, also bind the
+    namespace values that mapped cells map over.
+    """
+    picks = {(t.source_task, t.picked): t for t in flow.ordered_tasks()
+             if isinstance(t, PickTask)}
+    used: set[Task] = set()
+    by_name = {t.name: t for t in flow.ordered_tasks()}
+    for task, inputs in cell_inputs(flow, exclude).items():
+        _clear_binding(flow, task)
+        arguments: dict[str, Any] = {}
+        for name, upstream in inputs.items():
+            if name != task.map_var:
+                arguments[name] = unmapped(upstream) if task.map_var else upstream
+            elif upstream.map_var is not None:
+                arguments[name] = upstream  # child i feeds child i
+            else:
+                pick = picks.get((upstream, name))
+                if pick is None:
+                    pick = picks[(upstream, name)] = PickTask(upstream, name)
+                    flow.set_dependencies(pick, arguments={"result": upstream})
+                used.add(pick)
+                arguments[name] = pick
+        if task.map_var and task.map_var not in inputs and namespace is not None:
+            arguments[task.map_var] = namespace[task.map_var]
+        after = [by_name[n] for n in task.after if n in by_name]
+        flow.set_dependencies(task, upstream_tasks=after, arguments=arguments,
+                              mapped=task.map_var is not None)
+    for pick in picks.values():
+        if pick not in used:
+            flow.remove(pick)
+
+
+def describe_cell(task: CellTask, flow: Flow | None = None) -> str:
+    """One line: the task, what it reads from other tasks, what it provides."""
+    flow = flow if flow is not None else current_flow()
+    inputs = cell_inputs(flow).get(task, {})
+    reads = ", ".join(f"{n} (from {t.name})" for n, t in inputs.items()) or "nothing"
+    provides = ", ".join(task.provides) or "nothing"
+    options = _options(task)
+    return (f"Task {task.name!r}{options}: reads {reads} from other tasks; "
+            f"provides {provides}.")
+
+
+def _options(task: CellTask) -> str:
+    parts = []
+    if task.map_var:
+        parts.append(f"maps over {task.map_var}")
+    if task.max_retries:
+        parts.append(f"{task.max_retries} retries")
+    if task.after:
+        parts.append("after " + ", ".join(task.after))
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def describe_flow(flow: Flow | None = None) -> str:
+    """The tasks with their inputs, outputs and edges, as text."""
+    flow = flow if flow is not None else current_flow()
+    executor = repr(flow.executor) if flow.executor is not None else "LocalExecutor()"
+    lines = [f"Flow {flow.name!r}: {len(flow)} tasks, executor {executor}."]
+    inputs = cell_inputs(flow)
+    for i, task in enumerate(flow.ordered_tasks(), 1):
+        if isinstance(task, CellTask):
+            from_tasks = inputs.get(task, {})
+            others = [n for n in task.reads if n not in from_tasks]
+            lines.append(
+                f"  {i}. {task.name}{_options(task)}\n"
+                f"       inputs: {_join(f'{n} <- {t.name}' for n, t in from_tasks.items())}"
+                f"\n       from namespace: {_join(others)}"
+                f"\n       outputs: {_join(task.provides)}"
+            )
+        else:
+            lines.append(f"  {i}. {task.name} ({type(task).__name__})")
+    edges = sorted(flow.edges, key=lambda e: (e.upstream.name, e.downstream.name,
+                                              e.key or ""))
+    lines.append("Edges:" if edges else "Edges: none.")
+    for edge in edges:
+        label = f" ({edge.key})" if edge.key else ""
+        lines.append(f"  {edge.upstream.name} -> {edge.downstream.name}{label}")
+    return "\n".join(lines)
+
+
+def _join(names: Iterable[str]) -> str:
+    return ", ".join(names) or "-"
