@@ -13,7 +13,6 @@ import argparse
 import os
 import runpy
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -73,7 +72,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print("nbflow: interrupted.", file=sys.stderr)
-        _exit_now_if_threads_linger(1)
         return 1
     return status
 
@@ -171,7 +169,6 @@ def _run(args: argparse.Namespace) -> int:
         if state.is_cancelled():
             for rest in flows[i + 1 :]:
                 out.write(f"Skipped flow {rest.name!r}: the run was cancelled.\n")
-            _exit_now_if_threads_linger(1)
             break
         if i + 1 < len(flows):
             out.write("\n")
@@ -210,33 +207,6 @@ def _run_one(
         flow.name, flow.sorted_tasks(), state, out, color=color, seconds=seconds
     )
     return state
-
-
-def _exit_now_if_threads_linger(status: int) -> None:
-    """Exit at once if a cancelled task still runs in a thread.
-
-    A thread cannot be stopped, and Python joins the threads of a thread pool
-    at exit, so a Ctrl-C would otherwise wait for a task that sleeps or spins.
-    """
-    main_thread = threading.main_thread()
-    lingering = {
-        t
-        for t in threading.enumerate()
-        if t is not main_thread and not t.daemon and t.is_alive()
-    }
-    # Pool threads started from a daemon thread are daemons, but
-    # concurrent.futures joins them at exit all the same.
-    pools = sys.modules.get("concurrent.futures.thread")
-    lingering.update(t for t in getattr(pools, "_threads_queues", {}) if t.is_alive())
-    if lingering:
-        print(
-            f"nbflow: {len(lingering)} cancelled task thread(s) still running; "
-            "exiting without waiting for them.",
-            file=sys.stderr,
-        )
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(status)
 
 
 def _source(args: argparse.Namespace) -> str:

@@ -112,6 +112,54 @@ class _Guarded:
             )
 
 
+class _DaemonThreadPool:
+    """The part of ``concurrent.futures.ThreadPoolExecutor`` dask's scheduler
+    uses, on daemon threads: a task still running after a cancelled run (a
+    thread cannot be stopped) must not hold up the interpreter's exit, and
+    ``ThreadPoolExecutor`` joins its threads at exit.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        import queue
+
+        self._max_workers = max_workers
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"nbflow-dask-{i}", daemon=True)
+            for i in range(max_workers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
+        import concurrent.futures
+
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            future, fn, args = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the future
+                future.set_exception(exc)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop the threads once they are idle; wait for them if ``wait``."""
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+
 # -- the channel of a process pool: set in each worker by its initializer --------
 _child_queue: multiprocessing.queues.Queue[Any] | None = None
 _child_cancel: multiprocessing.synchronize.Event | None = None
@@ -206,9 +254,7 @@ class LocalDaskExecutor(Executor):
         self._graph, self._done = {}, {}
         self._abandon = threading.Event()
         if self.scheduler == "threads":
-            self._pool = concurrent.futures.ThreadPoolExecutor(
-                self.num_workers, thread_name_prefix="nbflow-dask"
-            )
+            self._pool = _DaemonThreadPool(self.num_workers)
         elif self.scheduler == "processes":
             from dask.multiprocessing import get_context
 
