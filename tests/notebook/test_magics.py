@@ -1,0 +1,166 @@
+"""``%%flowtask`` and ``%flow`` in a real IPython InteractiveShell."""
+
+from __future__ import annotations
+
+import pytest
+
+IPython = pytest.importorskip("IPython")
+from IPython.core.error import UsageError  # noqa: E402
+from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
+
+from nbflow.notebook import CellFailed, CellTask, current_flow, reset_flow  # noqa: E402
+
+
+@pytest.fixture
+def ip():
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbflow")
+    reset_flow()
+    current_flow().executor = None
+    yield shell
+    reset_flow()
+    current_flow().executor = None
+    shell.run_line_magic("unload_ext", "nbflow")
+
+
+def test_load_ext_registers_and_unload_removes(ip):
+    magics = ip.magics_manager.magics
+    assert "flowtask" in magics["cell"] and "flow" in magics["line"]
+    ip.run_line_magic("unload_ext", "nbflow")
+    assert "flowtask" not in magics["cell"] and "flow" not in magics["line"]
+    ip.run_line_magic("load_ext", "nbflow")
+    assert "flowtask" in magics["cell"]
+
+
+def test_flowtask_registers_without_running_and_prints_one_line(ip, capsys):
+    ip.run_cell("import math\ndef helper(v):\n    return v * 2")
+    ip.run_cell_magic("flowtask", "load", "xs = [1, 4, 9]\nprint('loading')")
+    ip.run_cell_magic("flowtask", "", "roots = [helper(math.sqrt(x)) for x in xs]")
+    out = capsys.readouterr().out
+    assert "loading" not in out
+    assert out.splitlines() == [
+        "Task 'load': reads nothing from other tasks; provides xs.",
+        "Task 'roots': reads xs (from load) from other tasks; provides roots.",
+    ]
+    assert "roots" not in ip.user_ns
+    assert all(isinstance(t, CellTask) for t in current_flow().ordered_tasks())
+
+
+def test_flow_run_writes_back_and_shows_output(ip, capsys):
+    ip.run_cell("import math\ndef helper(v):\n    return v * 2")
+    ip.run_cell_magic("flowtask", "load", "xs = [1, 4, 9]\nprint('loading')")
+    ip.run_cell_magic("flowtask", "", "roots = [helper(math.sqrt(x)) for x in xs]")
+    ip.run_cell_magic("flowtask", "", "roots += [0]")
+    ip.run_cell_magic("flowtask", "--map xs --retries 1 --retry-delay 0", "half = xs / 2")
+    capsys.readouterr()
+    ip.run_line_magic("flow", "run")
+    out = capsys.readouterr().out
+    assert ip.user_ns["roots"] == [2.0, 4.0, 6.0, 0]
+    assert ip.user_ns["half"] == [0.5, 2.0, 4.5]
+    assert "[load] loading" in out
+    assert "5/5 tasks finished; flow Success" in out
+    # The next ordinary cell sees the results.
+    ip.run_cell("check = sum(roots)")
+    assert ip.user_ns["check"] == 12.0
+
+
+def test_flowtask_same_name_replaces(ip):
+    ip.run_cell_magic("flowtask", "a", "x = 1")
+    ip.run_cell_magic("flowtask", "b", "y = x + 1")
+    ip.run_cell_magic("flowtask", "a", "x = 10")
+    assert [t.name for t in current_flow().ordered_tasks()] == ["a", "b"]
+    ip.run_line_magic("flow", "run")
+    assert ip.user_ns["y"] == 11
+
+
+def test_flow_run_failure_shows_cell_line_and_keeps_successes(ip, capsys):
+    ip.run_cell_magic("flowtask", "good", "g = 1")
+    ip.run_cell_magic("flowtask", "bad", "h = g + 1\nraise ValueError('no ' + str(h))")
+    with pytest.raises(CellFailed) as info:
+        ip.run_line_magic("flow", "run")
+    assert ip.user_ns["g"] == 1 and "h" not in ip.user_ns
+    assert isinstance(info.value.__cause__, ValueError)
+    capsys.readouterr()
+    result = ip.run_cell("%flow run")
+    assert isinstance(result.error_in_exec, CellFailed)
+    out = capsys.readouterr().out
+    assert 'File "<flowtask bad>", line 2' in out
+    assert "raise ValueError('no ' + str(h))" in out
+    assert "ValueError: no 2" in out
+
+
+@pytest.mark.parametrize(
+    ("line", "cell", "match"),
+    [
+        ("--bogus", "x = 1", "unrecognized arguments"),
+        ("--retries many", "x = 1", "invalid int"),
+        ("", "x = (1 +", "syntax error on line 1"),
+        ("b --after nowhere", "x = 1", "'nowhere'"),
+    ],
+    ids=["unknown-option", "bad-int", "syntax", "unknown-after"],
+)
+def test_flowtask_bad_input_is_one_line_usage_error(ip, line, cell, match):
+    with pytest.raises(UsageError, match=match) as info:
+        ip.run_cell_magic("flowtask", line, cell)
+    assert "\n" not in str(info.value)
+    assert len(current_flow()) == 0
+
+
+def test_flow_run_bad_input_is_usage_error_before_running(ip):
+    ip.user_ns["n"] = 3
+    ip.run_cell_magic("flowtask", "first", "marker = 1")
+    ip.run_cell_magic("flowtask", "m", "y = n")
+    ip.run_cell_magic("flowtask", "u", "z = not_defined_anywhere")
+    with pytest.raises(UsageError, match="'u' reads 'not_defined_anywhere'"):
+        ip.run_line_magic("flow", "run")
+    ip.run_line_magic("flow", "remove u")
+    ip.run_cell_magic("flowtask", "m --map n", "y = n")
+    with pytest.raises(UsageError, match="maps over 'n'"):
+        ip.run_line_magic("flow", "run")
+    assert "marker" not in ip.user_ns
+
+
+def test_flowtask_after_cycle_is_usage_error(ip):
+    ip.run_cell_magic("flowtask", "a", "x = 1")
+    ip.run_cell_magic("flowtask", "b", "y = x")
+    with pytest.raises(UsageError, match="cycle: 'a' -> 'b' -> 'a'|cycle: 'b' -> 'a' -> 'b'"):
+        ip.run_cell_magic("flowtask", "a --after b", "x = 1")
+
+
+def test_flow_show_remove_reset(ip, capsys):
+    ip.run_cell_magic("flowtask", "a", "x = 1")
+    ip.run_cell_magic("flowtask", "b --after a", "y = x + k")
+    capsys.readouterr()
+    ip.run_line_magic("flow", "show")
+    out = capsys.readouterr().out
+    assert "inputs: x <- a" in out and "from namespace: k" in out and "a -> b" in out
+    with pytest.raises(UsageError, match="run --after it"):
+        ip.run_line_magic("flow", "remove a")
+    ip.run_line_magic("flow", "remove b")
+    assert [t.name for t in current_flow().ordered_tasks()] == ["a"]
+    with pytest.raises(UsageError, match="needs the name"):
+        ip.run_line_magic("flow", "remove")
+    with pytest.raises(UsageError):
+        ip.run_line_magic("flow", "explode")
+    ip.run_line_magic("flow", "reset")
+    assert len(current_flow()) == 0
+
+
+def test_flow_run_uses_current_flow_executor(ip):
+    from nbflow.executors import LocalDaskExecutor
+
+    current_flow().executor = LocalDaskExecutor(num_workers=2)
+    ip.user_ns["lock"] = __import__("threading").Lock()
+    ip.run_cell_magic("flowtask", "t", "import threading\nwho = threading.current_thread().name"
+                      "\nfree = not lock.locked()")
+    ip.run_line_magic("flow", "run")
+    assert ip.user_ns["who"].startswith("nbflow-dask")
+    current_flow().executor = LocalDaskExecutor("processes", num_workers=1)
+    with pytest.raises(UsageError, match="'t' reads 'lock'"):
+        ip.run_line_magic("flow", "run")
+
+
+def test_flow_panel_shows_executor_panel(ip):
+    panel_module = pytest.importorskip("nbflow.widgets.panel")
+    panel = ip.run_line_magic("flow", "panel")
+    assert isinstance(panel, panel_module.ExecutorPanel)
