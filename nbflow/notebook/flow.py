@@ -325,9 +325,10 @@ def describe_cell(task: CellTask, flow: Flow | None = None) -> str:
     inputs = cell_inputs(flow).get(task, {})
     reads = ", ".join(f"{n} (from {t.name})" for n, t in inputs.items()) or "nothing"
     provides = ", ".join(task.provides) or "nothing"
-    options = _options(task)
-    return (f"Task {task.name!r}{options}: reads {reads} from other tasks; "
-            f"provides {provides}.")
+    star = (" (and the names of its `import *`, which are not tracked)"
+            if task.analysis.star_import else "")
+    return (f"Task {task.name!r}{_options(task)}: reads {reads} from other tasks; "
+            f"provides {provides}{star}.")
 
 
 def _options(task: CellTask) -> str:

@@ -89,6 +89,8 @@ class FlowMagics(Magics):  # type: ignore[misc]
         text = cell_output(state)
         if text:
             print(text)
+        if state.is_cancelled():
+            print(state.message)
         error = failure(state)
         if error is not None:
             raise error

@@ -129,7 +129,7 @@ def check_serialisable(
     """Raise :class:`UnserialisableValueError` for the first value or task
     function that cloudpickle cannot serialise.
     """
-    import cloudpickle
+    import cloudpickle  # type: ignore[import-untyped]
 
     checked: set[int] = set()
     where = type(executor).__name__

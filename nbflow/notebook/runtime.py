@@ -192,7 +192,7 @@ class _ThreadStdout(io.TextIOBase):
         self.original = original
         self.local = threading.local()
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         buffer = getattr(self.local, "buffer", None)
         return (buffer if buffer is not None else self.original).write(text)
 
