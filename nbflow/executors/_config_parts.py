@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import json
 import os
+from collections.abc import Mapping
 from typing import Any
 
 from nbflow.errors import NbflowError
@@ -48,7 +49,7 @@ class SecurityPaths:
         """Return the ``distributed.Security`` that reads these files."""
         from distributed import Security
 
-        return Security(**self._kwargs(), require_encryption=True)
+        return Security(**self._kwargs(), require_encryption=True)  # type: ignore[no-untyped-call]
 
     def _kwargs(self) -> dict[str, str]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -59,7 +60,7 @@ class SecurityPaths:
         return f"Security({args}, require_encryption=True)"
 
 
-def check_cluster_kwargs(extra: object, sizes: dict[str, object]) -> dict[str, Any]:
+def check_cluster_kwargs(extra: object, sizes: Mapping[str, object]) -> dict[str, Any]:
     """Merge ``n_workers``/``threads_per_worker`` into JSON-able cluster_kwargs."""
     if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
         raise ExecutorConfigError(
@@ -127,8 +128,7 @@ def check_security(address: str, given: dict[str, str | None]) -> SecurityPaths 
     for name, path in given.items():
         if path is not None and not os.path.isfile(path):
             raise ExecutorConfigError(
-                f"{name} {path!r} is not a file; give the path of an existing "
-                "PEM file."
+                f"{name} {path!r} is not a file; give the path of an existing PEM file."
             )
     if not is_tls:
         raise ExecutorConfigError(
@@ -150,8 +150,10 @@ def dask_fields(executor: DaskExecutor) -> dict[str, Any]:
     """The config fields of a DaskExecutor; raise for what they cannot hold."""
     fields: dict[str, Any] = {"kind": "dask", "debug": executor.debug}
     if executor.performance_report_path:
-        fields.update(performance_report=True,
-                      performance_report_path=executor.performance_report_path)
+        fields.update(
+            performance_report=True,
+            performance_report_path=executor.performance_report_path,
+        )
     fields.update(_tls_fields(executor))
     if executor.address is not None:
         return {**fields, "cluster": "existing", "address": executor.address}
@@ -162,15 +164,21 @@ def dask_fields(executor: DaskExecutor) -> dict[str, Any]:
             raise unheld(executor, f"cluster_class {cls!r} without an import path")
         cls = path
     extra = dict(executor.cluster_kwargs)
-    fields.update(cluster_class=cls, n_workers=extra.pop("n_workers", None),
-                  threads_per_worker=extra.pop("threads_per_worker", None),
-                  cluster_kwargs=extra)
+    fields.update(
+        cluster_class=cls,
+        n_workers=extra.pop("n_workers", None),
+        threads_per_worker=extra.pop("threads_per_worker", None),
+        cluster_kwargs=extra,
+    )
     adapt = executor.adapt_kwargs
     if adapt:
         if set(adapt) - {"minimum", "maximum"}:
             raise unheld(executor, f"adapt_kwargs {adapt!r} beyond minimum/maximum")
-        fields.update(cluster="adaptive", minimum=adapt.get("minimum", 0),
-                      maximum=adapt.get("maximum"))
+        fields.update(
+            cluster="adaptive",
+            minimum=adapt.get("minimum", 0),
+            maximum=adapt.get("maximum"),
+        )
     return fields
 
 

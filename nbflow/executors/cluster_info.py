@@ -26,8 +26,10 @@ class ClusterSummary:
     def describe(self) -> str:
         """One line, e.g. ``"2 workers, 4 threads, 7.63 GiB memory"``."""
         plural = "" if self.workers == 1 else "s"
-        return (f"{self.workers} worker{plural}, {self.threads} threads, "
-                f"{self.memory / 2**30:.2f} GiB memory")
+        return (
+            f"{self.workers} worker{plural}, {self.threads} threads, "
+            f"{self.memory / 2**30:.2f} GiB memory"
+        )
 
 
 def inspect_cluster(
@@ -68,8 +70,9 @@ def inspect_cluster(
     from distributed import Client
 
     try:
-        client = Client(address, timeout=timeout, set_as_default=False,
-                        **dict(client_kwargs or {}))
+        client: Any = Client(  # type: ignore[no-untyped-call]
+            address, timeout=timeout, set_as_default=False, **dict(client_kwargs or {})
+        )
     except (OSError, TimeoutError) as exc:
         raise ClusterConnectionError(
             f"Could not connect to the Dask scheduler at {address!r} ({exc}); "

@@ -54,15 +54,25 @@ KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
 CLUSTER_MODES: tuple[ClusterMode, ...] = get_args(ClusterMode)
 
 _KIND_ALIASES: dict[str, ExecutorKind] = {
-    "local": "local", "localexecutor": "local",
-    "local-dask": "local-dask", "local_dask": "local-dask",
-    "localdask": "local-dask", "localdaskexecutor": "local-dask",
-    "dask": "dask", "daskexecutor": "dask", "distributed": "dask",
+    "local": "local",
+    "localexecutor": "local",
+    "local-dask": "local-dask",
+    "local_dask": "local-dask",
+    "localdask": "local-dask",
+    "localdaskexecutor": "local-dask",
+    "dask": "dask",
+    "daskexecutor": "dask",
+    "distributed": "dask",
 }
 _MODE_ALIASES: dict[str, ClusterMode] = {
-    "temporary": "temporary", "temp": "temporary", "new": "temporary",
-    "adaptive": "adaptive", "adapt": "adaptive",
-    "existing": "existing", "address": "existing", "connect": "existing",
+    "temporary": "temporary",
+    "temp": "temporary",
+    "new": "temporary",
+    "adaptive": "adaptive",
+    "adapt": "adaptive",
+    "existing": "existing",
+    "address": "existing",
+    "connect": "existing",
 }
 _TEXT_FIELDS = ("cluster_class", "address", "performance_report_path", *TLS_FIELDS)
 
@@ -85,7 +95,9 @@ def normalize_kind(name: object) -> ExecutorKind:
     if key in _KIND_ALIASES:
         return _KIND_ALIASES[key]
     choices = ", ".join(repr(k) for k in KINDS)
-    raise ExecutorConfigError(f"Unknown executor kind {name!r}; expected one of {choices}.")
+    raise ExecutorConfigError(
+        f"Unknown executor kind {name!r}; expected one of {choices}."
+    )
 
 
 def normalize_cluster_mode(name: object) -> ClusterMode:
@@ -106,7 +118,9 @@ def normalize_cluster_mode(name: object) -> ClusterMode:
     if key in _MODE_ALIASES:
         return _MODE_ALIASES[key]
     choices = ", ".join(repr(m) for m in CLUSTER_MODES)
-    raise ExecutorConfigError(f"Unknown cluster mode {name!r}; expected one of {choices}.")
+    raise ExecutorConfigError(
+        f"Unknown cluster mode {name!r}; expected one of {choices}."
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,9 +187,11 @@ class ExecutorConfig:
     def __post_init__(self) -> None:
         # Canonical names where they are recognisable; anything else is kept
         # as given, for problem() to explain.
-        for name, normalize in (("kind", normalize_kind),
-                                ("scheduler", normalize_scheduler),
-                                ("cluster", normalize_cluster_mode)):
+        for name, normalize in (
+            ("kind", normalize_kind),
+            ("scheduler", normalize_scheduler),
+            ("cluster", normalize_cluster_mode),
+        ):
             with contextlib.suppress(NbflowError):
                 object.__setattr__(self, name, normalize(getattr(self, name)))
         for name in _TEXT_FIELDS:
@@ -316,15 +332,18 @@ class ExecutorConfig:
         else:
             if self.cluster_class is not None:
                 kwargs["cluster_class"] = self.cluster_class
-            sizes = {"n_workers": self.n_workers,
-                     "threads_per_worker": self.threads_per_worker}
+            sizes = {
+                "n_workers": self.n_workers,
+                "threads_per_worker": self.threads_per_worker,
+            }
             cluster_kwargs = check_cluster_kwargs(self.cluster_kwargs, sizes)
             if cluster_kwargs:
                 kwargs["cluster_kwargs"] = cluster_kwargs
             if mode == "adaptive":
                 adapt = {"minimum": self.minimum, "maximum": self.maximum}
-                kwargs["adapt_kwargs"] = {k: v for k, v in adapt.items()
-                                          if v is not None}
+                kwargs["adapt_kwargs"] = {
+                    k: v for k, v in adapt.items() if v is not None
+                }
         if self.debug:
             kwargs["debug"] = True
         if self.performance_report:
@@ -391,8 +410,11 @@ class ExecutorConfig:
         if type(executor) is LocalDaskExecutor:
             if executor.kwargs:
                 raise unheld(executor, f"scheduler keywords {executor.kwargs!r}")
-            return cls(kind="local-dask", scheduler=executor.scheduler,
-                       num_workers=executor.num_workers)
+            return cls(
+                kind="local-dask",
+                scheduler=executor.scheduler,
+                num_workers=executor.num_workers,
+            )
         if type(executor) is DaskExecutor:
             return cls(**dask_fields(executor))
         raise unheld(executor, f"the executor type {type(executor).__name__}")

@@ -40,21 +40,30 @@ log = logging.getLogger(__name__)
 
 _KIND_LABELS = [("Local", "local"), ("LocalDask", "local-dask"), ("Dask", "dask")]
 _INT_FIELDS = ("num_workers", "n_workers", "threads_per_worker", "minimum", "maximum")
-_TEXT_FIELDS = ("cluster_class", "address", "performance_report_path",
-                "tls_ca_file", "tls_client_cert", "tls_client_key")
+_TEXT_FIELDS = (
+    "cluster_class",
+    "address",
+    "performance_report_path",
+    "tls_ca_file",
+    "tls_client_cert",
+    "tls_client_key",
+)
 _FIELDS = tuple(f.name for f in dataclasses.fields(ExecutorConfig))
 _PLACEHOLDERS = {
     "num_workers": f"one per core ({os.cpu_count()})",
-    "n_workers": "LocalCluster's default", "threads_per_worker": "LocalCluster's default",
-    "minimum": "0", "maximum": "no limit",
+    "n_workers": "LocalCluster's default",
+    "threads_per_worker": "LocalCluster's default",
+    "minimum": "0",
+    "maximum": "no limit",
     "cluster_class": "distributed.LocalCluster",
     "cluster_kwargs": '{"processes": false}  (JSON)',
-    "address": "tcp://HOST:8786", "performance_report_path": "report.html",
+    "address": "tcp://HOST:8786",
+    "performance_report_path": "report.html",
     "tls_ca_file": "path of the CA certificate (PEM)",
     "tls_client_cert": "path of the client certificate (PEM)",
     "tls_client_key": "path of the client key (PEM)",
 }
-_STYLE = {"description_width": "150px"}
+_STYLE = {"description_width": "190px"}
 _WIDE = w.Layout(width="480px")
 
 
@@ -105,13 +114,16 @@ def _make_control(field: str) -> w.Widget:
     elif field == "cluster":
         control = w.ToggleButtons(options=list(CLUSTER_MODES))
     elif field in ("performance_report", "debug"):
-        control = w.Checkbox(indent=True)
+        control = w.Checkbox(
+            indent=False, layout=w.Layout(width="auto", margin="0 24px 0 0")
+        )
     elif field == "cluster_kwargs":
         control = w.Textarea(rows=2, layout=_WIDE)
     else:
         control = w.Text(layout=_WIDE if field in _TEXT_FIELDS else w.Layout())
     control.description = field
-    control.style = _STYLE
+    if not isinstance(control, w.Checkbox):  # a checkbox's label follows the box
+        control.style = _STYLE
     if hasattr(control, "placeholder"):
         control.placeholder = _PLACEHOLDERS.get(field, "")
     control.add_class(f"nbflow-{field}")
@@ -146,8 +158,9 @@ class ExecutorPanel(w.VBox):
         for field, control in self.controls.items():
             setattr(self, f"_{field}", control)
             control.observe(self._on_change, names="value")
-        self._test_connection = w.Button(description="Test connection",
-                                         icon="plug", tooltip="Connect for 3 s")
+        self._test_connection = w.Button(
+            description="Test connection", icon="plug", tooltip="Connect for 3 s"
+        )
         self._test_connection.add_class("nbflow-test_connection")
         self._test_connection.on_click(lambda _: self.test_connection())
         self._connection_future: concurrent.futures.Future[ClusterSummary] | None = None
@@ -155,8 +168,9 @@ class ExecutorPanel(w.VBox):
         self._message = w.HTML().add_class("nbflow-message")
         self._code = w.HTML().add_class("nbflow-code")
         self._sections = self._layout()
-        super().__init__([self._kind, *self._sections.values(), self._message,
-                          self._code])
+        super().__init__(
+            [self._kind, *self._sections.values(), self._message, self._code]
+        )
         self.add_class("nbflow-executor-panel")
         opening = None
         if config is None and flow is not None:
@@ -164,26 +178,46 @@ class ExecutorPanel(w.VBox):
                 config = ExecutorConfig.from_executor(flow.executor)
             except ExecutorConfigError as exc:
                 opening = str(exc)
-        self._show(config or ExecutorConfig(), apply=config is not None and
-                   flow is not None and config != _current(flow))
+        self._show(
+            config or ExecutorConfig(),
+            apply=config is not None and flow is not None and config != _current(flow),
+        )
         if opening is not None:
             self._show_problem(opening)
 
     def _layout(self) -> dict[str, w.Box]:
         c = self.controls
-        existing = w.VBox([
-            w.HBox([c["address"], self._test_connection]), self._connection,
-            c["tls_ca_file"], c["tls_client_cert"], c["tls_client_key"],
-        ])
+        existing = w.VBox(
+            [
+                w.HBox([c["address"], self._test_connection]),
+                self._connection,
+                c["tls_ca_file"],
+                c["tls_client_cert"],
+                c["tls_client_key"],
+            ]
+        )
         return {
             "local-dask": w.VBox([c["scheduler"], c["num_workers"]]),
             "dask": w.VBox([c["cluster"]]),
-            "temporary": w.VBox([c["n_workers"], c["threads_per_worker"],
-                                 c["cluster_class"], c["cluster_kwargs"]]),
+            "temporary": w.VBox(
+                [
+                    c["n_workers"],
+                    c["threads_per_worker"],
+                    c["cluster_class"],
+                    c["cluster_kwargs"],
+                ]
+            ),
             "adaptive": w.HBox([c["minimum"], c["maximum"]]),
             "existing": existing,
-            "report": w.VBox([w.HBox([c["performance_report"], c["debug"]]),
-                              c["performance_report_path"]]),
+            "report": w.VBox(
+                [
+                    w.HBox(
+                        [c["performance_report"], c["debug"]],
+                        layout=w.Layout(margin="0 0 0 194px"),
+                    ),
+                    c["performance_report_path"],
+                ]
+            ),
         }
 
     # -- public -------------------------------------------------------------------
@@ -236,8 +270,9 @@ class ExecutorPanel(w.VBox):
         future: concurrent.futures.Future[ClusterSummary] = concurrent.futures.Future()
         self._connection_future = future  # the button's, for tests and callers
         draft, _ = self._read()
-        existing = dataclasses.replace(draft, kind="dask", cluster="existing",
-                                       performance_report=False)
+        existing = dataclasses.replace(
+            draft, kind="dask", cluster="existing", performance_report=False
+        )
         problem = existing.problem()
         if problem is not None:
             self._connection.value = _error_html(problem)
@@ -246,19 +281,28 @@ class ExecutorPanel(w.VBox):
         address = existing.address or ""
         self._test_connection.disabled = True
         self._connection.value = f"Connecting to {html.escape(address)} …"
-        threading.Thread(target=self._inspect, name="nbflow-test-connection",
-                         args=(existing, timeout, future), daemon=True).start()
+        threading.Thread(
+            target=self._inspect,
+            name="nbflow-test-connection",
+            args=(existing, timeout, future),
+            daemon=True,
+        ).start()
         return future
 
     # -- internals ------------------------------------------------------------------
 
-    def _inspect(self, config: ExecutorConfig, timeout: float,
-                 future: concurrent.futures.Future[ClusterSummary]) -> None:
+    def _inspect(
+        self,
+        config: ExecutorConfig,
+        timeout: float,
+        future: concurrent.futures.Future[ClusterSummary],
+    ) -> None:
         """Run in a thread: a widget callback must not block the kernel."""
         address = config.address or ""
         try:
-            summary = inspect_cluster(address, timeout=timeout,
-                                      client_kwargs=config.client_kwargs())
+            summary = inspect_cluster(
+                address, timeout=timeout, client_kwargs=config.client_kwargs()
+            )
         except Exception as exc:  # noqa: BLE001 - shown in the panel, not raised
             if not isinstance(exc, NbflowError):
                 log.warning("Test connection to %s failed", address, exc_info=True)
@@ -266,7 +310,8 @@ class ExecutorPanel(w.VBox):
             future.set_exception(exc)
         else:
             self._connection.value = (
-                f"<b>{html.escape(address)}</b>: {html.escape(summary.describe())}")
+                f"<b>{html.escape(address)}</b>: {html.escape(summary.describe())}"
+            )
             future.set_result(summary)
         finally:
             self._test_connection.disabled = False
@@ -285,9 +330,11 @@ class ExecutorPanel(w.VBox):
 
     def _show(self, config: ExecutorConfig, *, apply: bool) -> None:
         """Put ``config`` into the controls, then validate (and apply) once."""
-        for field, normalize in (("kind", normalize_kind),
-                                 ("scheduler", normalize_scheduler),
-                                 ("cluster", normalize_cluster_mode)):
+        for field, normalize in (
+            ("kind", normalize_kind),
+            ("scheduler", normalize_scheduler),
+            ("cluster", normalize_cluster_mode),
+        ):
             try:
                 normalize(getattr(config, field))  # a choice its buttons offer
             except NbflowError as exc:
@@ -323,13 +370,18 @@ class ExecutorPanel(w.VBox):
             self.config = draft
         self._show_problem(problem)
         self._code.value = (
-            "<pre style='margin:4px 0'>" + html.escape(self.config.code(), quote=False)
-            + "</pre>")
+            "<pre style='margin:4px 0'>"
+            + html.escape(self.config.code(), quote=False)
+            + "</pre>"
+        )
 
     def _show_problem(self, problem: str | None) -> None:
         self.problem = problem
-        self._message.value = "" if problem is None else _error_html(
-            problem + " The last valid choice stays in use.")
+        self._message.value = (
+            ""
+            if problem is None
+            else _error_html(problem + " The last valid choice stays in use.")
+        )
 
     def _show_sections(self, draft: ExecutorConfig) -> None:
         mode = draft.cluster if draft.kind == "dask" else None

@@ -34,9 +34,13 @@ def pem_files(tmp_path):
 
 def tls(pem_files, **extra):
     return ExecutorConfig(
-        kind="dask", cluster="existing", address="tls://127.0.0.1:8786",
-        tls_ca_file=pem_files["ca.pem"], tls_client_cert=pem_files["client.pem"],
-        tls_client_key=pem_files["client.key"], **extra,
+        kind="dask",
+        cluster="existing",
+        address="tls://127.0.0.1:8786",
+        tls_ca_file=pem_files["ca.pem"],
+        tls_client_cert=pem_files["client.pem"],
+        tls_client_key=pem_files["client.key"],
+        **extra,
     )
 
 
@@ -49,18 +53,28 @@ def own_message(call):
 # -- vocabulary --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("alias, kind", [
-    ("local", "local"), ("LocalExecutor", "local"), ("local_dask", "local-dask"),
-    ("LocalDaskExecutor", "local-dask"), ("Dask", "dask"), ("distributed", "dask"),
-])
+@pytest.mark.parametrize(
+    "alias, kind",
+    [
+        ("local", "local"),
+        ("LocalExecutor", "local"),
+        ("local_dask", "local-dask"),
+        ("LocalDaskExecutor", "local-dask"),
+        ("Dask", "dask"),
+        ("distributed", "dask"),
+    ],
+)
 def test_normalize_kind_accepts_aliases(alias, kind):
     assert normalize_kind(alias) == kind
     assert ExecutorConfig(kind=alias).kind == kind
 
 
 def test_normalize_kind_rejects_unknown_with_choices():
-    with pytest.raises(ExecutorConfigError, match=r"Unknown executor kind 'ray'; "
-                       r"expected one of 'local', 'local-dask', 'dask'\."):
+    with pytest.raises(
+        ExecutorConfigError,
+        match=r"Unknown executor kind 'ray'; "
+        r"expected one of 'local', 'local-dask', 'dask'\.",
+    ):
         normalize_kind("ray")
 
 
@@ -74,8 +88,12 @@ def test_normalize_cluster_mode_accepts_aliases_and_rejects_unknown():
 
 
 def test_config_normalises_scheduler_alias_and_blank_text():
-    config = ExecutorConfig(kind="local-dask", scheduler="multiprocessing",
-                            address="  ", performance_report_path="")
+    config = ExecutorConfig(
+        kind="local-dask",
+        scheduler="multiprocessing",
+        address="  ",
+        performance_report_path="",
+    )
     assert config.scheduler == "processes"
     assert config.address is None and config.performance_report_path is None
 
@@ -84,55 +102,103 @@ def test_config_normalises_scheduler_alias_and_blank_text():
 
 INVALID = {
     "unknown kind": (dict(kind="ray"), "Unknown executor kind 'ray'"),
-    "unknown scheduler": (dict(kind="local-dask", scheduler="gpu"),
-                          "Unknown scheduler 'gpu'"),
-    "num_workers 0": (dict(kind="local-dask", num_workers=0),
-                      "num_workers must be a whole number >= 1, got 0"),
-    "num_workers text": (dict(kind="local-dask", num_workers="4"),
-                         "num_workers must be a whole number >= 1, got '4'"),
+    "unknown scheduler": (
+        dict(kind="local-dask", scheduler="gpu"),
+        "Unknown scheduler 'gpu'",
+    ),
+    "num_workers 0": (
+        dict(kind="local-dask", num_workers=0),
+        "num_workers must be a whole number >= 1, got 0",
+    ),
+    "num_workers text": (
+        dict(kind="local-dask", num_workers="4"),
+        "num_workers must be a whole number >= 1, got '4'",
+    ),
     "unknown mode": (dict(kind="dask", cluster="huge"), "Unknown cluster mode 'huge'"),
-    "n_workers negative": (dict(kind="dask", n_workers=-1),
-                           "n_workers must be a whole number >= 0, got -1"),
-    "threads 0": (dict(kind="dask", threads_per_worker=0),
-                  "threads_per_worker must be a whole number >= 1, got 0"),
-    "n_workers twice": (dict(kind="dask", n_workers=3, cluster_kwargs={"n_workers": 2}),
-                        "n_workers is given both as 3 and in cluster_kwargs as 2"),
-    "cluster_kwargs list": (dict(kind="dask", cluster_kwargs=[1]),
-                            "cluster_kwargs must be a dict with string keys, got [1]"),
-    "cluster_kwargs not json": (dict(kind="dask", cluster_kwargs={"x": {1, 2}}),
-                                "is not JSON-able"),
-    "cluster_class missing": (dict(kind="dask", cluster_class="nope.Cluster"),
-                              "Could not import cluster_class 'nope.Cluster'"),
-    "min above max": (dict(kind="dask", cluster="adaptive", minimum=5, maximum=2),
-                      "minimum 5 is above maximum 2; make minimum <= maximum."),
-    "min negative": (dict(kind="dask", cluster="adaptive", minimum=-1),
-                     "must be a number >= 0, got -1"),
-    "existing without address": (dict(kind="dask", cluster="existing"),
-                                 "Cluster mode 'existing' needs the scheduler's address"),
-    "malformed address": (dict(kind="dask", cluster="existing", address="10.0.0.5"),
-                          "Malformed scheduler address '10.0.0.5'"),
-    "report without path": (dict(kind="dask", performance_report=True),
-                            "performance_report is on but performance_report_path "
-                            "is empty"),
-    "report folder missing": (dict(kind="dask", performance_report=True,
-                                   performance_report_path="/no/such/dir/r.html"),
-                              "The folder of performance_report_path "
-                              "'/no/such/dir/r.html' does not exist"),
-    "tls address without files": (dict(kind="dask", cluster="existing",
-                                       address="tls://127.0.0.1:8786"),
-                                  "address 'tls://127.0.0.1:8786' is a TLS scheduler"),
-    "tls key without cert": (dict(kind="dask", cluster="existing",
-                                  address="tls://127.0.0.1:8786",
-                                  tls_client_key="/x/client.key"),
-                             "tls_client_key given without tls_client_cert"),
-    "tls cert without ca": (dict(kind="dask", cluster="existing",
-                                 address="tls://127.0.0.1:8786",
-                                 tls_client_cert="/x/client.pem"),
-                            "tls_client_cert given without tls_ca_file"),
-    "tls files missing": (dict(kind="dask", cluster="existing",
-                               address="tls://127.0.0.1:8786",
-                               tls_ca_file="/x/ca.pem", tls_client_cert="/x/c.pem"),
-                          "tls_ca_file '/x/ca.pem' is not a file"),
+    "n_workers negative": (
+        dict(kind="dask", n_workers=-1),
+        "n_workers must be a whole number >= 0, got -1",
+    ),
+    "threads 0": (
+        dict(kind="dask", threads_per_worker=0),
+        "threads_per_worker must be a whole number >= 1, got 0",
+    ),
+    "n_workers twice": (
+        dict(kind="dask", n_workers=3, cluster_kwargs={"n_workers": 2}),
+        "n_workers is given both as 3 and in cluster_kwargs as 2",
+    ),
+    "cluster_kwargs list": (
+        dict(kind="dask", cluster_kwargs=[1]),
+        "cluster_kwargs must be a dict with string keys, got [1]",
+    ),
+    "cluster_kwargs not json": (
+        dict(kind="dask", cluster_kwargs={"x": {1, 2}}),
+        "is not JSON-able",
+    ),
+    "cluster_class missing": (
+        dict(kind="dask", cluster_class="nope.Cluster"),
+        "Could not import cluster_class 'nope.Cluster'",
+    ),
+    "min above max": (
+        dict(kind="dask", cluster="adaptive", minimum=5, maximum=2),
+        "minimum 5 is above maximum 2; make minimum <= maximum.",
+    ),
+    "min negative": (
+        dict(kind="dask", cluster="adaptive", minimum=-1),
+        "must be a number >= 0, got -1",
+    ),
+    "existing without address": (
+        dict(kind="dask", cluster="existing"),
+        "Cluster mode 'existing' needs the scheduler's address",
+    ),
+    "malformed address": (
+        dict(kind="dask", cluster="existing", address="10.0.0.5"),
+        "Malformed scheduler address '10.0.0.5'",
+    ),
+    "report without path": (
+        dict(kind="dask", performance_report=True),
+        "performance_report is on but performance_report_path is empty",
+    ),
+    "report folder missing": (
+        dict(
+            kind="dask",
+            performance_report=True,
+            performance_report_path="/no/such/dir/r.html",
+        ),
+        "The folder of performance_report_path '/no/such/dir/r.html' does not exist",
+    ),
+    "tls address without files": (
+        dict(kind="dask", cluster="existing", address="tls://127.0.0.1:8786"),
+        "address 'tls://127.0.0.1:8786' is a TLS scheduler",
+    ),
+    "tls key without cert": (
+        dict(
+            kind="dask",
+            cluster="existing",
+            address="tls://127.0.0.1:8786",
+            tls_client_key="/x/client.key",
+        ),
+        "tls_client_key given without tls_client_cert",
+    ),
+    "tls cert without ca": (
+        dict(
+            kind="dask",
+            cluster="existing",
+            address="tls://127.0.0.1:8786",
+            tls_client_cert="/x/client.pem",
+        ),
+        "tls_client_cert given without tls_ca_file",
+    ),
+    "tls files missing": (
+        dict(
+            kind="dask",
+            cluster="existing",
+            address="tls://127.0.0.1:8786",
+            tls_ca_file="/x/ca.pem",
+            tls_client_cert="/x/c.pem",
+        ),
+        "tls_ca_file '/x/ca.pem' is not a file",
+    ),
 }
 
 
@@ -152,26 +218,36 @@ def test_config_problem_names_every_invalid_setting(fields, message):
 
 
 def test_config_tls_files_with_tcp_address_is_a_problem(pem_files):
-    config = ExecutorConfig.from_dict({**tls(pem_files).to_dict(),
-                                       "address": "tcp://127.0.0.1:8786"})
+    config = ExecutorConfig.from_dict(
+        {**tls(pem_files).to_dict(), "address": "tcp://127.0.0.1:8786"}
+    )
     assert "address 'tcp://127.0.0.1:8786' is not tls://" in config.problem()
 
 
 def test_config_problems_reuse_the_executors_own_messages():
     assert ExecutorConfig(kind="local-dask", num_workers=0).problem() == own_message(
-        lambda: LocalDaskExecutor(num_workers=0))
+        lambda: LocalDaskExecutor(num_workers=0)
+    )
     assert ExecutorConfig(kind="local-dask", scheduler="gpu").problem() == own_message(
-        lambda: LocalDaskExecutor("gpu"))
+        lambda: LocalDaskExecutor("gpu")
+    )
     assert ExecutorConfig(
-        kind="dask", cluster="existing", address="nope:").problem() == own_message(
-        lambda: DaskExecutor(address="nope:"))
+        kind="dask", cluster="existing", address="nope:"
+    ).problem() == own_message(lambda: DaskExecutor(address="nope:"))
     assert ExecutorConfig(kind="dask", cluster_class="nope.X").problem() == own_message(
-        lambda: DaskExecutor(cluster_class="nope.X"))
+        lambda: DaskExecutor(cluster_class="nope.X")
+    )
 
 
 def test_config_ignores_settings_of_other_kinds():
-    config = ExecutorConfig(kind="local", num_workers=0, address="bad", minimum=9,
-                            maximum=1, performance_report=True)
+    config = ExecutorConfig(
+        kind="local",
+        num_workers=0,
+        address="bad",
+        minimum=9,
+        maximum=1,
+        performance_report=True,
+    )
     assert config.problem() is None
     assert type(config.build()) is LocalExecutor
     temporary = ExecutorConfig(kind="dask", address="bad", tls_client_key="/x")
@@ -188,8 +264,9 @@ def test_config_builds_local_executor_by_default():
 
 
 def test_config_builds_local_dask_executor():
-    executor = ExecutorConfig(kind="local-dask", scheduler="processes",
-                              num_workers=3).build()
+    executor = ExecutorConfig(
+        kind="local-dask", scheduler="processes", num_workers=3
+    ).build()
     assert type(executor) is LocalDaskExecutor
     assert (executor.scheduler, executor.num_workers) == ("processes", 3)
 
@@ -197,21 +274,33 @@ def test_config_builds_local_dask_executor():
 def test_config_builds_temporary_dask_executor(tmp_path):
     report = str(tmp_path / "report.html")
     executor = ExecutorConfig(
-        kind="dask", n_workers=4, threads_per_worker=2,
-        cluster_kwargs={"processes": False}, performance_report=True,
-        performance_report_path=report, debug=True,
+        kind="dask",
+        n_workers=4,
+        threads_per_worker=2,
+        cluster_kwargs={"processes": False},
+        performance_report=True,
+        performance_report_path=report,
+        debug=True,
     ).build()
     assert type(executor) is DaskExecutor
     assert executor.address is None and executor.cluster_class is None
-    assert executor.cluster_kwargs == {"n_workers": 4, "threads_per_worker": 2,
-                                       "processes": False}
+    assert executor.cluster_kwargs == {
+        "n_workers": 4,
+        "threads_per_worker": 2,
+        "processes": False,
+    }
     assert executor.adapt_kwargs == {} and executor.debug is True
     assert executor.performance_report_path == report
 
 
 def test_config_builds_adaptive_dask_executor():
-    executor = ExecutorConfig(kind="dask", cluster="adaptive", minimum=1, maximum=10,
-                              cluster_class="distributed.LocalCluster").build()
+    executor = ExecutorConfig(
+        kind="dask",
+        cluster="adaptive",
+        minimum=1,
+        maximum=10,
+        cluster_class="distributed.LocalCluster",
+    ).build()
     assert executor.adapt_kwargs == {"minimum": 1, "maximum": 10}
     assert executor.cluster_class == "distributed.LocalCluster"
     unbounded = ExecutorConfig(kind="dask", cluster="adaptive").build()
@@ -237,28 +326,35 @@ def test_config_builds_existing_dask_executor_with_tls(pem_files):
 
 def test_config_code_for_each_kind():
     assert ExecutorConfig().code() == (
-        "from nbflow.executors import LocalExecutor\n\n"
-        "flow.executor = LocalExecutor()")
-    assert ExecutorConfig(kind="local-dask", scheduler="processes",
-                          num_workers=8).code(imports=False) == (
-        'flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=8)')
-    assert ExecutorConfig(kind="dask", n_workers=4, threads_per_worker=2,
-                          performance_report=True,
-                          performance_report_path="report.html").code() == (
+        "from nbflow.executors import LocalExecutor\n\nflow.executor = LocalExecutor()"
+    )
+    assert ExecutorConfig(kind="local-dask", scheduler="processes", num_workers=8).code(
+        imports=False
+    ) == ('flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=8)')
+    assert ExecutorConfig(
+        kind="dask",
+        n_workers=4,
+        threads_per_worker=2,
+        performance_report=True,
+        performance_report_path="report.html",
+    ).code() == (
         "from nbflow.executors import DaskExecutor\n\n"
         "flow.executor = DaskExecutor(\n"
         '    cluster_kwargs={"n_workers": 4, "threads_per_worker": 2},\n'
         '    performance_report_path="report.html",\n'
-        ")")
-    assert ExecutorConfig(kind="dask", cluster="existing",
-                          address="tcp://10.0.0.5:8786").code("ex", imports=False) == (
-        'ex = DaskExecutor(address="tcp://10.0.0.5:8786")')
+        ")"
+    )
+    assert ExecutorConfig(
+        kind="dask", cluster="existing", address="tcp://10.0.0.5:8786"
+    ).code("ex", imports=False) == ('ex = DaskExecutor(address="tcp://10.0.0.5:8786")')
 
 
 def test_config_code_for_tls_shows_paths_and_imports_security(pem_files):
     code = tls(pem_files).code()
-    assert code.startswith("from distributed import Security\n"
-                           "from nbflow.executors import DaskExecutor\n\n")
+    assert code.startswith(
+        "from distributed import Security\n"
+        "from nbflow.executors import DaskExecutor\n\n"
+    )
     assert f'tls_client_key="{pem_files["client.key"]}"' in code
     assert "require_encryption=True" in code
 
@@ -270,15 +366,25 @@ ROUND_TRIP = {
     "synchronous": dict(kind="local-dask", scheduler="synchronous", num_workers=1),
     "temporary": dict(kind="dask", n_workers=4, threads_per_worker=2),
     "default cluster": dict(kind="dask"),
-    "cluster_class": dict(kind="dask", cluster_class="distributed.LocalCluster",
-                          cluster_kwargs={"processes": False, "name": 'q"uote',
-                                          "resources": {"GPU": 1}, "x": [1, None]}),
-    "adaptive": dict(kind="dask", cluster="adaptive", minimum=1, maximum=10,
-                     n_workers=1),
-    "existing": dict(kind="dask", cluster="existing", address="tcp://10.0.0.5:8786",
-                     debug=True),
-    "report": dict(kind="dask", performance_report=True,
-                   performance_report_path="report.html"),
+    "cluster_class": dict(
+        kind="dask",
+        cluster_class="distributed.LocalCluster",
+        cluster_kwargs={
+            "processes": False,
+            "name": 'q"uote',
+            "resources": {"GPU": 1},
+            "x": [1, None],
+        },
+    ),
+    "adaptive": dict(
+        kind="dask", cluster="adaptive", minimum=1, maximum=10, n_workers=1
+    ),
+    "existing": dict(
+        kind="dask", cluster="existing", address="tcp://10.0.0.5:8786", debug=True
+    ),
+    "report": dict(
+        kind="dask", performance_report=True, performance_report_path="report.html"
+    ),
 }
 
 
@@ -314,8 +420,11 @@ def test_config_dict_keeps_settings_of_other_kinds_and_rejects_unknown_keys():
     config = ExecutorConfig(kind="local", num_workers=3, address="tcp://h:1")
     assert ExecutorConfig.from_dict(config.to_dict()) == config
     assert ExecutorConfig.from_dict({"kind": "dask"}) == ExecutorConfig(kind="dask")
-    with pytest.raises(ExecutorConfigError, match=r"Unknown executor config keys "
-                       r"\['workers'\]"):
+    with pytest.raises(
+        ExecutorConfigError,
+        match=r"Unknown executor config keys "
+        r"\['workers'\]",
+    ):
         ExecutorConfig.from_dict({"workers": 3})
 
 
@@ -325,29 +434,47 @@ def test_config_from_executor_reads_each_kind():
     assert ExecutorConfig.from_executor(None) == ExecutorConfig()
     assert ExecutorConfig.from_executor(LocalExecutor()) == ExecutorConfig()
     assert ExecutorConfig.from_executor(LocalDaskExecutor("multiprocessing", 3)) == (
-        ExecutorConfig(kind="local-dask", scheduler="processes", num_workers=3))
-    config = ExecutorConfig.from_executor(DaskExecutor(
-        cluster_class=LocalCluster, adapt_kwargs={"maximum": 3},
-        cluster_kwargs={"n_workers": 1, "processes": False},
-        performance_report_path="r.html"))
+        ExecutorConfig(kind="local-dask", scheduler="processes", num_workers=3)
+    )
+    config = ExecutorConfig.from_executor(
+        DaskExecutor(
+            cluster_class=LocalCluster,
+            adapt_kwargs={"maximum": 3},
+            cluster_kwargs={"n_workers": 1, "processes": False},
+            performance_report_path="r.html",
+        )
+    )
     assert config == ExecutorConfig(
-        kind="dask", cluster="adaptive", maximum=3, n_workers=1,
+        kind="dask",
+        cluster="adaptive",
+        maximum=3,
+        n_workers=1,
         cluster_class="distributed.deploy.local.LocalCluster",
-        cluster_kwargs={"processes": False}, performance_report=True,
-        performance_report_path="r.html")
+        cluster_kwargs={"processes": False},
+        performance_report=True,
+        performance_report_path="r.html",
+    )
     assert config.problem() is None
 
 
-@pytest.mark.parametrize("executor, what", [
-    (lambda: LocalDaskExecutor(optimize_graph=False), "scheduler keywords"),
-    (lambda: DaskExecutor(adapt_kwargs={"interval": "1s"}), "adapt_kwargs"),
-    (lambda: DaskExecutor(address="tcp://h:1", client_kwargs={"name": "x"}),
-     "client_kwargs"),
-    (lambda: DaskExecutor(cluster_class=lambda: None), "cluster_class"),
-])
+@pytest.mark.parametrize(
+    "executor, what",
+    [
+        (lambda: LocalDaskExecutor(optimize_graph=False), "scheduler keywords"),
+        (lambda: DaskExecutor(adapt_kwargs={"interval": "1s"}), "adapt_kwargs"),
+        (
+            lambda: DaskExecutor(address="tcp://h:1", client_kwargs={"name": "x"}),
+            "client_kwargs",
+        ),
+        (lambda: DaskExecutor(cluster_class=lambda: None), "cluster_class"),
+    ],
+)
 def test_config_from_executor_refuses_what_it_cannot_hold(executor, what):
-    with pytest.raises(ExecutorConfigError, match=f"{what}.*which an ExecutorConfig "
-                       "cannot hold; set flow.executor in Python"):
+    with pytest.raises(
+        ExecutorConfigError,
+        match=f"{what}.*which an ExecutorConfig "
+        "cannot hold; set flow.executor in Python",
+    ):
         ExecutorConfig.from_executor(executor())
 
 
@@ -355,9 +482,11 @@ def test_config_from_executor_refuses_what_it_cannot_hold(executor, what):
 
 
 def test_config_module_imports_standard_library_only():
-    code = ("import sys, nbflow.executors.config, nbflow.executors.cluster_info\n"
-            "bad = [m for m in ('dask', 'distributed', 'ipywidgets', 'IPython') "
-            "if m in sys.modules]\nassert not bad, bad")
+    code = (
+        "import sys, nbflow.executors.config, nbflow.executors.cluster_info\n"
+        "bad = [m for m in ('dask', 'distributed', 'ipywidgets', 'IPython') "
+        "if m in sys.modules]\nassert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -366,12 +495,18 @@ def test_inspect_cluster_reports_workers_threads_memory(existing_cluster):
     # The session's real `dask scheduler` with two one-thread `dask worker`s.
     summary = inspect_cluster(existing_cluster, timeout=30)
     assert (summary.address, summary.workers, summary.threads) == (
-        existing_cluster, 2, 2)
+        existing_cluster,
+        2,
+        2,
+    )
     assert summary.memory > 0
     assert summary.describe().startswith("2 workers, 2 threads, ")
 
 
 def test_inspect_cluster_unreachable_raises_connection_error():
-    with pytest.raises(ClusterConnectionError, match=r"Could not connect to the Dask "
-                       r"scheduler at 'tcp://127.0.0.1:1'"):
+    with pytest.raises(
+        ClusterConnectionError,
+        match=r"Could not connect to the Dask "
+        r"scheduler at 'tcp://127.0.0.1:1'",
+    ):
         inspect_cluster("tcp://127.0.0.1:1", timeout=1)

@@ -61,8 +61,9 @@ def test_panel_opens_on_the_flows_executor_without_replacing_it(flow):
     assert panel._kind.value == "local-dask"
     assert panel._scheduler.value == "processes"
     assert panel._num_workers.value == "3"
-    assert panel.config == ExecutorConfig(kind="local-dask", scheduler="processes",
-                                          num_workers=3)
+    assert panel.config == ExecutorConfig(
+        kind="local-dask", scheduler="processes", num_workers=3
+    )
     assert flow.executor is executor
 
 
@@ -73,15 +74,21 @@ def test_panel_applies_valid_changes_to_the_flow(flow):
     panel._num_workers.value = "3"
     panel._scheduler.value = "processes"
     assert panel.problem is None and shown(panel) == ""
-    assert panel.config == ExecutorConfig(kind="local-dask", scheduler="processes",
-                                          num_workers=3)
+    assert panel.config == ExecutorConfig(
+        kind="local-dask", scheduler="processes", num_workers=3
+    )
     assert repr(flow.executor) == (
-        "LocalDaskExecutor(scheduler='processes', num_workers=3)")
+        "LocalDaskExecutor(scheduler='processes', num_workers=3)"
+    )
     assert repr(panel.executor) == repr(flow.executor)
     assert panel.executor is not flow.executor
     assert panel.code.endswith(
-        'flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=3)')
-    assert html.unescape(panel._code.value) == f"<pre style='margin:4px 0'>{panel.code}</pre>"
+        'flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=3)'
+    )
+    assert (
+        html.unescape(panel._code.value)
+        == f"<pre style='margin:4px 0'>{panel.code}</pre>"
+    )
 
 
 def test_panel_shows_invalid_value_and_keeps_the_last_valid_executor(flow):
@@ -94,8 +101,10 @@ def test_panel_shows_invalid_value_and_keeps_the_last_valid_executor(flow):
     assert flow.executor is before and panel.config == config
     assert "num_workers=2" in panel.code
     panel._num_workers.value = "many"
-    assert panel.problem == ("num_workers must be a whole number, got 'many'; type "
-                             "digits or leave it empty for the default.")
+    assert panel.problem == (
+        "num_workers must be a whole number, got 'many'; type "
+        "digits or leave it empty for the default."
+    )
     assert flow.executor is before
     panel._num_workers.value = ""
     assert panel.problem is None and shown(panel) == ""
@@ -109,13 +118,18 @@ def test_panel_builds_a_temporary_dask_cluster(flow):
     panel._n_workers.value = "4"
     panel._threads_per_worker.value = "2"
     assert flow.executor.cluster_kwargs == {"n_workers": 4, "threads_per_worker": 2}
-    assert panel.code.endswith('flow.executor = DaskExecutor(cluster_kwargs='
-                               '{"n_workers": 4, "threads_per_worker": 2})')
+    assert panel.code.endswith(
+        "flow.executor = DaskExecutor(cluster_kwargs="
+        '{"n_workers": 4, "threads_per_worker": 2})'
+    )
     panel._cluster_class.value = "distributed.LocalCluster"
     panel._cluster_kwargs.value = '{"processes": false}'
     assert flow.executor.cluster_class == "distributed.LocalCluster"
-    assert flow.executor.cluster_kwargs == {"n_workers": 4, "threads_per_worker": 2,
-                                            "processes": False}
+    assert flow.executor.cluster_kwargs == {
+        "n_workers": 4,
+        "threads_per_worker": 2,
+        "processes": False,
+    }
     before = flow.executor
     panel._cluster_kwargs.value = '{"processes": fals'
     assert panel.problem.startswith("cluster_kwargs is not valid JSON")
@@ -125,7 +139,9 @@ def test_panel_builds_a_temporary_dask_cluster(flow):
     panel._cluster_class.value = "nope.Cluster"
     assert panel.problem.startswith("n_workers is given both")  # first problem first
     panel._cluster_kwargs.value = ""
-    assert panel.problem == own_message(lambda: DaskExecutor(cluster_class="nope.Cluster"))
+    assert panel.problem == own_message(
+        lambda: DaskExecutor(cluster_class="nope.Cluster")
+    )
     assert flow.executor is before
 
 
@@ -135,7 +151,10 @@ def test_panel_adaptive_bounds_are_validated(flow):
     assert flow.executor.adapt_kwargs == {"minimum": 0, "maximum": 10}
     before = flow.executor
     panel._minimum.value = "12"
-    assert panel.problem == "adapt_kwargs minimum 12 is above maximum 10; make minimum <= maximum."
+    assert (
+        panel.problem
+        == "adapt_kwargs minimum 12 is above maximum 10; make minimum <= maximum."
+    )
     assert flow.executor is before
     panel._maximum.value = ""
     assert flow.executor.adapt_kwargs == {"minimum": 12}
@@ -158,13 +177,17 @@ def test_panel_existing_cluster_address_is_validated(flow, tmp_path):
     assert panel.problem.startswith("tls_client_key given without tls_client_cert")
     panel._tls_client_cert.value = str(tmp_path / "client.pem")
     panel._tls_ca_file.value = str(tmp_path / "ca.pem")
-    assert panel.problem == f"tls_client_key {str(tmp_path / 'client.key')!r} is not a file; give the path of an existing PEM file."
+    assert (
+        panel.problem
+        == f"tls_client_key {str(tmp_path / 'client.key')!r} is not a file; give the path of an existing PEM file."
+    )
     assert flow.executor is before
     panel._tls_client_key.value = ""
     assert panel.problem is None
     assert flow.executor.address == "tls://10.0.0.5:8786"
     assert flow.executor.client_kwargs["security"].tls_client_cert == str(
-        tmp_path / "client.pem")
+        tmp_path / "client.pem"
+    )
     assert "Security(tls_ca_file=" in panel.code and "tls_client_key" not in panel.code
 
 
@@ -238,8 +261,15 @@ def test_panel_set_maps_config_values_to_controls(flow):
 
 def test_panel_code_reproduces_its_executor(flow):
     panel = ExecutorPanel(flow)
-    panel.set(kind="dask", cluster="adaptive", n_workers=1, threads_per_worker=2,
-              minimum=1, maximum=3, cluster_kwargs={"processes": False})
+    panel.set(
+        kind="dask",
+        cluster="adaptive",
+        n_workers=1,
+        threads_per_worker=2,
+        minimum=1,
+        maximum=3,
+        cluster_kwargs={"processes": False},
+    )
     namespace = {"flow": types.SimpleNamespace()}
     exec(panel.code, namespace)
     assert repr(namespace["flow"].executor) == repr(flow.executor)
@@ -254,7 +284,9 @@ def test_panel_test_connection_rejects_a_malformed_address_at_once():
     panel.set(kind="dask", cluster="existing", address="nope")
     future = panel.test_connection()
     assert isinstance(future.exception(timeout=0), ExecutorConfigError)
-    assert "Malformed scheduler address 'nope'" in html.unescape(panel._connection.value)
+    assert "Malformed scheduler address 'nope'" in html.unescape(
+        panel._connection.value
+    )
 
 
 def test_panel_test_connection_shows_the_error_of_an_unreachable_scheduler(flow):
