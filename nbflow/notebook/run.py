@@ -159,11 +159,14 @@ def check_serialisable(
 
 @contextmanager
 def _prepared(
-    flow: Flow, values: dict[CellTask, dict[str, Any]], mapped: Mapping[str, Any]
+    flow: Flow,
+    values: dict[CellTask, dict[str, Any]],
+    mapped: Mapping[str, Any],
+    portable: bool,
 ) -> Iterator[None]:
     """Give each cell task its namespace values for one run, then take them back."""
     for task, taken in values.items():
-        task.fn = task.cell_function.with_namespace(taken)
+        task.fn = task.cell_function.with_namespace(taken, portable=portable)
     try:
         rebind(flow, namespace=mapped)
         yield
@@ -220,11 +223,12 @@ def run_notebook_flow(
     values = namespace_reads(flow, namespace)
     mapped = {t.map_var: namespace[t.map_var] for t in values
               if t.map_var and t.map_var in namespace}
-    if _travels(executor):
+    portable = _travels(executor)
+    if portable:
         check_serialisable(flow, values, executor)
     stream = install_stdout()
     try:
-        with _prepared(flow, values, mapped):
+        with _prepared(flow, values, mapped, portable):
             state = flow.run(executor=executor, listeners=listeners)
     finally:
         uninstall_stdout(stream)
@@ -250,8 +254,8 @@ def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) ->
             values = task_state.result.values
         else:
             children: list[CellResult] = task_state.result
-            values = {n: [c.values[n] for c in children] for n in task.provides
-                      if all(n in c.values for c in children)}
+            values = {n: [c.value(n) for c in children] for n in task.provides
+                      if all(n in c for c in children)}
         namespace.update(values)
         written.update(dict.fromkeys(values))
     return list(written)

@@ -21,10 +21,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
+from nbflow.errors import NbflowError
+
 __all__ = [
     "CellFunction",
     "CellResult",
     "Pick",
+    "UnserialisableResultError",
     "capturing_stdout",
     "install_stdout",
     "register_source",
@@ -51,23 +54,56 @@ def _code(filename: str, source: str) -> Any:
     return code
 
 
+class UnserialisableResultError(NbflowError, TypeError):
+    """A value a cell provides cannot travel to other tasks or the notebook."""
+
+
 class CellResult:
-    """The names a cell run provided, and what it printed."""
+    """The names a cell run provided, and what it printed.
 
-    __slots__ = ("values", "stdout")
+    When the run crosses processes, the values are kept serialised, one by
+    one: each is serialised once, where the cell ran, and deserialised only
+    where a name is used.
+    """
 
-    def __init__(self, values: dict[str, Any], stdout: str = "") -> None:
-        self.values = values
+    __slots__ = ("_values", "_blobs", "stdout")
+
+    def __init__(
+        self,
+        values: dict[str, Any],
+        stdout: str = "",
+        blobs: dict[str, bytes] | None = None,
+    ) -> None:
+        self._values = values
+        self._blobs = blobs or {}
         self.stdout = stdout
 
-    def __getstate__(self) -> tuple[dict[str, Any], str]:
-        return self.values, self.stdout
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every provided name and its value."""
+        for name in list(self._blobs):
+            self.value(name)
+        return self._values
 
-    def __setstate__(self, state: tuple[dict[str, Any], str]) -> None:
-        self.values, self.stdout = state
+    def __contains__(self, name: object) -> bool:
+        return name in self._values or name in self._blobs
+
+    def value(self, name: str) -> Any:
+        """The value of one provided name (KeyError if the cell did not set it)."""
+        if name not in self._values and name in self._blobs:
+            import cloudpickle  # type: ignore[import-untyped]
+
+            self._values[name] = cloudpickle.loads(self._blobs.pop(name))
+        return self._values[name]
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return self._values, self._blobs, self.stdout
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self._values, self._blobs, self.stdout = state
 
     def __repr__(self) -> str:
-        return f"CellResult({sorted(self.values)!r})"
+        return f"CellResult({sorted([*self._values, *self._blobs])!r})"
 
 
 class CellFunction:
@@ -87,10 +123,14 @@ class CellFunction:
         For a mapped cell, the name bound to each element.
     namespace : dict, optional
         Values read from the user namespace, captured when a run starts.
+    portable : bool
+        Serialise the provided values where the cell runs, so one that cannot
+        travel fails this cell with a clear error (for processes and clusters).
 
     """
 
-    __slots__ = ("task_name", "source", "filename", "provides", "map_var", "namespace")
+    __slots__ = ("task_name", "source", "filename", "provides", "map_var",
+                 "namespace", "portable")
 
     def __init__(
         self,
@@ -100,6 +140,8 @@ class CellFunction:
         provides: tuple[str, ...],
         map_var: str | None = None,
         namespace: dict[str, Any] | None = None,
+        *,
+        portable: bool = False,
     ) -> None:
         self.task_name = task_name
         self.source = source
@@ -107,6 +149,7 @@ class CellFunction:
         self.provides = provides
         self.map_var = map_var
         self.namespace = namespace or {}
+        self.portable = portable
 
     @property
     def __name__(self) -> str:  # noqa: PLW3201 - read by executors for key names
@@ -119,10 +162,11 @@ class CellFunction:
         for slot, value in zip(CellFunction.__slots__, state):
             setattr(self, slot, value)
 
-    def with_namespace(self, namespace: dict[str, Any]) -> CellFunction:
+    def with_namespace(self, namespace: dict[str, Any], *, portable: bool = False
+                       ) -> CellFunction:
         """A copy that runs with these namespace values."""
         return CellFunction(self.task_name, self.source, self.filename, self.provides,
-                            self.map_var, namespace)
+                            self.map_var, namespace, portable=portable)
 
     def __repr__(self) -> str:
         return f"<CellFunction {self.task_name!r}>"
@@ -143,7 +187,26 @@ class CellFunction:
                 exc._nbflow_stdout = out.getvalue()  # type: ignore[attr-defined]
                 raise
         values = {n: env[n] for n in self.provides if n in env}
+        if self.portable:
+            return CellResult({}, out.getvalue(), self._serialised(values))
         return CellResult(values, out.getvalue())
+
+    def _serialised(self, values: dict[str, Any]) -> dict[str, bytes]:
+        import cloudpickle
+
+        blobs = {}
+        for name, value in values.items():
+            try:
+                blobs[name] = cloudpickle.dumps(value)
+            except Exception as exc:  # noqa: BLE001 - any pickling failure is reported
+                raise UnserialisableResultError(
+                    f"Cell {self.task_name!r} provides {name!r} "
+                    f"({type(value).__name__}), which cannot be serialised to pass "
+                    f"it on from this process ({type(exc).__name__}: {exc}); create "
+                    "it in the cells that use it, `del` it at the end of the cell, "
+                    "or run on LocalExecutor or threads."
+                ) from None
+        return blobs
 
     def _value(self, name: str, value: Any) -> Any:
         if isinstance(value, CellResult):
@@ -155,7 +218,7 @@ class CellFunction:
 
 def _lookup(result: CellResult, name: str) -> Any:
     try:
-        return result.values[name]
+        return result.value(name)
     except KeyError:
         raise NameError(
             f"name {name!r} is not defined: the task that provides it did not set it."

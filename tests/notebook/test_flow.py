@@ -219,9 +219,14 @@ def test_run_notebook_flow_on_processes_shows_cell_line(flow):
     register_cell("xs = [base, base + 1]\nprint('made', xs)", "make", flow=flow)
     register_cell("sq = xs ** 2", "sq", map_var="xs", flow=flow)
     register_cell("bad = sq[0] / 0", "bad", flow=flow)
+    register_cell("import threading\nlk = threading.Lock()", "locker", flow=flow)
+    register_cell("held = lk.locked()", "held", flow=flow)
     state = run_notebook_flow(ns, flow=flow,
                               executor=LocalDaskExecutor("processes", num_workers=2))
-    assert ns["sq"] == [9, 16] and "bad" not in ns
+    assert ns["sq"] == [9, 16] and "bad" not in ns and "lk" not in ns
     assert "[make] made [3, 4]" in cell_output(state, flow)
+    by_name = {t.name: s for t, s in state.result.items()}
+    assert by_name["held"].name == "TriggerFailed"
+    assert "Cell 'locker' provides 'lk' (lock)" in by_name["locker"].message
     rendered = "\n".join(failure(state, flow)._render_traceback_())
     assert "bad = sq[0] / 0" in rendered
