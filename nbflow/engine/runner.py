@@ -282,7 +282,13 @@ class FlowRun:
                             raise RunCancelled()
                         self._submit(task, channel)
                     return self._collect()
-            except (KeyboardInterrupt, RunCancelled):
+            except BaseException as exc:
+                # After cancel() from another thread, waiting may end in the
+                # executor's own error (dask: FuturesCancelledError) first.
+                if not isinstance(exc, (KeyboardInterrupt, RunCancelled)) and (
+                    not self._cancelled.is_set() or not isinstance(exc, Exception)
+                ):
+                    raise
                 self._cancelled.set()
                 futures = self._all_futures()
                 executor.cancel(futures)

@@ -63,6 +63,21 @@ class RunView(ipywidgets.VBox):
         Draw the run timeline as soon as a run (not a Dask one with a
         performance report, which is shown instead) ends; else on a click.
 
+    Attributes
+    ----------
+    run_state : RunState
+        What the view shows; ``run_state.snapshot()`` for a consistent copy.
+    header, table, graph : ipywidgets.HTML
+        Flow state, elapsed time and dashboard link; the task table; the graph.
+    progress : ipywidgets.FloatProgress
+        The whole run, from 0 to 1.
+    cancel_button : ipywidgets.Button
+        Cancels the attached run.
+    errors : ipywidgets.Accordion
+        One pane per failed task with its traceback.
+    report_area : ipywidgets.VBox
+        The Dask performance report or the run timeline, after the run.
+
     Examples
     --------
     >>> view = RunView(flow)  # doctest: +SKIP
@@ -87,21 +102,21 @@ class RunView(ipywidgets.VBox):
         self._thread: threading.Thread | None = None
         self._handles: list[Any] = []
         self._errors_shown: set[str] = set()
-        self._header = ipywidgets.HTML()
-        self._progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
-        self._progress.add_class("nbflow-progress")
-        self._cancel = ipywidgets.Button(description="Cancel", icon="stop",
+        self.header = ipywidgets.HTML()
+        self.progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
+        self.progress.add_class("nbflow-progress")
+        self.cancel_button = ipywidgets.Button(description="Cancel", icon="stop",
                                          disabled=True, button_style="warning")
-        self._cancel.add_class("nbflow-cancel")
-        self._cancel.on_click(self._on_cancel)
-        self._table = ipywidgets.HTML()
-        self._graph = ipywidgets.HTML()
-        self._errors = ipywidgets.Accordion()
-        self._errors.add_class("nbflow-errors")
-        self._report = ipywidgets.VBox()
+        self.cancel_button.add_class("nbflow-cancel")
+        self.cancel_button.on_click(self._on_cancel)
+        self.table = ipywidgets.HTML()
+        self.graph = ipywidgets.HTML()
+        self.errors = ipywidgets.Accordion()
+        self.errors.add_class("nbflow-errors")
+        self.report_area = ipywidgets.VBox()
         super().__init__([
-            ipywidgets.HBox([self._progress, self._cancel]), self._header,
-            self._table, self._graph, self._errors, self._report,
+            ipywidgets.HBox([self.progress, self.cancel_button]), self.header,
+            self.table, self.graph, self.errors, self.report_area,
         ])
         self.add_class("nbflow-run-view")
         if run is not None:
@@ -122,14 +137,14 @@ class RunView(ipywidgets.VBox):
     def attach(self, run: FlowRun) -> None:
         """Let the Cancel button cancel ``run``."""
         self._run = run
-        self._cancel.disabled = run.state is not None
+        self.cancel_button.disabled = run.state is not None
 
     def _on_cancel(self, _button: object = None) -> None:
         run = self._run
         if run is None:
             return
-        self._cancel.disabled = True
-        self._cancel.description = "Cancelling"
+        self.cancel_button.disabled = True
+        self.cancel_button.description = "Cancelling"
         run.cancel()
 
     def __call__(self, events: Sequence[Event]) -> None:
@@ -156,10 +171,10 @@ class RunView(ipywidgets.VBox):
         self._stop.set()
         self._stop = threading.Event()
         self._errors_shown.clear()
-        self._errors.children = ()
-        self._report.children = ()
-        self._cancel.description = "Cancel"
-        self._cancel.disabled = self._run is None
+        self.errors.children = ()
+        self.report_area.children = ()
+        self.cancel_button.description = "Cancel"
+        self.cancel_button.disabled = self._run is None
         self._thread = threading.Thread(target=self._loop, args=(self._stop,),
                                         name="nbflow-run-view", daemon=True)
         self._thread.start()
@@ -184,10 +199,10 @@ class RunView(ipywidgets.VBox):
             if stop is not None and stop.is_set():
                 return snapshot
             self.draws += 1
-            self._header.value = header_html(snapshot)
-            self._progress.value = snapshot.progress
-            self._table.value = table_html(snapshot)
-            self._graph.value = self.svg(snapshot)
+            self.header.value = header_html(snapshot)
+            self.progress.value = snapshot.progress
+            self.table.value = table_html(snapshot)
+            self.graph.value = self.svg(snapshot)
             self._show_errors(snapshot)
             return snapshot
 
@@ -202,21 +217,21 @@ class RunView(ipywidgets.VBox):
         if not new:
             return
         # Only appended to, so a traceback the user opened stays open.
-        children, titles = list(self._errors.children), list(self._errors.titles)
+        children, titles = list(self.errors.children), list(self.errors.titles)
         for t in new:
             self._errors_shown.add(t.name)
             children.append(ipywidgets.HTML(f"<pre>{html.escape(t.traceback or '')}</pre>"))
             titles.append(f"{t.name}: {t.message or t.state}")
-        self._errors.children = tuple(children)
-        self._errors.titles = tuple(titles)
+        self.errors.children = tuple(children)
+        self.errors.titles = tuple(titles)
 
     def _finish(self, state: State) -> None:
         """Draw the final state now (in the bus thread), then the report."""
         self._stop.set()
         snapshot = self._draw()
-        self._progress.bar_style = _BAR_STYLE.get(state.name, "danger")
-        self._cancel.disabled = True
-        self._cancel.description = "Cancel"
+        self.progress.bar_style = _BAR_STYLE.get(state.name, "danger")
+        self.cancel_button.disabled = True
+        self.cancel_button.description = "Cancel"
         try:
             self._show_report(snapshot)
         except Exception:  # the run's outcome must still show
@@ -226,18 +241,18 @@ class RunView(ipywidgets.VBox):
     def _show_report(self, snapshot: RunSnapshot) -> None:
         executor = self._executor()
         if executor is not None and getattr(executor, "performance_report", ""):
-            self._report.children = (render_report(executor),)
+            self.report_area.children = (render_report(executor),)
         elif self.timeline:
-            self._report.children = (render_timeline(snapshot),)
+            self.report_area.children = (render_timeline(snapshot),)
         else:
             button = ipywidgets.Button(description="Show run timeline", icon="bar-chart")
             button.add_class("nbflow-timeline-button")
             button.on_click(lambda _: self.show_timeline())
-            self._report.children = (button,)
+            self.report_area.children = (button,)
 
     def show_timeline(self) -> None:
         """Replace the report area with the run timeline of the last run."""
-        self._report.children = (render_timeline(self.run_state.snapshot()),)
+        self.report_area.children = (render_timeline(self.run_state.snapshot()),)
 
     def _executor(self) -> Executor | None:
         if self._run is not None:
