@@ -10,7 +10,7 @@ executor, and writes each provided name back. :func:`cell_output` and
 from __future__ import annotations
 
 import collections.abc
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +26,13 @@ if TYPE_CHECKING:
     from nbflow.engine.events import Listener
     from nbflow.executors.base import Executor
 
+#: ``runner(flow, executor, listeners) -> State``: how a prepared flow is run.
+Runner = Callable[[Flow, "Executor", Sequence["Listener"]], State]
+
 __all__ = [
     "CellFailed",
     "MapValueError",
+    "Runner",
     "UndefinedNameError",
     "UnserialisableValueError",
     "cell_output",
@@ -182,6 +186,7 @@ def run_notebook_flow(
     listeners: Sequence[Listener] = (),
     flow: Flow | None = None,
     executor: Executor | None = None,
+    runner: Runner | None = None,
 ) -> State:
     """Run the notebook flow and write every provided name back to ``namespace``.
 
@@ -196,6 +201,10 @@ def run_notebook_flow(
         Default :func:`current_flow`.
     executor : Executor, optional
         Default ``flow.executor``, else a ``LocalExecutor``.
+    runner : callable, optional
+        ``runner(flow, executor, listeners) -> State`` runs the prepared flow;
+        default ``flow.run(executor=executor, listeners=listeners)`` (a live
+        view passes one that builds a cancellable ``FlowRun``).
 
     Returns
     -------
@@ -229,11 +238,15 @@ def run_notebook_flow(
     stream = install_stdout()
     try:
         with _prepared(flow, values, mapped, portable):
-            state = flow.run(executor=executor, listeners=listeners)
+            state = (runner or _run)(flow, executor, listeners)
     finally:
         uninstall_stdout(stream)
     write_back(state, namespace, flow)
     return state
+
+
+def _run(flow: Flow, executor: Executor, listeners: Sequence[Listener]) -> State:
+    return flow.run(executor=executor, listeners=listeners)
 
 
 def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) -> list[str]:
