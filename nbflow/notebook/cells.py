@@ -34,14 +34,15 @@ _PROVIDED_BY_EXEC = frozenset({"__name__", "__builtins__", "__doc__"})
 class CellSyntaxError(NbflowError, SyntaxError):
     """A ``%%flowtask`` cell does not parse."""
 
-    def __init__(self, cell: str, error: SyntaxError) -> None:
+    def __init__(self, cell: str | None, error: SyntaxError) -> None:
         self.cell = cell
         self.line = error.lineno
         text = (error.text or "").strip()
         where = f" on line {error.lineno}" if error.lineno else ""
         shown = f" ({text!r})" if text else ""
         super().__init__(
-            f"Cell {cell!r} has a syntax error{where}: {error.msg}{shown}; "
+            f"{f'Cell {cell!r}' if cell else 'The cell'} has a syntax error{where}: "
+            f"{error.msg}{shown}; "
             "fix it and run the cell again."
         )
 
@@ -56,7 +57,9 @@ class CellAnalysis:
     star_import: bool = False
 
 
-def parse_cell(source: str, cell: str = "cell", filename: str = "<cell>") -> ast.Module:
+def parse_cell(
+    source: str, cell: str | None = None, filename: str = "<cell>"
+) -> ast.Module:
     """Parse a cell's source; raise :class:`CellSyntaxError` naming the cell."""
     try:
         return ast.parse(source, filename=filename, mode="exec")
@@ -64,7 +67,7 @@ def parse_cell(source: str, cell: str = "cell", filename: str = "<cell>") -> ast
         raise CellSyntaxError(cell, exc) from None
 
 
-def analyze_cell(source: str | ast.Module, cell: str = "cell") -> CellAnalysis:
+def analyze_cell(source: str | ast.Module, cell: str | None = None) -> CellAnalysis:
     """Return the names a cell reads and provides.
 
     Parameters

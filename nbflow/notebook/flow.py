@@ -172,9 +172,8 @@ def register_cell(
 
     """
     flow = flow if flow is not None else current_flow()
-    label = name or "cell"
-    tree = parse_cell(source, label, f"<flowtask {label}>")
-    analysis = analyze_cell(tree, label)
+    tree = parse_cell(source, name, f"<flowtask {name or 'cell'}>")
+    analysis = analyze_cell(tree, name)
     name = name or default_name(source, analysis)
     if not name.strip():
         raise RegistrationError("The task name is empty; give a name or leave it out.")
