@@ -1,7 +1,9 @@
-"""The checks and conversions behind ``ExecutorConfig``; standard library only.
+"""The vocabulary, checks and conversions behind ``ExecutorConfig``; stdlib only.
 
-Kept apart so that ``config.py`` reads as the model: its fields, what it
-builds and what it renders. Every function here raises
+Executor kinds and cluster modes (each normalised by its one function), and
+the checks and conversions the config uses, kept apart so that ``config.py``
+reads as the model: its fields, what it builds and what it renders. Every
+function here raises
 :class:`ExecutorConfigError` with one sentence naming the value and the fix.
 """
 
@@ -12,29 +14,108 @@ import importlib
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal, get_args
 
 from nbflow.errors import NbflowError
 from nbflow.executors.base import Executor
 from nbflow.executors.dask import DaskExecutor
 
 __all__ = [
+    "CLUSTER_MODES",
+    "KINDS",
     "TLS_FIELDS",
+    "ClusterMode",
     "ExecutorConfigError",
+    "ExecutorKind",
     "SecurityPaths",
     "check_cluster_kwargs",
     "check_report_path",
     "check_security",
     "dask_fields",
     "literal",
+    "normalize_cluster_mode",
+    "normalize_kind",
     "unheld",
 ]
 
 TLS_FIELDS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 
+ExecutorKind = Literal["local", "local-dask", "dask"]
+ClusterMode = Literal["temporary", "adaptive", "existing"]
+KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
+CLUSTER_MODES: tuple[ClusterMode, ...] = get_args(ClusterMode)
+
+_KIND_ALIASES: dict[str, ExecutorKind] = {
+    "local": "local",
+    "localexecutor": "local",
+    "local-dask": "local-dask",
+    "local_dask": "local-dask",
+    "localdask": "local-dask",
+    "localdaskexecutor": "local-dask",
+    "dask": "dask",
+    "daskexecutor": "dask",
+    "distributed": "dask",
+}
+_MODE_ALIASES: dict[str, ClusterMode] = {
+    "temporary": "temporary",
+    "temp": "temporary",
+    "new": "temporary",
+    "adaptive": "adaptive",
+    "adapt": "adaptive",
+    "existing": "existing",
+    "address": "existing",
+    "connect": "existing",
+}
+
 
 class ExecutorConfigError(NbflowError, ValueError):
     """An executor config cannot be built, parsed or read from an executor."""
+
+
+def normalize_kind(name: object) -> ExecutorKind:
+    """Return the canonical executor kind for ``name`` or one of its aliases.
+
+    Raises
+    ------
+    ExecutorConfigError
+        If ``name`` names no executor.
+
+    Examples
+    --------
+    >>> normalize_kind("LocalDaskExecutor")
+    'local-dask'
+
+    """
+    key = name.strip().lower() if isinstance(name, str) else None
+    if key in _KIND_ALIASES:
+        return _KIND_ALIASES[key]
+    choices = ", ".join(repr(k) for k in KINDS)
+    raise ExecutorConfigError(
+        f"Unknown executor kind {name!r}; expected one of {choices}."
+    )
+
+
+def normalize_cluster_mode(name: object) -> ClusterMode:
+    """Return the canonical Dask cluster mode for ``name`` or one of its aliases.
+
+    Raises
+    ------
+    ExecutorConfigError
+        If ``name`` names no cluster mode.
+
+    Examples
+    --------
+    >>> normalize_cluster_mode("adapt")
+    'adaptive'
+
+    """
+    key = name.strip().lower() if isinstance(name, str) else None
+    if key in _MODE_ALIASES:
+        return _MODE_ALIASES[key]
+    choices = ", ".join(repr(m) for m in CLUSTER_MODES)
+    raise ExecutorConfigError(
+        f"Unknown cluster mode {name!r}; expected one of {choices}."
+    )
 
 
 @dataclasses.dataclass(frozen=True)

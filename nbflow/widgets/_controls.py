@@ -1,0 +1,112 @@
+"""The panel's controls: one ipywidget per ``ExecutorConfig`` field.
+
+Each control is named after its field, carries the CSS class ``nbflow-<field>``
+and shows the field's value as text where the value may be empty (optional
+numbers, paths, JSON); :func:`from_control` reads it back or says why not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+import ipywidgets as w
+
+from nbflow.errors import NbflowError
+from nbflow.executors._schedulers import SCHEDULERS
+from nbflow.executors.config import CLUSTER_MODES, ExecutorConfig
+
+__all__ = ["FIELDS", "ParseError", "from_control", "make_control", "to_control"]
+
+_KIND_LABELS = [("Local", "local"), ("LocalDask", "local-dask"), ("Dask", "dask")]
+_INT_FIELDS = ("num_workers", "n_workers", "threads_per_worker", "minimum", "maximum")
+_TEXT_FIELDS = (
+    "cluster_class",
+    "address",
+    "performance_report_path",
+    "tls_ca_file",
+    "tls_client_cert",
+    "tls_client_key",
+)
+FIELDS = tuple(f.name for f in dataclasses.fields(ExecutorConfig))
+_PLACEHOLDERS = {
+    "num_workers": f"one per core ({os.cpu_count()})",
+    "n_workers": "LocalCluster's default",
+    "threads_per_worker": "LocalCluster's default",
+    "minimum": "0",
+    "maximum": "no limit",
+    "cluster_class": "distributed.LocalCluster",
+    "cluster_kwargs": '{"processes": false}  (JSON)',
+    "address": "tcp://HOST:8786",
+    "performance_report_path": "report.html",
+    "tls_ca_file": "path of the CA certificate (PEM)",
+    "tls_client_cert": "path of the client certificate (PEM)",
+    "tls_client_key": "path of the client key (PEM)",
+}
+_STYLE = {"description_width": "190px"}
+_WIDE = w.Layout(width="480px")
+
+
+class ParseError(NbflowError, ValueError):
+    """A control holds text that is not a value of its field."""
+
+
+def to_control(field: str, value: Any) -> Any:
+    """A config value as its control shows it."""
+    if field in _INT_FIELDS or field in _TEXT_FIELDS:
+        return "" if value is None else str(value)
+    if field == "cluster_kwargs":
+        return json.dumps(value) if value else ""
+    return value
+
+
+def from_control(field: str, raw: Any) -> Any:
+    """A control's value as the config field's value; raise ParseError."""
+    if field in _INT_FIELDS:
+        text = raw.strip()
+        if not text:
+            return 0 if field == "minimum" else None
+        try:
+            return int(text)
+        except ValueError:
+            raise ParseError(
+                f"{field} must be a whole number, got {text!r}; type digits or "
+                "leave it empty for the default."
+            ) from None
+    if field == "cluster_kwargs":
+        try:
+            return json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise ParseError(
+                f"cluster_kwargs is not valid JSON ({exc}); write an object such as "
+                '{"processes": false}.'
+            ) from None
+    if field in _TEXT_FIELDS:
+        return raw.strip() or None
+    return raw
+
+
+def make_control(field: str) -> w.Widget:
+    if field == "kind":
+        control = w.ToggleButtons(options=_KIND_LABELS)
+    elif field == "scheduler":
+        control = w.ToggleButtons(options=list(SCHEDULERS))
+    elif field == "cluster":
+        control = w.ToggleButtons(options=list(CLUSTER_MODES))
+    elif field in ("performance_report", "debug"):
+        control = w.Checkbox(
+            indent=False, layout=w.Layout(width="auto", margin="0 24px 0 0")
+        )
+    elif field == "cluster_kwargs":
+        control = w.Textarea(rows=2, layout=_WIDE)
+    else:
+        control = w.Text(layout=_WIDE if field in _TEXT_FIELDS else w.Layout())
+    control.description = field
+    if not isinstance(control, w.Checkbox):  # a checkbox's label follows the box
+        control.style = _STYLE
+    if hasattr(control, "placeholder"):
+        control.placeholder = _PLACEHOLDERS.get(field, "")
+    control.add_class(f"nbflow-{field}")
+    return control
