@@ -72,6 +72,11 @@ class FlowMagics(Magics):  # type: ignore[misc]
         args = parse_argstring(self.flow, line)
         if args.command == "remove" and not args.name:
             raise UsageError("`%flow remove` needs the name of a task: %flow remove NAME.")
+        if args.command != "remove" and args.name:
+            raise UsageError(
+                f"`%flow {args.command}` takes no name, got {args.name!r}; only "
+                "`%flow remove NAME` does."
+            )
         return getattr(self, f"_{args.command}")(args)
 
     # -- one method per command: one library call each, then display ----------
@@ -96,7 +101,12 @@ class FlowMagics(Magics):  # type: ignore[misc]
             raise error
 
     def _progress_view(self) -> Any:
-        """The listener that shows the run while it runs (the one place to swap)."""
+        """The listener that shows the run while it runs.
+
+        The one place where the run's view is made: the live widget view
+        (``nbflow.widgets.RunView``) replaces this text progress here; for its
+        Cancel button, pass ``runner=`` to ``run_notebook_flow`` as well.
+        """
         return TextProgress()
 
     def _show(self, args: Any) -> None:

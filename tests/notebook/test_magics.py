@@ -142,6 +142,8 @@ def test_flow_show_remove_reset(ip, capsys):
         ip.run_line_magic("flow", "remove")
     with pytest.raises(UsageError):
         ip.run_line_magic("flow", "explode")
+    with pytest.raises(UsageError, match="takes no name"):
+        ip.run_line_magic("flow", "show a")
     ip.run_line_magic("flow", "reset")
     assert len(current_flow()) == 0
 
