@@ -57,6 +57,9 @@ class RunView(ipywidgets.VBox):
         Its edges draw the graph picture (without it, tasks are drawn unlinked).
     run : FlowRun, optional
         The run the Cancel button cancels (see :meth:`attach`).
+    executor : Executor, optional
+        The run's executor, when it is not ``flow.executor`` nor the attached
+        run's: a ``DaskExecutor``'s performance report is shown after the run.
     interval : float
         Seconds between redraws at least.
     timeline : bool
@@ -88,9 +91,10 @@ class RunView(ipywidgets.VBox):
 
     def __init__(
         self, flow: Flow | None = None, *, run: FlowRun | None = None,
-        interval: float = 0.1, timeline: bool = False,
+        executor: Executor | None = None, interval: float = 0.1, timeline: bool = False,
     ) -> None:
         self.flow = flow
+        self.executor = executor
         self.run_state = RunState()
         self.interval = interval
         self.timeline = timeline
@@ -255,6 +259,8 @@ class RunView(ipywidgets.VBox):
         self.report_area.children = (render_timeline(self.run_state.snapshot()),)
 
     def _executor(self) -> Executor | None:
+        if self.executor is not None:
+            return self.executor
         if self._run is not None:
             return self._run.executor
         return self.flow.executor if self.flow is not None else None
