@@ -89,6 +89,7 @@ def from_control(field: str, raw: Any) -> Any:
 
 
 def make_control(field: str) -> w.Widget:
+    """The control that edits ``field``, labelled and classed after it."""
     if field == "kind":
         control = w.ToggleButtons(options=_KIND_LABELS)
     elif field == "scheduler":
@@ -108,5 +109,9 @@ def make_control(field: str) -> w.Widget:
         control.style = _STYLE
     if hasattr(control, "placeholder"):
         control.placeholder = _PLACEHOLDERS.get(field, "")
+    if field in ("cluster_class", "cluster_kwargs"):
+        # Sent on Enter or leaving the box: a half-typed import path would
+        # import whatever module it names so far, half-typed JSON never parses.
+        control.continuous_update = False
     control.add_class(f"nbflow-{field}")
     return control

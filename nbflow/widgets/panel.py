@@ -230,16 +230,21 @@ class ExecutorPanel(w.VBox):
             self._test_connection.disabled = False
 
     def _read(self) -> tuple[ExecutorConfig, str | None]:
-        """The controls as a draft config, and the first text that did not parse."""
+        """The controls as a draft config, and the first text that did not parse
+        among the controls shown (the others are not used, as in the model).
+        """
         values: dict[str, Any] = {}
-        error = None
+        errors: dict[str, str] = {}
         for field, control in self.controls.items():
             try:
                 values[field] = from_control(field, control.value)
             except ParseError as exc:
                 values[field] = getattr(self.config, field)
-                error = error or str(exc)
-        return ExecutorConfig(**values), error
+                errors[field] = str(exc)
+        draft = ExecutorConfig(**values)
+        shown = _shown_sections(draft)
+        used = [e for f, e in errors.items() if _SECTION_OF.get(f, "kind") in shown]
+        return draft, used[0] if used else None
 
     def _show(self, config: ExecutorConfig, *, apply: bool) -> None:
         """Put ``config`` into the controls, then validate (and apply) once."""
@@ -297,19 +302,48 @@ class ExecutorPanel(w.VBox):
         )
 
     def _show_sections(self, draft: ExecutorConfig) -> None:
-        mode = draft.cluster if draft.kind == "dask" else None
-        shown = {
-            "local-dask": draft.kind == "local-dask",
-            "dask": draft.kind == "dask",
-            "temporary": mode in ("temporary", "adaptive"),
-            "adaptive": mode == "adaptive",
-            "existing": mode == "existing",
-            "report": draft.kind == "dask",
-        }
+        shown = _shown_sections(draft)
         for name, box in self._sections.items():
-            box.layout.display = "" if shown[name] else "none"
+            box.layout.display = "" if name in shown else "none"
         path = self.controls["performance_report_path"]
         path.layout.display = "" if draft.performance_report else "none"
+
+
+#: The section of the panel each control is in (``kind`` is always shown).
+_SECTION_OF = {
+    "scheduler": "local-dask",
+    "num_workers": "local-dask",
+    "cluster": "dask",
+    "n_workers": "temporary",
+    "threads_per_worker": "temporary",
+    "cluster_class": "temporary",
+    "cluster_kwargs": "temporary",
+    "minimum": "adaptive",
+    "maximum": "adaptive",
+    "address": "existing",
+    "tls_ca_file": "existing",
+    "tls_client_cert": "existing",
+    "tls_client_key": "existing",
+    "performance_report": "report",
+    "performance_report_path": "report",
+    "debug": "report",
+}
+
+
+def _shown_sections(draft: ExecutorConfig) -> set[str]:
+    """The sections of the controls that apply to ``draft``'s kind and mode."""
+    shown = {"kind"}
+    if draft.kind == "local-dask":
+        shown.add("local-dask")
+    elif draft.kind == "dask":
+        shown |= {"dask", "report"}
+        if draft.cluster in ("temporary", "adaptive"):
+            shown.add("temporary")
+        if draft.cluster == "adaptive":
+            shown.add("adaptive")
+        if draft.cluster == "existing":
+            shown.add("existing")
+    return shown
 
 
 def _current(flow: Any) -> ExecutorConfig | None:

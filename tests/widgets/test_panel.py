@@ -227,6 +227,33 @@ def test_panel_shows_only_the_controls_of_the_chosen_kind_and_mode():
     assert panel._address in sections["existing"].children[0].children
 
 
+def test_panel_sections_hold_the_controls_they_show_and_hide():
+    from nbflow.widgets.panel import _SECTION_OF
+
+    panel = ExecutorPanel()
+
+    def inside(box):
+        for child in getattr(box, "children", ()):
+            yield child
+            yield from inside(child)
+
+    for field, section in _SECTION_OF.items():
+        assert panel.controls[field] in inside(panel._sections[section]), field
+    assert set(_SECTION_OF) == set(FIELDS) - {"kind"}
+
+
+def test_panel_ignores_unparsable_text_in_hidden_controls(flow):
+    panel = ExecutorPanel(flow)
+    panel.set(kind="dask")
+    panel._n_workers.value = "four"
+    assert panel.problem.startswith("n_workers must be a whole number, got 'four'")
+    panel._kind.value = "local-dask"
+    assert panel.problem is None and type(flow.executor) is LocalDaskExecutor
+    panel._kind.value = "dask"
+    assert panel.problem.startswith("n_workers must be a whole number, got 'four'")
+    assert type(flow.executor) is LocalDaskExecutor
+
+
 def test_panel_keeps_settings_of_other_kinds_when_switching(flow):
     panel = ExecutorPanel(flow)
     panel.set(kind="local-dask", num_workers=5)
