@@ -294,7 +294,6 @@ def rebind(
     used: set[Task] = set()
     by_name = {t.name: t for t in flow.ordered_tasks()}
     for task, inputs in cell_inputs(flow, exclude).items():
-        _clear_binding(flow, task)
         arguments: dict[str, Any] = {}
         for name, upstream in inputs.items():
             if name != task.map_var:
@@ -311,11 +310,23 @@ def rebind(
         if task.map_var and task.map_var not in inputs and namespace is not None:
             arguments[task.map_var] = namespace[task.map_var]
         after = [by_name[n] for n in task.after if n in by_name]
+        binding = flow.binding(task)
+        mapped = task.map_var is not None
+        if (binding.mapped, binding.upstream, _identities(binding.arguments)) == (
+            mapped, after, _identities(arguments)
+        ):
+            continue  # unchanged: most cells, when one cell is (re)registered
+        _clear_binding(flow, task)
         flow.set_dependencies(task, upstream_tasks=after, arguments=arguments,
-                              mapped=task.map_var is not None)
+                              mapped=mapped)
     for pick in picks.values():
         if pick not in used:
             flow.remove(pick)
+
+
+def _identities(arguments: Mapping[str, Any]) -> list[tuple[str, bool, int]]:
+    return [(k, isinstance(v, unmapped), id(v.value if isinstance(v, unmapped) else v))
+            for k, v in arguments.items()]
 
 
 def describe_cell(task: CellTask, flow: Flow | None = None) -> str:
