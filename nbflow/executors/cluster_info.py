@@ -73,10 +73,15 @@ def inspect_cluster(
         client: Any = Client(  # type: ignore[no-untyped-call]
             address, timeout=timeout, set_as_default=False, **dict(client_kwargs or {})
         )
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, TypeError) as exc:
+        # distributed raises TypeError for a tls:// address without TLS settings.
+        hint = (
+            "give the TLS files (tls_ca_file, tls_client_cert, tls_client_key)"
+            if address.startswith("tls://")
+            else "check that `dask scheduler` runs there and is reachable"
+        )
         raise ClusterConnectionError(
-            f"Could not connect to the Dask scheduler at {address!r} ({exc}); "
-            "check that `dask scheduler` runs there and is reachable."
+            f"Could not connect to the Dask scheduler at {address!r} ({exc}); {hint}."
         ) from exc
     try:
         workers = list(client.scheduler_info(n_workers=-1)["workers"].values())
