@@ -8,6 +8,7 @@ import sys
 import pytest
 from _configs import own_message, tls, write_pem_files
 
+from nbflow import Flow, task
 from nbflow.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
 from nbflow.executors.config import (
     CLUSTER_MODES,
@@ -305,3 +306,44 @@ def test_config_module_imports_standard_library_only():
         "if m in sys.modules]\nassert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# -- built executors run -------------------------------------------------------------
+
+
+@task
+def _square(x):
+    return x * x
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(),
+        dict(kind="local-dask", num_workers=2),
+        pytest.param(
+            dict(
+                kind="dask",
+                n_workers=1,
+                threads_per_worker=2,
+                cluster_kwargs={"processes": False},
+                performance_report=True,
+            ),
+            marks=pytest.mark.slow,
+            id="dask-report",
+        ),
+    ],
+    ids=lambda f: f.get("kind", "local") if isinstance(f, dict) else None,
+)
+def test_config_built_executor_runs_a_flow(fields, tmp_path, no_leaked_processes):
+    if fields.get("performance_report"):
+        fields = {**fields, "performance_report_path": str(tmp_path / "report.html")}
+    executor = ExecutorConfig(**fields).build()
+    with Flow("squares") as flow:
+        squares = _square.map([1, 2, 3])
+    state = flow.run(executor=executor)
+    assert state.is_successful(), state.message
+    assert state.result[squares].result == [1, 4, 9]
+    if fields.get("performance_report"):
+        assert "<html" in executor.performance_report.lower()
+        assert (tmp_path / "report.html").exists()
