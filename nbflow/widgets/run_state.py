@@ -173,6 +173,12 @@ class RunState:
     Call it with batches of events (it is a listener), read it with
     :meth:`snapshot`. A new ``FlowStarted`` starts over.
 
+    Parameters
+    ----------
+    flow_name : str, optional
+    tasks : sequence of Task
+        Shown as Pending until a run starts (a run brings its own).
+
     Examples
     --------
     >>> from nbflow import Flow, task
@@ -189,10 +195,10 @@ class RunState:
 
     """
 
-    def __init__(self) -> None:
+    def __init__(self, flow_name: str | None = None, tasks: Sequence[Task] = ()) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._reset(None, ())
+        self._reset(flow_name, tasks)
         self._version = 0
 
     def _reset(self, flow_name: str | None, tasks: Sequence[Task]) -> None:
@@ -250,43 +256,51 @@ class RunState:
             record.state = "Running"
 
     def _on_change(self, event: TaskStateChanged) -> None:
-        record = self._record(event.task)
-        new, when = event.new, event.time
-        name = new.name
+        # The hot path: runs once per event, 20,000 times for a 10,000-child map.
+        record = self._tasks.get(event.task) or self._record(event.task)
+        new = event.new
+        name = type(new).__name__
         index = event.map_index
         if index is None:
-            record.state = name
-            record.message = new.message
-            # A mapped parent's Failed has no traceback: keep its first child's.
-            failed = name in _FAILED
-            record.traceback = (new.traceback or record.traceback) if failed else None
-            if name == "Running" and record.start is None:
-                record.start = when
-            elif name in _FINISHED:
-                record.end = when
-                if record.start is None:
-                    record.start = when
+            self._on_task(record, new, name, event.time)
             return
         children = record.children
-        old = event.old.name if event.old is not None else "Pending"
+        old = type(event.old).__name__ if event.old is not None else "Pending"
         if children.get(old):
             children[old] -= 1
         children[name] = children.get(name, 0) + 1
         if record.start is None:
-            record.start = when
+            record.start = event.time
+            if record.state == "Pending":
+                record.state = "Running"
         if name == "Running":
             if index < CHILD_SPANS:
-                record.child_starts[index] = when
+                record.child_starts[index] = event.time
         elif name in _FINISHED:
-            record.end = when if record.end is None else max(record.end, when)
+            when = event.time
+            if record.end is None or when > record.end:
+                record.end = when
             if name in _FAILED and record.traceback is None:
                 record.message = new.message
                 record.traceback = new.traceback or ""
-            begun = record.child_starts.pop(index, None) if index < CHILD_SPANS else None
-            if begun is not None:
-                record.spans.append((index, begun, when, name))
-        if record.state == "Pending":
-            record.state = "Running"
+            if index < CHILD_SPANS:
+                begun = record.child_starts.pop(index, None)
+                if begun is not None:
+                    record.spans.append((index, begun, when, name))
+
+    def _on_task(self, record: _Task, new: states.State, name: str, when: float) -> None:
+        """A task (not a child of a mapped one) changed state."""
+        record.state = name
+        record.message = new.message
+        # A mapped parent's Failed has no traceback: keep its first child's.
+        failed = name in _FAILED
+        record.traceback = (new.traceback or record.traceback) if failed else None
+        if name == "Running" and record.start is None:
+            record.start = when
+        elif name in _FINISHED:
+            record.end = when
+            if record.start is None:
+                record.start = when
 
     def snapshot(self) -> RunSnapshot:
         """A consistent, immutable copy of the run's state now."""

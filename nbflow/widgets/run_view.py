@@ -39,6 +39,7 @@ from nbflow.widgets.run_state import RunSnapshot, RunState
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
+    from nbflow.core.task import Task
     from nbflow.engine.state import State
     from nbflow.executors.base import Executor
 
@@ -95,12 +96,13 @@ class RunView(ipywidgets.VBox):
     ) -> None:
         self.flow = flow
         self.executor = executor
-        self.run_state = RunState()
+        tasks = flow.sorted_tasks() if flow is not None else ()
+        self.run_state = RunState(flow.name if flow is not None else None, tasks)
         self.interval = interval
         self.timeline = timeline
         self.draws = 0
         self._run: FlowRun | None = None
-        self._layout: GraphLayout | None = None
+        self._layout = self._make_layout(tasks) if tasks else None
         self._draw_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -157,17 +159,17 @@ class RunView(ipywidgets.VBox):
             return
         first = events[0]
         if isinstance(first, FlowStarted):
-            self._layout = self._make_layout(first)
+            self._layout = self._make_layout(first.tasks)
             self._restart()
         self.run_state(events)
         if isinstance(events[-1], FlowFinished):
             self._finish(events[-1].state)
 
-    def _make_layout(self, event: FlowStarted) -> GraphLayout | None:
-        if len(event.tasks) > MAX_NODES:
+    def _make_layout(self, tasks: Sequence[Task]) -> GraphLayout | None:
+        if len(tasks) > MAX_NODES:
             return None
         edges = ((e.upstream, e.downstream) for e in self.flow.edges) if self.flow else ()
-        return layout_graph(event.tasks, edges)
+        return layout_graph(tasks, edges)
 
     # -- drawing ------------------------------------------------------------------------
 
@@ -287,7 +289,30 @@ class RunView(ipywidgets.VBox):
             self._handles.append(display(bundle, raw=True, display_id=True))
 
     def _update_displays(self) -> None:
-        bundle = self._repr_mimebundle_() if self._handles else None
+        """Put the final HTML into the displayed outputs, now and once more
+        when the next cell runs.
+        """
+        if not self._handles:
+            return
+        self._publish()
+        # From a thread, the update goes out with the parent header of the
+        # last cell run; a frontend that no longer listens to that cell (the
+        # run ended in the background) drops it. Sent again from the next
+        # cell, it is taken (update_display_data works across cells).
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        if shell is None:
+            return
+
+        def again(*_: object) -> None:
+            shell.events.unregister("pre_run_cell", again)
+            self._publish()
+
+        shell.events.register("pre_run_cell", again)
+
+    def _publish(self) -> None:
+        bundle = self._repr_mimebundle_()
         for handle in self._handles:
             try:
                 handle.update(bundle, raw=True)

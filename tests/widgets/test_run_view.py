@@ -83,14 +83,14 @@ def by_name(snapshot):
 
 def wait_for(view, predicate, timeout=TIMEOUT):
     """Wait until ``predicate(snapshot)`` holds; return the snapshot."""
-    version, end = -1, time.monotonic() + timeout
+    end = time.monotonic() + timeout
     while True:
         snapshot = view.run_state.snapshot()
         if predicate(snapshot):
             return snapshot
         left = end - time.monotonic()
         assert left > 0, f"gave up waiting; last: {snapshot}"
-        version = view.run_state.wait(snapshot.version, timeout=left)
+        view.run_state.wait(snapshot.version, timeout=left)
 
 
 def test_run_state_follows_a_real_run(executor):
@@ -261,3 +261,58 @@ def test_cancel_button_stops_a_temporary_dask_cluster(released, no_leaked_proces
     # (Dask waits up to 30 s for a worker's running threads).
     run = cancel_through_the_button(executor, release_on_cancel=True)
     assert run.executor.client is None  # the temporary cluster was shut down
+
+
+NOTEBOOK_CELLS = [
+    """\
+from nbflow import Flow, task
+from nbflow.widgets import RunView, run_with_view
+
+@task
+def inc(x):
+    return x + 1
+
+@task
+def boom(x):
+    raise ValueError(f"boom {x}")
+
+with Flow("saved") as flow:
+    boom(inc(1))
+""",
+    """\
+view = RunView(flow)
+display(view)
+state = flow.run(listeners=[view])
+""",
+    "run = run_with_view(flow, background=True)",
+    "print(run.join(60).name)",
+]
+
+
+def html_outputs(cell):
+    return [o["data"]["text/html"] for o in cell.outputs
+            if o.get("output_type") == "display_data" and "text/html" in o.get("data", {})]
+
+
+@pytest.mark.slow
+def test_the_executed_notebook_keeps_the_final_states_as_html(tmp_path):
+    """A real kernel runs a view in the foreground and one in the background;
+    the saved outputs carry the final states as plain HTML (what GitHub shows)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in NOTEBOOK_CELLS]
+    NotebookClient(nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbformat.write(nb, tmp_path / "saved.ipynb")
+    saved = nbformat.read(tmp_path / "saved.ipynb", as_version=4)
+    assert saved.cells[3].outputs[0]["text"].strip() == "Failed"
+    for cell in (saved.cells[1], saved.cells[2]):
+        (page,) = html_outputs(cell)
+        assert 'class="nbflow-task nbflow-state-failed" data-task="boom"' in page
+        assert 'class="nbflow-task nbflow-state-success" data-task="inc"' in page
+        assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in page
+        assert "nbflow-state-pending" not in page and "ValueError: boom 2" in page
+        widget = cell.outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
+        assert widget["model_id"]
