@@ -46,7 +46,12 @@ from nbflow.engine.task_runner import (
     TaskSpec,
     run_task,
 )
-from nbflow.errors import FlowValidationError, NbflowError, RunCancelled
+from nbflow.errors import (
+    ClusterConnectionError,
+    FlowValidationError,
+    NbflowError,
+    RunCancelled,
+)
 
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
@@ -471,10 +476,10 @@ class FlowRun:
             return Cancelled("The run was cancelled before this task finished.")
         if isinstance(value, BaseException):
             where = "" if map_index is None else f"[{map_index}]"
-            return Failed(
-                f"Task {task.name + where!r} failed: {type(value).__name__}: {value}",
-                value,
-            )
+            # nbflow's own errors (a dead worker, a lost scheduler) are sentences.
+            cause = (str(value) if isinstance(value, NbflowError)
+                     else f"{type(value).__name__}: {value}")
+            return Failed(f"Task {task.name + where!r} failed: {cause}", value)
         return Failed(f"Task {task.name!r} returned no state: {value!r}.")
 
     def _finish(self, states: dict[Task, State]) -> State:
@@ -495,7 +500,10 @@ class FlowRun:
             failed = [t.name for t, s in states.items() if s.is_failed()
                       and not isinstance(s, TriggerFailed)]
             names = ", ".join(map(repr, failed[:5])) or "upstream"
-            state = Failed(f"Some reference tasks failed (failed: {names}).", states)
+            lost = next((s.result for s in states.values() if s.is_failed()
+                         and isinstance(s.result, ClusterConnectionError)), None)
+            why = "." if lost is None else f": {lost}"
+            state = Failed(f"Some reference tasks failed (failed: {names}){why}", states)
         handler = self.flow.terminal_state_handler
         if handler is not None:
             try:

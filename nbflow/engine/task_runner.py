@@ -98,7 +98,7 @@ def run_task(
         try:
             result = _call(spec, kwargs)
         except Exception as exc:
-            message = f"Task {spec.name!r} failed: {type(exc).__name__}: {exc}"
+            message = _failure(spec, exc)
             text = _format(exc)
             if attempt < spec.max_retries:
                 attempt += 1
@@ -112,8 +112,45 @@ def run_task(
                 continue
             state: State = Failed(message, _portable(exc), traceback=text)
         else:
-            state = Success(result=result)
+            bad = _unpicklable(result) if channel.crosses_processes else None
+            if bad is None:
+                state = Success(result=result)
+            else:
+                state = Failed(
+                    f"Task {spec.name!r} failed: its result cannot be serialised to "
+                    f"leave the worker ({type(bad).__name__}: {bad}); return plain "
+                    "data, and keep objects such as locks, files and generators "
+                    "inside the task.",
+                    _portable(bad),
+                )
         return _end(report, spec, map_index, state)
+
+
+def _failure(spec: TaskSpec, exc: Exception) -> str:
+    """The message of a task that raised ``exc``."""
+    if isinstance(exc, _TimedOut):
+        return str(exc)
+    return f"Task {spec.name!r} failed: {type(exc).__name__}: {exc}"
+
+
+def _unpicklable(result: Any) -> Exception | None:
+    """Why ``result`` cannot be pickled, or None if it can. Large buffers (numpy,
+    bytearray) are passed out of band, so this costs no copy of them.
+    """
+    try:
+        pickle.dumps(result, protocol=5, buffer_callback=_drop)
+    except Exception:  # noqa: BLE001 - cloudpickle pickles more (lambdas, locals)
+        import cloudpickle
+
+        try:
+            cloudpickle.dumps(result, protocol=5, buffer_callback=_drop)
+        except Exception as exc:  # noqa: BLE001 - the answer
+            return exc
+    return None
+
+
+def _drop(buffer: Any) -> None:
+    """An out-of-band buffer: not copied, not kept."""
 
 
 def _end(report: Any, spec: TaskSpec, map_index: int | None, state: State) -> State:
@@ -229,13 +266,19 @@ def _call_with_timeout(spec: TaskSpec, call: Callable[[], Any]) -> Any:
     thread.start()
     thread.join(spec.timeout)
     if not box:
-        raise TimeoutError(
-            f"Task {spec.name!r} timed out after {spec.timeout:g} s and was abandoned."
+        raise _TimedOut(
+            f"Task {spec.name!r} timed out after {spec.timeout:g} s and was "
+            "abandoned (its code may still run in the background); raise its "
+            "timeout, or make it return sooner."
         )
     ok, value = box[0]
     if ok:
         return value
     raise value
+
+
+class _TimedOut(TimeoutError):
+    """A task ran past its ``timeout``."""
 
 
 def _format(exc: BaseException) -> str:

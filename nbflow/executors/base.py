@@ -33,6 +33,9 @@ class TaskChannel(abc.ABC):
 
     #: Called with each record, or None when nobody listens (cheaper: no report).
     report: Deliver | None
+    #: Whether results leave the task's process (to the driver or another
+    #: worker); ``run_task`` then fails a task whose result cannot be pickled.
+    crosses_processes: bool = False
 
     @abc.abstractmethod
     def is_cancelled(self) -> bool:

@@ -106,10 +106,11 @@ class _LogEvent:
 class _DaskChannel(TaskChannel):
     """Reports through Dask's events; cancellation is the scheduler's job."""
 
-    __slots__ = ("report",)
+    __slots__ = ("report", "crosses_processes")
 
-    def __init__(self, report: _LogEvent | None) -> None:
+    def __init__(self, report: _LogEvent | None, crosses_processes: bool = True) -> None:
         self.report = report
+        self.crosses_processes = crosses_processes
 
     def is_cancelled(self) -> bool:
         return False
@@ -190,6 +191,8 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._topic: str | None = None
+        # Values gathered during the run (key -> value); see wait().
+        self._results: dict[Any, Any] = {}
 
     def __repr__(self) -> str:
         given = [
@@ -206,7 +209,7 @@ class DaskExecutor(Executor):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(_client=None, _cluster=None, _topic=None)
+        state.update(_client=None, _cluster=None, _topic=None, _results={})
         return state
 
     @property
@@ -287,6 +290,7 @@ class DaskExecutor(Executor):
 
     def _forget(self) -> None:
         self._client = self._cluster = None
+        self._results = {}
         if self._topic is not None:
             self._topic = None
 
@@ -299,8 +303,10 @@ class DaskExecutor(Executor):
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Tasks report through Dask's event log to a topic of this run."""
         self._check_started()
+        # Results move between processes unless the cluster lives in this one.
+        crosses = not self._scheduler_address().startswith("inproc://")
         if deliver is None:
-            return _DaskChannel(None)
+            return _DaskChannel(None, crosses)
         self._topic = f"nbflow-{uuid.uuid4().hex}"
         topic = self._topic
 
@@ -308,7 +314,7 @@ class DaskExecutor(Executor):
             deliver(tuple(event[1]))  # type: ignore[arg-type]
 
         self._client.subscribe_topic(topic, handler)
-        return _DaskChannel(_LogEvent(topic))
+        return _DaskChannel(_LogEvent(topic), crosses)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """Submit ``fn`` to the cluster; futures among the arguments are resolved."""
@@ -319,26 +325,43 @@ class DaskExecutor(Executor):
         return self._client.submit(fn, *args, key=key, pure=False, **kwargs)
 
     def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:
-        """Gather the values of ``futures`` from the cluster."""
+        """Gather the values of ``futures`` from the cluster.
+
+        With ``return_exceptions=True`` values are gathered as tasks finish, so
+        they survive a scheduler that dies later; a future that gives no value
+        gives the error that explains it (a dead worker, a lost scheduler).
+        """
         self._check_started()
         if not return_exceptions:
             return self._client.gather(futures)
-        from distributed import Future, wait
+        from distributed import Future
+
+        from nbflow.executors._dask_faults import explain, gather_as_completed
 
         flat: list[Any] = []
         map_nested(lambda f: flat.append(f) if isinstance(f, Future) else None, futures)
-        wait(flat)
-        finished = [f for f in flat if f.status == "finished"]
-        values = dict(zip((f.key for f in finished), self._client.gather(finished)))
+        values = self._results
+        pending = [f for f in flat if f.key not in values]
+        if pending:
+            gather_as_completed(self._client, pending, values)
+        address = self._scheduler_address()
 
         def value(f: Any) -> Any:
             if not isinstance(f, Future):
                 return f
             if f.key in values:
                 return values[f.key]
-            return _future_error(f)
+            return explain(self._client, f, address)
 
         return map_nested(value, futures)
+
+    def _scheduler_address(self) -> str:
+        if self.address is not None:
+            return self.address
+        try:
+            return str(self._client.scheduler.address)
+        except AttributeError:
+            return "the temporary cluster"
 
     def cancel(self, futures: Any) -> None:
         """Cancel what has not finished on the cluster."""
@@ -356,24 +379,16 @@ class DaskExecutor(Executor):
         """Values of the finished futures (one round trip), None for the others."""
         from distributed import Future
 
-        done = [f for f in futures if isinstance(f, Future) and f.status == "finished"]
-        values: dict[Any, Any] = {}
+        values: dict[Any, Any] = dict(self._results)
+        done = [f for f in futures if isinstance(f, Future) and f.status == "finished"
+                and f.key not in values]
         if done and self._client is not None:
             with contextlib.suppress(Exception):
-                values = dict(zip((f.key for f in done),
+                values.update(zip((f.key for f in done),
                                   self._client.gather(done, errors="skip")))
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]
-
-
-def _future_error(future: Any) -> BaseException:
-    if future.status == "error":
-        exc: BaseException = future.exception()
-        return exc
-    from concurrent.futures import CancelledError
-
-    return CancelledError(f"{future.key} was {future.status}")
 
 
 def _is_local_cluster(cls: Any) -> bool:

@@ -179,6 +179,7 @@ class _ProcessChannel(TaskChannel):
     """Reports through the pool's queue; cancelled through its event."""
 
     __slots__ = ("report",)
+    crosses_processes = True
 
     def __init__(self, listening: bool) -> None:
         self.report = _child_report if listening else None

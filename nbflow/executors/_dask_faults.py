@@ -1,0 +1,174 @@
+"""What ``DaskExecutor.wait`` does when a cluster misbehaves.
+
+Results are gathered into the driver as tasks finish (in batches, at most a
+few times a second), so a scheduler that dies mid-run loses nothing that had
+finished: a ``distributed.Client`` cancels every future it holds, finished ones
+included, the moment it loses its scheduler. Futures that did not finish are
+explained in nbflow's words: a worker that died under a task (Dask's
+``KilledWorker``, out of memory or not), a lost scheduler, an upstream task that
+failed in one of those ways. ``distributed`` is imported by the caller only.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from concurrent.futures import CancelledError
+from typing import Any
+
+from nbflow.engine.state import State, TriggerFailed
+from nbflow.errors import ClusterConnectionError, NbflowError
+
+__all__ = [
+    "WorkerDiedError",
+    "explain",
+    "gather_as_completed",
+    "is_connected",
+    "lost_connection",
+    "task_name",
+]
+
+#: Flush gathered results at least this often while tasks stream in (seconds).
+_FLUSH_EVERY = 0.25
+#: ... and as soon as nothing new finished for this long (seconds).
+_IDLE = 0.05
+#: How long to look for the nanny's "restarted for memory" event (seconds).
+_MEMORY_EVENT_WAIT = 2.0
+_KEY_SUFFIX = re.compile(r"-[0-9a-f]{32}$")
+
+
+class WorkerDiedError(NbflowError, RuntimeError):
+    """The workers running a task died under it (Dask's ``KilledWorker``)."""
+
+
+def task_name(key: object) -> str:
+    """The task name in a key made by ``DaskExecutor.submit`` (name-uuid)."""
+    return _KEY_SUFFIX.sub("", str(key))
+
+
+def lost_connection(address: str) -> ClusterConnectionError:
+    """The error of a task that did not finish because the scheduler was lost."""
+    return ClusterConnectionError(
+        f"the connection to the Dask scheduler at {address!r} was lost before it "
+        "finished (the scheduler stopped, or the network failed); tasks that had "
+        "finished keep their results; start the scheduler again and rerun the flow."
+    )
+
+
+def is_connected(client: Any) -> bool:
+    """Whether ``client`` still talks to its scheduler."""
+    return client.status in ("running", "newly-created")
+
+
+def gather_as_completed(client: Any, pending: list[Any], results: dict[Any, Any]) -> None:
+    """Wait for ``pending`` futures; put the values of finished ones into
+    ``results`` (key -> value) as they finish. Stops early if the client loses
+    its scheduler (its futures are cancelled then, which also ends the wait).
+    """
+    from distributed import as_completed
+
+    done = as_completed(pending)
+    buffer: list[Any] = []
+    last = time.monotonic()
+    while True:
+        buffer.extend(f for f in done.next_batch(block=False) if f.status == "finished")
+        if done.is_empty():
+            _gather_into(client, buffer, results)
+            return
+        if buffer and time.monotonic() - last >= _FLUSH_EVERY:
+            _gather_into(client, buffer, results)
+            buffer, last = [], time.monotonic()
+        # as_completed notifies thread_condition after queueing each future.
+        with done.thread_condition:
+            if not done.has_ready():
+                done.thread_condition.wait(_IDLE if buffer else 0.5)
+        if buffer and not done.has_ready():
+            _gather_into(client, buffer, results)
+            buffer, last = [], time.monotonic()
+        if not is_connected(client):
+            return
+
+
+def _gather_into(client: Any, futures: list[Any], results: dict[Any, Any]) -> None:
+    if not futures:
+        return
+    try:
+        values = client.gather(futures)
+    except Exception:  # noqa: BLE001 - sorted out one future at a time below
+        if not is_connected(client):
+            return
+        for future in futures:
+            try:
+                results[future.key] = client.gather(future)
+            except Exception as exc:  # noqa: BLE001 - the task's outcome
+                if not is_connected(client):
+                    return
+                results[future.key] = exc
+        return
+    results.update(zip((f.key for f in futures), values))
+
+
+def explain(client: Any, future: Any, address: str) -> BaseException | State:
+    """What a future that gave no value stands for: an error, or a state."""
+    if future.status == "error":
+        exc: BaseException = future.exception()
+        return _explain_error(client, future.key, exc)
+    reason = getattr(getattr(future._state, "exception", None), "reason", None)
+    if reason == "scheduler-connection-lost" or not is_connected(client):
+        return lost_connection(address)
+    return CancelledError(f"{future.key} was {future.status}")
+
+
+def _explain_error(client: Any, key: Any, exc: BaseException) -> BaseException | State:
+    from distributed.scheduler import KilledWorker
+
+    if not isinstance(exc, KilledWorker):
+        return exc
+    if exc.task != key:
+        # Dask fails the dependents of a task it gave up on with the same error.
+        return TriggerFailed(
+            f"Task {task_name(key)!r} did not run: upstream task "
+            f"{task_name(exc.task)!r} is Failed (its worker died)."
+        )
+    worker = exc.last_worker
+    times = exc.allowed_failures + 1
+    died = f"its worker died {times} time{'s' * (times > 1)} while running it"
+    limit = getattr(worker, "memory_limit", 0)
+    if getattr(worker, "nanny", None) and limit and _restarted_for_memory(
+        client, worker.address
+    ):
+        return WorkerDiedError(
+            f"{died} (KilledWorker): it used more than the worker's memory limit "
+            f"of {_megabytes(limit)}, so the nanny restarted {worker.address}; give "
+            "the workers more memory (dask worker --memory-limit) or make the task "
+            "use less."
+        )
+    return WorkerDiedError(
+        f"{died} (KilledWorker; the last one was {worker.address}): the task "
+        "crashed its process or a signal killed it; check the worker's log, and "
+        "raise distributed.scheduler.allowed-failures to try more workers."
+    )
+
+
+def _restarted_for_memory(client: Any, worker: str) -> bool:
+    """Whether a nanny reported restarting ``worker`` for using too much memory.
+
+    The nanny logs the event just before it terminates the worker, so it may
+    reach the scheduler a moment after the worker's death does.
+    """
+    deadline = time.monotonic() + _MEMORY_EVENT_WAIT
+    while True:
+        try:
+            events: Iterable[Any] = client.get_events("worker-restart-memory")
+        except Exception:  # noqa: BLE001 - no events: say nothing about memory
+            return False
+        if any(msg.get("worker") == worker for _, msg in events):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _megabytes(n: float) -> str:
+    return f"{n / 1e6:.0f} MB"
