@@ -181,6 +181,11 @@ def check_report_path(path: str | None) -> str:
             "performance_report is on but performance_report_path is empty; "
             "give a path such as 'report.html' or turn the report off."
         )
+    if not isinstance(path, str):
+        raise ExecutorConfigError(
+            f"performance_report_path must be a path string, got {path!r}; "
+            "give a path such as 'report.html'."
+        )
     if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
         raise ExecutorConfigError(
             f"The folder of performance_report_path {path!r} does not exist; "

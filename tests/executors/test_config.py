@@ -142,6 +142,10 @@ INVALID = {
         ),
         "The folder of performance_report_path '/no/such/dir/r.html' does not exist",
     ),
+    "report path not text": (
+        dict(kind="dask", performance_report=True, performance_report_path=5),
+        "performance_report_path must be a path string, got 5",
+    ),
     "tls address without files": (
         dict(kind="dask", cluster="existing", address="tls://127.0.0.1:8786"),
         "address 'tls://127.0.0.1:8786' is a TLS scheduler",
