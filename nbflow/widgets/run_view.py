@@ -244,6 +244,17 @@ class RunView(ipywidgets.VBox):
             log.exception("nbflow RunView could not show the report")
         self._update_displays()
 
+    def show_error(self, error: BaseException) -> None:
+        """Show that the run raised ``error`` (it did not start, or broke) and
+        stop redrawing.
+        """
+        self._stop.set()
+        with self._draw_lock:
+            text = html.escape(f"The run raised {type(error).__name__}: {error}")
+            self.header.value = f'<div class="nbflow-run-error">{text}</div>'
+            self.progress.bar_style = "danger"
+            self.cancel_button.disabled = True
+
     def _show_report(self, snapshot: RunSnapshot) -> None:
         executor = self._executor()
         if executor is not None and getattr(executor, "performance_report", ""):
@@ -384,7 +395,12 @@ class _ViewedRun(FlowRun):
 
     def run(self) -> State:
         """Run, then call ``on_finish`` (its error is raised, e.g. by ``join``)."""
-        state = super().run()
+        try:
+            state = super().run()
+        except BaseException as exc:
+            if self.view is not None:
+                self.view.show_error(exc)
+            raise
         if self.on_finish is not None:
             self.on_finish(self)
         return state

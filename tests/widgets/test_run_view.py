@@ -209,6 +209,11 @@ def test_flow_run_start_join_and_errors():
     run = FlowRun(flow, executor=Broken()).start()
     with pytest.raises(OSError, match="no cluster today"):
         run.join(TIMEOUT)
+    run = run_with_view(flow, executor=Broken(), background=True, display=False)
+    with pytest.raises(OSError):
+        run.join(TIMEOUT)
+    assert "The run raised OSError: no cluster today" in run.view.header.value
+    assert run.view.cancel_button.disabled
 
 
 def cancel_through_the_button(executor, *, release_on_cancel=False):
@@ -219,7 +224,13 @@ def cancel_through_the_button(executor, *, release_on_cancel=False):
                             on_finish=lambda r: finished.set())
         view = run.view
         assert not view.cancel_button.disabled
+        drawn = threading.Event()
+        view.graph.observe(  # the graph is drawn after the table
+            lambda change: 'nbflow-state-running" data-task="slow"' in change["new"]
+            and drawn.set(), "value")
         wait_for(view, lambda s: "slow" in by_name(s) and by_name(s)["slow"].state == "Running")
+        assert drawn.wait(TIMEOUT), "the graph never showed `slow` running"
+        assert 'nbflow-state-running" data-task="slow"' in view.table.value
         assert run.is_running
         view.cancel_button.click()
         if release_on_cancel:
