@@ -152,7 +152,10 @@ class FlowRun:
 
     def cancel(self) -> None:
         """Stop the run as Ctrl-C would: nothing new starts, waiting stops,
-        unfinished tasks end Cancelled. Safe from any thread.
+        unfinished tasks end Cancelled. Safe from any thread; from another
+        thread than the run's (a run begun with :meth:`start`), a
+        KeyboardInterrupt is raised in the run's thread, which also stops a
+        task that thread runs itself (LocalExecutor).
         """
         self._cancelled.set()
         with contextlib.suppress(Exception):
