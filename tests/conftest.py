@@ -18,8 +18,8 @@ def dask_cluster():
     from distributed import LocalCluster
 
     with LocalCluster(
-        n_workers=2, threads_per_worker=2, processes=False, host="127.0.0.1",
-        dashboard_address="127.0.0.1:0",
+        n_workers=2, threads_per_worker=2, processes=False, protocol="tcp://",
+        host="127.0.0.1", dashboard_address="127.0.0.1:0",
     ) as cluster:
         yield cluster
 

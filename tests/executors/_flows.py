@@ -29,6 +29,7 @@ KINDS = [
     "cluster-factory",
     "cluster-adaptive",
     "cluster-existing",
+    "cluster-in-process",
 ]
 SLOW = {"dask-processes", "cluster-temporary", "cluster-existing"}
 _IN_PROCESS = {"processes": False, "threads_per_worker": 2}
@@ -63,6 +64,7 @@ def make_executor(kind: str, address: str | None = None):
             cluster_kwargs={"n_workers": 0, **_IN_PROCESS},
             adapt_kwargs={"minimum": 1, "maximum": 2}),
         "cluster-existing": lambda: DaskExecutor(address=address),
+        "cluster-in-process": lambda: DaskExecutor(address=address),
     }[kind]()
 
 

@@ -36,6 +36,8 @@ def executor(request):
     address = None
     if request.param == "cluster-existing":
         address = request.getfixturevalue("existing_cluster")
+    elif request.param == "cluster-in-process":
+        address = request.getfixturevalue("dask_cluster").scheduler_address
     else:
         request.getfixturevalue("no_leaked_processes")
     return make_executor(request.param, address)
