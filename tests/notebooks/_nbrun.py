@@ -1,0 +1,210 @@
+"""Execute the user notebooks of ``notebooks/`` and check what they show.
+
+Shared by ``test_user_notebooks.py`` (the test environment's kernel) and
+``test_binder.py`` (a kernel of an environment built from ``binder/``, where
+this file runs as a script: ``python _nbrun.py OUT_DIR`` executes every
+notebook with the running interpreter's kernel and writes the executed
+notebooks to ``OUT_DIR``). Only nbformat and nbclient are needed to execute.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import nbformat
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+NAMES = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+#: Seconds a cell may take (a cell of 03 runs the workload; machines are busy).
+CELL_TIMEOUT = 240
+
+
+def execute(path: Path, cwd: Path, *, kernel: str = "python3") -> Any:
+    """Run the notebook at ``path`` top to bottom in a fresh kernel, in ``cwd``.
+
+    A cell that raises fails the run, except cells tagged ``raises-exception``.
+    """
+    import nbclient
+
+    nb = nbformat.read(path, as_version=4)
+    client = nbclient.NotebookClient(
+        nb, kernel_name=kernel, timeout=CELL_TIMEOUT, allow_errors=False,
+        resources={"metadata": {"path": str(cwd)}},
+    )
+    client.execute()
+    return nb
+
+
+def cells(nb: Any) -> dict[str, Any]:
+    """The notebook's code cells by tag."""
+    tagged = {}
+    for cell in nb.cells:
+        for tag in cell.metadata.get("tags", ()):
+            tagged[tag] = cell
+    return tagged
+
+
+def text(cell: Any) -> str:
+    """What a cell printed (stdout and stderr)."""
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def error(cell: Any) -> Any:
+    """The cell's error output, or None."""
+    return next((o for o in cell.outputs if o.output_type == "error"), None)
+
+
+def widget_states(nb: Any) -> dict[str, dict[str, Any]]:
+    """The saved state of every widget (model id -> state), as JupyterLab saves it."""
+    saved = nb.metadata.get("widgets", {}).get(
+        "application/vnd.jupyter.widget-state+json", {})
+    return {k: v["state"] for k, v in saved.get("state", {}).items()}
+
+
+def widgets_shown(cell: Any) -> list[str]:
+    """The model ids of the widgets a cell displayed."""
+    return [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"]
+            for o in cell.outputs
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+
+
+def _has(cell: Any, *needles: str) -> str:
+    shown = text(cell)
+    for needle in needles:
+        assert needle in shown, (needle, shown)
+    return shown
+
+
+# -- what each notebook must show ---------------------------------------------------
+
+
+def check_quickstart(nb: Any, cwd: Path) -> None:
+    """Cells registered, the flow ran, its results are back in the namespace."""
+    c = cells(nb)
+    _has(c["load"], "Task 'load_numbers': reads nothing from other tasks; provides numbers.")
+    _has(c["square"], "Task 'square' (maps over numbers)")
+    _has(c["show"], "square -> total")
+    _has(c["result"], "Sum of the squares of 1..10: 385")
+    assert "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]" in json.dumps(c["result"].outputs)
+    _has(c["run"], "[total] 10 squares added up")
+    _has(c["rerun"], "Sum of the squares of 1..100: 338350", "[total] 100 squares")
+    _has(c["flow"], "<Flow: name='notebook'")
+    _has(c["plain"], "the sum is 385")
+
+
+_EXECUTORS = {
+    "local": ("LocalExecutor", "LocalExecutor()"),
+    "threads": ('LocalDaskExecutor(scheduler="threads", num_workers=4)',
+                "LocalDaskExecutor(scheduler='threads', num_workers=4)"),
+    "processes": ('LocalDaskExecutor(scheduler="processes", num_workers=2)',
+                  "LocalDaskExecutor(scheduler='processes', num_workers=2)"),
+    "temporary": ('DaskExecutor(cluster_kwargs={"n_workers": 2, "threads_per_worker": 2})',
+                  "DaskExecutor(cluster_kwargs={'n_workers': 2, 'threads_per_worker': 2})"),
+    "cluster-class": ('cluster_class="distributed.LocalCluster"',
+                      "DaskExecutor(cluster_class='distributed.LocalCluster', "
+                      "cluster_kwargs={'n_workers': 1, 'threads_per_worker': 2, "
+                      "'processes': False})"),
+    "adaptive": ('adapt_kwargs={"minimum": 1, "maximum": 2}',
+                 "DaskExecutor(cluster_kwargs={'processes': False}, "
+                 "adapt_kwargs={'minimum': 1, 'maximum': 2})"),
+    "existing": ('DaskExecutor(address="tcp://127.0.0.1:',
+                 "DaskExecutor(address='tcp://127.0.0.1:"),
+}
+
+
+def check_executors(nb: Any, cwd: Path) -> None:
+    """Every executor chosen in the panel (its code shown) and in code (and run)."""
+    c = cells(nb)
+    states = widget_states(nb)
+    for key, (panel_code, executor_repr) in _EXECUTORS.items():
+        panel = c[f"panel-{key}"]
+        _has(panel, panel_code)
+        shown = widgets_shown(panel)
+        assert shown and states[shown[0]]["_dom_classes"] == ["nbflow-executor-panel"], key
+        _has(c[f"run-{key}"], f"{executor_repr}")
+        assert re.search(r"-> 8 pieces ran in [12] process\(es\), on \d+ thread\(s\)",
+                         text(c[f"run-{key}"])), (key, text(c[f"run-{key}"]))
+    _has(c["panel-existing"], "2 workers, 2 threads")
+    _has(c["run-existing"], "The cluster is still up: running")
+
+
+def check_workload(nb: Any, cwd: Path) -> None:
+    """Both runs computed the same and the speedup line is printed."""
+    c = cells(nb)
+    _has(c["run-local"], "LocalExecutor: ")
+    _has(c["run-processes"], "LocalDaskExecutor(processes, ")
+    shown = _has(c["speedup"], "384,000 readings in 32 files")
+    assert re.search(r"^Speedup: \d+\.\dx with \d+ processes on \d+ cores$", shown, re.M), shown
+
+
+def check_report(nb: Any, cwd: Path) -> None:
+    """The report was written, read in the handler, and rendered inline offline."""
+    c = cells(nb)
+    found = re.search(r"Terminal state handler: the flow ended Success; the performance "
+                      r"report is ([\d,]+) characters of HTML\.", text(c["run"]))
+    assert found, text(c["run"])
+    size = int(found.group(1).replace(",", ""))
+    on_disk = (cwd / "dask-report.html").read_text(encoding="utf-8")
+    assert size == len(on_disk) > 10_000
+    shown = widgets_shown(c["render"])
+    assert shown, c["render"].outputs
+    value = widget_states(nb)[shown[0]]["value"]
+    assert '<iframe class="nbflow-report-frame" sandbox="allow-scripts"' in value
+    srcdoc = value.split('srcdoc="', 1)[1]
+    assert "Bokeh" in srcdoc and "Task Stream" in srcdoc
+    # Inline resources: no script comes from a CDN, so it draws offline.
+    assert not re.search(r"<script[^>]+src=[^>]*https?://", srcdoc.replace("&quot;", '"'))
+
+
+def check_failures(nb: Any, cwd: Path) -> None:
+    """The failing cell's traceback, TriggerFailed downstream, retries, a cancel."""
+    c = cells(nb)
+    failed = error(c["fail"])
+    assert failed is not None and failed["ename"] == "CellFailed", c["fail"].outputs
+    traceback = "\n".join(failed["traceback"])
+    assert "average = sum(readings) / len(readings)" in traceback, traceback
+    assert "TypeError: unsupported operand type(s) for +" in traceback
+    states = text(c["states"])
+    assert re.search(r"^  readings\s+Success", states, re.M), states
+    assert re.search(r"^  average\s+Failed\s+.*TypeError", states, re.M), states
+    assert re.search(r"^  report\s+TriggerFailed\s+", states, re.M), states
+    _has(c["retries"], "fetched [1, 2, 3] after 3 attempts")
+    cancelled = text(c["cancel"])
+    assert re.search(r"The flow ended Cancelled: steps \{.*'Cancelled': \d+", cancelled), (
+        cancelled)
+
+
+CHECKS: dict[str, Callable[[Any, Path], None]] = {
+    "01-quickstart.ipynb": check_quickstart,
+    "02-executors.ipynb": check_executors,
+    "03-parallel-workload.ipynb": check_workload,
+    "04-performance-report.ipynb": check_report,
+    "05-failures-retries-cancel.ipynb": check_failures,
+}
+
+
+def main(argv: list[str]) -> int:
+    """Execute every notebook into ``argv[0]`` (cwd of each: ``argv[0]/NAME.d``)."""
+    out = Path(argv[0])
+    out.mkdir(parents=True, exist_ok=True)
+    for name in NAMES:
+        cwd = out / f"{name}.d"
+        cwd.mkdir(exist_ok=True)
+        try:
+            nb = execute(NOTEBOOKS / name, cwd)
+        except Exception as exc:  # report which notebook, then go on with the next
+            print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            continue
+        nbformat.write(nb, out / name)
+        print(f"{name}: executed", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:] or [tempfile.mkdtemp(prefix="nbflow-notebooks-")]))
