@@ -68,7 +68,9 @@ def gather_as_completed(client: Any, pending: list[Any], results: dict[Any, Any]
     """
     from distributed import as_completed
 
-    done = as_completed(pending)
+    if not pending:
+        return
+    done = as_completed(pending, loop=client.loop)
     buffer: list[Any] = []
     last = time.monotonic()
     while True:

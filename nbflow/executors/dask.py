@@ -191,8 +191,10 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._topic: str | None = None
-        # Values gathered during the run (key -> value); see wait().
+        # Values gathered during the run (key -> value), and the futures not
+        # gathered yet; see wait().
         self._results: dict[Any, Any] = {}
+        self._submitted: list[Any] = []
 
     def __repr__(self) -> str:
         given = [
@@ -209,7 +211,8 @@ class DaskExecutor(Executor):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(_client=None, _cluster=None, _topic=None, _results={})
+        state.update(_client=None, _cluster=None, _topic=None, _results={},
+                     _submitted=[])
         return state
 
     @property
@@ -263,7 +266,7 @@ class DaskExecutor(Executor):
                     f"({exc}); check that `dask scheduler` runs there and is "
                     "reachable, or leave address out for a temporary local cluster."
                 ) from exc
-            stack.callback(self._client.close)
+            stack.callback(_close_client, self._client)
             return
         cls = self.cluster_class
         if cls is None:
@@ -286,11 +289,11 @@ class DaskExecutor(Executor):
         if self.adapt_kwargs:
             self._cluster.adapt(**self.adapt_kwargs)
         self._client = Client(self._cluster, **self.client_kwargs)
-        stack.callback(self._client.close)
+        stack.callback(_close_client, self._client)
 
     def _forget(self) -> None:
         self._client = self._cluster = None
-        self._results = {}
+        self._results, self._submitted = {}, []
         if self._topic is not None:
             self._topic = None
 
@@ -322,7 +325,9 @@ class DaskExecutor(Executor):
             self._check_started()
         name = kwargs.pop("dask_key_name", None) or getattr(fn, "__name__", "task")
         key = f"{name}-{uuid.uuid4().hex}"
-        return self._client.submit(fn, *args, key=key, pure=False, **kwargs)
+        future = self._client.submit(fn, *args, key=key, pure=False, **kwargs)
+        self._submitted.append(future)
+        return future
 
     def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:
         """Gather the values of ``futures`` from the cluster.
@@ -344,6 +349,11 @@ class DaskExecutor(Executor):
         pending = [f for f in flat if f.key not in values]
         if pending:
             gather_as_completed(self._client, pending, values)
+        # Also bring in what else finished meanwhile (upstream of what was
+        # waited for), so a scheduler lost later takes none of it.
+        self._submitted = [f for f in self._submitted if f.key not in values]
+        gather_as_completed(self._client, [
+            f for f in self._submitted if f.status == "finished"], values)
         address = self._scheduler_address()
 
         def value(f: Any) -> Any:
@@ -389,6 +399,24 @@ class DaskExecutor(Executor):
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]
+
+
+def _close_client(client: Any) -> None:
+    """Close ``client``; once it lost its scheduler, without the traceback Dask
+    logs when closing cancels its attempts to reconnect.
+    """
+    from nbflow.executors._dask_faults import is_connected
+
+    if is_connected(client):
+        client.close()
+        return
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        client.close()
+    finally:
+        logger.setLevel(level)
 
 
 def _is_local_cluster(cls: Any) -> bool:

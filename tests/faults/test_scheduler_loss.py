@@ -1,0 +1,82 @@
+"""The scheduler of an existing cluster killed mid-run: a quick, clear failure
+that keeps what finished, and an executor that works again afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from _faults import PATIENCE, StateWatch, hold, inc, spread, total
+from _processes import start_scheduler, start_worker, stop, wait_for_workers
+
+from nbflow import Flow, unmapped
+from nbflow.engine.runner import FlowRun
+from nbflow.engine.state import Failed, Success
+from nbflow.errors import ClusterConnectionError
+from nbflow.executors import DaskExecutor
+
+pytestmark = pytest.mark.slow
+
+#: The run must end this soon after the scheduler dies (it takes well under a
+#: second when the machine is idle).
+BOUND = 30
+
+
+def _cluster(directory, *scheduler_args):
+    scheduler, address = start_scheduler(directory, *scheduler_args)
+    worker = start_worker(directory, address, "--no-nanny", name="w")
+    wait_for_workers(address, 1)
+    return scheduler, worker, address
+
+
+def test_scheduler_killed_mid_run_fails_fast_keeps_finished(tmp_path, no_leaked_processes):
+    scheduler, worker, address = _cluster(tmp_path)
+    started = [scheduler, worker]
+    release = tmp_path / "release"
+    try:
+        with Flow("chain") as flow:
+            a = inc(1)
+            b = spread(a)
+            # Mapping over b's result makes the runner wait for b (and a):
+            # both are in the driver before any child of c can start.
+            c = hold.map(b, unmapped(str(tmp_path / "pids")), unmapped(str(release)))
+            d = total(c)
+        executor = DaskExecutor(address=address)
+        watch = StateWatch()
+        run = FlowRun(flow, executor=executor, listeners=[watch]).start()
+        assert watch.reached(c, "Running").wait(PATIENCE), "task c never ran"
+        assert watch.reached(b, "Success").is_set()
+        os.kill(scheduler.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        state = run.join(BOUND)
+        assert state is not None, f"the run did not end within {BOUND} s of the kill"
+        ended_in = time.monotonic() - killed_at
+
+        assert isinstance(state, Failed), state.message
+        assert address in state.message
+        assert state.result[a] == Success(result=2) or state.result[a].result == 2
+        assert isinstance(state.result[a], Success) and state.result[a].result == 2
+        assert isinstance(state.result[b], Success) and state.result[b].result == [2, 3]
+        for lost in (c, d):
+            assert isinstance(state.result[lost], Failed), state.result[lost]
+            assert address in state.result[lost].message
+        assert isinstance(state.result[d].result, ClusterConnectionError)
+        print(f"run ended {ended_in:.2f} s after the scheduler was killed")
+
+        # The same executor works again once the scheduler is back at its address.
+        release.touch()
+        stop(worker)
+        port = address.rsplit(":", 1)[1]
+        scheduler, worker, again = _cluster(tmp_path, "--port", port)
+        started += [scheduler, worker]
+        assert again == address
+        state = flow.run(executor=executor)
+        assert isinstance(state, Success), state.message
+        assert [v for v, _ in state.result[c].result] == [20, 30]
+    finally:
+        release.touch()
+        for proc in started:
+            stop(proc)

@@ -1,0 +1,89 @@
+"""A Dask worker killed under a running task: rescheduled, or a clear failure."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import psutil
+import pytest
+from _faults import PATIENCE, StateWatch, add, crash, hold, inc, total, wait_for_file
+from _processes import start_scheduler, start_worker, stop, wait_for_workers
+
+from nbflow import Flow
+from nbflow.engine.runner import FlowRun
+from nbflow.engine.state import Failed, Success, TriggerFailed
+from nbflow.executors import DaskExecutor
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def two_workers(tmp_path):
+    """A scheduler and two worker processes without nannies (a killed one stays
+    dead); yields (address, worker processes).
+    """
+    scheduler, address = start_scheduler(tmp_path)
+    workers = []
+    try:
+        workers = [start_worker(tmp_path, address, "--no-nanny", name=f"w{i}")
+                   for i in range(2)]
+        wait_for_workers(address, 2)
+        yield address, workers
+    finally:
+        for worker in workers:
+            stop(worker)
+        stop(scheduler)
+
+
+def test_worker_killed_mid_task_is_rescheduled(two_workers, tmp_path, no_leaked_processes):
+    address, workers = two_workers
+    pid_file, release = tmp_path / "pids", tmp_path / "release"
+    with Flow("survivor") as flow:
+        firsts = inc.map(list(range(6)))
+        victim = hold(total(firsts), str(pid_file), str(release))
+        last = add(total(firsts), 1)
+    watch = StateWatch()
+    run = FlowRun(flow, executor=DaskExecutor(address=address), listeners=[watch])
+    run.start()
+    try:
+        assert watch.reached(victim, "Running").wait(PATIENCE), "victim never ran"
+        killed = int(wait_for_file(pid_file).split()[0])
+        assert killed in {w.pid for w in workers}, "the task runs in a worker process"
+        os.kill(killed, signal.SIGKILL)
+        psutil.Process(killed).wait(PATIENCE)
+        release.touch()
+        state = run.join(PATIENCE * 2)
+    finally:
+        release.touch()
+        run.cancel()
+        run.join(PATIENCE)
+    assert state is not None, "the run did not end"
+    assert isinstance(state, Success), state.message
+    value, ran_on = state.result[victim].result
+    assert value == sum(range(1, 7)) * 10
+    survivor = ({w.pid for w in workers} - {killed}).pop()
+    assert ran_on == survivor, "the task ended on the worker that was not killed"
+    assert [int(p) for p in pid_file.read_text().split()] == [killed, survivor]
+    assert state.result[firsts].result == list(range(1, 7))
+    assert state.result[last].result == sum(range(1, 7)) + 1
+
+
+def test_task_that_kills_its_workers_fails_with_killed_worker(nanny_address):
+    with Flow("crasher") as flow:
+        a = inc(1)
+        bad = crash(a)
+        after = inc(bad)
+        fine = add(a, 10)
+    state = flow.run(executor=DaskExecutor(address=nanny_address))
+    assert isinstance(state, Failed)
+    failed = state.result[bad]
+    assert isinstance(failed, Failed)
+    message = failed.message
+    assert message.startswith("Task 'crash' failed: its worker died 2 times while "
+                              "running it (KilledWorker"), message
+    assert isinstance(state.result[after], TriggerFailed)
+    assert "upstream task 'crash'" in state.result[after].message
+    assert state.result[fine].result == 12
+    assert state.result[a].result == 2
+    assert "'crash'" in state.message
