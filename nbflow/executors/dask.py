@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from nbflow.errors import ClusterConnectionError, NbflowError
+from nbflow.executors._dashboard import dashboard_link
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
 __all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
@@ -222,11 +223,14 @@ class DaskExecutor(Executor):
 
     @property
     def dashboard_link(self) -> str | None:
-        """The Dask dashboard of the running cluster, or None when not running."""
+        """The Dask dashboard of the running cluster, or None when not running.
+
+        On a JupyterHub (Binder) a local dashboard is linked through
+        jupyter-server-proxy, ``{JUPYTERHUB_SERVICE_PREFIX}proxy/{port}/status``.
+        """
         if self._client is None:
             return None
-        link: str | None = self._client.dashboard_link
-        return link
+        return dashboard_link(self._client, self._cluster, self.cluster_kwargs)
 
     @property
     def client(self) -> Any:

@@ -193,6 +193,13 @@ def main(argv: list[str]) -> int:
     """Execute every notebook into ``argv[0]`` (cwd of each: ``argv[0]/NAME.d``)."""
     out = Path(argv[0])
     out.mkdir(parents=True, exist_ok=True)
+    # Which Python and which nbflow a kernel gets here, for the caller to check.
+    probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import sys, nbflow\nprint(sys.executable)\nprint(nbflow.__file__)")])
+    probe_dir = out / "probe.d"
+    probe_dir.mkdir(exist_ok=True)
+    nbformat.write(probe, out / "probe.ipynb")
+    (out / "kernel.txt").write_text(text(execute(out / "probe.ipynb", probe_dir).cells[0]))
     for name in NAMES:
         cwd = out / f"{name}.d"
         cwd.mkdir(exist_ok=True)
