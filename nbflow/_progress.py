@@ -257,6 +257,7 @@ def print_summary(
     *,
     color: bool = False,
     seconds: float | None = None,
+    describe: Callable[[Task, State], str | None] | None = None,
 ) -> None:
     """Print each task's final state, the failures' tracebacks, then the flow's.
 
@@ -272,6 +273,9 @@ def print_summary(
         Colour the state names.
     seconds : float, optional
         How long the run took, shown with the flow's state.
+    describe : callable, optional
+        ``describe(task, state)``: the text after a task's state, or None for
+        the default (its result, its message or its children's count).
 
     """
     paint = Progress(stream, live=False, color=color)._paint
@@ -284,7 +288,9 @@ def print_summary(
         s = states.get(t)
         if s is None:
             continue
-        detail = _detail(s)
+        detail = describe(t, s) if describe is not None else None
+        if detail is None:
+            detail = _detail(s)
         kind = paint(s.name) + " " * (kind_width - len(s.name))
         stream.write(f"  {names[t]:<{width}}  {kind}  {detail}".rstrip() + "\n")
         if isinstance(s, Failed) and not isinstance(s, TriggerFailed):

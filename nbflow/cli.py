@@ -10,13 +10,13 @@ which is reported as one line, ``nbflow: error: ...``, with no traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import runpy
 import sys
-import time
 import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from nbflow._cli_options import (
     EXECUTOR_KINDS,
@@ -25,18 +25,17 @@ from nbflow._cli_options import (
     build_executor,
     parse_params,
 )
-from nbflow._progress import Progress, print_summary, use_color
+from nbflow._cli_run import run_and_report
+from nbflow._progress import use_color
 from nbflow.core.flow import Flow
 from nbflow.errors import NbflowError
 
 if TYPE_CHECKING:
+    from nbflow.engine.events import Listener
     from nbflow.engine.state import State
     from nbflow.executors.base import Executor
 
 __all__ = ["UsageError", "build_parser", "load_flows", "main"]
-
-#: Packages an executor may need that the core install does not bring.
-_EXTRAS = frozenset({"dask", "distributed", "bokeh"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -76,35 +75,60 @@ def main(argv: Sequence[str] | None = None) -> int:
     return status
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, as nbflow's own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"nbflow: error: {message}; see `{self.prog} --help`.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nbflow`` with all its subcommands."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nbflow",
         description="Run nbflow flows from a terminal.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
+    _add_export(subparsers)
     return parser
+
+
+_NOTEBOOKS = """\
+A notebook (.ipynb) runs with no Jupyter server: its ordinary code cells run
+first, in order, in one IPython shell (magics work; `%flow run` lines are
+skipped, and the cells after the first `%flow run` line are left out, as they
+show results); then its %%flowtask cells run as one flow. The parameters of a
+notebook are its variables: -P n=3 sets `n` after the setup cells ran, before
+the flow runs. Without executor options, the flow runs on the executor the
+notebook chose (current_flow().executor), else on a LocalExecutor.
+"""
 
 
 def _add_run(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
-        help="run the flow(s) defined in a Python file",
-        description="Run the flow(s) a Python file defines, print each task's final "
-        "state; exit 0 on success, 1 if a flow failed, 2 on bad usage.",
+        help="run the flow(s) of a Python file, or a notebook's flow",
+        description="Run the flow(s) a Python file defines, or a notebook's flow, "
+        "and print each task's final state; exit 0 on success, 1 if a flow "
+        "failed, 2 on bad usage.",
+        epilog=_NOTEBOOKS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    run.add_argument("file", nargs="?", metavar="FILE", help="the same as -p FILE")
+    run.add_argument(
+        "file", nargs="?", metavar="FILE", help="the same as -p FILE (or NOTEBOOK)"
+    )
     run.add_argument(
         "-p",
         "--path",
         metavar="FILE.py",
-        help="a Python file that builds one or more Flows",
+        help="a Python file that builds one or more Flows, or a notebook (.ipynb)",
     )
     run.add_argument(
         "--name",
         metavar="FLOW",
-        help="run only the flow of this name (default: all, in file order)",
+        help="run only the flow of this name (default: all, in file order); "
+        "not for notebooks",
     )
     run.add_argument(
         "-P",
@@ -113,7 +137,7 @@ def _add_run(subparsers: Any) -> None:
         default=[],
         metavar="NAME=VALUE",
         help="a parameter value, parsed as JSON if it parses, else a "
-        "string; repeat for more",
+        "string; repeat for more (for a notebook: a variable)",
     )
     group = run.add_argument_group(
         "executor", "Without these options each flow runs on its own flow.executor."
@@ -144,11 +168,32 @@ def _add_run(subparsers: Any) -> None:
     run.set_defaults(handler=_run)
 
 
+def _add_export(subparsers: Any) -> None:
+    export = subparsers.add_parser(
+        "export",
+        help="write a notebook's flow as a plain Python file",
+        description="Write a Python file that builds a notebook's flow with @task "
+        "functions and `with Flow(...)`; `nbflow run -p FLOW.py` runs it. Setup "
+        "cells become module-level code, and the variables the tasks read from "
+        "them become Parameters.",
+    )
+    export.add_argument("notebook", metavar="NOTEBOOK.ipynb", help="the notebook")
+    export.add_argument(
+        "-o",
+        "--output",
+        metavar="FLOW.py",
+        help="where to write it (default: the notebook's path with .py)",
+    )
+    export.set_defaults(handler=_export)
+
+
 # -- nbflow run ---------------------------------------------------------------------
 
 
 def _run(args: argparse.Namespace) -> int:
     path = _source(args)
+    if path.endswith(".ipynb"):
+        return _run_notebook(args, path)
     executor = build_executor(
         args.executor,
         scheduler=args.scheduler,
@@ -163,7 +208,15 @@ def _run(args: argparse.Namespace) -> int:
     color = use_color(out)
     status = 0
     for i, flow in enumerate(flows):
-        state = _run_one(flow, executor, per_flow[flow], out, color=color)
+        state = run_and_report(
+            flow,
+            executor,
+            out,
+            color=color,
+            run=functools.partial(
+                _run_file_flow, flow, executor=executor, parameters=per_flow[flow]
+            ),
+        )
         if not state.is_successful():
             status = 1
         if state.is_cancelled():
@@ -175,38 +228,44 @@ def _run(args: argparse.Namespace) -> int:
     return status
 
 
-def _run_one(
-    flow: Flow,
-    executor: Executor | None,
-    params: dict[str, Any],
-    out: TextIO,
-    *,
-    color: bool,
-) -> State:
-    """Run one flow with progress on ``out``; print its summary; return its state."""
-    from nbflow.executors import LocalExecutor
+def _run_notebook(args: argparse.Namespace, path: str) -> int:
+    from nbflow._notebook_run import run_notebook_command
 
-    on = executor or flow.executor or LocalExecutor()
-    out.write(f"Running flow {flow.name!r} on {on!r}\n")
-    out.flush()
-    started = time.monotonic()
-    try:
-        state = flow.run(
-            parameters=params, executor=executor, listeners=[Progress(out, color=color)]
-        )
-    except ModuleNotFoundError as exc:
-        package = (exc.name or "").partition(".")[0]
-        if package not in _EXTRAS:
-            raise
+    return run_notebook_command(args, path)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from nbflow._export import export_notebook
+    from nbflow._notebook_file import read_notebook
+
+    path: str = args.notebook
+    if not path.endswith(".ipynb"):
+        raise UsageError(f"{path!r} is not a notebook; give an .ipynb file to export.")
+    target: str = args.output or path[: -len(".ipynb")] + ".py"
+    if not target.endswith(".py"):
         raise UsageError(
-            f"{on!r} needs {package!r}, which is not installed; install it "
-            "with `pip install 'nbflow[dask]'`."
+            f"-o {target!r} is not a Python file; give a path ending in .py."
+        )
+    code = export_notebook(read_notebook(path), os.path.basename(target))
+    try:
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(code)
+    except OSError as exc:
+        raise UsageError(
+            f"Cannot write {target!r} ({exc.strerror}); give -o a writable path."
         ) from None
-    seconds = time.monotonic() - started
-    print_summary(
-        flow.name, flow.sorted_tasks(), state, out, color=color, seconds=seconds
-    )
-    return state
+    print(f"Wrote {target} from {path}; run it with `nbflow run -p {target}`.")
+    return 0
+
+
+def _run_file_flow(
+    flow: Flow,
+    listeners: list[Listener],
+    *,
+    executor: Executor | None,
+    parameters: dict[str, Any],
+) -> State:
+    return flow.run(parameters=parameters, executor=executor, listeners=listeners)
 
 
 def _source(args: argparse.Namespace) -> str:
@@ -218,11 +277,6 @@ def _source(args: argparse.Namespace) -> str:
     path: str | None = args.path or args.file
     if not path:
         raise UsageError("No flow file given; run `nbflow run -p FILE.py`.")
-    if path.endswith(".ipynb"):
-        raise UsageError(
-            f"Running notebooks such as {path!r} is not supported yet; give a "
-            "Python file with -p FILE.py."
-        )
     return path
 
 

@@ -1,0 +1,72 @@
+"""Run one flow in a terminal: its progress, then each task's final state.
+
+Part of the cli layer (see :mod:`nbflow.cli`); shared by ``nbflow run FILE.py``
+and ``nbflow run NOTEBOOK.ipynb``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TextIO
+
+from nbflow._cli_options import UsageError
+from nbflow._progress import Progress, print_summary
+
+if TYPE_CHECKING:
+    from nbflow.core.flow import Flow
+    from nbflow.core.task import Task
+    from nbflow.engine.events import Listener
+    from nbflow.engine.state import State
+    from nbflow.executors.base import Executor
+
+__all__ = ["run_and_report"]
+
+#: Packages an executor may need that the core install does not bring.
+_EXTRAS = frozenset({"dask", "distributed", "bokeh"})
+
+
+def run_and_report(
+    flow: Flow,
+    executor: Executor | None,
+    out: TextIO,
+    *,
+    color: bool,
+    run: Callable[[list[Listener]], State],
+    describe: Callable[[Task, State], str | None] | None = None,
+    output: Callable[[State], str] | None = None,
+) -> State:
+    """Run one flow with progress on ``out``; print its summary; return its state.
+
+    ``run(listeners)`` runs it; ``output(state)`` is printed before the summary.
+    """
+    from nbflow.executors import LocalExecutor
+
+    on = executor or flow.executor or LocalExecutor()
+    out.write(f"Running flow {flow.name!r} on {on!r}\n")
+    out.flush()
+    started = time.monotonic()
+    try:
+        state = run([Progress(out, color=color)])
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").partition(".")[0]
+        if package not in _EXTRAS:
+            raise
+        raise UsageError(
+            f"{on!r} needs {package!r}, which is not installed; install it "
+            "with `pip install 'nbflow[dask]'`."
+        ) from None
+    seconds = time.monotonic() - started
+    text = output(state) if output is not None else ""
+    if text:
+        out.write(f"{text.rstrip()}\n")
+    print_summary(
+        flow.name,
+        flow.sorted_tasks(),
+        state,
+        out,
+        color=color,
+        seconds=seconds,
+        describe=describe,
+    )
+    return state

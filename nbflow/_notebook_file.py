@@ -1,0 +1,171 @@
+"""A notebook file read for ``nbflow run NOTEBOOK`` and ``nbflow export``.
+
+Part of the cli layer: no IPython, no terminal output. :func:`read_notebook`
+reads an ``.ipynb`` file with ``nbformat`` and splits its code cells into
+*setup* (ordinary code, run first, in order), the ``%%flowtask`` cells (the
+flow) and the ordinary code after the flow's first ``%flow run`` line, which
+shows results in a notebook and does not belong to a headless run. Cells are
+numbered from 1, counting every cell (markdown too), as they appear.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from nbflow._cli_options import UsageError
+from nbflow.errors import NbflowError
+from nbflow.notebook.options import (
+    FlowtaskOptions,
+    parse_flowtask_line,
+    split_flowtask_cell,
+)
+
+__all__ = [
+    "Cell",
+    "FlowtaskCell",
+    "NotebookParts",
+    "is_flow_run",
+    "read_notebook",
+]
+
+#: A ``%flow run`` line (any options); the flow runs once, at the end, instead.
+_FLOW_RUN = re.compile(r"^\s*%flow\s+run\b")
+
+
+def is_flow_run(line: str) -> bool:
+    """Whether ``line`` is a ``%flow run`` magic."""
+    return bool(_FLOW_RUN.match(line))
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Ordinary code of one notebook cell."""
+
+    index: int
+    source: str
+
+    @property
+    def first_line(self) -> str:
+        """The first line that is not blank, for messages."""
+        return next((s.strip() for s in self.source.splitlines() if s.strip()), "")
+
+    def describe(self) -> str:
+        """``cell 3 ('import math')``."""
+        return f"cell {self.index} ({self.first_line!r})"
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowtaskCell(Cell):
+    """A ``%%flowtask`` cell: its options and the code under the magic line."""
+
+    options: FlowtaskOptions = FlowtaskOptions()
+    body: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class NotebookParts:
+    """A notebook's setup code, its ``%%flowtask`` cells, and what is left out."""
+
+    path: str
+    name: str
+    setup: tuple[Cell, ...]
+    tasks: tuple[FlowtaskCell, ...]
+    #: Cells with ordinary code after the first ``%flow run`` (not run).
+    after: tuple[int, ...]
+
+
+def read_notebook(path: str) -> NotebookParts:
+    """Read ``path`` and split it into setup code and ``%%flowtask`` cells.
+
+    Setup is every ordinary code cell up to the first line ``%flow run``
+    (that cell is cut just before it); the code after it is left out.
+
+    Raises
+    ------
+    UsageError
+        The file does not exist, is not a notebook, has a malformed
+        ``%%flowtask`` line, or has no ``%%flowtask`` cell.
+
+    """
+    cells = _code_cells(path)
+    setup: list[Cell] = []
+    tasks: list[FlowtaskCell] = []
+    after: list[int] = []
+    ran = False
+    for index, source in cells:
+        split = split_flowtask_cell(source)
+        if split is not None:
+            tasks.append(_flowtask(index, source, *split))
+            continue
+        if ran:
+            if source.strip():
+                after.append(index)
+            continue
+        before, ran = _until_flow_run(source)
+        if before.strip():
+            setup.append(Cell(index, before))
+        if ran and before != source and source[len(before) :].strip():
+            after.append(index)
+    if not tasks:
+        raise UsageError(
+            f"Notebook {path!r} has no %%flowtask cell, so no flow to run; mark "
+            "the cells of the pipeline with %%flowtask on their first line."
+        )
+    name = os.path.splitext(os.path.basename(path))[0]
+    return NotebookParts(path, name, tuple(setup), tuple(tasks), tuple(after))
+
+
+def _code_cells(path: str) -> list[tuple[int, str]]:
+    """``(number, source)`` of each code cell; refuse what is not a notebook."""
+    if not os.path.exists(path):
+        raise UsageError(
+            f"Notebook {path!r} does not exist; give the path of an .ipynb file."
+        )
+    if os.path.isdir(path):
+        raise UsageError(f"{path!r} is a directory; give the path of an .ipynb file.")
+    try:
+        import nbformat
+    except ModuleNotFoundError:
+        raise UsageError(
+            f"Running notebooks such as {path!r} needs 'nbformat' and 'IPython'; "
+            "install them with `pip install 'nbflow[notebook]'`."
+        ) from None
+    try:
+        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+        cells = list(nb["cells"])
+        found = [
+            (i, str(c["source"]))
+            for i, c in enumerate(cells, 1)
+            if c["cell_type"] == "code"
+        ]
+    except Exception as exc:  # noqa: BLE001 - whatever nbformat raises, it is no notebook
+        reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise UsageError(
+            f"{path!r} is not a Jupyter notebook ({reason}); give an .ipynb file "
+            "saved by Jupyter."
+        ) from None
+    return found
+
+
+def _flowtask(index: int, source: str, line: str, body: str) -> FlowtaskCell:
+    try:
+        options = parse_flowtask_line(line)
+    except NbflowError as exc:
+        raise UsageError(
+            f"Cell {index} ({'%%flowtask ' + line!r}): {str(exc).rstrip('.')}."
+        ) from None
+    return FlowtaskCell(index, source, options=options, body=body)
+
+
+def _until_flow_run(source: str) -> tuple[str, bool]:
+    """The source up to its first top-level ``%flow run`` line, and if it has one.
+
+    An indented ``%flow run`` (inside an ``if``) stays: the setup shell skips it.
+    """
+    lines = source.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if is_flow_run(line) and not line[:1].isspace():
+            return "".join(lines[:i]), True
+    return source, False

@@ -1,0 +1,286 @@
+"""``nbflow run NOTEBOOK.ipynb``: a notebook's flow with no Jupyter server.
+
+Part of the cli layer. The setup cells run in order in one IPython
+``InteractiveShell`` (imported only here, only for notebooks), so magics such
+as ``%load_ext nbflow``, ``%matplotlib`` or ``!pip list`` work as in Jupyter;
+``%flow run`` lines are skipped there, because the flow runs once, at the end.
+Then the ``%%flowtask`` cells are registered in notebook order with
+:func:`nbflow.notebook.register_cell`, ``-P NAME=VALUE`` sets namespace
+variables, and :func:`nbflow.notebook.run_notebook_flow` runs the flow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import reprlib
+import sys
+import traceback
+import types
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from nbflow._cli_options import UsageError, build_executor, parse_params
+from nbflow._cli_run import run_and_report
+from nbflow._notebook_file import Cell, NotebookParts, read_notebook
+from nbflow._progress import use_color
+from nbflow.core.flow import Flow
+from nbflow.errors import NbflowError
+from nbflow.notebook import (
+    CellResult,
+    CellTask,
+    cell_output,
+    current_flow,
+    register_cell,
+    reset_flow,
+    run_notebook_flow,
+)
+from nbflow.notebook.flow import cell_inputs
+
+if TYPE_CHECKING:
+    from nbflow.core.task import Task
+    from nbflow.engine.events import Listener
+    from nbflow.engine.state import State
+
+__all__ = [
+    "apply_params",
+    "run_notebook_command",
+    "cell_detail",
+    "notebook_flow",
+    "register_cells",
+    "run_setup",
+]
+
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = 40
+_repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
+
+
+def run_notebook_command(args: argparse.Namespace, path: str) -> int:
+    """``nbflow run NOTEBOOK.ipynb``: its setup, then its flow; the exit status."""
+    if args.name is not None:
+        raise UsageError(
+            f"--name selects a flow of a Python file; notebook {path!r} has one "
+            "flow, so leave --name out."
+        )
+    parts = read_notebook(path)
+    executor = build_executor(
+        args.executor,
+        scheduler=args.scheduler,
+        num_workers=args.num_workers,
+        address=args.address,
+        report=args.report,
+    )
+    params = parse_params(args.param)
+    flow = notebook_flow(parts)
+    namespace, defined = run_setup(parts)
+    register_cells(parts, flow)
+    apply_params(namespace, params, flow, defined)
+    out = sys.stdout
+    if parts.after:
+        cells = ", ".join(map(str, parts.after))
+        which = "cells" if len(parts.after) > 1 else "cell"
+        out.write(
+            f"Left out: the code after the first `%flow run` ({which} {cells}).\n"
+        )
+
+    def run(listeners: list[Listener]) -> State:
+        return run_notebook_flow(
+            namespace, listeners=listeners, flow=flow, executor=executor
+        )
+
+    state = run_and_report(
+        flow,
+        executor,
+        out,
+        color=use_color(out),
+        run=run,
+        describe=cell_detail,
+        output=functools.partial(cell_output, flow=flow),
+    )
+    return 0 if state.is_successful() else 1
+
+
+def notebook_flow(parts: NotebookParts) -> Flow:
+    """Return the notebook flow of this process, emptied and named after the notebook."""
+    flow = current_flow()
+    reset_flow(flow)
+    flow.executor = None
+    flow.name = parts.name
+    return flow
+
+
+def run_setup(parts: NotebookParts) -> tuple[dict[str, Any], list[str]]:
+    """Run the setup cells in an ``InteractiveShell``.
+
+    Returns
+    -------
+    namespace : dict
+        The shell's user namespace.
+    defined : list of str
+        The names the setup cells bound there.
+
+    Raises
+    ------
+    UsageError
+        A cell raised (the message names the cell, its line and the error).
+
+    """
+    shell = _shell()
+    existing = set(shell.user_ns)
+    directory = os.path.dirname(os.path.abspath(parts.path))
+    before = os.getcwd()
+    os.chdir(directory)  # as Jupyter runs a notebook in its folder
+    try:
+        for cell in parts.setup:
+            result = shell.run_cell(cell.source, silent=True)
+            error = result.error_before_exec or result.error_in_exec
+            if isinstance(error, KeyboardInterrupt):
+                raise KeyboardInterrupt
+            if error is not None:
+                raise UsageError(_setup_failed(cell, error))
+    finally:
+        os.chdir(before)
+    user_ns: dict[str, Any] = shell.user_ns
+    return user_ns, [n for n in user_ns if n not in existing]
+
+
+def _shell() -> Any:
+    """A quiet ``InteractiveShell``: no history file, errors left to the caller."""
+    try:
+        from IPython.core.interactiveshell import InteractiveShell
+        from traitlets.config import Config
+    except ModuleNotFoundError:
+        raise UsageError(
+            "Running a notebook needs 'IPython'; install it with "
+            "`pip install 'nbflow[notebook]'`."
+        ) from None
+
+    class SetupShell(InteractiveShell):
+        def showtraceback(self, *args: Any, **kwargs: Any) -> None:
+            """Say nothing: :func:`run_setup` reports the error in one line."""
+
+        def showsyntaxerror(self, *args: Any, **kwargs: Any) -> None:
+            """Say nothing, as :meth:`showtraceback`."""
+
+        def run_line_magic(
+            self, magic_name: str, line: str, _stack_depth: int = 1
+        ) -> Any:
+            if magic_name == "flow" and line.split()[:1] == ["run"]:
+                return None  # the flow runs once, after the setup
+            return super().run_line_magic(magic_name, line, _stack_depth + 1)
+
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    return SetupShell.instance(config=config)
+
+
+def _setup_failed(cell: Cell, error: BaseException) -> str:
+    line = error.lineno if isinstance(error, SyntaxError) else _cell_line(error)
+    where = f" on line {line}" if line else ""
+    text = " ".join(str(error).split())
+    what = f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return (
+        f"Setup {cell.describe()} raised {what}{where}; fix the cell (run the "
+        "notebook in Jupyter to see the traceback)."
+    )
+
+
+def _cell_line(error: BaseException) -> int | None:
+    """The line of the cell itself (its outermost frame) in ``error``'s traceback."""
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename.startswith("<ipython-input-") or frame.name == "<module>":
+            return frame.lineno
+    return None
+
+
+def register_cells(parts: NotebookParts, flow: Flow) -> list[CellTask]:
+    """Register the ``%%flowtask`` cells in notebook order as tasks of ``flow``.
+
+    Raises
+    ------
+    UsageError
+        A cell cannot be registered (a syntax error, an unknown ``--after``).
+
+    """
+    tasks = []
+    for cell in parts.tasks:
+        o = cell.options
+        try:
+            tasks.append(
+                register_cell(
+                    cell.body,
+                    o.name,
+                    map_var=o.map_var,
+                    retries=o.retries,
+                    retry_delay=o.retry_delay,
+                    after=o.after,
+                    flow=flow,
+                )
+            )
+        except NbflowError as exc:
+            raise UsageError(
+                f"{cell.describe().capitalize()}: {' '.join(str(exc).split())}"
+            ) from None
+    return tasks
+
+
+def apply_params(
+    namespace: MutableMapping[str, Any],
+    params: Mapping[str, Any],
+    flow: Flow,
+    defined: Sequence[str],
+) -> None:
+    """Set ``-P`` values as namespace variables; refuse names that are none.
+
+    A notebook flow's parameters are its namespace variables: those the setup
+    cells define (not modules, functions or classes) and those the cells read
+    from the namespace.
+    """
+    known = set(variables(namespace, defined))
+    for task, inputs in cell_inputs(flow).items():
+        known.update(n for n in task.reads if n not in inputs)
+    for name in params:
+        if name not in known:
+            raise UsageError(
+                f"Unknown parameter {name!r}; the parameters of a notebook are the "
+                f"variables its setup defines or its cells read: {sorted(known)!r}."
+            )
+    namespace.update(params)
+
+
+def variables(namespace: Mapping[str, Any], names: Sequence[str]) -> list[str]:
+    """Those of ``names`` that hold data: not modules, functions or classes."""
+    code = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)
+    return [
+        n
+        for n in names
+        if not n.startswith("_")
+        and n in namespace
+        and not isinstance(namespace[n], code)
+    ]
+
+
+def cell_detail(task: Task, state: State) -> str | None:
+    """What a cell task's final state shows: its provided values; else None."""
+    if not isinstance(task, CellTask):
+        return None
+    if state.is_mapped():
+        children = [c.result for c in state.map_states or ()]
+        if not all(isinstance(c, CellResult) for c in children):
+            return None
+        values = {
+            n: [c.value(n) for c in children]
+            for n in task.provides
+            if all(n in c for c in children)
+        }
+        shown = f" -> {_values(values)}" if values else ""
+        return f"{len(children)} children{shown}"
+    if state.is_successful() and isinstance(state.result, CellResult):
+        return "-> " + _values(state.result.values)
+    return None
+
+
+def _values(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{n}={_repr.repr(v)}" for n, v in values.items())
