@@ -267,8 +267,20 @@ class DaskExecutor(Executor):
             except (OSError, TimeoutError) as exc:
                 raise ClusterConnectionError(
                     f"Could not connect to the Dask scheduler at {self.address!r} "
-                    f"({exc}); check that `dask scheduler` runs there and is "
-                    "reachable, or leave address out for a temporary local cluster."
+                    f"({_one_line(exc)}); check that `dask scheduler` runs there and "
+                    "is reachable (and, for tls://, that your certificate is one it "
+                    "trusts), or leave address out for a temporary local cluster."
+                ) from exc
+            except TypeError as exc:
+                # distributed's way of saying a tls:// address got no TLS settings.
+                if "TLS" not in str(exc):
+                    raise
+                raise ClusterConnectionError(
+                    f"Could not connect to the Dask scheduler at {self.address!r}: "
+                    "it needs TLS and no certificates were given; pass client_kwargs="
+                    "{'security': distributed.Security(tls_ca_file=..., "
+                    "tls_client_cert=..., tls_client_key=..., "
+                    "require_encryption=True)}."
                 ) from exc
             stack.callback(_close_client, self._client)
             return
@@ -403,6 +415,12 @@ class DaskExecutor(Executor):
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]
+
+
+def _one_line(exc: BaseException) -> str:
+    """``exc`` as one short line (distributed's messages span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _close_client(client: Any) -> None:
