@@ -7,8 +7,8 @@ without outputs (clean on GitHub and Binder) and with stable cell ids::
     python notebooks/_make.py          # rewrite every notebook
     python notebooks/_make.py --check  # exit 1 if a notebook is out of date
 
-Cells tagged ``raises-exception`` fail on purpose (nbclient and JupyterLab's
-"Run All" go on past them); the other tags name cells the tests look at.
+Cells tagged ``raises-exception`` fail on purpose (nbclient goes on past
+them); the other tags name cells the tests look at.
 """
 
 from __future__ import annotations
