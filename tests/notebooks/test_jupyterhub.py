@@ -67,7 +67,6 @@ def _get(url: str, timeout: float = 10) -> tuple[int, str]:
 @pytest.fixture
 def jupyter_server(tmp_path):
     """A Jupyter server with jupyter-server-proxy, at base URL ``PREFIX``."""
-    pytest.importorskip("jupyter_server_proxy")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB")}
     proc = subprocess.Popen(
