@@ -90,7 +90,7 @@ def crash(x: int) -> int:
 
 
 @task
-def hog(megabytes: int) -> int:
+def hog(megabytes: int, _after: object = None) -> int:
     """Take ``megabytes`` of memory (touched, so it counts) and keep it a while."""
     data = [b"\x01" * (10 << 20) for _ in range(megabytes // 10)]
     time.sleep(PATIENCE)
