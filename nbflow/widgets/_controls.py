@@ -46,7 +46,7 @@ _PLACEHOLDERS = {
     "tls_client_key": "path of the client key (PEM)",
 }
 _STYLE = {"description_width": "190px"}
-_WIDE = w.Layout(width="480px")
+_WIDE = "480px"  # a width, not a shared Layout: hiding one control would hide all
 
 
 class ParseError(NbflowError, ValueError):
@@ -101,9 +101,11 @@ def make_control(field: str) -> w.Widget:
             indent=False, layout=w.Layout(width="auto", margin="0 24px 0 0")
         )
     elif field == "cluster_kwargs":
-        control = w.Textarea(rows=2, layout=_WIDE)
+        control = w.Textarea(rows=2, layout=w.Layout(width=_WIDE))
     else:
-        control = w.Text(layout=_WIDE if field in _TEXT_FIELDS else w.Layout())
+        control = w.Text(
+            layout=w.Layout(width=_WIDE) if field in _TEXT_FIELDS else w.Layout()
+        )
     control.description = field
     if not isinstance(control, w.Checkbox):  # a checkbox's label follows the box
         control.style = _STYLE
