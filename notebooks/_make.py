@@ -216,15 +216,15 @@ no parallelism, nothing to set up, and `print`, `breakpoint()` and tracebacks
 work exactly as in any cell. Start here; move on when your flow is slow.
 
 **In the panel:** `%flow panel` opens the panel on the notebook's flow; click
-**Local**. Every valid change you make becomes the flow's executor at once.
-This notebook must also run unattended, so each time it makes the same choice
-with `panel.set(...)`, which sets the controls as your clicks would.
+**Local**. Every valid change you make becomes the flow's executor at once, and
+the panel shows the Python code of your choice, to paste into a script. This
+notebook must also run unattended, so each time it makes the same choice with
+`panel.set(...)`, which sets the controls as your clicks would.
 """),
     code("""
 panel = %flow panel
 panel.set(kind="local")
-display(panel)
-print(panel.code)
+panel
 """, "panel-local"),
     md("**In code:**"),
     code("""
@@ -246,8 +246,7 @@ let other threads run meanwhile, so such tasks do run in parallel.
     code("""
 panel = %flow panel
 panel.set(kind="local-dask", scheduler="threads", num_workers=4)
-display(panel)
-print(panel.code)
+panel
 """, "panel-threads"),
     md("**In code:**"),
     code("""
@@ -269,8 +268,7 @@ cell and the value that cannot.
     code("""
 panel = %flow panel
 panel.set(kind="local-dask", scheduler="processes", num_workers=2)
-display(panel)
-print(panel.code)
+panel
 """, "panel-processes"),
     md("**In code:**"),
     code("""
@@ -293,8 +291,7 @@ are the cluster's own keywords: `n_workers`, `threads_per_worker`,
     code("""
 panel = %flow panel
 panel.set(kind="dask", cluster="temporary", n_workers=2, threads_per_worker=2)
-display(panel)
-print(panel.code)
+panel
 """, "panel-temporary"),
     md("**In code:**"),
     code("""
@@ -320,8 +317,7 @@ with `processes=False` (its workers are threads in the kernel: quick to start).
 panel = %flow panel
 panel.set(kind="dask", cluster="temporary", cluster_class="distributed.LocalCluster",
           n_workers=1, threads_per_worker=2, cluster_kwargs={"processes": False})
-display(panel)
-print(panel.code)
+panel
 """, "panel-cluster-class"),
     md("**In code:**"),
     code("""
@@ -345,8 +341,7 @@ cluster managers that rent machines; locally it keeps idle memory low.
 panel = %flow panel
 panel.set(kind="dask", cluster="adaptive", minimum=1, maximum=2, cluster_class=None,
           n_workers=None, threads_per_worker=None, cluster_kwargs={"processes": False})
-display(panel)
-print(panel.code)
+panel
 """, "panel-adaptive"),
     md("**In code:**"),
     code("""
@@ -382,8 +377,7 @@ why it could not connect).
 panel = %flow panel
 panel.set(kind="dask", cluster="existing", address=cluster.scheduler_address)
 display(panel)
-print(panel.test_connection().result(timeout=60).describe())
-print(panel.code)
+panel.test_connection().result(timeout=60).describe()  # what the button does
 """, "panel-existing"),
     md("**In code:**"),
     code("""

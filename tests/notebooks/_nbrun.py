@@ -74,6 +74,27 @@ def widgets_shown(cell: Any) -> list[str]:
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
 
 
+def widget_parts(states: dict[str, dict[str, Any]], model_id: str) -> dict[str, Any]:
+    """The widgets in the tree under ``model_id``, by their ``nbflow-*`` class,
+    each with its ``"shown"``: whether it and its ancestors are displayed."""
+    parts: dict[str, Any] = {}
+
+    def shown(state: dict[str, Any]) -> bool:
+        layout = states.get(str(state.get("layout", "")).removeprefix("IPY_MODEL_"), {})
+        return layout.get("display") != "none"
+
+    def walk(mid: str, visible: bool) -> None:
+        state = states[mid]
+        visible = visible and shown(state)
+        for css in state.get("_dom_classes", ()):
+            parts[css] = {**state, "shown": visible}
+        for child in state.get("children", ()):
+            walk(child.removeprefix("IPY_MODEL_"), visible)
+
+    walk(model_id, True)
+    return parts
+
+
 def _has(cell: Any, *needles: str) -> str:
     shown = text(cell)
     for needle in needles:
@@ -123,14 +144,24 @@ def check_executors(nb: Any, cwd: Path) -> None:
     c = cells(nb)
     states = widget_states(nb)
     for key, (panel_code, executor_repr) in _EXECUTORS.items():
-        panel = c[f"panel-{key}"]
-        _has(panel, panel_code)
-        shown = widgets_shown(panel)
-        assert shown and states[shown[0]]["_dom_classes"] == ["nbflow-executor-panel"], key
+        shown = widgets_shown(c[f"panel-{key}"])
+        assert shown, key
+        parts = widget_parts(states, shown[0])
+        assert "nbflow-executor-panel" in parts, key
+        assert panel_code in parts["nbflow-code"]["value"].replace("&quot;", '"'), key
+        assert not parts["nbflow-message"]["value"], (key, parts["nbflow-message"])
         _has(c[f"run-{key}"], f"{executor_repr}")
         assert re.search(r"-> 8 pieces ran in [12] process\(es\), on \d+ thread\(s\)",
                          text(c[f"run-{key}"])), (key, text(c[f"run-{key}"]))
-    _has(c["panel-existing"], "2 workers, 2 threads")
+    # The controls of each choice are on view (and those of the others hidden).
+    existing = widget_parts(states, widgets_shown(c["panel-existing"])[0])
+    assert existing["nbflow-address"]["shown"] and existing["nbflow-address"]["value"]
+    assert not existing["nbflow-n_workers"]["shown"]
+    assert "2 workers, 2 threads" in existing["nbflow-connection"]["value"]
+    assert "2 workers, 2 threads" in json.dumps(c["panel-existing"].outputs)
+    custom = widget_parts(states, widgets_shown(c["panel-cluster-class"])[0])
+    assert custom["nbflow-cluster_class"]["shown"] and custom["nbflow-cluster_kwargs"]["shown"]
+    assert not custom["nbflow-address"]["shown"]
     _has(c["run-existing"], "The cluster is still up: running")
 
 
