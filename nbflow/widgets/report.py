@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import NbflowError
+from nbflow.widgets.run_state import STATE_COLORS
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -131,7 +132,7 @@ def report_html(source: Any, *, path: str | None = None) -> str:
         if path is None:
             path = getattr(source, "performance_report_path", None)
     if not document:
-        raise NoReportError(source if not isinstance(source, str) else "''")
+        raise NoReportError(source)
     return embed_html(document, path=path)
 
 
@@ -181,7 +182,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
 
     """
     from bokeh.embed import file_html
-    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.models import BasicTickFormatter, ColumnDataSource, HoverTool
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
@@ -203,7 +204,8 @@ def timeline_html(snapshot: RunSnapshot) -> str:
         add(t.name, t.start, t.end or end, 0.7, t.color, t.state,
             f"{t.size} children" if t.size is not None else "task")
         for index, start, stop, state in t.spans:
-            add(t.name, start, stop, 0.25, "#333333", state, f"child {index}")
+            add(t.name, start, stop, 0.3, STATE_COLORS.get(state, "#333333"), state,
+                f"child {index}")
     plot = figure(
         title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
         y_range=list(reversed(names)), x_axis_label="seconds since the run started",
@@ -211,7 +213,8 @@ def timeline_html(snapshot: RunSnapshot) -> str:
         tools="xpan,xwheel_zoom,box_zoom,reset,save",
     )
     plot.hbar(y="task", left="left", right="right", height="height", color="color",
-              source=ColumnDataSource(rows), line_color=None)
+              source=ColumnDataSource(rows), line_color="#222222", line_width=0.5)
+    plot.xaxis.formatter = BasicTickFormatter(use_scientific=False)
     plot.add_tools(HoverTool(tooltips=[
         ("task", "@task"), ("", "@what"), ("state", "@state"),
         ("start", "@left{0.000} s"), ("duration", "@seconds{0.000} s"),

@@ -92,7 +92,7 @@ def _row(task: TaskSnapshot, *, details: bool) -> str:
     return (
         f'<tr class="nbflow-task {state_class(task.state)}" data-task="{name}">'
         f"<td>{html.escape(task.name)}</td>"
-        f'<td><span class="nbflow-dot" style="background:{task.color}"></span>'
+        f'<td style="white-space:nowrap"><span class="nbflow-dot" style="background:{task.color}"></span>'
         f'<span class="nbflow-task-state">{task.state}</span></td>'
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
         f"<td>{_bar(task)}</td><td>{message}</td></tr>"

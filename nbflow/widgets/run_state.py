@@ -32,12 +32,15 @@ from nbflow.engine.events import (
 if TYPE_CHECKING:
     from nbflow.core.task import Task
 
-__all__ = ["CHILD_SPANS", "RunSnapshot", "RunState", "TaskSnapshot", "state_class", "task_labels"]
+__all__ = [
+    "CHILD_SPANS",
+    "STATE_COLORS", "RunSnapshot", "RunState", "TaskSnapshot", "state_class", "task_labels"]
 
 #: Children per mapped task whose start and end are kept for the timeline.
 CHILD_SPANS = 200
 
-_COLORS = {
+#: State name -> its colour (``State.color``).
+STATE_COLORS = _COLORS = {
     cls.__name__: cls.color
     for cls in vars(states).values()
     if isinstance(cls, type) and issubclass(cls, states.State)
@@ -298,7 +301,9 @@ class RunState:
         if name == "Running" and record.start is None:
             record.start = when
         elif name in _FINISHED:
-            record.end = when
+            # A mapped task ended when its last child did, not when reported.
+            if record.size is None or record.end is None:
+                record.end = when
             if record.start is None:
                 record.start = when
 
