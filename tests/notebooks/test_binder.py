@@ -72,7 +72,7 @@ def test_binder_environment_runs_every_notebook(tmp_path):
     # from the repository's root.
     _run([python, "-m", "pip", "install", "-q", "-r", "binder/requirements.txt"],
          cwd=repo, env=env, timeout=INSTALL_TIMEOUT)
-    _run(["bash", "binder/postBuild"], cwd=repo, env=env, timeout=INSTALL_TIMEOUT)
+    _run([str(repo / "binder" / "postBuild")], cwd=repo, env=env, timeout=INSTALL_TIMEOUT)
     built = time.monotonic()
 
     # nbflow is installed (not the checkout), the widgets and the proxy are on.
