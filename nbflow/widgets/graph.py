@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import html
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from nbflow.widgets.run_state import TaskSnapshot, state_class, task_labels
 
@@ -67,8 +67,9 @@ def layout_graph(
     import networkx as nx
 
     labels = dict(zip(tasks, task_labels(tasks)))
-    pairs = sorted({(labels[u], labels[d]) for u, d in edges
-                    if u in labels and d in labels})
+    pairs = sorted(
+        {(labels[u], labels[d]) for u, d in edges if u in labels and d in labels}
+    )
     graph = nx.DiGraph()
     graph.add_nodes_from(labels.values())
     graph.add_edges_from(pairs)
@@ -77,14 +78,17 @@ def layout_graph(
     return _to_pixels(order, tuple(pairs))
 
 
-def _order_layers(graph: object, layers: list[list[str]], rank: list[str]) -> list[list[str]]:
+def _order_layers(
+    graph: Any, layers: list[list[str]], rank: list[str]
+) -> list[list[str]]:
     """Order each layer by the mean position of its upstream nodes (barycentre)."""
     index = {name: i for i, name in enumerate(rank)}
     placed: dict[str, float] = {}
     result = []
     for layer in layers:
+
         def key(name: str) -> tuple[float, int]:
-            ups = [placed[u] for u in graph.predecessors(name) if u in placed]  # type: ignore[attr-defined]
+            ups = [placed[u] for u in graph.predecessors(name) if u in placed]
             return (sum(ups) / len(ups) if ups else -1.0, index[name])
 
         layer = sorted(layer, key=key)
@@ -93,7 +97,9 @@ def _order_layers(graph: object, layers: list[list[str]], rank: list[str]) -> li
     return result
 
 
-def _to_pixels(layers: list[list[str]], edges: tuple[tuple[str, str], ...]) -> GraphLayout:
+def _to_pixels(
+    layers: list[list[str]], edges: tuple[tuple[str, str], ...]
+) -> GraphLayout:
     """Put layer ``i`` in column ``i``, each column centred vertically."""
     if not layers:
         return GraphLayout({}, edges, 0.0, 0.0)
@@ -102,8 +108,10 @@ def _to_pixels(layers: list[list[str]], edges: tuple[tuple[str, str], ...]) -> G
     for column, layer in enumerate(layers):
         offset = (tallest - len(layer)) * _ROW / 2
         for row, name in enumerate(layer):
-            positions[name] = (_PAD + _NODE_W / 2 + column * _COL,
-                               _PAD + _NODE_H / 2 + offset + row * _ROW)
+            positions[name] = (
+                _PAD + _NODE_W / 2 + column * _COL,
+                _PAD + _NODE_H / 2 + offset + row * _ROW,
+            )
     width = 2 * _PAD + _NODE_W + (len(layers) - 1) * _COL
     height = 2 * _PAD + _NODE_H + (tallest - 1) * _ROW
     return GraphLayout(positions, edges, float(width), float(height))
@@ -132,8 +140,10 @@ def render_svg(layout: GraphLayout, tasks: Sequence[TaskSnapshot]) -> str:
 
     """
     if len(layout.positions) > MAX_NODES:
-        return (f'<p class="nbflow-graph-note">{len(layout.positions)} tasks: '
-                "too many to draw.</p>")
+        return (
+            f'<p class="nbflow-graph-note">{len(layout.positions)} tasks: '
+            "too many to draw.</p>"
+        )
     by_name = {t.name: t for t in tasks}
     parts = [
         f'<svg class="nbflow-graph" xmlns="http://www.w3.org/2000/svg" '

@@ -51,7 +51,10 @@ class NoReportError(NbflowError, ValueError):
 
 
 def embed_html(
-    document: str, *, path: str | None = None, height: int = _HEIGHT,
+    document: str,
+    *,
+    path: str | None = None,
+    height: int = _HEIGHT,
     css_class: str = "nbflow-report",
 ) -> str:
     """Wrap a whole HTML ``document`` in a sandboxed ``<iframe srcdoc>`` in a ``<div>``.
@@ -82,8 +85,10 @@ def embed_html(
     if path:
         shown = html.escape(path)
         href = html.escape(_href(path), quote=True)
-        link = (f'<div><a class="nbflow-report-link" href="{href}" target="_blank" '
-                f'rel="noopener">{shown}</a></div>')
+        link = (
+            f'<div><a class="nbflow-report-link" href="{href}" target="_blank" '
+            f'rel="noopener">{shown}</a></div>'
+        )
     return (
         f'<div class="{html.escape(css_class, quote=True)}">'
         f'<iframe class="nbflow-report-frame" sandbox="allow-scripts" '
@@ -160,8 +165,9 @@ def render_report(source: Any, *, path: str | None = None) -> ipywidgets.HTML:
     """
     import ipywidgets
 
-    return ipywidgets.HTML(report_html(source, path=path),
-                           layout=ipywidgets.Layout(width="100%"))
+    return ipywidgets.HTML(
+        report_html(source, path=path), layout=ipywidgets.Layout(width="100%")
+    )
 
 
 def timeline_html(snapshot: RunSnapshot) -> str:
@@ -189,37 +195,101 @@ def timeline_html(snapshot: RunSnapshot) -> str:
     zero = snapshot.started or 0.0
     end = snapshot.finished or time.time()
     names = [t.name for t in snapshot.tasks]
-    rows: dict[str, list[Any]] = {k: [] for k in (
-        "task", "left", "right", "height", "color", "state", "what", "seconds")}
+    rows: dict[str, list[Any]] = {
+        k: []
+        for k in (
+            "task",
+            "left",
+            "right",
+            "height",
+            "color",
+            "state",
+            "what",
+            "seconds",
+        )
+    }
 
-    def add(task: str, start: float, stop: float, height: float, color: str,
-            state: str, what: str) -> None:
-        for key, value in zip(rows, (task, start - zero, stop - zero, height,
-                                     color, state, what, round(stop - start, 4))):
+    def add(
+        task: str,
+        start: float,
+        stop: float,
+        height: float,
+        color: str,
+        state: str,
+        what: str,
+    ) -> None:
+        for key, value in zip(
+            rows,
+            (
+                task,
+                start - zero,
+                stop - zero,
+                height,
+                color,
+                state,
+                what,
+                round(stop - start, 4),
+            ),
+        ):
             rows[key].append(value)
 
     for t in snapshot.tasks:
         if t.start is None:
             continue
-        add(t.name, t.start, t.end or end, 0.7, t.color, t.state,
-            f"{t.size} children" if t.size is not None else "task")
+        add(
+            t.name,
+            t.start,
+            t.end or end,
+            0.7,
+            t.color,
+            t.state,
+            f"{t.size} children" if t.size is not None else "task",
+        )
         for index, start, stop, state in t.spans:
-            add(t.name, start, stop, 0.3, STATE_COLORS.get(state, "#333333"), state,
-                f"child {index}")
+            add(
+                t.name,
+                start,
+                stop,
+                0.3,
+                STATE_COLORS.get(state, "#333333"),
+                state,
+                f"child {index}",
+            )
     plot = figure(
         title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
-        y_range=list(reversed(names)), x_axis_label="seconds since the run started",
-        height=max(160, 60 + 28 * len(names)), sizing_mode="stretch_width",
+        y_range=list(reversed(names)),
+        x_axis_label="seconds since the run started",
+        height=max(160, 60 + 28 * len(names)),
+        sizing_mode="stretch_width",
         tools="xpan,xwheel_zoom,box_zoom,reset,save",
     )
-    plot.hbar(y="task", left="left", right="right", height="height", color="color",
-              source=ColumnDataSource(rows), line_color="#222222", line_width=0.5)
+    plot.hbar(
+        y="task",
+        left="left",
+        right="right",
+        height="height",
+        color="color",
+        source=ColumnDataSource(rows),
+        line_color="#222222",
+        line_width=0.5,
+    )
     plot.xaxis.formatter = BasicTickFormatter(use_scientific=False)
-    plot.add_tools(HoverTool(tooltips=[
-        ("task", "@task"), ("", "@what"), ("state", "@state"),
-        ("start", "@left{0.000} s"), ("duration", "@seconds{0.000} s"),
-    ]))
-    return str(file_html(plot, resources=INLINE, title=f"nbflow run timeline: {snapshot.flow_name}"))
+    plot.add_tools(
+        HoverTool(
+            tooltips=[
+                ("task", "@task"),
+                ("", "@what"),
+                ("state", "@state"),
+                ("start", "@left{0.000} s"),
+                ("duration", "@seconds{0.000} s"),
+            ]
+        )
+    )
+    return str(
+        file_html(
+            plot, resources=INLINE, title=f"nbflow run timeline: {snapshot.flow_name}"
+        )
+    )
 
 
 def render_timeline(snapshot: RunSnapshot) -> ipywidgets.HTML:
@@ -237,6 +307,9 @@ def render_timeline(snapshot: RunSnapshot) -> ipywidgets.HTML:
     import ipywidgets
 
     height = min(_HEIGHT, max(220, 110 + 28 * len(snapshot.tasks)))
-    page = embed_html(timeline_html(snapshot), height=height,
-                      css_class="nbflow-report nbflow-timeline")
+    page = embed_html(
+        timeline_html(snapshot),
+        height=height,
+        css_class="nbflow-report nbflow-timeline",
+    )
     return ipywidgets.HTML(page, layout=ipywidgets.Layout(width="100%"))

@@ -59,10 +59,12 @@ def header_html(snapshot: RunSnapshot) -> str:
     ]
     if snapshot.dashboard_link:
         href = html.escape(snapshot.dashboard_link, quote=True)
-        parts.append(f'<a class="nbflow-dashboard" href="{href}" target="_blank" '
-                     'rel="noopener">Dask dashboard</a>')
+        parts.append(
+            f'<a class="nbflow-dashboard" href="{href}" target="_blank" '
+            'rel="noopener">Dask dashboard</a>'
+        )
     if snapshot.is_finished and snapshot.message:
-        parts.append(f'<i>{html.escape(snapshot.message)}</i>')
+        parts.append(f"<i>{html.escape(snapshot.message)}</i>")
     return '<div class="nbflow-run-header">' + " · ".join(parts) + "</div>"
 
 
@@ -87,8 +89,10 @@ def _row(task: TaskSnapshot, *, details: bool) -> str:
     name = html.escape(task.name, quote=True)
     message = html.escape(task.message or "")
     if details and task.traceback and task.state in ("Failed", "TriggerFailed"):
-        message = (f'<details class="nbflow-error"><summary>{message}</summary>'
-                   f"<pre>{html.escape(task.traceback)}</pre></details>")
+        message = (
+            f'<details class="nbflow-error"><summary>{message}</summary>'
+            f"<pre>{html.escape(task.traceback)}</pre></details>"
+        )
     return (
         f'<tr class="nbflow-task {state_class(task.state)}" data-task="{name}">'
         f"<td>{html.escape(task.name)}</td>"

@@ -34,7 +34,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHILD_SPANS",
-    "STATE_COLORS", "RunSnapshot", "RunState", "TaskSnapshot", "state_class", "task_labels"]
+    "STATE_COLORS",
+    "RunSnapshot",
+    "RunState",
+    "TaskSnapshot",
+    "state_class",
+    "task_labels",
+]
 
 #: Children per mapped task whose start and end are kept for the timeline.
 CHILD_SPANS = 200
@@ -46,11 +52,13 @@ STATE_COLORS = _COLORS = {
     if isinstance(cls, type) and issubclass(cls, states.State)
 }
 _FINISHED = frozenset(
-    name for name, cls in vars(states).items()
+    name
+    for name, cls in vars(states).items()
     if isinstance(cls, type) and issubclass(cls, states.Finished)
 )
 _FAILED = frozenset(
-    name for name, cls in vars(states).items()
+    name
+    for name, cls in vars(states).items()
     if isinstance(cls, type) and issubclass(cls, states.Failed)
 )
 
@@ -146,8 +154,18 @@ class RunSnapshot:
 class _Task:
     """The mutable record behind a TaskSnapshot."""
 
-    __slots__ = ("name", "state", "start", "end", "message", "traceback", "size",
-                 "children", "spans", "child_starts")
+    __slots__ = (
+        "name",
+        "state",
+        "start",
+        "end",
+        "message",
+        "traceback",
+        "size",
+        "children",
+        "spans",
+        "child_starts",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -163,8 +181,14 @@ class _Task:
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
-            self.name, self.state, _COLORS.get(self.state, "#999999"), self.start,
-            self.end, self.message, self.traceback, self.size,
+            self.name,
+            self.state,
+            _COLORS.get(self.state, "#999999"),
+            self.start,
+            self.end,
+            self.message,
+            self.traceback,
+            self.size,
             {k: n for k, n in self.children.items() if n},
             tuple(self.spans),
         )
@@ -198,7 +222,9 @@ class RunState:
 
     """
 
-    def __init__(self, flow_name: str | None = None, tasks: Sequence[Task] = ()) -> None:
+    def __init__(
+        self, flow_name: str | None = None, tasks: Sequence[Task] = ()
+    ) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._reset(flow_name, tasks)
@@ -291,7 +317,9 @@ class RunState:
                 if begun is not None:
                     record.spans.append((index, begun, when, name))
 
-    def _on_task(self, record: _Task, new: states.State, name: str, when: float) -> None:
+    def _on_task(
+        self, record: _Task, new: states.State, name: str, when: float
+    ) -> None:
         """A task (not a child of a mapped one) changed state."""
         record.state = name
         record.message = new.message
@@ -311,9 +339,14 @@ class RunState:
         """A consistent, immutable copy of the run's state now."""
         with self._lock:
             return RunSnapshot(
-                self._flow_name, tuple(r.snapshot() for r in self._tasks.values()),
-                self._started, self._finished, self._state, self._message,
-                self._dashboard, self._version,
+                self._flow_name,
+                tuple(r.snapshot() for r in self._tasks.values()),
+                self._started,
+                self._finished,
+                self._state,
+                self._message,
+                self._dashboard,
+                self._version,
             )
 
 

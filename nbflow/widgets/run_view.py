@@ -32,6 +32,7 @@ import ipywidgets
 
 from nbflow.engine.events import Event, FlowFinished, FlowStarted
 from nbflow.engine.runner import FlowRun
+from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
 from nbflow.widgets.report import render_report, render_timeline
 from nbflow.widgets.run_html import header_html, snapshot_html, table_html
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 _BAR_STYLE = {"Success": "success", "Failed": "danger", "Cancelled": "warning"}
 
 
-class RunView(ipywidgets.VBox):
+class RunView(StaticSnapshot, ipywidgets.VBox):
     """Watch a flow run: task states, progress, the graph, errors, the report.
 
     Parameters
@@ -91,8 +92,13 @@ class RunView(ipywidgets.VBox):
     """
 
     def __init__(
-        self, flow: Flow | None = None, *, run: FlowRun | None = None,
-        executor: Executor | None = None, interval: float = 0.1, timeline: bool = False,
+        self,
+        flow: Flow | None = None,
+        *,
+        run: FlowRun | None = None,
+        executor: Executor | None = None,
+        interval: float = 0.1,
+        timeline: bool = False,
     ) -> None:
         self.flow = flow
         self.executor = executor
@@ -111,8 +117,9 @@ class RunView(ipywidgets.VBox):
         self.header = ipywidgets.HTML()
         self.progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
         self.progress.add_class("nbflow-progress")
-        self.cancel_button = ipywidgets.Button(description="Cancel", icon="stop",
-                                         disabled=True, button_style="warning")
+        self.cancel_button = ipywidgets.Button(
+            description="Cancel", icon="stop", disabled=True, button_style="warning"
+        )
         self.cancel_button.add_class("nbflow-cancel")
         self.cancel_button.on_click(self._on_cancel)
         self.table = ipywidgets.HTML()
@@ -120,10 +127,16 @@ class RunView(ipywidgets.VBox):
         self.errors = ipywidgets.Accordion()
         self.errors.add_class("nbflow-errors")
         self.report_area = ipywidgets.VBox()
-        super().__init__([
-            ipywidgets.HBox([self.progress, self.cancel_button]), self.header,
-            self.table, self.graph, self.errors, self.report_area,
-        ])
+        super().__init__(
+            [
+                ipywidgets.HBox([self.progress, self.cancel_button]),
+                self.header,
+                self.table,
+                self.graph,
+                self.errors,
+                self.report_area,
+            ]
+        )
         self.add_class("nbflow-run-view")
         if run is not None:
             self.attach(run)
@@ -168,7 +181,9 @@ class RunView(ipywidgets.VBox):
     def _make_layout(self, tasks: Sequence[Task]) -> GraphLayout | None:
         if len(tasks) > MAX_NODES:
             return None
-        edges = ((e.upstream, e.downstream) for e in self.flow.edges) if self.flow else ()
+        edges = (
+            ((e.upstream, e.downstream) for e in self.flow.edges) if self.flow else ()
+        )
         return layout_graph(tasks, edges)
 
     # -- drawing ------------------------------------------------------------------------
@@ -181,8 +196,9 @@ class RunView(ipywidgets.VBox):
         self.report_area.children = ()
         self.cancel_button.description = "Cancel"
         self.cancel_button.disabled = self._run is None
-        self._thread = threading.Thread(target=self._loop, args=(self._stop,),
-                                        name="nbflow-run-view", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop, args=(self._stop,), name="nbflow-run-view", daemon=True
+        )
         self._thread.start()
 
     def _loop(self, stop: threading.Event) -> None:
@@ -218,15 +234,22 @@ class RunView(ipywidgets.VBox):
         return render_svg(self._layout, snapshot.tasks) if self._layout else ""
 
     def _show_errors(self, snapshot: RunSnapshot) -> None:
-        new = [t for t in snapshot.tasks if t.state in ("Failed", "TriggerFailed")
-               and t.traceback and t.name not in self._errors_shown]
+        new = [
+            t
+            for t in snapshot.tasks
+            if t.state in ("Failed", "TriggerFailed")
+            and t.traceback
+            and t.name not in self._errors_shown
+        ]
         if not new:
             return
         # Only appended to, so a traceback the user opened stays open.
         children, titles = list(self.errors.children), list(self.errors.titles)
         for t in new:
             self._errors_shown.add(t.name)
-            children.append(ipywidgets.HTML(f"<pre>{html.escape(t.traceback or '')}</pre>"))
+            children.append(
+                ipywidgets.HTML(f"<pre>{html.escape(t.traceback or '')}</pre>")
+            )
             titles.append(f"{t.name}: {t.message or t.state}")
         self.errors.children = tuple(children)
         self.errors.titles = tuple(titles)
@@ -262,7 +285,9 @@ class RunView(ipywidgets.VBox):
         elif self.timeline:
             self.report_area.children = (render_timeline(snapshot),)
         else:
-            button = ipywidgets.Button(description="Show run timeline", icon="bar-chart")
+            button = ipywidgets.Button(
+                description="Show run timeline", icon="bar-chart"
+            )
             button.add_class("nbflow-timeline-button")
             button.on_click(lambda _: self.show_timeline())
             self.report_area.children = (button,)
@@ -285,56 +310,15 @@ class RunView(ipywidgets.VBox):
         snapshot = self.run_state.snapshot()
         return snapshot_html(snapshot, self.svg(snapshot))
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
-        bundle = super()._repr_mimebundle_(**kwargs)
-        if bundle is not None:
-            bundle["text/html"] = self.html()
-        return bundle
-
-    def _ipython_display_(self) -> None:
-        """Display with an id, so the end of the run can update the output."""
-        from IPython.display import display
-
-        bundle = self._repr_mimebundle_()
-        if bundle is not None:
-            self._handles.append(display(bundle, raw=True, display_id=True))
-
-    def _update_displays(self) -> None:
-        """Put the final HTML into the displayed outputs, now and once more
-        when the next cell runs.
-        """
-        if not self._handles:
-            return
-        self._publish()
-        # From a thread, the update goes out with the parent header of the
-        # last cell run; a frontend that no longer listens to that cell (the
-        # run ended in the background) drops it. Sent again from the next
-        # cell, it is taken (update_display_data works across cells).
-        from IPython import get_ipython
-
-        shell = get_ipython()
-        if shell is None:
-            return
-
-        def again(*_: object) -> None:
-            shell.events.unregister("pre_run_cell", again)
-            self._publish()
-
-        shell.events.register("pre_run_cell", again)
-
-    def _publish(self) -> None:
-        bundle = self._repr_mimebundle_()
-        for handle in self._handles:
-            try:
-                handle.update(bundle, raw=True)
-            except Exception:  # no kernel to send to, e.g. in a script
-                log.exception("nbflow RunView could not update its output")
-
 
 def run_with_view(
-    flow: Flow, *, parameters: dict[str, Any] | None = None,
-    executor: Executor | None = None, background: bool = False,
-    on_finish: Callable[[FlowRun], None] | None = None, display: bool = True,
+    flow: Flow,
+    *,
+    parameters: dict[str, Any] | None = None,
+    executor: Executor | None = None,
+    background: bool = False,
+    on_finish: Callable[[FlowRun], None] | None = None,
+    display: bool = True,
     view: RunView | None = None,
 ) -> FlowRun:
     """Run ``flow`` with a :class:`RunView` of it, here or in the background.
@@ -369,8 +353,13 @@ def run_with_view(
 
     """
     view = view or RunView(flow)
-    run = _ViewedRun(flow, parameters=parameters, executor=executor,
-                     listeners=[view], on_finish=on_finish)
+    run = _ViewedRun(
+        flow,
+        parameters=parameters,
+        executor=executor,
+        listeners=[view],
+        on_finish=on_finish,
+    )
     run.view = view
     view.attach(run)
     if display:

@@ -40,8 +40,12 @@ def test_layout_puts_each_task_right_of_its_upstream_tasks():
     layout = flow_layout(flow)
     x = {name: pos[0] for name, pos in layout.positions.items()}
     assert x["inc"] < x["fail"] == x["inc-2"] < x["add"]
-    assert set(layout.edges) == {("inc", "fail"), ("inc", "inc-2"), ("fail", "add"),
-                                 ("inc-2", "add")}
+    assert set(layout.edges) == {
+        ("inc", "fail"),
+        ("inc", "inc-2"),
+        ("fail", "add"),
+        ("inc-2", "add"),
+    }
     ys = [pos[1] for pos in layout.positions.values()]
     assert len(set(layout.positions.values())) == 4  # no two nodes overlap
     assert 0 < min(ys) and max(ys) < layout.height
@@ -69,7 +73,10 @@ def test_svg_colours_each_node_by_its_state():
     assert nodes["inc"].get("class") == "nbflow-node nbflow-state-success"
     rect = nodes["fail"].find(f"{SVG}rect")
     assert rect.get("fill") == "#dc3545"
-    assert len([p for p in root.iter(f"{SVG}path") if p.get("class") == "nbflow-edge"]) == 4
+    assert (
+        len([p for p in root.iter(f"{SVG}path") if p.get("class") == "nbflow-edge"])
+        == 4
+    )
     assert "<script" not in svg
 
 
@@ -93,4 +100,7 @@ def test_state_classes_and_labels():
     assert state_class("TriggerFailed") == "nbflow-state-trigger-failed"
     assert state_class("Cancelled") == "nbflow-state-cancelled"
     assert task_labels([Task(name="a"), Task(name="a"), Task(name="b")]) == [
-        "a", "a-2", "b"]
+        "a",
+        "a-2",
+        "b",
+    ]

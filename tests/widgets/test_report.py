@@ -40,7 +40,9 @@ def srcdoc(page):
 
 
 def test_embed_html_sandboxes_and_escapes_the_document():
-    document = '<html><body><p title="a &amp; b">x</p><script>1 < 2</script></body></html>'
+    document = (
+        '<html><body><p title="a &amp; b">x</p><script>1 < 2</script></body></html>'
+    )
     page = embed_html(document, path="out/report.html")
     assert page.startswith('<div class="nbflow-report">') and page.endswith("</div>")
     assert FRAME in page
@@ -68,13 +70,18 @@ def test_timeline_draws_offline_with_bokeh_inline():
     assert '"double"' in page and '"total"' in page
     assert "children" in page  # the mapped task's row says how many
     widget = render_timeline(run_state.snapshot())
-    assert FRAME in widget.value and 'class="nbflow-report nbflow-timeline"' in widget.value
+    assert (
+        FRAME in widget.value
+        and 'class="nbflow-report nbflow-timeline"' in widget.value
+    )
     inner = srcdoc(widget.value)
     assert "Bokeh" in inner and '"double"' in inner
 
 
 @pytest.mark.slow
-def test_run_view_shows_the_dask_performance_report_inline(tmp_path, no_leaked_processes):
+def test_run_view_shows_the_dask_performance_report_inline(
+    tmp_path, no_leaked_processes
+):
     path = tmp_path / "report.html"
     executor = DaskExecutor(
         cluster_kwargs={"n_workers": 1, "threads_per_worker": 2, "processes": False},

@@ -102,7 +102,10 @@ def test_run_state_follows_a_real_run(executor):
     tasks = by_name(snap)
     assert [n for n in tasks] == [x.name for x in snap.tasks]
     assert {n: s.state for n, s in tasks.items()} == {
-        "inc": "Success", "inc-2": "Success", "boom": "Failed", "check": "Failed",
+        "inc": "Success",
+        "inc-2": "Success",
+        "boom": "Failed",
+        "check": "Failed",
         "add": "TriggerFailed",
     }
     assert "ValueError: boom 2" in tasks["boom"].traceback
@@ -140,8 +143,10 @@ def test_run_view_shows_states_graph_and_errors(executor):
     assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in svg
     assert '<g class="nbflow-node nbflow-state-success" data-task="inc-2"' in svg
     assert svg.count('class="nbflow-edge"') == 4
-    panes = {title.split(":")[0]: (title, pane.value)
-             for title, pane in zip(view.errors.titles, view.errors.children)}
+    panes = {
+        title.split(":")[0]: (title, pane.value)
+        for title, pane in zip(view.errors.titles, view.errors.children)
+    }
     assert set(panes) == {"boom", "check"}  # add did not run: no traceback
     assert panes["boom"][0].startswith("boom: Task 'boom' failed")
     assert "ValueError: boom 2" in panes["boom"][1]
@@ -172,7 +177,9 @@ def test_the_saved_output_carries_the_final_state_as_html():
     view = RunView(flow)
     flow.run(listeners=[view])
     bundle = view._repr_mimebundle_()
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id
+    assert (
+        bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id
+    )
     page = bundle["text/html"]
     assert page.startswith('<div class="nbflow-run-view nbflow-static">')
     assert '<details class="nbflow-error"><summary>' in page and "ValueError" in page
@@ -220,15 +227,27 @@ def cancel_through_the_button(executor, *, release_on_cancel=False):
     flow, first, middle, after = slow_flow()
     finished = threading.Event()
     try:
-        run = run_with_view(flow, executor=executor, background=True, display=False,
-                            on_finish=lambda r: finished.set())
+        run = run_with_view(
+            flow,
+            executor=executor,
+            background=True,
+            display=False,
+            on_finish=lambda r: finished.set(),
+        )
         view = run.view
         assert not view.cancel_button.disabled
         drawn = threading.Event()
         view.graph.observe(  # the graph is drawn after the table
-            lambda change: 'nbflow-state-running" data-task="slow"' in change["new"]
-            and drawn.set(), "value")
-        wait_for(view, lambda s: "slow" in by_name(s) and by_name(s)["slow"].state == "Running")
+            lambda change: (
+                'nbflow-state-running" data-task="slow"' in change["new"]
+                and drawn.set()
+            ),
+            "value",
+        )
+        wait_for(
+            view,
+            lambda s: "slow" in by_name(s) and by_name(s)["slow"].state == "Running",
+        )
         assert drawn.wait(TIMEOUT), "the graph never showed `slow` running"
         assert 'nbflow-state-running" data-task="slow"' in view.table.value
         assert run.is_running
@@ -265,8 +284,9 @@ def test_cancel_button_stops_a_background_run(executor, released):
 
 @pytest.mark.slow
 def test_cancel_button_stops_a_temporary_dask_cluster(released, no_leaked_processes):
-    executor = DaskExecutor(cluster_kwargs={
-        "n_workers": 1, "threads_per_worker": 2, "processes": False})
+    executor = DaskExecutor(
+        cluster_kwargs={"n_workers": 1, "threads_per_worker": 2, "processes": False}
+    )
     # A task running in a worker thread cannot be stopped: its future is
     # cancelled, then it is let go so the cluster closes without waiting for it
     # (Dask waits up to 30 s for a worker's running threads).
@@ -301,8 +321,11 @@ state = flow.run(listeners=[view])
 
 
 def html_outputs(cell):
-    return [o["data"]["text/html"] for o in cell.outputs
-            if o.get("output_type") == "display_data" and "text/html" in o.get("data", {})]
+    return [
+        o["data"]["text/html"]
+        for o in cell.outputs
+        if o.get("output_type") == "display_data" and "text/html" in o.get("data", {})
+    ]
 
 
 @pytest.mark.slow
@@ -314,8 +337,12 @@ def test_the_executed_notebook_keeps_the_final_states_as_html(tmp_path):
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in NOTEBOOK_CELLS]
-    NotebookClient(nb, timeout=120, kernel_name="python3",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     nbformat.write(nb, tmp_path / "saved.ipynb")
     saved = nbformat.read(tmp_path / "saved.ipynb", as_version=4)
     assert saved.cells[3].outputs[0]["text"].strip() == "Failed"
