@@ -9,16 +9,22 @@ its own traceback, as formatted where it ran.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from nbflow.engine.events import Listener
+from nbflow.engine.runner import FlowRun
+from nbflow.engine.state import State
 from nbflow.errors import NbflowError
 from nbflow.notebook import (
     TextProgress,
     cell_output,
+    check_notebook_flow,
     current_flow,
     describe_cell,
     describe_flow,
@@ -32,6 +38,59 @@ from nbflow.notebook import (
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 _COMMANDS = ("run", "show", "reset", "remove", "panel")
+
+
+class _ViewRunner:
+    """Runs the prepared notebook flow as a :class:`FlowRun` the view can cancel.
+
+    ``run = %flow run --background`` returns it: ``run.cancel()``, ``run.join()``.
+    """
+
+    def __init__(self, view: Any) -> None:
+        self.view = view
+        self.run: FlowRun | None = None
+        self.thread: threading.Thread | None = None
+        self.state: State | None = None
+
+    def __call__(self, flow: Any, executor: Any, listeners: Sequence[Listener]) -> State:
+        self.run = FlowRun(flow, executor=executor, listeners=[*listeners, self.view])
+        attach = getattr(self.view, "attach", None)
+        if attach is not None:
+            attach(self.run)
+        self.state = self.run.run()
+        return self.state
+
+    def __repr__(self) -> str:
+        status = "running" if self.state is None else self.state.name
+        return f"<background run of the notebook flow: {status}>"
+
+    def cancel(self) -> None:
+        """Cancel the run, as the view's Cancel button does."""
+        if self.run is not None:
+            self.run.cancel()
+
+    def join(self, timeout: float | None = None) -> State | None:
+        """Wait for a background run to end (and its results to be written back)."""
+        if self.thread is not None:
+            self.thread.join(timeout)
+        return self.state
+
+
+def _run_in_background(namespace: Any, runner: _ViewRunner, output: Any) -> None:
+    """Run the notebook flow; show cell output and errors under the view."""
+    try:
+        state = run_notebook_flow(namespace, runner=runner)
+    except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
+        output.append_stderr(f"{type(exc).__name__}: {exc}\n")
+        return
+    text = cell_output(state)
+    if text:
+        output.append_stdout(text + "\n")
+    if state.is_cancelled():
+        output.append_stdout(f"{state.message}\n")
+    error = failure(state)
+    if error is not None:
+        output.append_stderr("\n".join(error._render_traceback_()) + "\n")
 
 
 @magics_class
@@ -81,14 +140,29 @@ class FlowMagics(Magics):  # type: ignore[misc]
 
     # -- one method per command: one library call each, then display ----------
 
-    def _run(self, args: Any) -> None:
-        if args.background:
-            raise UsageError(
-                "`%flow run --background` is not available yet; use `%flow run`."
-            )
+    def _run(self, args: Any) -> _ViewRunner | None:
+        namespace = self.shell.user_ns
         try:
-            state = run_notebook_flow(self.shell.user_ns,
-                                      listeners=[self._progress_view()])
+            check_notebook_flow(namespace)
+        except NbflowError as exc:
+            raise UsageError(str(exc)) from None
+        view = self._progress_view()
+        runner = _ViewRunner(view)
+        if args.background:
+            from IPython.display import display
+            from ipywidgets import Output
+
+            output = Output()
+            display(output)
+            thread = threading.Thread(
+                target=_run_in_background, args=(namespace, runner, output),
+                name="nbflow-background-run", daemon=True,
+            )
+            runner.thread = thread
+            thread.start()
+            return runner
+        try:
+            state = run_notebook_flow(namespace, runner=runner)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         text = cell_output(state)
@@ -99,15 +173,25 @@ class FlowMagics(Magics):  # type: ignore[misc]
         error = failure(state)
         if error is not None:
             raise error
+        return None
 
     def _progress_view(self) -> Any:
-        """The listener that shows the run while it runs.
+        """The live view of the run (``nbflow.widgets.RunView``), displayed.
 
-        The one place where the run's view is made: the live widget view
-        (``nbflow.widgets.RunView``) replaces this text progress here; for its
-        Cancel button, pass ``runner=`` to ``run_notebook_flow`` as well.
+        Text progress in a shell with no widget frontend (terminal IPython), or
+        where ipywidgets is not installed.
         """
-        return TextProgress()
+        if getattr(self.shell, "kernel", None) is None:
+            return TextProgress()
+        try:
+            from nbflow.widgets.run_view import RunView
+        except ImportError:
+            return TextProgress()
+        from IPython.display import display
+
+        view = RunView(current_flow())
+        display(view)
+        return view
 
     def _show(self, args: Any) -> None:
         print(describe_flow())

@@ -221,20 +221,10 @@ def run_notebook_flow(
     >>> state = run_notebook_flow(globals())             # doctest: +SKIP
 
     """
-    flow = flow if flow is not None else current_flow()
-    if executor is None:
-        executor = flow.executor
-    if executor is None:
-        from nbflow.executors.local import LocalExecutor
-
-        executor = LocalExecutor()
-    flow.validate()
-    values = namespace_reads(flow, namespace)
+    flow, executor, values = _checked(namespace, flow, executor)
     mapped = {t.map_var: namespace[t.map_var] for t in values
               if t.map_var and t.map_var in namespace}
     portable = _travels(executor)
-    if portable:
-        check_serialisable(flow, values, executor)
     stream = install_stdout()
     try:
         with _prepared(flow, values, mapped, portable):
@@ -243,6 +233,36 @@ def run_notebook_flow(
         uninstall_stdout(stream)
     write_back(state, namespace, flow)
     return state
+
+
+def check_notebook_flow(
+    namespace: Mapping[str, Any],
+    *,
+    flow: Flow | None = None,
+    executor: Executor | None = None,
+) -> None:
+    """Raise what :func:`run_notebook_flow` would raise before any task runs.
+
+    For a run started in the background, so its errors show at once.
+    """
+    _checked(namespace, flow, executor)
+
+
+def _checked(
+    namespace: Mapping[str, Any], flow: Flow | None, executor: Executor | None
+) -> tuple[Flow, Executor, Any]:
+    flow = flow if flow is not None else current_flow()
+    if executor is None:
+        executor = flow.executor
+    if executor is None:
+        from nbflow.executors.local import LocalExecutor
+
+        executor = LocalExecutor()
+    flow.validate()
+    values = namespace_reads(flow, namespace)  # type: ignore[arg-type]
+    if _travels(executor):
+        check_serialisable(flow, values, executor)
+    return flow, executor, values
 
 
 def _run(flow: Flow, executor: Executor, listeners: Sequence[Listener]) -> State:
