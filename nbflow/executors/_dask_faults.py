@@ -1,9 +1,10 @@
 """What ``DaskExecutor.wait`` does when a cluster misbehaves.
 
-Results are gathered into the driver as tasks finish (in batches, at most a
-few times a second), so a scheduler that dies mid-run loses nothing that had
-finished: a ``distributed.Client`` cancels every future it holds, finished ones
-included, the moment it loses its scheduler. Futures that did not finish are
+Results are gathered into the driver as tasks finish (in batches: within about
+50 ms of a task finishing, every 0.25 s while results stream in), and every
+wait also brings in whatever else finished, so a scheduler that dies mid-run
+loses no result older than that: a ``distributed.Client`` cancels every future
+it holds, finished ones included, the moment it loses its scheduler. Futures that did not finish are
 explained in nbflow's words: a worker that died under a task (Dask's
 ``KilledWorker``, out of memory or not), a lost scheduler, an upstream task that
 failed in one of those ways. ``distributed`` is imported by the caller only.
@@ -70,7 +71,7 @@ def gather_as_completed(client: Any, pending: list[Any], results: dict[Any, Any]
 
     if not pending:
         return
-    done = as_completed(pending, loop=client.loop)
+    done: Any = as_completed(pending, loop=client.loop)  # type: ignore[no-untyped-call]
     buffer: list[Any] = []
     last = time.monotonic()
     while True:
