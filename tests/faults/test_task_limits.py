@@ -22,6 +22,7 @@ from nbflow.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
 slow = pytest.mark.slow
 
 
+@slow
 def test_task_past_worker_memory_limit_fails_naming_memory(nanny_address):
     # Tasks queued on a worker that dies count against Dask's allowed failures
     # too, so the task meant to succeed finishes first.
