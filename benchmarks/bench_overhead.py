@@ -66,15 +66,37 @@ def noop_listener(batch: Any) -> None:
 # -- timing ---------------------------------------------------------------------
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> float:
-    """Median wall time of ``fn()`` over ``repeats`` calls (gc collected before)."""
-    times = []
+def cpu_seconds() -> float:
+    """CPU time of this process and of its reaped children (pool workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall and CPU seconds of one call of ``fn`` (gc collected before)."""
+    gc.collect()
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    fn()
+    return time.perf_counter() - t0, cpu_seconds() - c0
+
+
+def interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Median (wall, cpu) of each of ``fns``, run in turn ``repeats`` times, so
+    that load from other processes hits every side alike.
+    """
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(repeats):
-        gc.collect()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            samples[name].append(timed(fn))
+    return {
+        name: (
+            statistics.median(w for w, _ in got),
+            statistics.median(c for _, c in got),
+        )
+        for name, got in samples.items()
+    }
 
 
 # -- workloads: nbflow flows ----------------------------------------------------
@@ -198,6 +220,8 @@ class Row:
         self.nb: float | None = None
         self.nb_ev: float | None = None
         self.base: dict[str, float] = {}
+        self.nb_cpu = 0.0
+        self.base_cpu: dict[str, float] = {}
         self.fixed: dict[str, float] = {}  # one-task run of each side
 
 
@@ -226,17 +250,27 @@ def measure_group(
         flow, n = flows[label]
         reps = repeats(n)
         row = Row(group, label, n)
-        row.nb = median_time(lambda: run_nbflow(flow, make, False), reps)
-        row.nb_ev = median_time(lambda: run_nbflow(flow, make, True), reps)
+        fns: dict[str, Callable[[], Any]] = {
+            "nbflow": lambda flow=flow: run_nbflow(flow, make, False),
+            "nbflow+ev": lambda flow=flow: run_nbflow(flow, make, True),
+        }
         for name, base in baselines.items():
-            row.base[name] = median_time(lambda: base(label), reps)
+            fns[name] = lambda base=base, label=label: base(label)
+        got = interleaved(fns, reps)
+        row.nb, row.nb_cpu = got.pop("nbflow")
+        row.nb_ev, _ = got.pop("nbflow+ev")
+        row.base = {k: w for k, (w, _) in got.items()}
+        row.base_cpu = {k: c for k, (_, c) in got.items()}
         rows.append(row)
         print(f"  {group:<28} {label:<10} done", file=sys.stderr, flush=True)
     if fixed:
         one = rows.pop()
         for row in rows:
-            row.fixed = {"nbflow": one.nb or 0.0, "nbflow+ev": one.nb_ev or 0.0,
-                         **one.base}
+            row.fixed = {
+                "nbflow": one.nb or 0.0,
+                "nbflow+ev": one.nb_ev or 0.0,
+                **one.base,
+            }
     return rows
 
 
@@ -251,7 +285,10 @@ def import_time(repeats: int) -> float:
     times = []
     for _ in range(repeats):
         out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
             cwd=os.path.dirname(HERE),
         )
         times.append(float(out.stdout.strip()))
@@ -266,18 +303,30 @@ def us(seconds: float, n: int) -> str:
 
 
 def print_table(rows: list[Row]) -> None:
-    head = (f"{'executor':<30} {'workload':<10} {'nbflow':>9} {'+events':>9} "
-            f"{'baseline':<22} {'plain':>9} {'ratio':>6} {'ratio+ev':>8}")
+    head = (
+        f"{'executor':<30} {'workload':<10} {'nbflow':>9} {'+events':>9} "
+        f"{'baseline':<22} {'plain':>9} {'ratio':>6} {'ratio+ev':>8} {'cpu ratio':>9}"
+    )
     print(head)
     print("-" * len(head))
     for row in rows:
         assert row.nb is not None and row.nb_ev is not None
         first = True
         for name, base in row.base.items():
-            lead = (f"{row.group:<30} {row.label:<10} {us(row.nb, row.n)} "
-                    f"{us(row.nb_ev, row.n)}") if first else " " * 60
-            print(f"{lead} {name:<22} {us(base, row.n)} {row.nb / base:6.2f} "
-                  f"{row.nb_ev / base:8.2f}")
+            lead = (
+                (
+                    f"{row.group:<30} {row.label:<10} {us(row.nb, row.n)} "
+                    f"{us(row.nb_ev, row.n)}"
+                )
+                if first
+                else " " * 60
+            )
+            cpu = row.base_cpu.get(name, 0.0)
+            cpu_ratio = f"{row.nb_cpu / cpu:9.2f}" if cpu > 0.002 else f"{'-':>9}"
+            print(
+                f"{lead} {name:<22} {us(base, row.n)} {row.nb / base:6.2f} "
+                f"{row.nb_ev / base:8.2f} {cpu_ratio}"
+            )
             first = False
         if row.fixed:
             fx = row.fixed
@@ -285,18 +334,26 @@ def print_table(rows: list[Row]) -> None:
             nb, nbe = row.nb - fx["nbflow"], row.nb_ev - fx["nbflow+ev"]
             for name, base in row.base.items():
                 b = base - fx[name]
-                print(f"{'':<30} {'  -fixed':<10} {us(nb, m)} {us(nbe, m)} "
-                      f"{name:<22} {us(b, m)} {nb / b:6.2f} {nbe / b:8.2f}")
+                print(
+                    f"{'':<30} {'  -fixed':<10} {us(nb, m)} {us(nbe, m)} "
+                    f"{name:<22} {us(b, m)} {nb / b:6.2f} {nbe / b:8.2f}"
+                )
     print()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repeats; skip the process-based LocalCluster")
-    parser.add_argument("--only", default="",
-                        help="comma-separated groups: local,threads,processes,"
-                             "synchronous,distributed,distributed-processes,import")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repeats; skip the process-based LocalCluster",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated groups: local,threads,processes,"
+        "synchronous,distributed,distributed-processes,import",
+    )
     args = parser.parse_args()
     quick = args.quick
     only = set(filter(None, args.only.split(",")))
@@ -312,17 +369,30 @@ def main() -> None:
     import dask
     import distributed
 
-    print(f"# nbflow per-task overhead  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    print(f"# python {sys.version.split()[0]}, dask {dask.__version__}, "
-          f"distributed {distributed.__version__}, {os.cpu_count()} cores, "
-          f"load avg {os.getloadavg()[0]:.1f}, {'quick' if quick else 'full'} run")
-    print("# µs per task (medians); ratio = nbflow / plain; +events = one no-op listener")
+    print(
+        f"# nbflow per-task overhead  {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
+    print(
+        f"# python {sys.version.split()[0]}, dask {dask.__version__}, "
+        f"distributed {distributed.__version__}, {os.cpu_count()} cores, "
+        f"load avg {os.getloadavg()[0]:.1f}, {'quick' if quick else 'full'} run"
+    )
+    print(
+        "# wall µs per task (medians); ratio = nbflow / plain wall time; +events = one "
+        "no-op listener;"
+    )
+    print(
+        "# cpu ratio = CPU seconds of this process and its reaped pool workers, "
+        "nbflow / plain (less sensitive to other load; partial for a cluster)"
+    )
     print()
 
     if want("import"):
         t = import_time(5 if quick else 9)
-        print(f"import nbflow (fresh subprocess, median): {t * 1e3:.1f} ms  "
-              f"(target < 50 ms: {'met' if t < 0.05 else 'NOT met'})")
+        print(
+            f"import nbflow (fresh subprocess, median): {t * 1e3:.1f} ms  "
+            f"(target < 50 ms: {'met' if t < 0.05 else 'NOT met'})"
+        )
         print()
 
     flows = build_flows()
@@ -331,10 +401,16 @@ def main() -> None:
 
     if want("local"):
         rows += measure_group(
-            "LocalExecutor", LocalExecutor,
-            {"plain loop": plain_loop,
-             "delayed synchronous": lambda lb: plain_dask(lb, "synchronous")},
-            flows, labels, repeats, fixed=False,
+            "LocalExecutor",
+            LocalExecutor,
+            {
+                "plain loop": plain_loop,
+                "delayed synchronous": lambda lb: plain_dask(lb, "synchronous"),
+            },
+            flows,
+            labels,
+            repeats,
+            fixed=False,
         )
     for sched in ("threads", "processes", "synchronous"):
         if not want(sched):
@@ -343,9 +419,12 @@ def main() -> None:
         rows += measure_group(
             f"LocalDaskExecutor({sched})",
             lambda s=sched, k=kwargs: LocalDaskExecutor(s, **k),
-            {f"delayed {sched}": lambda lb, s=sched: plain_dask(lb, s),
-             f"graph+get {sched}": lambda lb, s=sched: plain_get(lb, s)},
-            flows, labels,
+            {
+                f"delayed {sched}": lambda lb, s=sched: plain_dask(lb, s),
+                f"graph+get {sched}": lambda lb, s=sched: plain_get(lb, s),
+            },
+            flows,
+            labels,
             lambda n, s=sched: repeats(n, slow=s == "processes"),
             fixed=sched == "processes",
         )
@@ -353,7 +432,9 @@ def main() -> None:
         group = "distributed-processes" if processes else "distributed"
         if not want(group) or (processes and quick and not only):
             continue
-        rows += bench_distributed(processes, flows, labels, repeats)
+        # --quick leaves out the 10k case on a cluster (minutes on a loaded machine)
+        some = [lb for lb in labels if not (quick and lb == "indep-10k")]
+        rows += bench_distributed(processes, flows, some, repeats)
 
     if rows:
         print_table(rows)
@@ -361,7 +442,9 @@ def main() -> None:
 
 
 def bench_distributed(
-    processes: bool, flows: dict[str, tuple[Flow, int]], labels: list[str],
+    processes: bool,
+    flows: dict[str, tuple[Flow, int]],
+    labels: list[str],
     repeats: Callable[..., int],
 ) -> list[Row]:
     import logging
@@ -369,8 +452,12 @@ def bench_distributed(
     from distributed import Client, LocalCluster
 
     cluster = LocalCluster(
-        n_workers=WORKERS, threads_per_worker=1, processes=processes,
-        host="127.0.0.1", protocol="tcp://", dashboard_address="127.0.0.1:0",
+        n_workers=WORKERS,
+        threads_per_worker=1,
+        processes=processes,
+        host="127.0.0.1",
+        protocol="tcp://",
+        dashboard_address="127.0.0.1:0",
         silence_logs=logging.ERROR,
     )
     client = Client(cluster)
@@ -380,7 +467,10 @@ def bench_distributed(
             f"DaskExecutor(address) {'procs' if processes else 'threads'}",
             lambda: DaskExecutor(address=address),
             {"Client.submit": lambda lb: plain_submit(client, lb)},
-            flows, labels, lambda n: repeats(n, slow=True), fixed=True,
+            flows,
+            labels,
+            lambda n: repeats(n, slow=True),
+            fixed=True,
         )
     finally:
         client.close()
@@ -393,13 +483,17 @@ def summary(rows: list[Row]) -> None:
         assert row.nb is not None
         if row.group == "LocalExecutor":
             v = row.nb / row.n * 1e6
-            print(f"  LocalExecutor {row.label:<10} {v:7.1f} µs/task  "
-                  f"(< 30 µs: {'met' if v < 30 else 'NOT met'})")
+            print(
+                f"  LocalExecutor {row.label:<10} {v:7.1f} µs/task  "
+                f"(< 30 µs: {'met' if v < 30 else 'NOT met'})"
+            )
         else:
             for name, base in row.base.items():
                 r = row.nb / base
-                line = (f"  {row.group:<34} {row.label:<10} vs {name:<22} ratio "
-                        f"{r:5.2f} (<= 1.3: {'met' if r <= 1.3 else 'NOT met'})")
+                line = (
+                    f"  {row.group:<34} {row.label:<10} vs {name:<22} ratio "
+                    f"{r:5.2f} (<= 1.3: {'met' if r <= 1.3 else 'NOT met'})"
+                )
                 if row.fixed:
                     m = (row.nb - row.fixed["nbflow"]) / (base - row.fixed[name])
                     line += f"  -fixed {m:5.2f}"
