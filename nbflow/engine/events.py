@@ -156,6 +156,10 @@ class EventBus:
     def _drain(self) -> None:
         batch: list[Event] = []
         queue, popleft = self._queue, self._queue.popleft
+        # Tasks can report faster than records are converted (a big map on the
+        # driver's thread), so the queue may never empty: hand over a batch
+        # each interval anyway, or listeners would see nothing until the end.
+        deadline = time.monotonic() + self._interval
         while queue:
             item = popleft()
             if isinstance(item, tuple):
@@ -164,6 +168,10 @@ class EventBus:
                     batch.append(event)
             else:
                 batch.append(item)
+            if len(batch) >= 1000 and time.monotonic() >= deadline:
+                self._deliver(batch)
+                batch = []
+                deadline = time.monotonic() + self._interval
         if batch:
             self._deliver(batch)
 

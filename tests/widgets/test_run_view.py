@@ -128,6 +128,20 @@ def test_run_state_keeps_counts_not_children_for_a_large_map():
     assert mapped.done == 10_000 and len(mapped.spans) <= CHILD_SPANS
 
 
+def test_the_bus_hands_over_batches_while_records_keep_coming():
+    """A queue that never empties (a big map on the driver's thread) still
+    reaches the view in several batches, so it is live."""
+    from nbflow.core.task import Task
+    from nbflow.engine.events import EventBus
+
+    batches = []
+    bus = EventBus([batches.append], [Task(name="t")], interval=0.0)
+    for i in range(3000):
+        bus.put((0, i, "Success", 1.0, None, None))
+    bus.close()
+    assert [len(b) for b in batches] == [1000, 1000, 1000]
+
+
 def test_run_view_shows_states_graph_and_errors(executor):
     flow, _ = mixed_flow()
     view = RunView(flow)
