@@ -154,11 +154,24 @@ def _explain_error(client: Any, key: Any, exc: BaseException) -> BaseException |
     )
 
 
-def _restarted_for_memory(client: Any, worker: str) -> bool:
-    """Whether a nanny reported restarting ``worker`` for using too much memory.
+#: (client id, worker address) -> whether the nanny restarted it for memory;
+#: asked once per worker, however many of its tasks died with it.
+_VERDICTS: dict[tuple[str, str], bool] = {}
 
-    The nanny logs the event just before it terminates the worker, so it may
-    reach the scheduler a moment after the worker's death does.
+
+def _restarted_for_memory(client: Any, worker: str) -> bool:
+    """Whether a nanny reported restarting ``worker`` for using too much memory."""
+    key = (str(client.id), worker)
+    if key not in _VERDICTS:
+        if len(_VERDICTS) > 1000:
+            _VERDICTS.clear()
+        _VERDICTS[key] = _look_for_memory_event(client, worker)
+    return _VERDICTS[key]
+
+
+def _look_for_memory_event(client: Any, worker: str) -> bool:
+    """The nanny logs the event just before it terminates the worker, so it may
+    reach the scheduler a moment after the worker's death does: look for 2 s.
     """
     deadline = time.monotonic() + _MEMORY_EVENT_WAIT
     while True:
