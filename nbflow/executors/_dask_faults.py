@@ -12,6 +12,7 @@ failed in one of those ways. ``distributed`` is imported by the caller only.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -23,10 +24,12 @@ from nbflow.errors import ClusterConnectionError, NbflowError
 
 __all__ = [
     "WorkerDiedError",
+    "close_client",
     "explain",
     "gather_as_completed",
     "is_connected",
     "lost_connection",
+    "one_line",
     "task_name",
 ]
 
@@ -188,3 +191,25 @@ def _look_for_memory_event(client: Any, worker: str) -> bool:
 
 def _megabytes(n: float) -> str:
     return f"{n / 1e6:.0f} MB"
+
+
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one short line (distributed's messages span several)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def close_client(client: Any) -> None:
+    """Close ``client``; once it lost its scheduler, without the traceback Dask
+    logs when closing cancels its attempts to reconnect.
+    """
+    if is_connected(client):
+        client.close()
+        return
+    logger = logging.getLogger("distributed.client")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        client.close()
+    finally:
+        logger.setLevel(level)

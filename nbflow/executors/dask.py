@@ -20,6 +20,7 @@ from typing import Any
 
 from nbflow.errors import ClusterConnectionError, NbflowError
 from nbflow.executors._dashboard import dashboard_link
+from nbflow.executors._dask_faults import close_client, one_line
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
 __all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
@@ -267,7 +268,7 @@ class DaskExecutor(Executor):
             except (OSError, TimeoutError) as exc:
                 raise ClusterConnectionError(
                     f"Could not connect to the Dask scheduler at {self.address!r} "
-                    f"({_one_line(exc)}); check that `dask scheduler` runs there and "
+                    f"({one_line(exc)}); check that `dask scheduler` runs there and "
                     "is reachable (and, for tls://, that your certificate is one it "
                     "trusts), or leave address out for a temporary local cluster."
                 ) from exc
@@ -282,7 +283,7 @@ class DaskExecutor(Executor):
                     "tls_client_cert=..., tls_client_key=..., "
                     "require_encryption=True)}."
                 ) from exc
-            stack.callback(_close_client, self._client)
+            stack.callback(close_client, self._client)
             return
         cls = self.cluster_class
         if cls is None:
@@ -305,7 +306,7 @@ class DaskExecutor(Executor):
         if self.adapt_kwargs:
             self._cluster.adapt(**self.adapt_kwargs)
         self._client = Client(self._cluster, **self.client_kwargs)
-        stack.callback(_close_client, self._client)
+        stack.callback(close_client, self._client)
 
     def _forget(self) -> None:
         self._client = self._cluster = None
@@ -415,30 +416,6 @@ class DaskExecutor(Executor):
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]
-
-
-def _one_line(exc: BaseException) -> str:
-    """``exc`` as one short line (distributed's messages span several)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."
-
-
-def _close_client(client: Any) -> None:
-    """Close ``client``; once it lost its scheduler, without the traceback Dask
-    logs when closing cancels its attempts to reconnect.
-    """
-    from nbflow.executors._dask_faults import is_connected
-
-    if is_connected(client):
-        client.close()
-        return
-    logger = logging.getLogger("distributed.client")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        client.close()
-    finally:
-        logger.setLevel(level)
 
 
 def _is_local_cluster(cls: Any) -> bool:
