@@ -167,13 +167,17 @@ def start_server(root: Path, timeout: float = 120) -> Server:
     deadline = t0 + timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited rc={proc.returncode}:\n{srv.log_tail()}")
+            raise RuntimeError(
+                f"jupyter lab exited rc={proc.returncode}:\n{srv.log_tail()}"
+            )
         with contextlib.suppress(OSError):
             srv.api("/api/status")
             break
         if time.monotonic() > deadline:
             stop_server(srv)
-            raise TimeoutError(f"jupyter lab did not answer in {timeout} s:\n{srv.log_tail()}")
+            raise TimeoutError(
+                f"jupyter lab did not answer in {timeout} s:\n{srv.log_tail()}"
+            )
         time.sleep(0.2)  # polling a server that is starting: nothing to wait on
     srv.started_s = time.monotonic() - t0
     return srv
@@ -224,7 +228,11 @@ def stop_server(srv: Server, grace: float = 10) -> dict:
             pass
     if os.environ.get("NBFLOW_KEEP_LOGS") != "1":
         shutil.rmtree(srv.jhome, ignore_errors=True)
-    return {"how": how, "rc": srv.proc.returncode, "leftover_children_killed": leftovers}
+    return {
+        "how": how,
+        "rc": srv.proc.returncode,
+        "leftover_children_killed": leftovers,
+    }
 
 
 @contextlib.contextmanager

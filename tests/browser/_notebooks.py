@@ -47,7 +47,9 @@ NOTEBOOKS: dict[str, list[str]] = {
         "num_workers=2)\nsteps = list(range(40))",
         "%%flowtask step --map steps\ntime.sleep(1)\ndone = steps",
         "# RUN\nrun = %flow run --background",
-        "# READBACK\nprint('FINAL', run.join(timeout=60))",
+        "# READBACK\nfinal = run.join(timeout=60)\n"
+        'step = next(s for t, s in final.result.items() if t.name == "step")\n'
+        "print('FINAL', final.name, sorted({c.name for c in step.map_states}))",
     ],
 }
 

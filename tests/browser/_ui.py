@@ -42,8 +42,9 @@ BAD_WIDGET_TEXT = (
 )
 
 
-def open_notebook(page: Any, srv: Any, path: str, ui: str = "lab",
-                  timeout: float = 120_000) -> dict:
+def open_notebook(
+    page: Any, srv: Any, path: str, ui: str = "lab", timeout: float = 120_000
+) -> dict:
     """Open ``path`` in JupyterLab (``ui="lab"``) or Notebook 7 (``"notebook"``)
     and wait until its kernel is connected and idle; return timings in s."""
     t0 = time.monotonic()
@@ -52,8 +53,10 @@ def open_notebook(page: Any, srv: Any, path: str, ui: str = "lab",
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=timeout)
     t_dom = time.monotonic() - t0
     wait_kernel_idle(page, timeout)
-    return {"notebook_dom_s": round(t_dom, 2),
-            "kernel_idle_s": round(time.monotonic() - t0, 2)}
+    return {
+        "notebook_dom_s": round(t_dom, 2),
+        "kernel_idle_s": round(time.monotonic() - t0, 2),
+    }
 
 
 def wait_kernel_idle(page: Any, timeout: float = 120_000) -> None:
@@ -114,8 +117,9 @@ def run_cell_in_place(page: Any, cell: Any) -> None:
     page.keyboard.press("Control+Enter")
 
 
-def wait_prompt_changed(page: Any, marker: str, before: str,
-                        timeout: float = 120_000) -> None:
+def wait_prompt_changed(
+    page: Any, marker: str, before: str, timeout: float = 120_000
+) -> None:
     """Wait until the cell with ``marker`` shows a number prompt other than
     ``before`` (it ran again and finished)."""
     page.wait_for_function(

@@ -92,7 +92,9 @@ def page(
         if report is not None and report.failed:
             name = request.node.name.replace("/", "_").replace("[", "-").strip("]")
             try:
-                pg.screenshot(path=str(artifacts / f"FAILED-{name}.png"), full_page=True)
+                pg.screenshot(
+                    path=str(artifacts / f"FAILED-{name}.png"), full_page=True
+                )
             except Exception as exc:  # noqa: BLE001 - the failure itself is reported
                 print(f"no failure screenshot: {exc}")
             print(f"jupyter lab log:\n{lab.log_tail()}")

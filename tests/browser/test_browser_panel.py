@@ -57,7 +57,9 @@ def test_panel_edits_reach_the_kernel(page: Any, lab: Any, artifacts: Path) -> N
     # an invalid value shows its message and is not applied
     _type_into(page, ".nbflow-num_workers", "0")
     message = page.locator(f"{PANEL} .nbflow-message")
-    message.locator(":text('num_workers must be a whole number >= 1, got 0')").wait_for()
+    message.locator(
+        ":text('num_workers must be a whole number >= 1, got 0')"
+    ).wait_for()
     assert "The last valid choice stays in use." in message.inner_text()
     assert want in page.locator(f"{PANEL} .nbflow-code").inner_text()
     panel.screenshot(path=str(artifacts / "panel-invalid.png"))

@@ -1,0 +1,63 @@
+"""The Dask performance report of ``notebooks/04-performance-report.ipynb`` draws
+its Bokeh plots inside its sandboxed iframe, offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import _ui as ui
+import nbformat
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+NOTEBOOK = "04-performance-report.ipynb"
+
+# Inside the report's frame: Bokeh rendered a document, and every script is
+# inline (a <script src> would need a network, e.g. Bokeh's CDN).
+FRAME_JS = """() => ({
+  bokeh: typeof Bokeh !== 'undefined' ? Bokeh.version : null,
+  documents: typeof Bokeh !== 'undefined' ? Bokeh.documents.length : 0,
+  external_scripts: [...document.scripts].map(s => s.src).filter(s => s),
+  origin: window.origin,
+})"""
+
+
+@pytest.mark.timeout(420)
+def test_performance_report_draws_offline(
+    page: Any, lab: Any, notebook_root: Path, artifacts: Path
+) -> None:
+    nb = nbformat.read(notebook_root / NOTEBOOK, as_version=4)
+    n_code = sum(cell.cell_type == "code" for cell in nb.cells)
+    ui.open_notebook(page, lab, NOTEBOOK)
+    ui.run_all(page)
+    ui.wait_all_executed(page, n_code, timeout=300_000)
+    assert ui.bad_widget_text(page) == []
+    # one report under the run view, one from render_report()
+    frames = page.locator("div.nbflow-report iframe.nbflow-report-frame")
+    assert frames.count() == 2
+    for i in range(2):
+        element = frames.nth(i)
+        assert element.get_attribute("sandbox") == "allow-scripts"
+        element.scroll_into_view_if_needed()
+        frame = element.element_handle().content_frame()
+        frame.wait_for_function(
+            "() => typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0",
+            timeout=60_000,
+        )
+        info = frame.evaluate(FRAME_JS)
+        assert info["documents"] > 0 and info["external_scripts"] == [], info
+        assert info["origin"] == "null", info  # sandboxed: an opaque origin
+        # Playwright's CSS pierces Bokeh's shadow DOM; the report opens on its
+        # Summary tab, whose plots are hidden: show the task stream
+        frame.locator(".bk-tab:text-is('Task Stream')").click()
+        frame.locator("canvas:visible").first.wait_for(timeout=60_000)
+        if i == 0:
+            element.screenshot(path=str(artifacts / "report.png"))
+    link = page.locator("a.nbflow-report-link").first
+    assert link.inner_text() == "dask-report.html"
+    assert (notebook_root / "dask-report.html").stat().st_size > 500_000
+    # nothing tried to leave the machine (those seen are aborted anyway)
+    assert page.external_requests == [], json.dumps(page.external_requests)

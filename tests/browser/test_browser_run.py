@@ -1,0 +1,129 @@
+"""The live run view in a real browser: states arrive while the cell runs, the
+graph picture colours a failed task, the Cancel button stops a background run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import _ui as ui
+import pytest
+
+from nbflow.engine.state import Failed, Success, TriggerFailed
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+# the live widget (the static HTML snapshot of the same run has ``nbflow-static``)
+VIEW = ".nbflow-run-view.jupyter-widgets"
+ROWS = f"{VIEW} tr.nbflow-task"
+
+# Records, in the page, every change of the task rows' states together with the
+# run cell's prompt: a MutationObserver plus a 50 ms timer, so no sample is
+# lost to the test process's own latency.
+RECORD_JS = """() => {
+  const seen = window.__nbflowSeen = [];
+  let last = '';
+  const prompt = () => %s;
+  const record = () => {
+    const rows = [...document.querySelectorAll(%r)];
+    if (!rows.length) return;
+    const states = Object.fromEntries(rows.map(r => [r.dataset.task,
+      r.querySelector('span.nbflow-task-state').textContent.trim()]));
+    const p = prompt();
+    const key = p + JSON.stringify(states);
+    if (key !== last) { last = key; seen.push({prompt: p, states}); }
+  };
+  new MutationObserver(record).observe(document.body,
+    {childList: true, subtree: true, characterData: true});
+  setInterval(record, 50);
+}"""
+
+
+def _state_colors(page: Any, selector: str) -> dict[str, dict[str, str]]:
+    """Per graph node: its ``nbflow-state-*`` class and its box's fill."""
+    return page.evaluate(
+        """(sel) => Object.fromEntries([...document.querySelectorAll(sel)].map(g =>
+             [g.dataset.task, {cls: [...g.classList].find(c => c.startsWith(
+               'nbflow-state-')), fill: g.querySelector('rect').getAttribute('fill')}]))""",
+        selector,
+    )
+
+
+@pytest.mark.parametrize("ui_kind", ["lab", "notebook"])
+def test_run_view_shows_states_while_the_cell_runs(
+    page: Any, lab: Any, artifacts: Path, ui_kind: str
+) -> None:
+    ui.open_notebook(page, lab, "b-live.ipynb", ui=ui_kind)
+    page.evaluate(RECORD_JS % (ui.prompt_js("# RUN"), ROWS))
+    ui.run_all(page)
+    if ui_kind == "lab":  # a picture with a task done, one running, one pending
+        second = page.locator(f"{ROWS}[data-task='second'].nbflow-state-running")
+        second.wait_for(timeout=120_000)
+        page.locator(VIEW).screenshot(path=str(artifacts / "run-live.png"))
+    page.wait_for_function(
+        f"""() => {{ const rows = [...document.querySelectorAll({ROWS!r})];
+             return rows.length === 3 && rows.every(r =>
+               r.querySelector('span.nbflow-task-state').textContent === 'Success')
+             && /^\\[\\d+\\]:$/.test({ui.prompt_js("# RUN")}); }}""",
+        timeout=120_000,
+    )
+    seen = page.evaluate("window.__nbflowSeen")
+    mid_run = [s["states"] for s in seen if s["prompt"] == "[*]:"]
+    by_task = {
+        task: [s[task] for s in mid_run] for task in ("first", "second", "third")
+    }
+    for task, states in by_task.items():
+        assert "Running" in states, (task, states)
+    # the first task had finished while the cell still ran
+    assert "Success" in by_task["first"], by_task
+    final = page.locator(f"{VIEW} .nbflow-flow-state").inner_text()
+    assert final == "Success"
+    assert ui.bad_widget_text(page) == []
+    assert page.external_requests == []
+
+
+def test_graph_colours_a_failed_task(page: Any, lab: Any, artifacts: Path) -> None:
+    ui.open_notebook(page, lab, "b-failed.ipynb")
+    ui.run_all(page)
+    ui.wait_all_executed(page, 5)
+    nodes = f"{VIEW} svg.nbflow-graph g.nbflow-node"
+    page.locator(f'{nodes}[data-task="report"].nbflow-state-trigger-failed').wait_for()
+    colours = _state_colors(page, nodes)
+    assert colours == {
+        "readings": {"cls": "nbflow-state-success", "fill": Success.color},
+        "average": {"cls": "nbflow-state-failed", "fill": Failed.color},
+        "report": {"cls": "nbflow-state-trigger-failed", "fill": TriggerFailed.color},
+    }
+    # the traceback of the failed task opens in place
+    errors = page.locator(f"{VIEW} .nbflow-errors")
+    errors.get_by_text("average:", exact=False).first.click()
+    errors.locator("pre:has-text('TypeError')").first.wait_for(state="visible")
+    page.locator(VIEW).screenshot(path=str(artifacts / "run-failed.png"))
+    # the cell shows the failing task's traceback too
+    out = ui.code_cell(page, "# RUN").locator(".jp-OutputArea-output")
+    assert "TypeError" in out.all_inner_texts()[-1]
+
+
+def test_cancel_button_stops_a_background_run(
+    page: Any, lab: Any, artifacts: Path
+) -> None:
+    ui.open_notebook(page, lab, "b-cancel.ipynb")
+    readback = ui.code_cell(page, "# READBACK")
+    readback.locator(".jp-InputPrompt").click()  # select it, then run those above
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-above')")
+    page.wait_for_function(f"/^\\[\\d+\\]:$/.test({ui.prompt_js('# RUN')})")
+    ui.wait_kernel_idle(page)  # so the button's callback runs at once
+    page.locator(f"{ROWS}[data-task='step'] .nbflow-map-progress").wait_for()
+    button = page.locator(f"{VIEW} button.nbflow-cancel")
+    assert button.is_enabled()
+    button.click()
+    page.locator(f"{VIEW} .nbflow-flow-state.nbflow-state-cancelled").wait_for(
+        timeout=120_000
+    )
+    page.locator(VIEW).screenshot(path=str(artifacts / "run-cancelled.png"))
+    before = readback.locator(".jp-InputPrompt").inner_text().strip()
+    ui.run_cell_in_place(page, readback)
+    ui.wait_prompt_changed(page, "# READBACK", before)
+    final = readback.locator(".jp-OutputArea-output").inner_text().strip()
+    assert final.startswith("FINAL Cancelled ["), final
+    assert "'Cancelled'" in final, final  # unfinished steps were cancelled
