@@ -35,10 +35,12 @@ def run_and_report(
     run: Callable[[list[Listener]], State],
     describe: Callable[[Task, State], str | None] | None = None,
     output: Callable[[State], str] | None = None,
+    clean: Callable[[str], str] | None = None,
 ) -> State:
     """Run one flow with progress on ``out``; print its summary; return its state.
 
-    ``run(listeners)`` runs it; ``output(state)`` is printed before the summary.
+    ``run(listeners)`` runs it; ``output(state)`` is printed before the summary;
+    ``describe`` and ``clean`` are passed on to :func:`print_summary`.
     """
     from nbflow.executors import LocalExecutor
 
@@ -68,5 +70,6 @@ def run_and_report(
         color=color,
         seconds=seconds,
         describe=describe,
+        clean=clean,
     )
     return state

@@ -1,7 +1,9 @@
 """A notebook file read for ``nbflow run NOTEBOOK`` and ``nbflow export``.
 
 Part of the cli layer: no IPython, no terminal output. :func:`read_notebook`
-reads an ``.ipynb`` file with ``nbformat`` and splits its code cells into
+reads an ``.ipynb`` file (format 4, what Jupyter writes, as plain JSON: importing
+``nbformat`` and its schema validator costs seconds; older formats through
+``nbformat``, which converts them) and splits its code cells into
 *setup* (ordinary code, run first, in order), the ``%%flowtask`` cells (the
 flow) and the ordinary code after the flow's first ``%flow run`` line, which
 shows results in a notebook and does not belong to a headless run. Cells are
@@ -11,8 +13,10 @@ numbered from 1, counting every cell (markdown too), as they appear.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
+from typing import Any
 
 from nbflow._cli_options import UsageError
 from nbflow.errors import NbflowError
@@ -126,27 +130,60 @@ def _code_cells(path: str) -> list[tuple[int, str]]:
     if os.path.isdir(path):
         raise UsageError(f"{path!r} is a directory; give the path of an .ipynb file.")
     try:
-        import nbformat
-    except ModuleNotFoundError:
-        raise UsageError(
-            f"Running notebooks such as {path!r} needs 'nbformat' and 'IPython'; "
-            "install them with `pip install 'nbflow[notebook]'`."
-        ) from None
-    try:
-        nb = nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
-        cells = list(nb["cells"])
+        with open(path, encoding="utf-8") as f:
+            nb = json.load(f)
+        nb = _format_4(nb, path)
         found = [
-            (i, str(c["source"]))
-            for i, c in enumerate(cells, 1)
+            (i, _text(c["source"]))
+            for i, c in enumerate(nb["cells"], 1)
             if c["cell_type"] == "code"
         ]
-    except Exception as exc:  # noqa: BLE001 - whatever nbformat raises, it is no notebook
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the cause, it is no notebook
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+        if isinstance(exc, KeyError):
+            reason = f"a cell has no {exc.args[0]!r}"
         raise UsageError(
             f"{path!r} is not a Jupyter notebook ({reason}); give an .ipynb file "
             "saved by Jupyter."
         ) from None
     return found
+
+
+def _format_4(nb: Any, path: str) -> Any:
+    """The notebook in format 4; older ones converted by nbformat."""
+    if not isinstance(nb, dict):
+        raise TypeError(f"its JSON is a {type(nb).__name__}, not an object")
+    version = nb.get("nbformat")
+    if not isinstance(version, int):
+        raise TypeError("it has no 'nbformat' version")
+    if version < 4:
+        nb = _older_format(path)
+    if not isinstance(nb.get("cells"), list):
+        raise TypeError("it has no list of 'cells'")
+    return nb
+
+
+def _older_format(path: str) -> Any:
+    """Read a notebook older than format 4 with nbformat, which converts it."""
+    try:
+        import nbformat
+    except ModuleNotFoundError:
+        raise UsageError(
+            f"Reading notebook {path!r}, which is not in format 4, needs "
+            "'nbformat'; install it with `pip install 'nbflow[notebook]'`."
+        ) from None
+    return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
+
+
+def _text(source: object) -> str:
+    """A cell's source: a string, or the list of lines a notebook file holds."""
+    if isinstance(source, list):
+        return "".join(str(line) for line in source)
+    if not isinstance(source, str):
+        raise TypeError(f"a cell's source is a {type(source).__name__}")
+    return source
 
 
 def _flowtask(index: int, source: str, line: str, body: str) -> FlowtaskCell:

@@ -35,8 +35,10 @@ from nbflow.notebook import (
     register_cell,
     reset_flow,
     run_notebook_flow,
+    runtime,
 )
 from nbflow.notebook.flow import cell_inputs
+from nbflow.notebook.run import namespace_reads
 
 if TYPE_CHECKING:
     from nbflow.core.task import Task
@@ -47,11 +49,13 @@ __all__ = [
     "apply_params",
     "run_notebook_command",
     "cell_detail",
+    "clean_traceback",
     "notebook_flow",
     "register_cells",
     "run_setup",
 ]
 
+_RUNTIME = runtime.__file__
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 40
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
@@ -77,6 +81,7 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
     namespace, defined = run_setup(parts)
     register_cells(parts, flow)
     apply_params(namespace, params, flow, defined)
+    namespace_reads(flow, namespace)  # a missing name: say so before the run
     out = sys.stdout
     if parts.after:
         cells = ", ".join(map(str, parts.after))
@@ -97,6 +102,7 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
         color=use_color(out),
         run=run,
         describe=cell_detail,
+        clean=clean_traceback,
         output=functools.partial(cell_output, flow=flow),
     )
     return 0 if state.is_successful() else 1
@@ -156,24 +162,33 @@ def _shell() -> Any:
             "Running a notebook needs 'IPython'; install it with "
             "`pip install 'nbflow[notebook]'`."
         ) from None
+    global _SetupShell
+    if _SetupShell is None:
 
-    class SetupShell(InteractiveShell):
-        def showtraceback(self, *args: Any, **kwargs: Any) -> None:
-            """Say nothing: :func:`run_setup` reports the error in one line."""
+        class SetupShell(InteractiveShell):
+            def showtraceback(self, *args: Any, **kwargs: Any) -> None:
+                """Say nothing: :func:`run_setup` reports the error in one line."""
 
-        def showsyntaxerror(self, *args: Any, **kwargs: Any) -> None:
-            """Say nothing, as :meth:`showtraceback`."""
+            def showsyntaxerror(self, *args: Any, **kwargs: Any) -> None:
+                """Say nothing, as :meth:`showtraceback`."""
 
-        def run_line_magic(
-            self, magic_name: str, line: str, _stack_depth: int = 1
-        ) -> Any:
-            if magic_name == "flow" and line.split()[:1] == ["run"]:
-                return None  # the flow runs once, after the setup
-            return super().run_line_magic(magic_name, line, _stack_depth + 1)
+            def run_line_magic(
+                self, magic_name: str, line: str, _stack_depth: int = 1
+            ) -> Any:
+                if magic_name == "flow" and line.split()[:1] == ["run"]:
+                    return None  # the flow runs once, after the setup
+                return super().run_line_magic(magic_name, line, _stack_depth + 1)
 
+        _SetupShell = SetupShell
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
-    return SetupShell.instance(config=config)
+    if InteractiveShell.initialized():  # a second run in one process (tests)
+        return _SetupShell(config=config)
+    # The singleton, so that IPython.get_ipython() and display() find it.
+    return _SetupShell.instance(config=config)
+
+
+_SetupShell: Any = None
 
 
 def _setup_failed(cell: Cell, error: BaseException) -> str:
@@ -240,7 +255,9 @@ def apply_params(
     """
     known = set(variables(namespace, defined))
     for task, inputs in cell_inputs(flow).items():
-        known.update(n for n in task.reads if n not in inputs)
+        read = [n for n in task.reads if n not in inputs]
+        known.update(n for n in read if n not in namespace)
+        known.update(variables(namespace, read))
     for name in params:
         if name not in known:
             raise UsageError(
@@ -260,6 +277,20 @@ def variables(namespace: Mapping[str, Any], names: Sequence[str]) -> list[str]:
         and n in namespace
         and not isinstance(namespace[n], code)
     ]
+
+
+def clean_traceback(text: str) -> str:
+    """Drop the frame of nbflow's cell runner from a cell's traceback."""
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith('  File "'):
+            skipping = line.startswith(f'  File "{_RUNTIME}"')
+        elif not line.startswith("    "):
+            skipping = False
+        if not skipping:
+            out.append(line)
+    return "".join(out)
 
 
 def cell_detail(task: Task, state: State) -> str | None:

@@ -258,6 +258,7 @@ def print_summary(
     color: bool = False,
     seconds: float | None = None,
     describe: Callable[[Task, State], str | None] | None = None,
+    clean: Callable[[str], str] | None = None,
 ) -> None:
     """Print each task's final state, the failures' tracebacks, then the flow's.
 
@@ -276,6 +277,9 @@ def print_summary(
     describe : callable, optional
         ``describe(task, state)``: the text after a task's state, or None for
         the default (its result, its message or its children's count).
+    clean : callable, optional
+        ``clean(traceback)``: the traceback text to print, e.g. without frames
+        of nbflow's own.
 
     """
     paint = Progress(stream, live=False, color=color)._paint
@@ -298,6 +302,7 @@ def print_summary(
             if found is not None:
                 tracebacks.append((names[t] + found[0], found[1]))
     for name, text in tracebacks:
+        text = clean(text) if clean is not None else text
         stream.write(f"\nTraceback of task {name!r}:\n{text.rstrip()}\n")
     if tracebacks:
         stream.write("\n")

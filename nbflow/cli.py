@@ -58,9 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
     if getattr(args, "handler", None) is None:
         parser.print_help(sys.stderr)
+        return 2
+    if extra:
+        print(
+            f"nbflow: error: unrecognized arguments: {' '.join(extra)}; see "
+            f"`nbflow {args.command} --help`.",
+            file=sys.stderr,
+        )
         return 2
     try:
         status: int = args.handler(args)
