@@ -95,6 +95,31 @@ def widget_parts(states: dict[str, dict[str, Any]], model_id: str) -> dict[str, 
     return parts
 
 
+def view_html(cell: Any) -> str:
+    """The static HTML of the run view a cell displayed (its final state)."""
+    for o in cell.outputs:
+        html = o.get("data", {}).get("text/html", "")
+        if "nbflow-run-view" in html:
+            return str(html)
+    raise AssertionError(f"no run view among the outputs: {cell.outputs}")
+
+
+def flow_state(cell: Any) -> str:
+    """The flow's state the run view shows, e.g. ``"Success"``."""
+    found = re.search(r'class="nbflow-flow-state [^"]*">(\w+)<', view_html(cell))
+    assert found, view_html(cell)
+    return found.group(1)
+
+
+def widget_values(states: dict[str, dict[str, Any]], model_id: str) -> list[str]:
+    """The ``value`` of every widget in the tree under ``model_id``."""
+    state = states[model_id]
+    values = [state["value"]] if isinstance(state.get("value"), str) else []
+    for child in state.get("children", ()):
+        values += widget_values(states, child.removeprefix("IPY_MODEL_"))
+    return values
+
+
 def _has(cell: Any, *needles: str) -> str:
     shown = text(cell)
     for needle in needles:
@@ -114,6 +139,8 @@ def check_quickstart(nb: Any, cwd: Path) -> None:
     _has(c["result"], "Sum of the squares of 1..10: 385")
     assert "[1, 4, 9, 16, 25, 36, 49, 64, 81, 100]" in json.dumps(c["result"].outputs)
     _has(c["run"], "[total] 10 squares added up")
+    assert flow_state(c["run"]) == "Success"
+    assert 'data-task="square"' in view_html(c["run"]) and "10/10" in view_html(c["run"])
     _has(c["rerun"], "Sum of the squares of 1..100: 338350", "[total] 100 squares")
     _has(c["flow"], "<Flow: name='notebook'")
     _has(c["plain"], "the sum is 385")
@@ -153,6 +180,12 @@ def check_executors(nb: Any, cwd: Path) -> None:
         _has(c[f"run-{key}"], f"{executor_repr}")
         assert re.search(r"-> 8 pieces ran in [12] process\(es\), on \d+ thread\(s\)",
                          text(c[f"run-{key}"])), (key, text(c[f"run-{key}"]))
+        assert flow_state(c[f"run-{key}"]) == "Success", key
+        links = re.findall(r'class="nbflow-dashboard" href="([^"]*)"', view_html(c[f"run-{key}"]))
+        if executor_repr.startswith("DaskExecutor"):  # a dashboard this browser can open
+            assert links and links[0].startswith("http://127.0.0.1:"), (key, links)
+        else:
+            assert not links, key
     # The controls of each choice are on view (and those of the others hidden).
     existing = widget_parts(states, widgets_shown(c["panel-existing"])[0])
     assert existing["nbflow-address"]["shown"] and existing["nbflow-address"]["value"]
@@ -183,9 +216,15 @@ def check_report(nb: Any, cwd: Path) -> None:
     size = int(found.group(1).replace(",", ""))
     on_disk = (cwd / "dask-report.html").read_text(encoding="utf-8")
     assert size == len(on_disk) > 10_000
+    # Shown under the run by its view, and again by render_report.
+    assert flow_state(c["run"]) == "Success"
+    states = widget_states(nb)
+    under_run = [v for v in widget_values(states, widgets_shown(c["run"])[0])
+                 if "nbflow-report-frame" in v]
+    assert under_run and "Task Stream" in under_run[0]
     shown = widgets_shown(c["render"])
     assert shown, c["render"].outputs
-    value = widget_states(nb)[shown[0]]["value"]
+    value = states[shown[0]]["value"]
     assert '<iframe class="nbflow-report-frame" sandbox="allow-scripts"' in value
     srcdoc = value.split('srcdoc="', 1)[1]
     assert "Bokeh" in srcdoc and "Task Stream" in srcdoc
@@ -201,11 +240,18 @@ def check_failures(nb: Any, cwd: Path) -> None:
     traceback = "\n".join(failed["traceback"])
     assert "average = sum(readings) / len(readings)" in traceback, traceback
     assert "TypeError: unsupported operand type(s) for +" in traceback
+    view = view_html(c["fail"])
+    assert flow_state(c["fail"]) == "Failed"
+    assert 'class="nbflow-task nbflow-state-trigger-failed" data-task="report"' in view
+    assert 'class="nbflow-task nbflow-state-failed" data-task="average"' in view
+    assert "average = sum(readings) / len(readings)" in view  # its traceback, in place
     states = text(c["states"])
     assert re.search(r"^  readings\s+Success", states, re.M), states
     assert re.search(r"^  average\s+Failed\s+.*TypeError", states, re.M), states
     assert re.search(r"^  report\s+TriggerFailed\s+", states, re.M), states
     _has(c["retries"], "fetched [1, 2, 3] after 3 attempts")
+    assert flow_state(c["retries"]) == "Success"
+    assert flow_state(c["background"]) == "Cancelled"  # the view, updated at the end
     cancelled = text(c["cancel"])
     assert re.search(r"The flow ended Cancelled: steps \{.*'Cancelled': \d+", cancelled), (
         cancelled)
