@@ -41,6 +41,8 @@ _CODE = (
     ast.AsyncFunctionDef,
     ast.ClassDef,
 )
+#: Names IPython defines in a notebook; read as globals, not as parameters.
+_IPYTHON = frozenset({"display", "get_ipython", "In", "Out"})
 _IMPORTED = ("Flow", "Parameter", "task", "unmapped", "current_flow")
 
 
@@ -193,7 +195,7 @@ class _Writer:
                     params[name] = None
                 elif name in self.setup_names and name in task.provides:
                     passed[name] = None
-                elif name not in self.setup_names and not self.star:
+                elif name not in self.setup_names | _IPYTHON and not self.star:
                     params[name] = None  # defined nowhere: a required Parameter
         return list(params), list(passed)
 
@@ -284,8 +286,9 @@ class _Writer:
         defaults = [n for n in args if n in self.setup_names]
         lines = [
             f"def build_flow({', '.join(self.var[n] for n in defaults)}):",
-            f'    """Build the flow of {self.parts.name}.ipynb; parameters default to '
-            'the setup\'s values."""',
+            '    """Build the notebook\'s flow; parameters default to the setup\'s."""'
+            if defaults
+            else '    """Build the notebook\'s flow."""',
             f"    with Flow({_q(self.parts.name)}) as flow:",
         ]
         for name in self.params:

@@ -3,7 +3,8 @@
 Part of the cli layer. The setup cells run in order in one IPython
 ``InteractiveShell`` (imported only here, only for notebooks), so magics such
 as ``%load_ext nbflow``, ``%matplotlib`` or ``!pip list`` work as in Jupyter;
-``%flow run`` lines are skipped there, because the flow runs once, at the end.
+``%flow run``, ``show``, ``reset`` and ``remove`` lines are skipped there: the
+``%%flowtask`` cells are registered after the setup, and the flow runs once.
 Then the ``%%flowtask`` cells are registered in notebook order with
 :func:`nbflow.notebook.register_cell`, ``-P NAME=VALUE`` sets namespace
 variables, and :func:`nbflow.notebook.run_notebook_flow` runs the flow.
@@ -175,8 +176,8 @@ def _shell() -> Any:
             def run_line_magic(
                 self, magic_name: str, line: str, _stack_depth: int = 1
             ) -> Any:
-                if magic_name == "flow" and line.split()[:1] == ["run"]:
-                    return None  # the flow runs once, after the setup
+                if magic_name == "flow" and line.split()[:1] in _SKIPPED:
+                    return None  # the flow's cells are registered after the setup
                 return super().run_line_magic(magic_name, line, _stack_depth + 1)
 
         _SetupShell = SetupShell
@@ -189,6 +190,9 @@ def _shell() -> Any:
 
 
 _SetupShell: Any = None
+#: ``%flow`` commands that setup skips: they act on the flow's cells, which are
+#: registered after the setup, and the flow runs once, at the end.
+_SKIPPED = (["run"], ["show"], ["reset"], ["remove"])
 
 
 def _setup_failed(cell: Cell, error: BaseException) -> str:

@@ -103,9 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 _NOTEBOOKS = """\
 A notebook (.ipynb) runs with no Jupyter server: its ordinary code cells run
-first, in order, in one IPython shell (magics work; `%flow run` lines are
-skipped, and the cells after the first `%flow run` line are left out, as they
-show results); then its %%flowtask cells run as one flow. The parameters of a
+first, in order, in one IPython shell (magics work, but `%flow run`, `show`,
+`reset` and `remove` are skipped; the code after the first `%flow run` line is
+left out, as it shows results); then its %%flowtask cells run as one flow. The parameters of a
 notebook are its variables: -P n=3 sets `n` after the setup cells ran, before
 the flow runs. Without executor options, the flow runs on the executor the
 notebook chose (current_flow().executor), else on a LocalExecutor.
