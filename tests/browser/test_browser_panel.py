@@ -32,8 +32,11 @@ def _read_back(page: Any) -> str:
     return cell.locator(".jp-OutputArea-output").inner_text().strip()
 
 
-def test_panel_edits_reach_the_kernel(page: Any, lab: Any, artifacts: Path) -> None:
-    ui.open_notebook(page, lab, "b-panel.ipynb")
+@pytest.mark.parametrize("ui_kind", ["lab", "notebook"])
+def test_panel_edits_reach_the_kernel(
+    page: Any, lab: Any, artifacts: Path, ui_kind: str
+) -> None:
+    ui.open_notebook(page, lab, "b-panel.ipynb", ui=ui_kind)
     ui.run_all(page)
     ui.wait_all_executed(page, 3)
     panel = page.locator(PANEL)
@@ -48,7 +51,7 @@ def test_panel_edits_reach_the_kernel(page: Any, lab: Any, artifacts: Path) -> N
     want = 'LocalDaskExecutor(scheduler="threads", num_workers=3)'
     page.locator(f"{PANEL} .nbflow-code:has-text('{want}')").wait_for()
     assert page.locator(f"{PANEL} .nbflow-message").inner_text().strip() == ""
-    panel.screenshot(path=str(artifacts / "panel.png"))
+    panel.screenshot(path=str(artifacts / f"panel-{ui_kind}.png"))
     # the kernel's notebook flow now has that executor
     assert _read_back(page) == (
         "EXECUTOR LocalDaskExecutor(scheduler='threads', num_workers=3)"
@@ -62,7 +65,7 @@ def test_panel_edits_reach_the_kernel(page: Any, lab: Any, artifacts: Path) -> N
     ).wait_for()
     assert "The last valid choice stays in use." in message.inner_text()
     assert want in page.locator(f"{PANEL} .nbflow-code").inner_text()
-    panel.screenshot(path=str(artifacts / "panel-invalid.png"))
+    panel.screenshot(path=str(artifacts / f"panel-invalid-{ui_kind}.png"))
     assert _read_back(page) == (
         "EXECUTOR LocalDaskExecutor(scheduler='threads', num_workers=3)"
     )
