@@ -30,6 +30,7 @@ PIPELINE = [
     "%%flowtask square --map xs\nsq = helper(xs) ** 2\nelsewhere = os.getpid() != main_pid",
     '%%flowtask stats --retries 1 --retry-delay 0.01\ntotal = sum(sq)\nmean = total / len(sq)\nprint(f"total={total}")',
     '%%flowtask report --after square\nreport = f"{total}/{mean:.1f}"',
+    "%%flowtask where\nremote = all(elsewhere)",
     "if n < 0:\n    %flow run\nlast = 1\n%flow run\nprint('after the run', report)",
     "print('not run either', report)",
 ]
@@ -99,7 +100,7 @@ def assert_pipeline_ran(result: subprocess.CompletedProcess[str], remote: bool) 
     out = result.stdout
     assert out.count("Running flow 'pipeline' on ") == 1
     assert "tasks finished" not in out  # no `%flow run` ran during setup
-    assert "Left out: the code after the first `%flow run` (cells 8, 9)." in out
+    assert "Left out: the code after the first `%flow run` (cells 9, 10)." in out
     assert "after the run" not in out and "not run either" not in out
     assert "0 tasks" not in out  # nor `%flow show`, before the cells are registered
     assert "[stats] total=3000" in out
@@ -112,6 +113,7 @@ def assert_pipeline_ran(result: subprocess.CompletedProcess[str], remote: bool) 
     )
     assert states["stats"] == "Success -> total=3000, mean=750.0"
     assert states["report"] == "Success -> report='3000/750.0'"
+    assert states["where"] == f"Success -> remote={flag}"
     assert out.rstrip().splitlines()[-1].startswith("Flow 'pipeline': Success in ")
 
 
@@ -361,3 +363,16 @@ def test_export_bad_output_is_one_line_and_exit_2(pipeline, tmp_path):
         run("export", pipeline, "-o", tmp_path / "x.txt"), "ending in .py"
     )
     assert_usage_error(run("export", pipeline, "--bogus"), "unrecognized arguments")
+
+
+@pytest.mark.slow
+def test_export_runs_on_local_dask_processes(pipeline, tmp_path):
+    target = tmp_path / "flow.py"
+    assert run("export", pipeline, "-o", target).returncode == 0
+    # The tasks and the setup's helper (and the global it reads) travel by value.
+    result = run("run", "-p", target, "--scheduler", "processes", "--num-workers", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    states = summary(result.stdout)
+    assert states["square.elsewhere"] == "Mapped 4 children"
+    assert states["where"] == "Success -> True"
+    assert states["report"] == "Success -> '3000/750.0'"
