@@ -1,10 +1,14 @@
-"""The ``nbflow`` command line: ``nbflow run -p FILE.py`` (and later ``export``).
+"""The ``nbflow`` command line: ``nbflow run``, ``nbflow export``.
 
-Part of the cli layer: it may import everything but the widgets (and never
-IPython). Each subcommand is a ``_add_<name>(subparsers)`` function that
-registers its options and a handler ``handler(args) -> exit status``. Exit
-status: 0 on success, 1 when a flow failed or was cancelled, 2 on bad usage,
-which is reported as one line, ``nbflow: error: ...``, with no traceback.
+``nbflow run -p FILE.py`` runs the flows a Python file builds; ``nbflow run
+NOTEBOOK.ipynb`` runs a notebook's flow (:mod:`nbflow._notebook_run`);
+``nbflow export NOTEBOOK.ipynb -o FLOW.py`` writes it as a Python file
+(:mod:`nbflow._export`). Part of the cli layer: it may import everything but
+the widgets; IPython only for a notebook's setup cells, imported then. Each
+subcommand is a ``_add_<name>(subparsers)`` function that registers its options
+and a handler ``handler(args) -> exit status``. Exit status: 0 on success, 1
+when a flow failed or was cancelled, 2 on bad usage, which is reported as one
+line, ``nbflow: error: ...``, with no traceback.
 """
 
 from __future__ import annotations
@@ -102,13 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _NOTEBOOKS = """\
-A notebook (.ipynb) runs with no Jupyter server: its ordinary code cells run
-first, in order, in one IPython shell (magics work, but `%flow run`, `show`,
-`reset` and `remove` are skipped; the code after the first `%flow run` line is
-left out, as it shows results); then its %%flowtask cells run as one flow. The parameters of a
-notebook are its variables: -P n=3 sets `n` after the setup cells ran, before
-the flow runs. Without executor options, the flow runs on the executor the
-notebook chose (current_flow().executor), else on a LocalExecutor.
+A notebook (.ipynb) runs with no Jupyter server. Its ordinary code cells run
+first, in order, in one IPython shell: magics work, but `%flow run`, `show`,
+`reset` and `remove` lines are skipped, and the code after the first
+`%flow run` line is left out (it shows results). Then its %%flowtask cells run
+as one flow, on the executor the options give, else the one the notebook chose
+(current_flow().executor), else a LocalExecutor. The parameters of a notebook
+are its variables: -P n=3 sets `n` after the setup cells ran.
 """
 
 
@@ -116,8 +120,8 @@ def _add_run(subparsers: Any) -> None:
     run = subparsers.add_parser(
         "run",
         help="run the flow(s) of a Python file, or a notebook's flow",
-        description="Run the flow(s) a Python file defines, or a notebook's flow, "
-        "and print each task's final state; exit 0 on success, 1 if a flow "
+        description="Run the flow(s) a Python file defines, or a notebook's flow,\n"
+        "and print each task's final state; exit 0 on success, 1 if a flow\n"
         "failed, 2 on bad usage.",
         epilog=_NOTEBOOKS,
         formatter_class=argparse.RawDescriptionHelpFormatter,
