@@ -113,6 +113,7 @@ def split_flowtask_cell(source: str) -> tuple[str, str] | None:
     """
     text = source.lstrip("\r\n \t")
     first, _, body = text.partition("\n")
+    first = first.rstrip("\r")
     if first != MAGIC and not first.startswith((MAGIC + " ", MAGIC + "\t")):
         return None
     return first[len(MAGIC) :].strip(), body
