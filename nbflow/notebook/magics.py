@@ -56,7 +56,9 @@ class _ViewRunner:
         self.run = FlowRun(flow, executor=executor, listeners=[*listeners, self.view])
         attach = getattr(self.view, "attach", None)
         if attach is not None:
-            attach(self.run)
+            # Only a background run can be cancelled from the view: during a
+            # blocking run the kernel handles the click after the run.
+            attach(self.run, cancellable=self.thread is not None)
         self.state = self.run.run()
         return self.state
 

@@ -108,6 +108,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.timeline = timeline
         self.draws = 0
         self._run: FlowRun | None = None
+        self._cancellable = True
         self._layout = self._make_layout(tasks) if tasks else None
         self._draw_lock = threading.Lock()
         self._stop = threading.Event()
@@ -153,10 +154,13 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         """The events listener (the view itself)."""
         return self
 
-    def attach(self, run: FlowRun) -> None:
-        """Let the Cancel button cancel ``run``."""
+    def attach(self, run: FlowRun, *, cancellable: bool = True) -> None:
+        """Let the Cancel button cancel ``run`` (unless not ``cancellable``:
+        during a blocking run the kernel would handle the click only after it).
+        """
         self._run = run
-        self.cancel_button.disabled = run.state is not None
+        self._cancellable = cancellable
+        self.cancel_button.disabled = run.state is not None or not cancellable
 
     def _on_cancel(self, _button: object = None) -> None:
         run = self._run
@@ -195,7 +199,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.errors.children = ()
         self.report_area.children = ()
         self.cancel_button.description = "Cancel"
-        self.cancel_button.disabled = self._run is None
+        self.cancel_button.disabled = self._run is None or not self._cancellable
         self._thread = threading.Thread(
             target=self._loop, args=(self._stop,), name="nbflow-run-view", daemon=True
         )
@@ -361,7 +365,7 @@ def run_with_view(
         on_finish=on_finish,
     )
     run.view = view
-    view.attach(run)
+    view.attach(run, cancellable=background)
     if display:
         from IPython.display import display as show
 

@@ -56,10 +56,14 @@ def test_run_view_shows_states_while_the_cell_runs(
     ui.open_notebook(page, lab, "b-live.ipynb", ui=ui_kind)
     page.evaluate(RECORD_JS % (ui.prompt_js("# RUN"), ROWS))
     ui.run_all(page)
-    if ui_kind == "lab":  # a picture with a task done, one running, one pending
-        second = page.locator(f"{ROWS}[data-task='second'].nbflow-state-running")
-        second.wait_for(timeout=120_000)
+    # a picture with a task done, one running, one pending
+    second = page.locator(f"{ROWS}[data-task='second'].nbflow-state-running")
+    second.wait_for(timeout=120_000)
+    if ui_kind == "lab":
         page.locator(VIEW).screenshot(path=str(artifacts / "run-live.png"))
+    # a blocking run cannot be cancelled from the page (the kernel is busy):
+    # its button is disabled (Ctrl-C, the kernel interrupt, stops it)
+    assert page.locator(f"{VIEW} button.nbflow-cancel").is_disabled()
     page.wait_for_function(
         f"""() => {{ const rows = [...document.querySelectorAll({ROWS!r})];
              return rows.length === 3 && rows.every(r =>
