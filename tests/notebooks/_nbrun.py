@@ -25,19 +25,48 @@ NAMES = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
 CELL_TIMEOUT = 240
 
 
+#: Run first in each kernel: a TCP connection to an address on the internet
+#: fails, so a notebook that needs the internet fails its test (the kernel's
+#: own process only; "no internet" at view time is the browser tests' job).
+OFFLINE = """
+import ipaddress as _ip, socket as _socket, sys as _sys
+
+def _nbflow_offline(event, args):
+    if event != "socket.connect" or args[0].type != _socket.SOCK_STREAM:
+        return
+    address = args[1]
+    if args[0].family not in (_socket.AF_INET, _socket.AF_INET6):
+        return
+    host = str(address[0])
+    try:
+        remote = _ip.ip_address(host.split("%")[0]).is_global
+    except ValueError:
+        remote = host != "localhost"
+    if remote:
+        raise OSError(f"no internet in the notebook tests: connect to {address!r}")
+
+_sys.addaudithook(_nbflow_offline)
+"""
+
+
 def execute(path: Path, cwd: Path, *, kernel: str = "python3") -> Any:
-    """Run the notebook at ``path`` top to bottom in a fresh kernel, in ``cwd``.
+    """Run the notebook at ``path`` top to bottom in a fresh kernel, in ``cwd``,
+    with no internet access from the kernel.
 
     A cell that raises fails the run, except cells tagged ``raises-exception``.
     """
     import nbclient
 
     nb = nbformat.read(path, as_version=4)
+    guard = nbformat.v4.new_code_cell(OFFLINE)
+    nb.cells.insert(0, guard)
     client = nbclient.NotebookClient(
         nb, kernel_name=kernel, timeout=CELL_TIMEOUT, allow_errors=False,
         resources={"metadata": {"path": str(cwd)}},
     )
     client.execute()
+    assert not guard.outputs, guard.outputs
+    nb.cells.remove(guard)
     return nb
 
 
