@@ -474,11 +474,14 @@ class _BadWorkers(NbflowError, ValueError):
 
 
 def _node(value: Any) -> Any:
-    from dask._task_spec import List, TaskRef
-
+    # Imports only on the branches that need them: most arguments are plain.
     if isinstance(value, _Future):
+        from dask._task_spec import TaskRef
+
         return TaskRef(value.key)
     if isinstance(value, list) and any(isinstance(v, (_Future, list)) for v in value):
+        from dask._task_spec import List
+
         return List(*map(_node, value))
     return value
 
