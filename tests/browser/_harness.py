@@ -70,6 +70,10 @@ def _lab_settings(settings_dir: Path) -> None:
         "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {
             "windowingMode": "none"
         },
+        # never save a notebook behind a test's back (a later test opens it again)
+        "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {
+            "autosave": False
+        },
         # no news or update checks (no internet; no toast over the page)
         "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {
             "fetchNews": "false",
