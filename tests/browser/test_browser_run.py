@@ -37,6 +37,8 @@ RECORD_JS = """() => {
     {childList: true, subtree: true, characterData: true});
   setInterval(record, 50);
 }"""
+BOKEH_DRAWN_JS = "() => typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0"
+EXTERNAL_SCRIPTS_JS = "() => [...document.scripts].map(s => s.src).filter(s => s)"
 
 
 def _state_colors(page: Any, selector: str) -> dict[str, dict[str, str]]:
@@ -82,6 +84,15 @@ def test_run_view_shows_states_while_the_cell_runs(
     assert "Success" in by_task["first"], by_task
     final = page.locator(f"{VIEW} .nbflow-flow-state").inner_text()
     assert final == "Success"
+    # our run timeline (not a Dask run) draws with Bokeh, offline, on a click
+    page.locator(f"{VIEW} button.nbflow-timeline-button").click()
+    timeline = page.locator(f"{VIEW} div.nbflow-timeline iframe.nbflow-report-frame")
+    frame = timeline.element_handle().content_frame()
+    frame.wait_for_function(BOKEH_DRAWN_JS, timeout=60_000)
+    frame.locator("canvas:visible").first.wait_for()
+    assert frame.evaluate(EXTERNAL_SCRIPTS_JS) == []
+    if ui_kind == "lab":
+        timeline.screenshot(path=str(artifacts / "run-timeline.png"))
     assert ui.bad_widget_text(page) == []
     assert page.external_requests == []
 
