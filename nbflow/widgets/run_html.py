@@ -73,15 +73,21 @@ def _bar(task: TaskSnapshot) -> str:
     if task.size is None:
         return ""
     total = max(task.size, 1)
-    ok = 100 * (task.done - task.failed) / total
-    bad = 100 * task.failed / total
+    succeeded = task.done - task.failed - task.cancelled
+    segments = "".join(
+        f'<span style="display:inline-block;height:100%;width:{100 * n / total:.1f}%;'
+        f'background:{color}"></span>'
+        for n, color in ((succeeded, "#28a745"), (task.failed, "#dc3545"),
+                         (task.cancelled, "#6c757d"))
+    )
+    notes = "".join(f", {n} {what}" for n, what in
+                    ((task.failed, "failed"), (task.cancelled, "cancelled")) if n)
     return (
         f'<div class="nbflow-map-progress" data-done="{task.done}" '
-        f'data-failed="{task.failed}" data-total="{task.size}">'
-        f'<span class="nbflow-bar"><span style="display:inline-block;height:100%;'
-        f'width:{ok:.1f}%;background:#28a745"></span><span style="display:inline-'
-        f'block;height:100%;width:{bad:.1f}%;background:#dc3545"></span></span> '
-        f"{task.done}/{task.size}</div>"
+        f'data-failed="{task.failed}" data-total="{task.size}" '
+        f'data-cancelled="{task.cancelled}">'
+        f'<span class="nbflow-bar">{segments}</span> '
+        f"{task.done}/{task.size}{notes}</div>"
     )
 
 

@@ -109,6 +109,11 @@ class TaskSnapshot:
         return sum(n for s, n in self.children.items() if s in _FAILED)
 
     @property
+    def cancelled(self) -> int:
+        """Children cancelled before they finished."""
+        return self.children.get("Cancelled", 0)
+
+    @property
     def progress(self) -> float:
         """From 0 to 1: finished, or the share of children finished."""
         if self.state in _FINISHED:

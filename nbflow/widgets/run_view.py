@@ -290,7 +290,8 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             self.report_area.children = (render_timeline(snapshot),)
         else:
             button = ipywidgets.Button(
-                description="Show run timeline", icon="bar-chart"
+                description="Show run timeline", icon="bar-chart",
+                layout=ipywidgets.Layout(width="auto"),
             )
             button.add_class("nbflow-timeline-button")
             button.on_click(lambda _: self.show_timeline())

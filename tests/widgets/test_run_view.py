@@ -368,3 +368,17 @@ def test_the_executed_notebook_keeps_the_final_states_as_html(tmp_path):
         assert "nbflow-state-pending" not in page and "ValueError: boom 2" in page
         widget = cell.outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
         assert widget["model_id"]
+
+
+def test_cancelled_children_are_counted_apart_from_the_ones_that_succeeded():
+    from nbflow.widgets.run_html import _bar
+    from nbflow.widgets.run_state import TaskSnapshot
+
+    snap = TaskSnapshot(
+        name="m", state="Cancelled", color="#6c757d", start=None, end=None,
+        message=None, traceback=None, size=20,
+        children={"Success": 2, "Cancelled": 18},
+    )
+    html = _bar(snap)
+    assert 'data-done="20" data-failed="0" data-total="20" data-cancelled="18"' in html
+    assert "20/20, 18 cancelled" in html
