@@ -301,7 +301,10 @@ class DaskExecutor(Executor):
             kwargs = {**defaults, **kwargs}
             if not self.debug:
                 kwargs.setdefault("silence_logs", logging.ERROR)
-        self._cluster = cls(**kwargs)
+        from nbflow.executors._dask_faults import sigint_ignored_by_children
+
+        with sigint_ignored_by_children():  # a kernel interrupt must not kill them
+            self._cluster = cls(**kwargs)
         stack.callback(self._cluster.close)
         if self.adapt_kwargs:
             self._cluster.adapt(**self.adapt_kwargs)
