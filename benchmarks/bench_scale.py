@@ -172,12 +172,12 @@ def _child(kind: str, variant: str, n: int, address: str | None, trace: bool) ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def measure(kind: str, n: int, repeats: int, address: str | None,
-            trace: bool) -> dict[str, dict[str, Any]]:
+def measure(kind: str, n: int, repeats: int, address: str | None, trace: bool,
+            variants: tuple[str, ...] = VARIANTS["threads"]) -> dict[str, dict[str, Any]]:
     """Median figures of each variant of ``kind``; runs interleaved."""
-    samples: dict[str, list[dict]] = {v: [] for v in VARIANTS[kind]}
+    samples: dict[str, list[dict]] = {v: [] for v in variants}
     for r in range(repeats):
-        for variant in VARIANTS[kind]:
+        for variant in variants:
             got = _child(kind, variant, n, address, trace=False)
             samples[variant].append(got)
             print(f"  {kind:8} {variant:12} repeat {r + 1}: {got['wall']:7.2f} s, "
@@ -199,7 +199,8 @@ def measure(kind: str, n: int, repeats: int, address: str | None,
 
 def report(kind: str, n: int, figures: dict[str, dict[str, Any]]) -> None:
     """Print one table (Markdown) and the view's share."""
-    print(f"\n### {kind}: {n:,} tasks, medians of {len(figures['nbflow']['walls'])}\n")
+    runs = max(len(f["walls"]) for f in figures.values())
+    print(f"\n### {kind}: {n:,} tasks, medians of up to {runs}\n")
     print("| variant | wall s (runs) | RSS peak MiB | RSS B/task | tracemalloc MiB "
           "| tracemalloc B/task |")
     print("| --- | --- | --- | --- | --- | --- |")
@@ -210,7 +211,9 @@ def report(kind: str, n: int, figures: dict[str, dict[str, Any]]) -> None:
               else "- | -")
         print(f"| {variant} | {f['wall']:.2f} ({runs}) | {f['rss'] / 2**20:.1f} "
               f"| {f['rss'] / n:,.0f} | {tm} |")
-    base, view, plain = figures["nbflow"], figures["nbflow+view"], figures["dask"]
+    if "nbflow" not in figures or "nbflow+view" not in figures:
+        return
+    base, view = figures["nbflow"], figures["nbflow+view"]
     print(f"\nwith view / without: {view['wall'] / base['wall']:.2f}x wall "
           "(target <= 1.1x); ")
     print(f"view's share: {(view['wall'] - base['wall']):+.2f} s, RSS "
@@ -218,8 +221,11 @@ def report(kind: str, n: int, figures: dict[str, dict[str, Any]]) -> None:
     if "traced" in view:
         print(f", tracemalloc {(view['traced'] - base['traced']) / n:+,.0f} B/task",
               end="")
-    print(f"\nnbflow / plain Dask: {base['wall'] / plain['wall']:.2f}x wall "
-          f"(with view {view['wall'] / plain['wall']:.2f}x)\n", flush=True)
+    print(flush=True)
+    if "dask" in figures:
+        plain = figures["dask"]["wall"]
+        print(f"nbflow / plain Dask: {base['wall'] / plain:.2f}x wall "
+              f"(with view {view['wall'] / plain:.2f}x)\n", flush=True)
 
 
 def main() -> None:
@@ -231,6 +237,8 @@ def main() -> None:
     parser.add_argument("--only", choices=list(VARIANTS), default=None)
     parser.add_argument("--tracemalloc", action="store_true",
                         help="one extra (untimed) run per variant under tracemalloc")
+    parser.add_argument("--variants", default="nbflow,nbflow+view,dask",
+                        help="comma-separated subset of nbflow, nbflow+view, dask")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "VARIANT"),
                         help=argparse.SUPPRESS)
     parser.add_argument("--address", default=None, help=argparse.SUPPRESS)
@@ -239,10 +247,12 @@ def main() -> None:
         kind, variant = args.one
         print(json.dumps(one_run(kind, variant, args.n, args.address, args.tracemalloc)))
         return
+    variants = tuple(v for v in args.variants.split(",") if v)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, N = {args.n:,}",
           flush=True)
     if args.only in (None, "threads"):
-        figures = measure("threads", args.n, args.repeats, None, args.tracemalloc)
+        figures = measure("threads", args.n, args.repeats, None, args.tracemalloc,
+                          variants)
         report("LocalDaskExecutor(threads, 2) vs dask.compute(threads)", args.n,
                figures)
     if args.only in (None, "cluster"):
@@ -251,7 +261,7 @@ def main() -> None:
         with LocalCluster(n_workers=WORKERS, threads_per_worker=1, processes=True,
                           host="127.0.0.1", dashboard_address="127.0.0.1:0") as cluster:
             figures = measure("cluster", args.n, args.cluster_repeats,
-                              cluster.scheduler_address, args.tracemalloc)
+                              cluster.scheduler_address, args.tracemalloc, variants)
         report("DaskExecutor(address=LocalCluster(2 workers)) vs client.map",
                args.n, figures)
 
