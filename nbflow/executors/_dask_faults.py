@@ -205,10 +205,17 @@ def one_line(exc: BaseException) -> str:
 
 def close_client(client: Any) -> None:
     """Close ``client``; once it lost its scheduler, without the traceback Dask
-    logs when closing cancels its attempts to reconnect.
+    logs when closing cancels its attempts to reconnect. A close that times
+    out (a busy scheduler releasing 100,000 results) is logged, not raised: the
+    run is over and its states are in.
     """
     if is_connected(client):
-        client.close()
+        try:
+            client.close()
+        except TimeoutError as exc:
+            logging.getLogger(__name__).warning(
+                "Closing the Dask client timed out (%s); the run is over.", exc
+            )
         return
     logger = logging.getLogger("distributed.client")
     level = logger.level
