@@ -139,6 +139,8 @@ class FlowRun:
         self.listeners = [*listeners, *global_listeners()]
         self.state: State | None = None
         self._slots: dict[Task, tuple[int, Any]] = {}
+        #: What had finished when the run was cancelled.
+        self._finished: dict[Task, State] = {}
         self._cancelled = threading.Event()
         self._bus: EventBus | None = None
         self._thread: threading.Thread | None = None
@@ -147,6 +149,7 @@ class FlowRun:
         # raises in it once it left (see _interrupt).
         self._interrupt_lock = threading.Lock()
         self._interruptible_ident: int | None = None
+        self._interrupt_sent = False
 
     # -- control ------------------------------------------------------------------
 
@@ -170,20 +173,26 @@ class FlowRun:
         with self._interrupt_lock:
             ident = self._interruptible_ident
             if ident is not None and ident != threading.get_ident():
-                _async_raise(ident, KeyboardInterrupt)
+                _async_raise(ident, _RunInterrupted)
+                self._interrupt_sent = True
 
     @contextlib.contextmanager
     def _interruptible(self) -> Iterator[None]:
         with self._interrupt_lock:
             self._interruptible_ident = threading.get_ident()
+            self._interrupt_sent = False
+        delivered = False
         try:
             yield
+        except _RunInterrupted:
+            delivered = True  # handled by _execute like Ctrl-C
+            raise
         finally:
             with self._interrupt_lock:
                 self._interruptible_ident = None
-                # Drop an interrupt sent but not yet raised; one raised above
-                # is handled by _execute like Ctrl-C.
-                _async_raise(threading.get_ident(), None)
+                pending = self._interrupt_sent and not delivered
+            if pending:
+                _absorb_interrupt()
 
     def start(self) -> FlowRun:
         """Run in a background daemon thread and return at once; see :meth:`join`.
@@ -264,7 +273,10 @@ class FlowRun:
         try:
             states = self._execute(bus)
         except KeyboardInterrupt:
+            # A second Ctrl-C while the executor shuts down: keep what the first
+            # one collected.
             self._cancelled.set()
+            states = self._finished
         except BaseException:
             if bus is not None:
                 bus.close()
@@ -299,8 +311,9 @@ class FlowRun:
                     raise
                 self._cancelled.set()
                 futures = self._all_futures()
-                executor.cancel(futures)
-                return self._collect_finished(futures)
+                self._finished = _shielded(self._collect_finished, futures)
+                _shielded(executor.cancel, futures)
+                return self._finished
 
     def _emit(self, task: Task, map_index: int | None, state: State) -> None:
         if self._bus is not None:
@@ -536,6 +549,16 @@ class FlowRun:
             self._emit(task, None, state)
 
 
+def _shielded(fn: Any, *args: Any) -> Any:
+    """Call ``fn`` to the end even if Ctrl-C is pressed again meanwhile (users
+    do press it twice); ``fn`` must be safe to call again."""
+    while True:
+        try:
+            return fn(*args)
+        except KeyboardInterrupt:
+            continue
+
+
 class _ChildFutures(list):  # type: ignore[type-arg]
     """The child futures of the mapped upstream task ``name``."""
 
@@ -576,14 +599,30 @@ class RunStartedError(NbflowError, RuntimeError):
         )
 
 
-def _async_raise(ident: int, exc: type[BaseException] | None) -> None:
-    """Raise ``exc`` in thread ``ident`` at its next Python line (None: forget
-    one not raised yet).
-    """
+class _RunInterrupted(KeyboardInterrupt):
+    """The KeyboardInterrupt :meth:`FlowRun.cancel` raises in the run's thread."""
+
+
+def _async_raise(ident: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in thread ``ident`` at its next Python line."""
     import ctypes
 
-    arg = ctypes.py_object(exc) if exc is not None else None
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), arg)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
+
+
+def _absorb_interrupt() -> None:
+    """Let an interrupt sent to this thread but not raised yet land here.
+
+    Never clear it with ``PyThreadState_SetAsyncExc(ident, NULL)``: on CPython
+    3.11 that leaves the eval loop's "pending async exception" flag set for
+    good, and every later line of the process runs through the slow path (and
+    profilers hang).
+    """
+    try:
+        for _ in range(10_000):
+            pass
+    except _RunInterrupted:
+        pass
 
 
 def _template(value: Any) -> Any:

@@ -117,11 +117,14 @@ def test_ctrl_c_cancels_the_run(executor):
         slow = sleepy.map(add.map(range(4), unmapped(first)))
         after = sleepy(slow)
 
+    sent = []
+
     def interrupt(events):
         for e in events:
-            if isinstance(e, TaskStateChanged) and e.task is slow and e.new.name == "Running":
+            if (not sent and isinstance(e, TaskStateChanged) and e.task is slow
+                    and e.new.name == "Running"):
+                sent.append(True)
                 os.kill(os.getpid(), signal.SIGINT)
-                return
 
     state = flow.run(executor=executor, listeners=[interrupt])
     assert isinstance(state, Cancelled), state
@@ -174,3 +177,33 @@ def test_map_children_run_in_parallel(executor, tmp_path):
     state = flow.run(executor=executor)
     assert state.is_successful(), state.message
     assert state.result[met].result == [a, b]
+
+
+def test_a_second_ctrl_c_during_shutdown_keeps_what_finished(executor):
+    """Users press Ctrl-C twice: the second one, while the executor shuts
+    down, must not lose the states the first one collected."""
+    with Flow("twice") as flow:
+        first = inc(1)
+        slow = sleepy.map(add.map(range(2), unmapped(first)))
+
+    count = []
+
+    def interrupt(events):
+        for e in events:
+            if (len(count) < 2 and isinstance(e, TaskStateChanged) and e.task is slow
+                    and e.new.name == "Running"):
+                count.append(True)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    original = executor.cancel
+
+    def cancel_then_interrupt_again(futures):
+        original(futures)
+        if len(count) < 2:
+            count.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    executor.cancel = cancel_then_interrupt_again
+    state = flow.run(executor=executor, listeners=[interrupt])
+    assert isinstance(state, Cancelled), state
+    assert state.result[first].result == 2
