@@ -44,6 +44,10 @@ def text(cell) -> str:
     return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
+def html(cell) -> str:
+    return "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs)
+
+
 def error(cell) -> dict | None:
     return next((o for o in cell.outputs if o.output_type == "error"), None)
 
@@ -81,7 +85,10 @@ def test_notebook_pipeline_runs_on_executor(kind, tmp_path, request):
     run = text(cells["run"])
     assert "[mapped[2]] element 9" not in run  # the task is named after its output
     assert "[box[0]] element 1" in run and "[box[2]] element 9" in run
-    assert "6/6 tasks finished; flow Success" in run
+    # In a kernel, %flow run shows the live view; its final state stays as HTML.
+    final = html(cells["run"])
+    assert 'nbflow-flow-state nbflow-state-success">Success<' in final
+    assert final.count('<tr class="nbflow-task') == 6
     kernel_pid = check.split("kernel pid ")[1].split()[0]
     task_pid = run.split("[load] loaded 3 pid ")[1].split()[0]
     assert (task_pid != kernel_pid) == (kind in REMOTE)
@@ -103,10 +110,10 @@ def test_notebook_pipeline_runs_on_executor(kind, tmp_path, request):
     locky = usage_error(cells["run-locky"])
     if kind in TRAVELS:
         assert "Cell 'locked' reads 'lock' (lock)" in locky
-        assert "tasks finished" not in text(cells["run-locky"])
+        assert "nbflow-run-view" not in html(cells["run-locky"])  # nothing ran
     else:
         assert locky == "" and error(cells["run-locky"]) is None
-        assert "flow Success" in text(cells["run-locky"])
+        assert 'nbflow-flow-state nbflow-state-success">Success<' in html(cells["run-locky"])
 
     # @task functions defined in the notebook run there too.
     assert "plain [6, 12, 18]" in text(cells["plain-flow"])
