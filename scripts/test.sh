@@ -23,4 +23,4 @@ fi
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 
-exec timeout 1500 "$VENV/bin/python" -m pytest "$@"
+exec timeout 1500 "$VENV/bin/python" -m pytest --durations=25 "$@"
