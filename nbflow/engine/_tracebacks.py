@@ -22,7 +22,8 @@ _FRAME = re.compile(r'  File "<dynamic-code>", line (\d+), in (\S+)\n')
 
 def _codes(fn: Callable[..., Any]) -> Iterator[types.CodeType]:
     """Code objects reachable from ``fn``: its own, nested ones, and those of
-    the functions among its globals (what it may have called)."""
+    the functions among its globals (what it may have called).
+    """
     seen: set[int] = set()
     roots = [fn]
     roots.extend(v for v in getattr(fn, "__globals__", {}).values()

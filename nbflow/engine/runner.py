@@ -13,12 +13,22 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
-from nbflow.core.flow import Flow, iter_tasks
-from nbflow.core.task import Parameter, Task, _VarArgs, _VarKwargs, unmapped
+from nbflow.core.flow import Flow
+from nbflow.core.task import Parameter, Task
+from nbflow.engine._interrupt import Interrupter
+from nbflow.engine._plan import (
+    CHILDREN_SLOT,
+    FINAL,
+    FUTURE,
+    Slots,
+    compile_task,
+    map_size,
+    parent_state,
+)
 from nbflow.engine._tracebacks import restore_sources
 from nbflow.engine.events import (
     EventBus,
@@ -28,24 +38,8 @@ from nbflow.engine.events import (
     TaskMapped,
     global_listeners,
 )
-from nbflow.engine.state import (
-    Cancelled,
-    Failed,
-    Mapped,
-    State,
-    Success,
-    TriggerFailed,
-)
-from nbflow.engine.task_runner import (
-    CHILDREN,
-    NESTED,
-    SINGLE,
-    SLOT,
-    TRIGGER,
-    VALUE,
-    TaskSpec,
-    run_task,
-)
+from nbflow.engine.state import Cancelled, Failed, State, Success, TriggerFailed
+from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
     ClusterConnectionError,
     FlowValidationError,
@@ -60,7 +54,6 @@ __all__ = ["FlowRun", "RunStartedError", "run_flow"]
 
 log = logging.getLogger(__name__)
 
-_FUTURE, _CHILDREN, _FINAL = 0, 1, 2
 #: What a cancelled future gives in place of a value (dask, concurrent.futures).
 _CANCELLED = CancelledError
 
@@ -138,18 +131,14 @@ class FlowRun:
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
         self.state: State | None = None
-        self._slots: dict[Task, tuple[int, Any]] = {}
+        self._slots: Slots = {}
         #: What had finished when the run was cancelled.
         self._finished: dict[Task, State] = {}
         self._cancelled = threading.Event()
         self._bus: EventBus | None = None
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
-        # The thread inside _interruptible(), guarded so that cancel() never
-        # raises in it once it left (see _interrupt).
-        self._interrupt_lock = threading.Lock()
-        self._interruptible_ident: int | None = None
-        self._interrupt_sent = False
+        self._interrupter = Interrupter()
 
     # -- control ------------------------------------------------------------------
 
@@ -163,36 +152,7 @@ class FlowRun:
         self._cancelled.set()
         with contextlib.suppress(Exception):
             self.executor.cancel(self._all_futures())
-        self._interrupt()
-
-    def _interrupt(self) -> None:
-        """Raise KeyboardInterrupt in the run's thread, as Ctrl-C would in the
-        main thread, so a task running in that thread (LocalExecutor) stops too.
-        It lands at the task's next Python line (not inside a blocking C call).
-        """
-        with self._interrupt_lock:
-            ident = self._interruptible_ident
-            if ident is not None and ident != threading.get_ident():
-                _async_raise(ident, _RunInterrupted)
-                self._interrupt_sent = True
-
-    @contextlib.contextmanager
-    def _interruptible(self) -> Iterator[None]:
-        with self._interrupt_lock:
-            self._interruptible_ident = threading.get_ident()
-            self._interrupt_sent = False
-        delivered = False
-        try:
-            yield
-        except _RunInterrupted:
-            delivered = True  # handled by _execute like Ctrl-C
-            raise
-        finally:
-            with self._interrupt_lock:
-                self._interruptible_ident = None
-                pending = self._interrupt_sent and not delivered
-            if pending:
-                _absorb_interrupt()
+        self._interrupter.interrupt()
 
     def start(self) -> FlowRun:
         """Run in a background daemon thread and return at once; see :meth:`join`.
@@ -296,7 +256,7 @@ class FlowRun:
                 link = getattr(executor, "dashboard_link", None)
                 bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
             try:
-                with self._interruptible():
+                with self._interrupter.guard():
                     for task in self.order:
                         if self._cancelled.is_set():
                             raise RunCancelled()
@@ -325,19 +285,19 @@ class FlowRun:
     def _submit(self, task: Task, channel: TaskChannel) -> None:
         if isinstance(task, Parameter):
             state = Success(result=self.values[task.name])
-            self._slots[task] = (_FINAL, state)
+            self._slots[task] = (FINAL, state)
             self._emit(task, None, state)
             return
         binding = self.flow.binding(task)
-        spec, inputs, mapped = self._compile(task)
+        spec, inputs, mapped = compile_task(self.flow, task, self._slots, self.index[task])
         submit = self.executor.submit
         if not binding.mapped:
             future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)
-            self._slots[task] = (_FUTURE, future)
+            self._slots[task] = (FUTURE, future)
             return
-        size = self._map_size(task, mapped)
+        size = map_size(task, mapped, self._slots, self._wait_one)
         if isinstance(size, State):
-            self._slots[task] = (_FINAL, size)
+            self._slots[task] = (FINAL, size)
             self._emit(task, None, size)
             return
         if self._bus is not None:
@@ -350,101 +310,7 @@ class FlowRun:
             ]
             children.append(submit(run_task, spec, channel, i, *child_inputs,
                                    dask_key_name=task.name))
-        self._slots[task] = (_CHILDREN, children)
-
-    def _compile(self, task: Task) -> tuple[TaskSpec, list[Any], dict[int, Any]]:
-        """Turn a task's binding into a spec, its inputs, and which are mapped
-        (input position -> the sequence, or the upstream task, mapped over).
-        """
-        binding = self.flow.binding(task)
-        constants: dict[str, Any] = {}
-        plan: list[tuple[str | None, int, Any]] = []
-        inputs: list[Any] = []
-        mapped: dict[int, Any] = {}
-        varargs = varkw = None
-        for key, value in binding.arguments.items():
-            if isinstance(value, _VarArgs):
-                varargs = key
-            elif isinstance(value, _VarKwargs):
-                varkw = key
-            is_unmapped = isinstance(value, unmapped)
-            raw = value.value if is_unmapped else value
-            if isinstance(raw, Task):
-                kind, source = self._slots[raw]
-                if binding.mapped and not is_unmapped:
-                    # A mapped upstream: child i feeds child i. Any other: its
-                    # result is split when the task is (see _map_size).
-                    if kind == _CHILDREN:
-                        mapped[len(inputs)] = _ChildFutures(raw.name, source)
-                        plan.append((key, SINGLE, raw.name))
-                    else:
-                        mapped[len(inputs)] = raw
-                        plan.append((key, VALUE, raw.name))
-                else:
-                    plan.append((key, CHILDREN, raw.name))
-                inputs.append(source)
-            elif any(True for _ in iter_tasks(raw)):
-                found = [t for t, _ in iter_tasks(raw)]
-                template = _template(raw)
-                plan.append((key, NESTED, (template, [t.name for t in found])))
-                inputs.append([self._slots[t][1] for t in found])
-            elif binding.mapped and not is_unmapped:
-                mapped[len(inputs)] = raw
-                plan.append((key, VALUE, None))
-                inputs.append(raw)
-            else:
-                constants[key] = raw
-        if binding.upstream:
-            plan.append((None, TRIGGER, tuple(t.name for t in binding.upstream)))
-            inputs.append([self._slots[t][1] for t in binding.upstream])
-        fn = task.fn if task.fn is not None else task.run
-        spec = TaskSpec(
-            fn, task.name, self.index[task], max_retries=task.max_retries,
-            retry_delay=task.retry_delay, timeout=task.timeout, constants=constants,
-            inputs=tuple(plan), positional=binding.positional, varargs=varargs,
-            varkw=varkw,
-        )
-        return spec, inputs, mapped
-
-    def _map_size(self, task: Task, mapped: dict[int, Any]) -> int | State:
-        """How many children ``task`` has; wait for unmapped upstream results
-        it maps over. Returns a final State when it cannot be mapped.
-        """
-        sizes: dict[str, int] = {}
-        for position, source in list(mapped.items()):
-            if isinstance(source, Task):
-                name = repr(source.name)
-                kind, future = self._slots[source]
-                state = future if kind == _FINAL else self._wait_one(future)
-                if not isinstance(state, Success):
-                    if isinstance(state, Cancelled):
-                        return Cancelled(f"Upstream task {name} was cancelled.")
-                    return TriggerFailed(
-                        f"Task {task.name!r} did not run: upstream task {name} is "
-                        f"{_kind(state)}."
-                    )
-                source = state.result
-            elif isinstance(source, _ChildFutures):
-                sizes[repr(source.name)] = len(source)
-                continue
-            else:
-                name = _short(source)
-            try:
-                sizes[name] = len(source)
-                mapped[position] = source = list(source)
-            except TypeError:
-                return Failed(
-                    f"Task {task.name!r} cannot map over {name} "
-                    f"(= {_short(source)}): it is not a sequence; map over a list, or "
-                    "wrap the argument in unmapped()."
-                )
-        if len(set(sizes.values())) > 1:
-            detail = ", ".join(f"{k} has {v}" for k, v in sizes.items())
-            return Failed(
-                f"Task {task.name!r} maps over sequences of different lengths "
-                f"({detail}); make them equal or wrap one in unmapped()."
-            )
-        return next(iter(sizes.values()), 0)
+        self._slots[task] = (CHILDREN_SLOT, children)
 
     def _wait_one(self, future: Any) -> Any:
         value = self.executor.wait([future], return_exceptions=True)[0]
@@ -455,9 +321,9 @@ class FlowRun:
     def _all_futures(self) -> list[Any]:
         flat: list[Any] = []
         for kind, value in list(self._slots.values()):
-            if kind == _FUTURE:
+            if kind == FUTURE:
                 flat.append(value)
-            elif kind == _CHILDREN:
+            elif kind == CHILDREN_SLOT:
                 flat.extend(value)
         return flat
 
@@ -474,13 +340,13 @@ class FlowRun:
         it = iter(values)
         states: dict[Task, State] = {}
         for task, (kind, value) in self._slots.items():
-            if kind == _FINAL:
+            if kind == FINAL:
                 states[task] = value
-            elif kind == _FUTURE:
+            elif kind == FUTURE:
                 states[task] = self._as_state(task, next(it))
             else:
                 children = [self._as_state(task, next(it), i) for i in range(len(value))]
-                states[task] = _parent_state(task, children)
+                states[task] = parent_state(task, children)
         return states
 
     def _as_state(self, task: Task, value: Any, map_index: int | None = None) -> State:
@@ -551,42 +417,13 @@ class FlowRun:
 
 def _shielded(fn: Any, *args: Any) -> Any:
     """Call ``fn`` to the end even if Ctrl-C is pressed again meanwhile (users
-    do press it twice); ``fn`` must be safe to call again."""
+    do press it twice); ``fn`` must be safe to call again.
+    """
     while True:
         try:
             return fn(*args)
         except KeyboardInterrupt:
             continue
-
-
-class _ChildFutures(list):  # type: ignore[type-arg]
-    """The child futures of the mapped upstream task ``name``."""
-
-    __slots__ = ("name",)
-
-    def __init__(self, name: str, futures: list[Any]) -> None:
-        super().__init__(futures)
-        self.name = name
-
-
-def _parent_state(task: Task, children: list[State]) -> State:
-    n = len(children)
-    bad = [c for c in children if not c.is_successful()]
-    if not bad:
-        return Mapped(f"Mapped {n} children.", [c.result for c in children],
-                      map_states=children)
-    if all(isinstance(c, Cancelled) for c in bad):
-        cls: type[State] = Cancelled
-    elif all(isinstance(c, (TriggerFailed, Cancelled)) for c in bad):
-        cls = TriggerFailed
-    else:
-        cls = Failed
-    first = next((c for c in bad if c.is_failed()), bad[0])
-    return cls(
-        f"{len(bad)} of {n} mapped children of {task.name!r} did not succeed; "
-        f"first: {first.message}",
-        [c.result for c in children], map_states=children,
-    )
 
 
 class RunStartedError(NbflowError, RuntimeError):
@@ -597,51 +434,3 @@ class RunStartedError(NbflowError, RuntimeError):
             f"This run of flow {name!r} was already started; make a new "
             "FlowRun for another run."
         )
-
-
-class _RunInterrupted(KeyboardInterrupt):
-    """The KeyboardInterrupt :meth:`FlowRun.cancel` raises in the run's thread."""
-
-
-def _async_raise(ident: int, exc: type[BaseException]) -> None:
-    """Raise ``exc`` in thread ``ident`` at its next Python line."""
-    import ctypes
-
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc))
-
-
-def _absorb_interrupt() -> None:
-    """Let an interrupt sent to this thread but not raised yet land here.
-
-    Never clear it with ``PyThreadState_SetAsyncExc(ident, NULL)``: on CPython
-    3.11 that leaves the eval loop's "pending async exception" flag set for
-    good, and every later line of the process runs through the slow path (and
-    profilers hang).
-    """
-    try:
-        for _ in range(10_000):
-            pass
-    except _RunInterrupted:
-        pass
-
-
-def _template(value: Any) -> Any:
-    if isinstance(value, Task):
-        return SLOT
-    if isinstance(value, unmapped):
-        return _template(value.value)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(_template(v) for v in value)
-    if isinstance(value, dict):
-        return type(value)((k, _template(v)) for k, v in value.items())
-    return value
-
-
-def _kind(state: Any) -> str:
-    return state.name if isinstance(state, State) else type(state).__name__
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
