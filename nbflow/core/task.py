@@ -329,6 +329,7 @@ class Parameter(Task):
         return f"<Parameter: {self.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Refuse: a Parameter is passed to tasks, not called."""
         raise TypeError(
             f"Parameter {self.name!r} cannot be called; pass it to a task instead."
         )

@@ -10,85 +10,29 @@ client found"). ``distributed`` is imported only when the executor starts.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import logging
 import os
-import re
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from nbflow.errors import ClusterConnectionError, NbflowError
+from nbflow.errors import ClusterConnectionError
 from nbflow.executors._dashboard import dashboard_link
 from nbflow.executors._dask_faults import close_client, one_line
+from nbflow.executors._dask_options import (
+    ADAPT_KEYS,
+    DaskExecutorError,
+    check_adapt,
+    import_path,
+    validate_address,
+)
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
 __all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
 
 log = logging.getLogger(__name__)
 
-#: Keywords ``Cluster.adapt`` takes.
-ADAPT_KEYS = frozenset({
-    "minimum", "maximum", "minimum_cores", "maximum_cores", "minimum_memory",
-    "maximum_memory", "interval", "wait_count", "target_duration", "worker_key",
-})
-_ADDRESS = re.compile(
-    r"^(?:(tcp|tls|inproc|ucx|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)(?::(\d{1,5}))?/?$"
-)
 _LOCAL_CLUSTER_DEFAULTS = {"host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}
-
-
-class DaskExecutorError(NbflowError, ValueError):
-    """A DaskExecutor option is invalid."""
-
-
-def validate_address(address: object) -> str:
-    """Return ``address`` if it is a Dask scheduler address, else raise.
-
-    Examples
-    --------
-    >>> validate_address("tcp://127.0.0.1:8786")
-    'tcp://127.0.0.1:8786'
-
-    """
-    match = _ADDRESS.match(address) if isinstance(address, str) else None
-    if match is None or (match.group(1) in (None, "tcp", "tls") and not match.group(3)):
-        raise DaskExecutorError(
-            f"Malformed scheduler address {address!r}; expected 'tcp://HOST:PORT' "
-            "(or tls://HOST:PORT), as printed by `dask scheduler`."
-        )
-    return address  # type: ignore[return-value]
-
-
-def _import_path(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as exc:
-        raise DaskExecutorError(
-            f"Could not import cluster_class {path!r} ({exc}); give a full import "
-            "path such as 'distributed.LocalCluster' and install its package."
-        ) from None
-
-
-def _check_adapt(adapt_kwargs: dict[str, Any]) -> None:
-    unknown = sorted(set(adapt_kwargs) - ADAPT_KEYS)
-    if unknown:
-        raise DaskExecutorError(
-            f"Unknown adapt_kwargs {unknown!r}; expected some of "
-            f"{sorted(ADAPT_KEYS)!r}."
-        )
-    low, high = adapt_kwargs.get("minimum", 0), adapt_kwargs.get("maximum")
-    for key, value in (("minimum", low), ("maximum", high)):
-        if value is not None and (not isinstance(value, (int, float)) or value < 0):
-            raise DaskExecutorError(
-                f"adapt_kwargs[{key!r}] must be a number >= 0, got {value!r}."
-            )
-    if high is not None and low > high:
-        raise DaskExecutorError(
-            f"adapt_kwargs minimum {low!r} is above maximum {high!r}; "
-            "make minimum <= maximum."
-        )
 
 
 class _LogEvent:
@@ -168,7 +112,7 @@ class DaskExecutor(Executor):
                     "with it; drop one or the other."
                 )
         if isinstance(cluster_class, str):
-            _import_path(cluster_class)
+            import_path(cluster_class)
         elif cluster_class is not None and not callable(cluster_class):
             raise DaskExecutorError(
                 f"cluster_class must be an import path, a class or a function, "
@@ -179,7 +123,7 @@ class DaskExecutor(Executor):
                             ("client_kwargs", client_kwargs)):
             if value is not None and not isinstance(value, dict):
                 raise DaskExecutorError(f"{name} must be a dict, got {value!r}.")
-        _check_adapt(adapt_kwargs or {})
+        check_adapt(adapt_kwargs or {})
         self.address = address
         self.cluster_class = cluster_class
         self.cluster_kwargs = dict(cluster_kwargs or {})
@@ -291,7 +235,7 @@ class DaskExecutor(Executor):
 
             cls = LocalCluster
         elif isinstance(cls, str):
-            cls = _import_path(cls)
+            cls = import_path(cls)
         kwargs = dict(self.cluster_kwargs)
         if _is_local_cluster(cls):
             defaults = dict(_LOCAL_CLUSTER_DEFAULTS)

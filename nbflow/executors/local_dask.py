@@ -9,23 +9,26 @@ still knows what finished. Dask is imported only when the executor starts.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import itertools
 import os
-import pickle as _pickle
 import threading
-import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from nbflow.errors import NbflowError, RunCancelled
+from nbflow.executors._local_pools import (
+    DaemonThreadPool,
+    Guarded,
+    ProcessChannel,
+    Raised,
+    init_child,
+    read_queue,
+    terminate,
+    unwrap,
+)
 from nbflow.executors._schedulers import Scheduler, normalize_scheduler
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
-
-if TYPE_CHECKING:
-    import multiprocessing.queues
-    import multiprocessing.synchronize
 
 __all__ = ["LocalDaskExecutor"]
 
@@ -42,183 +45,6 @@ class _Future:
 
     def __repr__(self) -> str:
         return f"<LocalDaskExecutor future {self.key}>"
-
-
-class _Raised:
-    """A task's exception, carried as a value so one failure stops no other."""
-
-    __slots__ = ("exc",)
-
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-
-
-class _Pickled:
-    """A result pickled in the worker process, so a failure to pickle is caught."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def _unwrap(value: Any) -> Any:
-    if isinstance(value, _Pickled):
-        import cloudpickle
-
-        return cloudpickle.loads(value.data)
-    if isinstance(value, list):
-        return [_unwrap(v) for v in value]
-    return value
-
-
-def _first_raised(values: Any) -> _Raised | None:
-    for value in values:
-        if isinstance(value, _Raised):
-            return value
-        if isinstance(value, list):
-            found = _first_raised(value)
-            if found is not None:
-                return found
-    return None
-
-
-class _Guarded:
-    """Call ``fn``; an exception becomes a value, as does a failure to pickle."""
-
-    __slots__ = ("fn", "pickle")
-
-    def __init__(self, fn: Callable[..., Any], pickle: bool) -> None:
-        self.fn = fn
-        self.pickle = pickle
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        if self.pickle:
-            args = tuple(_unwrap(a) for a in args)
-        raised = _first_raised(args)
-        if raised is not None:
-            return raised
-        try:
-            result = self.fn(*args, **kwargs)
-        except Exception as exc:
-            return _Raised(exc)
-        if not self.pickle:
-            return result
-        # pickle first: cloudpickle.dumps costs ~30 µs more per small result, and
-        # is needed only for what pickle refuses (lambdas, classes made in tasks).
-        with contextlib.suppress(Exception):
-            return _Pickled(_pickle.dumps(result, protocol=5))
-        import cloudpickle
-
-        try:
-            return _Pickled(cloudpickle.dumps(result))
-        except Exception as exc:
-            name = getattr(self.fn, "__name__", repr(self.fn))
-            return _Raised(
-                TypeError(f"The result of {name} cannot be serialised: {exc}")
-            )
-
-
-class _DaemonThreadPool:
-    """The part of ``concurrent.futures.ThreadPoolExecutor`` dask's scheduler
-    uses, on daemon threads: a task still running after a cancelled run (a
-    thread cannot be stopped) must not hold up the interpreter's exit, and
-    ``ThreadPoolExecutor`` joins its threads at exit.
-    """
-
-    def __init__(self, max_workers: int) -> None:
-        import queue
-
-        self._max_workers = max_workers
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"nbflow-dask-{i}", daemon=True)
-            for i in range(max_workers)
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Any:
-        import concurrent.futures
-
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((future, fn, args))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            future, fn, args = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the future
-                future.set_exception(exc)
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop the threads once they are idle; wait for them if ``wait``."""
-        for _ in self._threads:
-            self._queue.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-
-# -- the channel of a process pool: set in each worker by its initializer --------
-_child_queue: multiprocessing.queues.Queue[Any] | None = None
-_child_cancel: multiprocessing.synchronize.Event | None = None
-
-
-_child_records: collections.deque[Any] = collections.deque()
-_child_flushing = threading.Lock()
-_FLUSH_EVERY = 0.02  # seconds; the event bus delivers every 0.05 s anyway
-
-
-def _init_child(queue: Any, cancel: Any) -> None:
-    global _child_queue, _child_cancel
-    _child_queue, _child_cancel = queue, cancel
-    # A worker sends its records as one message per interval, not one per
-    # record (two a task): per-record puts halved the pool's throughput with a
-    # listener attached. What is left is sent as the worker exits.
-    from multiprocessing.util import Finalize
-
-    Finalize(None, _flush_child, exitpriority=20)  # before the queue's own (10)
-    threading.Thread(target=_flush_loop, name="nbflow-report", daemon=True).start()
-
-
-def _child_report(record: Any) -> None:
-    _child_records.append(record)
-
-
-def _flush_child() -> None:
-    with _child_flushing:  # one flush at a time keeps the records in order
-        batch = []
-        while _child_records:
-            batch.append(_child_records.popleft())
-        if batch and _child_queue is not None:
-            _child_queue.put(batch)
-
-
-def _flush_loop() -> None:
-    while True:
-        time.sleep(_FLUSH_EVERY)
-        _flush_child()
-
-
-class _ProcessChannel(TaskChannel):
-    """Reports through the pool's queue; cancelled through its event."""
-
-    __slots__ = ("report",)
-    crosses_processes = True
-
-    def __init__(self, listening: bool) -> None:
-        self.report = _child_report if listening else None
-
-    def is_cancelled(self) -> bool:
-        return _child_cancel is not None and _child_cancel.is_set()
 
 
 class LocalDaskExecutor(Executor):
@@ -288,14 +114,14 @@ class LocalDaskExecutor(Executor):
         self._graph, self._done = {}, {}
         self._abandon = threading.Event()
         if self.scheduler == "threads":
-            self._pool = _DaemonThreadPool(self.num_workers)
+            self._pool = DaemonThreadPool(self.num_workers)
         elif self.scheduler == "processes":
             from dask.multiprocessing import get_context
 
             ctx = get_context()
             self._queue, self._cancel = ctx.Queue(), ctx.Event()
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                self.num_workers, mp_context=ctx, initializer=_init_child,
+                self.num_workers, mp_context=ctx, initializer=init_child,
                 initargs=(self._queue, self._cancel),
             )
         try:
@@ -308,7 +134,7 @@ class LocalDaskExecutor(Executor):
         pool, self._pool = self._pool, None
         if pool is not None:
             if self._abandon.is_set():
-                _terminate(pool)
+                terminate(pool)
             pool.shutdown(wait=not self._abandon.is_set(), cancel_futures=True)
         if self._queue is not None:
             self._queue.put(None)  # stops the reader thread
@@ -328,11 +154,11 @@ class LocalDaskExecutor(Executor):
         self._check_started()
         if deliver is not None:
             self._reader = threading.Thread(
-                target=_read_queue, args=(self._queue, deliver),
+                target=read_queue, args=(self._queue, deliver),
                 name="nbflow-process-events", daemon=True,
             )
             self._reader.start()
-        return _ProcessChannel(deliver is not None)
+        return ProcessChannel(deliver is not None)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _Future:
         """Add ``fn(*args, **kwargs)`` to the graph; run it at the next ``wait``."""
@@ -342,7 +168,7 @@ class LocalDaskExecutor(Executor):
             self._check_started()
         name = kwargs.pop("dask_key_name", None) or getattr(fn, "__name__", "task")
         key = f"{name}-{next(_keys)}"
-        guarded = _Guarded(fn, self.scheduler == "processes")
+        guarded = Guarded(fn, self.scheduler == "processes")
         self._graph[key] = Task(key, guarded, *map(_node, args), **kwargs)
         return _Future(key)
 
@@ -359,8 +185,8 @@ class LocalDaskExecutor(Executor):
         def value(f: Any) -> Any:
             if not isinstance(f, _Future):
                 return f
-            result = _unwrap(self._done[f.key])
-            if isinstance(result, _Raised):
+            result = unwrap(self._done[f.key])
+            if isinstance(result, Raised):
                 if return_exceptions:
                     return result.exc
                 raise result.exc
@@ -451,15 +277,15 @@ class LocalDaskExecutor(Executor):
         self._abandon.set()
         self._abandon_wake()
         if self.scheduler == "processes" and self._pool is not None:
-            _terminate(self._pool)
+            terminate(self._pool)
 
     def collect_finished(self, futures: list[Any]) -> list[Any]:
         """Values of the graph nodes that have finished, None for the others."""
         out = []
         for f in futures:
             if isinstance(f, _Future) and f.key in self._done:
-                value = _unwrap(self._done[f.key])
-                out.append(value.exc if isinstance(value, _Raised) else value)
+                value = unwrap(self._done[f.key])
+                out.append(value.exc if isinstance(value, Raised) else value)
             else:
                 out.append(None if isinstance(f, _Future) else f)
         return out
@@ -484,24 +310,3 @@ def _node(value: Any) -> Any:
 
         return List(*map(_node, value))
     return value
-
-
-def _read_queue(queue: Any, deliver: Deliver) -> None:
-    while True:
-        batch = queue.get()
-        if batch is None:
-            return
-        for record in batch:
-            deliver(record)
-
-
-def _terminate(pool: Any) -> None:
-    """Kill a process pool's workers now (Python 3.14 has terminate_workers)."""
-    terminate = getattr(pool, "terminate_workers", None)
-    if terminate is not None:
-        terminate()
-        return
-    # Before 3.14 the processes are only reachable through this attribute.
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
-        if process.is_alive():
-            process.terminate()
