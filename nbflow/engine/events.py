@@ -70,6 +70,8 @@ class TaskStateChanged(NamedTuple):
     new: State
     time: float
     message: str | None = None
+    #: Where it runs (a thread, ``pid N``, a Dask worker's address); Running only.
+    where: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,7 +182,7 @@ class EventBus:
             self._deliver(batch)
 
     def _convert(self, record: tuple[Any, ...]) -> TaskStateChanged | None:
-        index, map_index, name, when, message, traceback = record
+        index, map_index, name, when, message, traceback, where = record
         key = (index, map_index)
         last = self._last
         old = last.get(key)
@@ -189,7 +191,9 @@ class EventBus:
             return None
         new = cls(message, None, traceback=traceback, timestamp=when)
         last[key] = new
-        return TaskStateChanged(self._tasks[index], map_index, old, new, when, message)
+        return TaskStateChanged(
+            self._tasks[index], map_index, old, new, when, message, where
+        )
 
     def _deliver(self, batch: list[Event]) -> None:
         for i, listener in enumerate(self._listeners):

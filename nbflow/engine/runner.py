@@ -278,7 +278,7 @@ class FlowRun:
     def _emit(self, task: Task, map_index: int | None, state: State) -> None:
         if self._bus is not None:
             self._bus.put((self.index[task], map_index, state.name, time.time(),
-                           state.message, state.traceback))
+                           state.message, state.traceback, None))
 
     # -- submitting ---------------------------------------------------------------------
 

@@ -94,7 +94,8 @@ def run_task(
     attempt = 0
     while True:
         if report is not None:
-            report((spec.index, map_index, "Running", time.time(), None, None))
+            report((spec.index, map_index, "Running", time.time(), None, None,
+                    channel.where()))
         try:
             result = _call(spec, kwargs)
         except Exception as exc:
@@ -104,7 +105,7 @@ def run_task(
                 attempt += 1
                 if report is not None:
                     note = f"{message} (retry {attempt} of {spec.max_retries})"
-                    report((spec.index, map_index, "Retrying", time.time(), note, text))
+                    report((spec.index, map_index, "Retrying", time.time(), note, text, None))
                 if spec.retry_delay:
                     time.sleep(spec.retry_delay)
                 if channel.is_cancelled():
@@ -157,7 +158,7 @@ def _end(report: Any, spec: TaskSpec, map_index: int | None, state: State) -> St
     state.timestamp = time.time()
     if report is not None:
         report((spec.index, map_index, state.name, state.timestamp, state.message,
-                state.traceback))
+                state.traceback, None))
     return state
 
 

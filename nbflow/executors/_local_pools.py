@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import os
 import pickle as _pickle
 import threading
 import time
@@ -209,7 +210,12 @@ class ProcessChannel(TaskChannel):
         self.report = _child_report if listening else None
 
     def is_cancelled(self) -> bool:
+        """Whether the driver set the pool's cancel event."""
         return _child_cancel is not None and _child_cancel.is_set()
+
+    def where(self) -> str:
+        """The pool worker: its process id."""
+        return f"pid {os.getpid()}"
 
 
 def read_queue(queue: Any, deliver: Deliver) -> None:

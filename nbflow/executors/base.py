@@ -23,8 +23,9 @@ from nbflow.errors import ExecutorNotStartedError
 __all__ = ["Executor", "InProcessChannel", "Record", "TaskChannel", "map_nested"]
 
 T = TypeVar("T")
-#: ``(task_index, map_index, state_name, time, message, traceback)``
-Record = tuple[int, "int | None", str, float, "str | None", "str | None"]
+#: ``(task_index, map_index, state_name, time, message, traceback, where)``;
+#: ``where`` (see :meth:`TaskChannel.where`) is set on Running records only.
+Record = tuple[int, "int | None", str, float, "str | None", "str | None", "str | None"]
 Deliver = Callable[[Record], None]
 
 
@@ -40,6 +41,10 @@ class TaskChannel(abc.ABC):
     @abc.abstractmethod
     def is_cancelled(self) -> bool:
         """Whether the run was cancelled; a task about to start then stops."""
+
+    def where(self) -> str:
+        """Where the calling task runs, for the run timeline: here, its thread."""
+        return threading.current_thread().name
 
 
 class InProcessChannel(TaskChannel):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -59,7 +60,17 @@ class _DaskChannel(TaskChannel):
         self.crosses_processes = crosses_processes
 
     def is_cancelled(self) -> bool:
+        """Never: cancelling is the scheduler's job."""
         return False
+
+    def where(self) -> str:
+        """The Dask worker's address."""
+        from distributed import get_worker
+
+        try:
+            return str(get_worker().address)
+        except ValueError:  # not on a worker (a task run by the client)
+            return threading.current_thread().name
 
 
 class DaskExecutor(Executor):

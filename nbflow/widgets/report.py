@@ -174,7 +174,9 @@ def timeline_html(snapshot: RunSnapshot) -> str:
     """A standalone HTML page: when each task ran, drawn by Bokeh, resources inline.
 
     One row per task: a bar from its first start to its end, in its state's
-    colour; for a mapped task, also thin bars for its first children.
+    colour; for a mapped task, also thin bars for its first children. Below it,
+    one row per place the tasks ran (a thread, a process, a Dask worker), with a
+    bar for each task and each of those children: which task ran where, and when.
 
     Parameters
     ----------
@@ -188,6 +190,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
 
     """
     from bokeh.embed import file_html
+    from bokeh.layouts import column
     from bokeh.models import BasicTickFormatter, ColumnDataSource, HoverTool
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
@@ -206,6 +209,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
             "state",
             "what",
             "seconds",
+            "where",
         )
     }
 
@@ -217,6 +221,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
         color: str,
         state: str,
         what: str,
+        where: str | None,
     ) -> None:
         for key, value in zip(
             rows,
@@ -229,6 +234,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
                 state,
                 what,
                 round(stop - start, 4),
+                where or "",
             ),
         ):
             rows[key].append(value)
@@ -244,8 +250,9 @@ def timeline_html(snapshot: RunSnapshot) -> str:
             t.color,
             t.state,
             f"{t.size} children" if t.size is not None else "task",
+            None if t.size is not None else t.where,
         )
-        for index, start, stop, state in t.spans:
+        for index, start, stop, state, where in t.spans:
             add(
                 t.name,
                 start,
@@ -254,6 +261,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
                 STATE_COLORS.get(state, "#333333"),
                 state,
                 f"child {index}",
+                where,
             )
     plot = figure(
         title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
@@ -285,11 +293,57 @@ def timeline_html(snapshot: RunSnapshot) -> str:
             ]
         )
     )
+    places = _places(rows)
+    layout: Any = plot
+    if places:
+        layout = column(
+            plot, _by_place(rows, places, plot), sizing_mode="stretch_width"
+        )
     return str(
         file_html(
-            plot, resources=INLINE, title=f"nbflow run timeline: {snapshot.flow_name}"
+            layout, resources=INLINE, title=f"nbflow run timeline: {snapshot.flow_name}"
         )
     )
+
+
+def _places(rows: dict[str, list[Any]]) -> list[str]:
+    """The places tasks ran, in the order they were first used."""
+    order = sorted(zip(rows["left"], rows["where"]))
+    return list(dict.fromkeys(where for _, where in order if where))
+
+
+def _by_place(rows: dict[str, list[Any]], places: list[str], above: Any) -> Any:
+    """The timeline's second plot: one row per place, a bar per task run there."""
+    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.plotting import figure
+
+    keep = [i for i, where in enumerate(rows["where"]) if where]
+    source = ColumnDataSource({k: [v[i] for i in keep] for k, v in rows.items()})
+    plot = figure(
+        title="Where the tasks ran (mapped tasks: their first children)",
+        y_range=list(reversed(places)),
+        x_range=above.x_range,
+        x_axis_label="seconds since the run started",
+        height=max(140, 60 + 28 * len(places)),
+        sizing_mode="stretch_width",
+        tools="xpan,xwheel_zoom,box_zoom,reset,save",
+    )
+    plot.hbar(
+        y="where", left="left", right="right", height=0.7, color="color",
+        source=source, line_color="#222222", line_width=0.5,
+    )
+    plot.add_tools(
+        HoverTool(
+            tooltips=[
+                ("task", "@task"),
+                ("", "@what"),
+                ("where", "@where"),
+                ("state", "@state"),
+                ("duration", "@seconds{0.000} s"),
+            ]
+        )
+    )
+    return plot
 
 
 def render_timeline(snapshot: RunSnapshot) -> ipywidgets.HTML:

@@ -89,7 +89,10 @@ class TaskSnapshot:
     traceback: str | None
     size: int | None = None
     children: dict[str, int] = dataclasses.field(default_factory=dict)
-    spans: tuple[tuple[int, float, float, str], ...] = ()
+    #: ``(map_index, start, end, state, where)`` of the first children.
+    spans: tuple[tuple[int, float, float, str, str | None], ...] = ()
+    #: Where it last started running (a thread, ``pid N``, a worker's address).
+    where: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -170,6 +173,7 @@ class _Task:
         "children",
         "spans",
         "child_starts",
+        "where",
     )
 
     def __init__(self, name: str) -> None:
@@ -181,8 +185,9 @@ class _Task:
         self.traceback: str | None = None
         self.size: int | None = None
         self.children: dict[str, int] = {}
-        self.spans: list[tuple[int, float, float, str]] = []
-        self.child_starts: dict[int, float] = {}
+        self.spans: list[tuple[int, float, float, str, str | None]] = []
+        self.child_starts: dict[int, tuple[float, str | None]] = {}
+        self.where: str | None = None
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -196,6 +201,7 @@ class _Task:
             self.size,
             {k: n for k, n in self.children.items() if n},
             tuple(self.spans),
+            self.where,
         )
 
 
@@ -296,7 +302,7 @@ class RunState:
         name = type(new).__name__
         index = event.map_index
         if index is None:
-            self._on_task(record, new, name, event.time)
+            self._on_task(record, new, name, event.time, event.where)
             return
         children = record.children
         old = type(event.old).__name__ if event.old is not None else "Pending"
@@ -309,7 +315,7 @@ class RunState:
                 record.state = "Running"
         if name == "Running":
             if index < CHILD_SPANS:
-                record.child_starts[index] = event.time
+                record.child_starts[index] = (event.time, event.where)
         elif name in _FINISHED:
             when = event.time
             if record.end is None or when > record.end:
@@ -320,10 +326,15 @@ class RunState:
             if index < CHILD_SPANS:
                 begun = record.child_starts.pop(index, None)
                 if begun is not None:
-                    record.spans.append((index, begun, when, name))
+                    record.spans.append((index, begun[0], when, name, begun[1]))
 
     def _on_task(
-        self, record: _Task, new: states.State, name: str, when: float
+        self,
+        record: _Task,
+        new: states.State,
+        name: str,
+        when: float,
+        where: str | None,
     ) -> None:
         """A task (not a child of a mapped one) changed state."""
         record.state = name
@@ -331,8 +342,10 @@ class RunState:
         # A mapped parent's Failed has no traceback: keep its first child's.
         failed = name in _FAILED
         record.traceback = (new.traceback or record.traceback) if failed else None
-        if name == "Running" and record.start is None:
-            record.start = when
+        if name == "Running":
+            record.where = where
+            if record.start is None:
+                record.start = when
         elif name in _FINISHED:
             # A mapped task ended when its last child did, not when reported.
             if record.size is None or record.end is None:

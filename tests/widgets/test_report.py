@@ -69,6 +69,9 @@ def test_timeline_draws_offline_with_bokeh_inline():
     assert "cdn.bokeh.org/bokeh" not in page.split("</head>")[0]
     assert '"double"' in page and '"total"' in page
     assert "children" in page  # the mapped task's row says how many
+    # the second plot: one row per thread of the pool, a bar per task run there
+    assert "Where the tasks ran" in page
+    assert re.search(r'"nbflow-dask-[01]"', page)
     widget = render_timeline(run_state.snapshot())
     assert (
         FRAME in widget.value
