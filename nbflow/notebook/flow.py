@@ -353,12 +353,18 @@ def _options(task: CellTask) -> str:
 
 
 def describe_flow(flow: Flow | None = None) -> str:
-    """The tasks with their inputs, outputs and edges, as text."""
+    """The tasks with their inputs, outputs and edges, as text.
+
+    The tasks nbflow adds to pick a mapped-over name out of a cell's results
+    are not listed: their edges are shown as going from that cell.
+    """
     flow = flow if flow is not None else current_flow()
     executor = repr(flow.executor) if flow.executor is not None else "LocalExecutor()"
-    lines = [f"Flow {flow.name!r}: {len(flow)} tasks, executor {executor}."]
+    shown = [t for t in flow.ordered_tasks() if not isinstance(t, PickTask)]
+    noun = "task" if len(shown) == 1 else "tasks"
+    lines = [f"Flow {flow.name!r}: {len(shown)} {noun}, executor {executor}."]
     inputs = cell_inputs(flow)
-    for i, task in enumerate(flow.ordered_tasks(), 1):
+    for i, task in enumerate(shown, 1):
         if isinstance(task, CellTask):
             from_tasks = inputs.get(task, {})
             others = [n for n in task.reads if n not in from_tasks]
@@ -370,12 +376,21 @@ def describe_flow(flow: Flow | None = None) -> str:
             )
         else:
             lines.append(f"  {i}. {task.name} ({type(task).__name__})")
-    edges = sorted(flow.edges, key=lambda e: (e.upstream.name, e.downstream.name,
-                                              e.key or ""))
+    edges: dict[tuple[str, str], list[str]] = {}
+    for edge in flow.edges:
+        if isinstance(edge.downstream, PickTask):
+            continue
+        up = edge.upstream
+        key = edge.key
+        if isinstance(up, PickTask):
+            up, key = up.source_task, up.picked
+        keys = edges.setdefault((up.name, edge.downstream.name), [])
+        if key and key not in keys:
+            keys.append(key)
     lines.append("Edges:" if edges else "Edges: none.")
-    for edge in edges:
-        label = f" ({edge.key})" if edge.key else ""
-        lines.append(f"  {edge.upstream.name} -> {edge.downstream.name}{label}")
+    for (up_name, down_name), keys in sorted(edges.items()):
+        label = f" ({', '.join(sorted(keys))})" if keys else ""
+        lines.append(f"  {up_name} -> {down_name}{label}")
     return "\n".join(lines)
 
 

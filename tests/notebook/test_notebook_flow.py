@@ -123,6 +123,14 @@ def test_describe_flow_lists_inputs_outputs_edges(flow):
     assert "outputs: y" in text and "a -> b (x)" in text
 
 
+def test_describe_flow_hides_the_tasks_that_pick_a_mapped_name(flow):
+    register_cell("xs = [1, 2]\nk = 3", "load", flow=flow)
+    register_cell("s = xs + k", "sq", map_var="xs", flow=flow)
+    text = describe_flow(flow)
+    assert "2 tasks" in text and "PickTask" not in text and "load.xs" not in text
+    assert "load -> sq (k, xs)" in text
+
+
 def test_run_notebook_flow_writes_back_and_captures_output(flow):
     ns = {"k": 10, "helper": lambda v: v * 3}
     register_cell("x = helper(2)\nprint('x is', x)", "a", flow=flow)
