@@ -61,7 +61,10 @@ class TaskStateChanged(NamedTuple):
 
     A ``NamedTuple`` rather than a frozen dataclass, unlike the other events:
     one is made per state change of every task, and a tuple is made five
-    times faster (a 10,000-child map makes 20,000 of them).
+    times faster (a 10,000-child map makes 20,000 of them). For the same
+    reason ``old`` and ``new`` tell the kind of state, its message and
+    traceback, not its result or timestamp (``time`` is when it changed), and
+    may be shared between events: treat them as read-only.
     """
 
     task: Task
@@ -92,6 +95,8 @@ _KINDS: dict[str, type[State]] = {
     for cls in vars(states).values()
     if isinstance(cls, type) and issubclass(cls, states.State)
 }
+#: One state per kind, shared by the events whose state has no message.
+_PLAIN: dict[str, State] = {name: cls() for name, cls in _KINDS.items()}
 
 
 def subscribe(listener: Listener) -> Callable[[], None]:
@@ -151,6 +156,14 @@ class EventBus:
             self._thread.join()
         self._drain()
 
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait (at most ``timeout`` seconds) until the records queued so far
+        are converted, so :meth:`last_state` is up to date.
+        """
+        end = time.monotonic() + timeout
+        while self._queue and self._thread.is_alive() and time.monotonic() < end:
+            time.sleep(0.002)
+
     def last_state(self, index: int, map_index: int | None) -> State | None:
         """The last state seen for a task (or a child of a mapped task)."""
         return self._last.get((index, map_index))
@@ -160,40 +173,49 @@ class EventBus:
             self._drain()
 
     def _drain(self) -> None:
+        # The hot loop: two records per task, 200,000 for a 100,000-child map,
+        # converted on this thread while the run's threads want the GIL too.
+        # So the conversion is inlined, events are made with tuple.__new__ (a
+        # NamedTuple's own __new__ is a Python function), and a state with no
+        # message or traceback (most of them) is a shared instance per kind.
         batch: list[Event] = []
+        append = batch.append
         queue, popleft = self._queue, self._queue.popleft
+        last, tasks, kinds, plain = self._last, self._tasks, _KINDS, _PLAIN
+        retrying, make = states.Retrying, tuple.__new__
         # Tasks can report faster than records are converted (a big map on the
         # driver's thread), so the queue may never empty: hand over a batch
         # each interval anyway, or listeners would see nothing until the end.
         deadline = time.monotonic() + self._interval
+        count = 0
         while queue:
             item = popleft()
-            if isinstance(item, tuple):
-                event = self._convert(item)
-                if event is not None:
-                    batch.append(event)
+            if type(item) is tuple:
+                index, map_index, name, when, message, traceback, where = item
+                key = (index, map_index)
+                old = last.get(key)
+                cls = kinds[name]
+                if type(old) is cls and cls is not retrying:
+                    continue
+                if message is None and traceback is None:
+                    new = plain[name]
+                else:
+                    new = cls(message, None, traceback=traceback, timestamp=when)
+                last[key] = new
+                append(make(TaskStateChanged, (tasks[index], map_index, old, new,
+                                               when, message, where)))
             else:
-                batch.append(item)
-            if len(batch) >= 1000 and time.monotonic() >= deadline:
-                self._deliver(batch)
-                batch = []
-                deadline = time.monotonic() + self._interval
+                append(item)
+            count += 1
+            if count >= 1000:
+                count = 0
+                if time.monotonic() >= deadline:
+                    self._deliver(batch)
+                    batch = []
+                    append = batch.append
+                    deadline = time.monotonic() + self._interval
         if batch:
             self._deliver(batch)
-
-    def _convert(self, record: tuple[Any, ...]) -> TaskStateChanged | None:
-        index, map_index, name, when, message, traceback, where = record
-        key = (index, map_index)
-        last = self._last
-        old = last.get(key)
-        cls = _KINDS[name]
-        if type(old) is cls and cls is not states.Retrying:
-            return None
-        new = cls(message, None, traceback=traceback, timestamp=when)
-        last[key] = new
-        return TaskStateChanged(
-            self._tasks[index], map_index, old, new, when, message, where
-        )
 
     def _deliver(self, batch: list[Event]) -> None:
         for i, listener in enumerate(self._listeners):

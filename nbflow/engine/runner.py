@@ -405,12 +405,13 @@ class FlowRun:
         bus = self._bus
         if bus is None:
             return
+        bus.settle()  # else a lagging bus makes every child look unreported
         for task, state in states.items():
             i = self.index[task]
             if state.map_states is not None:
                 for m, child in enumerate(state.map_states):
                     last = bus.last_state(i, m)
-                    if last is None or last.name != child.name:
+                    if type(last) is not type(child):
                         self._emit(task, m, child)
             self._emit(task, None, state)
 
