@@ -360,7 +360,12 @@ def render_timeline(snapshot: RunSnapshot) -> ipywidgets.HTML:
     """
     import ipywidgets
 
-    height = min(_HEIGHT, max(220, 110 + 28 * len(snapshot.tasks)))
+    places = {t.where for t in snapshot.tasks if t.size is None and t.where}
+    places.update(span[4] for t in snapshot.tasks for span in t.spans if span[4])
+    height = max(220, 110 + 28 * len(snapshot.tasks))
+    if places:  # the second plot, one row per place
+        height += max(140, 60 + 28 * len(places)) + 20
+    height = min(_HEIGHT, height)
     page = embed_html(
         timeline_html(snapshot),
         height=height,
