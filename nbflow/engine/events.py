@@ -141,6 +141,7 @@ class EventBus:
         self._last: dict[tuple[int, int | None], State] = {}
         self._broken: set[int] = set()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="nbflow-events", daemon=True)
         #: Thread-safe, and cheap enough to call per task.
         self.put = self._queue.append
@@ -152,6 +153,7 @@ class EventBus:
     def close(self) -> None:
         """Deliver what is queued, then stop; later records are dropped."""
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
         self._drain()
@@ -161,15 +163,20 @@ class EventBus:
         are converted, so :meth:`last_state` is up to date.
         """
         end = time.monotonic() + timeout
+        self._wake.set()  # drain now, not at the end of the interval
         while self._queue and self._thread.is_alive() and time.monotonic() < end:
-            time.sleep(0.002)
+            time.sleep(0.001)
 
     def last_state(self, index: int, map_index: int | None) -> State | None:
         """The last state seen for a task (or a child of a mapped task)."""
         return self._last.get((index, map_index))
 
     def _loop(self) -> None:
-        while not self._stop.wait(self._interval):
+        while True:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             self._drain()
 
     def _drain(self) -> None:
