@@ -23,4 +23,8 @@ fi
 "$VENV/bin/python" -m pip install -q -e ".[test]"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 
+# Lint and types first: seconds, and the house style says both are clean.
+"$VENV/bin/ruff" check nbflow tests benchmarks
+"$VENV/bin/mypy"
+
 exec timeout 1500 "$VENV/bin/python" -m pytest --durations=25 "$@"

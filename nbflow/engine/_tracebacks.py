@@ -25,7 +25,7 @@ def _codes(fn: Callable[..., Any]) -> Iterator[types.CodeType]:
     the functions among its globals (what it may have called).
     """
     seen: set[int] = set()
-    roots = [fn]
+    roots: list[Any] = [fn]
     roots.extend(v for v in getattr(fn, "__globals__", {}).values()
                  if isinstance(v, types.FunctionType))
     roots.extend(getattr(v, "fn", None) for v in getattr(fn, "__globals__", {}).values()

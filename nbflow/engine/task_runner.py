@@ -141,7 +141,7 @@ def _unpicklable(result: Any) -> Exception | None:
     try:
         pickle.dumps(result, protocol=5, buffer_callback=_drop)
     except Exception:  # noqa: BLE001 - cloudpickle pickles more (lambdas, locals)
-        import cloudpickle  # type: ignore[import-untyped]
+        import cloudpickle
 
         try:
             cloudpickle.dumps(result, protocol=5, buffer_callback=_drop)

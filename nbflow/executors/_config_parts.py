@@ -130,7 +130,7 @@ class SecurityPaths:
         """Return the ``distributed.Security`` that reads these files."""
         from distributed import Security
 
-        return Security(**self._kwargs(), require_encryption=True)  # type: ignore[no-untyped-call]
+        return Security(**self._kwargs(), require_encryption=True)
 
     def _kwargs(self) -> dict[str, str]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

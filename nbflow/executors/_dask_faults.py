@@ -78,7 +78,7 @@ def gather_as_completed(client: Any, pending: list[Any], results: dict[Any, Any]
 
     if not pending:
         return
-    done: Any = as_completed(pending, loop=client.loop)  # type: ignore[no-untyped-call]
+    done: Any = as_completed(pending, loop=client.loop)
     buffer: list[Any] = []
     last = time.monotonic()
     while True:

@@ -70,7 +70,7 @@ def inspect_cluster(
     from distributed import Client
 
     try:
-        client: Any = Client(  # type: ignore[no-untyped-call]
+        client: Any = Client(
             address, timeout=timeout, set_as_default=False, **dict(client_kwargs or {})
         )
     except (OSError, TimeoutError, TypeError) as exc:

@@ -289,7 +289,7 @@ class DaskExecutor(Executor):
         topic = self._topic
 
         def handler(event: tuple[float, Any]) -> None:
-            deliver(tuple(event[1]))  # type: ignore[arg-type]
+            deliver(tuple(event[1]))
 
         self._client.subscribe_topic(topic, handler)
         return _DaskChannel(_LogEvent(topic), crosses)

@@ -86,6 +86,7 @@ class LocalDaskExecutor(Executor):
         self._pool: Any = None
         self._queue: Any = None
         self._cancel: Any = None
+        self._reader: threading.Thread | None = None
         self._abandon = threading.Event()
 
     def __repr__(self) -> str:
@@ -153,11 +154,12 @@ class LocalDaskExecutor(Executor):
             return super().open_channel(deliver)
         self._check_started()
         if deliver is not None:
-            self._reader = threading.Thread(
+            reader = threading.Thread(
                 target=read_queue, args=(self._queue, deliver),
                 name="nbflow-process-events", daemon=True,
             )
-            self._reader.start()
+            reader.start()
+            self._reader = reader
         return ProcessChannel(deliver is not None)
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _Future:
@@ -234,9 +236,9 @@ class LocalDaskExecutor(Executor):
 
         callbacks = [(None, None, None, posttask, None)]
         if self.scheduler == "threads":
-            from dask.threaded import get
+            from dask.threaded import get as threaded_get
 
-            get(graph, keys, pool=self._pool, callbacks=callbacks, **self.kwargs)
+            threaded_get(graph, keys, pool=self._pool, callbacks=callbacks, **self.kwargs)
         elif self.scheduler == "processes":
             from dask.multiprocessing import get
 

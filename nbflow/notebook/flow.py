@@ -380,10 +380,11 @@ def describe_flow(flow: Flow | None = None) -> str:
     for edge in flow.edges:
         if isinstance(edge.downstream, PickTask):
             continue
-        up = edge.upstream
+        up: Task = edge.upstream
         key = edge.key
         if isinstance(up, PickTask):
-            up, key = up.source_task, up.picked
+            key = up.picked
+            up = up.source_task
         keys = edges.setdefault((up.name, edge.downstream.name), [])
         if key and key not in keys:
             keys.append(key)

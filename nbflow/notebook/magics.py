@@ -143,6 +143,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
     # -- one method per command: one library call each, then display ----------
 
     def _run(self, args: Any) -> _ViewRunner | None:
+        assert self.shell is not None  # a registered Magics has its shell
         namespace = self.shell.user_ns
         try:
             check_notebook_flow(namespace)

@@ -133,7 +133,7 @@ def check_serialisable(
     """Raise :class:`UnserialisableValueError` for the first value or task
     function that cloudpickle cannot serialise.
     """
-    import cloudpickle  # type: ignore[import-untyped]
+    import cloudpickle
 
     checked: set[int] = set()
     where = type(executor).__name__
@@ -259,7 +259,7 @@ def _checked(
 
         executor = LocalExecutor()
     flow.validate()
-    values = namespace_reads(flow, namespace)  # type: ignore[arg-type]
+    values = namespace_reads(flow, namespace)
     if _travels(executor):
         check_serialisable(flow, values, executor)
     return flow, executor, values

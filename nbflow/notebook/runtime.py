@@ -91,7 +91,7 @@ class CellResult:
     def value(self, name: str) -> Any:
         """The value of one provided name (KeyError if the cell did not set it)."""
         if name not in self._values and name in self._blobs:
-            import cloudpickle  # type: ignore[import-untyped]
+            import cloudpickle
 
             self._values[name] = cloudpickle.loads(self._blobs.pop(name))
         return self._values[name]

@@ -191,7 +191,12 @@ def timeline_html(snapshot: RunSnapshot) -> str:
     """
     from bokeh.embed import file_html
     from bokeh.layouts import column
-    from bokeh.models import BasicTickFormatter, ColumnDataSource, HoverTool
+    from bokeh.models import (
+        BasicTickFormatter,
+        ColumnDataSource,
+        FactorRange,
+        HoverTool,
+    )
     from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
@@ -265,7 +270,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
             )
     plot = figure(
         title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
-        y_range=list(reversed(names)),
+        y_range=FactorRange(factors=list(reversed(names))),
         x_axis_label="seconds since the run started",
         height=max(160, 60 + 28 * len(names)),
         sizing_mode="stretch_width",
@@ -314,14 +319,14 @@ def _places(rows: dict[str, list[Any]]) -> list[str]:
 
 def _by_place(rows: dict[str, list[Any]], places: list[str], above: Any) -> Any:
     """The timeline's second plot: one row per place, a bar per task run there."""
-    from bokeh.models import ColumnDataSource, HoverTool
+    from bokeh.models import ColumnDataSource, FactorRange, HoverTool
     from bokeh.plotting import figure
 
     keep = [i for i, where in enumerate(rows["where"]) if where]
     source = ColumnDataSource({k: [v[i] for i in keep] for k, v in rows.items()})
     plot = figure(
         title="Where the tasks ran (mapped tasks: their first children)",
-        y_range=list(reversed(places)),
+        y_range=FactorRange(factors=list(reversed(places))),
         x_range=above.x_range,
         x_axis_label="seconds since the run started",
         height=max(140, 60 + 28 * len(places)),
