@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from nbflow.core._values import iter_tasks
 from nbflow.core.task import Parameter, Task, _flow_stack, unmapped
 from nbflow.errors import FlowValidationError
 
@@ -45,27 +46,6 @@ class _Binding:
     mapped: bool = False
     #: Arguments that must be passed by position (before ``*args``, or ``/``).
     positional: tuple[str, ...] = ()
-
-
-#: Types that never hold a task: skipped without a generator each, so a map
-#: over a literal list of 100,000 numbers is scanned in milliseconds.
-_LEAVES = frozenset({int, float, complex, str, bytes, bool, type(None)})
-
-
-def iter_tasks(value: Any) -> Iterator[tuple[Task, bool]]:
-    """Yield ``(task, is_unmapped)`` for every task inside an argument value."""
-    if type(value) in _LEAVES:
-        return
-    if isinstance(value, Task):
-        yield value, False
-    elif isinstance(value, unmapped):
-        for found, _ in iter_tasks(value.value):
-            yield found, True
-    elif isinstance(value, (list, tuple, set, frozenset, dict)):
-        leaves = _LEAVES
-        for item in value.values() if isinstance(value, dict) else value:
-            if type(item) not in leaves:
-                yield from iter_tasks(item)
 
 
 class Flow:

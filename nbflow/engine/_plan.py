@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nbflow.core.flow import Flow, iter_tasks
+from nbflow.core._values import iter_tasks
+from nbflow.core.flow import Flow
 from nbflow.core.task import Task, _VarArgs, _VarKwargs, unmapped
 from nbflow.engine.state import Cancelled, Failed, Mapped, State, Success, TriggerFailed
 from nbflow.engine.task_runner import (

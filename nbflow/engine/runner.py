@@ -14,12 +14,12 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Parameter, Task
 from nbflow.engine._interrupt import Interrupter
+from nbflow.engine._outcome import flow_state, task_state
 from nbflow.engine._plan import (
     CHILDREN_SLOT,
     FINAL,
@@ -29,7 +29,6 @@ from nbflow.engine._plan import (
     map_size,
     parent_state,
 )
-from nbflow.engine._tracebacks import restore_sources
 from nbflow.engine.events import (
     EventBus,
     FlowFinished,
@@ -38,10 +37,9 @@ from nbflow.engine.events import (
     TaskMapped,
     global_listeners,
 )
-from nbflow.engine.state import Cancelled, Failed, State, Success, TriggerFailed
+from nbflow.engine.state import Cancelled, State, Success
 from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
-    ClusterConnectionError,
     FlowValidationError,
     NbflowError,
     RunCancelled,
@@ -53,9 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["FlowRun", "RunStartedError", "run_flow"]
 
 log = logging.getLogger(__name__)
-
-#: What a cancelled future gives in place of a value (dask, concurrent.futures).
-_CANCELLED = CancelledError
 
 
 def run_flow(
@@ -350,53 +345,14 @@ class FlowRun:
         return states
 
     def _as_state(self, task: Task, value: Any, map_index: int | None = None) -> State:
-        if isinstance(value, State):
-            if value.traceback is not None and task.fn is not None:
-                value.traceback = restore_sources(value.traceback, task.fn)
-            return value
-        if value is None or (self._cancelled.is_set() and isinstance(value, _CANCELLED)):
-            return Cancelled("The run was cancelled before this task finished.")
-        if isinstance(value, BaseException):
-            where = "" if map_index is None else f"[{map_index}]"
-            # nbflow's own errors (a dead worker, a lost scheduler) are sentences.
-            cause = (str(value) if isinstance(value, NbflowError)
-                     else f"{type(value).__name__}: {value}")
-            return Failed(f"Task {task.name + where!r} failed: {cause}", value)
-        return Failed(f"Task {task.name!r} returned no state: {value!r}.")
+        return task_state(task, value, map_index, self._cancelled.is_set())
 
     def _finish(self, states: dict[Task, State]) -> State:
         for task in self.order:
             if task not in states:
                 states[task] = Cancelled("The run was cancelled before this task started.")
         self._reconcile(states)
-        reference = {t: states[t] for t in self.flow.reference_tasks()}
-        if self._cancelled.is_set():
-            done = sum(s.is_successful() for s in states.values())
-            state: State = Cancelled(
-                f"Flow run was cancelled; {done} of {len(states)} tasks had succeeded.",
-                states,
-            )
-        elif all(s.is_successful() for s in reference.values()):
-            state = Success("All reference tasks succeeded.", states)
-        else:
-            failed = [t.name for t, s in states.items() if s.is_failed()
-                      and not isinstance(s, TriggerFailed)]
-            names = ", ".join(map(repr, failed[:5])) or "upstream"
-            lost = next((s.result for s in states.values() if s.is_failed()
-                         and isinstance(s.result, ClusterConnectionError)), None)
-            why = "." if lost is None else f": {lost}"
-            state = Failed(f"Some reference tasks failed (failed: {names}){why}", states)
-        handler = self.flow.terminal_state_handler
-        if handler is not None:
-            try:
-                new = handler(self.flow, state, reference)
-            except Exception as exc:
-                log.exception("terminal_state_handler of flow %r raised", self.flow.name)
-                return Failed(f"terminal_state_handler raised {type(exc).__name__}: {exc}",
-                              states)
-            if new is not None:
-                state = new
-        return state
+        return flow_state(self.flow, states, self._cancelled.is_set())
 
     def _reconcile(self, states: dict[Task, State]) -> None:
         """Emit the final states the listeners have not seen (decided here, or

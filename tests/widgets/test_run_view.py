@@ -382,38 +382,3 @@ def test_cancelled_children_are_counted_apart_from_the_ones_that_succeeded():
     html = _bar(snap)
     assert 'data-done="20" data-failed="0" data-total="20" data-cancelled="18"' in html
     assert "20/20, 18 cancelled" in html
-
-
-@pytest.mark.parametrize(
-    "kind, expected",
-    [
-        ("local", r"MainThread"),
-        ("threads", r"nbflow-dask-\d"),
-        ("processes", r"pid \d+"),
-        ("dask", r"tcp://127\.0\.0\.1:\d+"),
-    ],
-)
-def test_run_state_knows_where_each_task_ran(kind, expected, request):
-    import re
-
-    if kind == "dask":
-        dask_cluster = request.getfixturevalue("dask_cluster")
-
-    executor = {
-        "local": LocalExecutor,
-        "threads": lambda: LocalDaskExecutor(num_workers=2),
-        "processes": lambda: LocalDaskExecutor(scheduler="processes", num_workers=2),
-        "dask": lambda: DaskExecutor(address=dask_cluster.scheduler_address),
-    }[kind]()
-    with Flow("where") as flow:
-        inc.map(inc.map(range(4)))
-        inc(1)
-    run_state = RunState()
-    assert flow.run(executor=executor, listeners=[run_state]).is_successful()
-    single = [t for t in run_state.snapshot().tasks if t.size is None]
-    mapped = [t for t in run_state.snapshot().tasks if t.size is not None]
-    assert single and all(re.fullmatch(expected, t.where) for t in single)
-    for t in mapped:
-        assert len(t.spans) == 4
-        assert all(re.fullmatch(expected, where) for *_, where in t.spans)
-        assert t.where is None  # a mapped parent runs nowhere itself

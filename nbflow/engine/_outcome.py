@@ -1,0 +1,70 @@
+"""A run's outcome: each task's state from what its future gave, the flow's
+state from its tasks' states (and its terminal state handler).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import CancelledError
+from typing import Any
+
+from nbflow.core.flow import Flow
+from nbflow.core.task import Task
+from nbflow.engine._tracebacks import restore_sources
+from nbflow.engine.state import Cancelled, Failed, State, Success, TriggerFailed
+from nbflow.errors import ClusterConnectionError, NbflowError
+
+__all__ = ["flow_state", "task_state"]
+
+log = logging.getLogger("nbflow.engine.runner")
+
+
+def task_state(task: Task, value: Any, map_index: int | None, cancelled: bool) -> State:
+    """The state of ``task`` (child ``map_index``) from what its future gave."""
+    if isinstance(value, State):
+        if value.traceback is not None and task.fn is not None:
+            value.traceback = restore_sources(value.traceback, task.fn)
+        return value
+    if value is None or (cancelled and isinstance(value, CancelledError)):
+        return Cancelled("The run was cancelled before this task finished.")
+    if isinstance(value, BaseException):
+        where = "" if map_index is None else f"[{map_index}]"
+        # nbflow's own errors (a dead worker, a lost scheduler) are sentences.
+        cause = (str(value) if isinstance(value, NbflowError)
+                 else f"{type(value).__name__}: {value}")
+        return Failed(f"Task {task.name + where!r} failed: {cause}", value)
+    return Failed(f"Task {task.name!r} returned no state: {value!r}.")
+
+
+def flow_state(flow: Flow, states: dict[Task, State], cancelled: bool) -> State:
+    """The flow's state: Cancelled, Success when every reference task
+    succeeded, else Failed; then what its terminal state handler returns.
+    """
+    reference = {t: states[t] for t in flow.reference_tasks()}
+    if cancelled:
+        done = sum(s.is_successful() for s in states.values())
+        state: State = Cancelled(
+            f"Flow run was cancelled; {done} of {len(states)} tasks had succeeded.",
+            states,
+        )
+    elif all(s.is_successful() for s in reference.values()):
+        state = Success("All reference tasks succeeded.", states)
+    else:
+        failed = [t.name for t, s in states.items() if s.is_failed()
+                  and not isinstance(s, TriggerFailed)]
+        names = ", ".join(map(repr, failed[:5])) or "upstream"
+        lost = next((s.result for s in states.values() if s.is_failed()
+                     and isinstance(s.result, ClusterConnectionError)), None)
+        why = "." if lost is None else f": {lost}"
+        state = Failed(f"Some reference tasks failed (failed: {names}){why}", states)
+    handler = flow.terminal_state_handler
+    if handler is not None:
+        try:
+            new = handler(flow, state, reference)
+        except Exception as exc:
+            log.exception("terminal_state_handler of flow %r raised", flow.name)
+            return Failed(f"terminal_state_handler raised {type(exc).__name__}: {exc}",
+                          states)
+        if new is not None:
+            state = new
+    return state

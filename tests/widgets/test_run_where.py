@@ -1,0 +1,52 @@
+"""Where each task ran (a thread, a pool process, a Dask worker), as the run
+state records it for the run timeline."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from nbflow import Flow, task
+from nbflow.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
+from nbflow.widgets import RunState
+
+
+def _inc(x):
+    return x + 1
+
+
+inc = task(name="inc")(_inc)
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("local", r"MainThread"),
+        ("threads", r"nbflow-dask-\d"),
+        ("processes", r"pid \d+"),
+        ("dask", r"tcp://127\.0\.0\.1:\d+"),
+    ],
+)
+def test_run_state_knows_where_each_task_ran(kind, expected, request):
+    if kind == "dask":
+        dask_cluster = request.getfixturevalue("dask_cluster")
+
+    executor = {
+        "local": LocalExecutor,
+        "threads": lambda: LocalDaskExecutor(num_workers=2),
+        "processes": lambda: LocalDaskExecutor(scheduler="processes", num_workers=2),
+        "dask": lambda: DaskExecutor(address=dask_cluster.scheduler_address),
+    }[kind]()
+    with Flow("where") as flow:
+        inc.map(inc.map(range(4)))
+        inc(1)
+    run_state = RunState()
+    assert flow.run(executor=executor, listeners=[run_state]).is_successful()
+    single = [t for t in run_state.snapshot().tasks if t.size is None]
+    mapped = [t for t in run_state.snapshot().tasks if t.size is not None]
+    assert single and all(re.fullmatch(expected, t.where) for t in single)
+    for t in mapped:
+        assert len(t.spans) == 4
+        assert all(re.fullmatch(expected, where) for *_, where in t.spans)
+        assert t.where is None  # a mapped parent runs nowhere itself
