@@ -27,6 +27,7 @@ from nbflow.executors._dask_options import (
     import_path,
     validate_address,
 )
+from nbflow.executors._report import quiet_report
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
 __all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
@@ -205,7 +206,7 @@ class DaskExecutor(Executor):
             if self.performance_report_path:
                 stack.callback(self._read_report)
                 stack.enter_context(
-                    _quiet_report(performance_report(
+                    quiet_report(performance_report(
                         filename=self.performance_report_path, mode="inline"
                     ))
                 )
@@ -380,18 +381,3 @@ def _is_local_cluster(cls: Any) -> bool:
     from distributed import LocalCluster
 
     return isinstance(cls, type) and issubclass(cls, LocalCluster)
-
-
-@contextlib.contextmanager
-def _quiet_report(report: Any) -> Iterator[None]:
-    """Enter Dask's performance report; a failure to write it is logged, not
-    raised, so it never hides the run's own outcome.
-    """
-    report.__enter__()
-    try:
-        yield
-    finally:
-        try:
-            report.__exit__(None, None, None)
-        except Exception as exc:  # noqa: BLE001 - reported, the run goes on
-            log.warning("Dask performance report not written: %s", exc)

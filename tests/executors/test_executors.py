@@ -128,8 +128,11 @@ def test_performance_report_written_and_read_in_terminal_state_handler(tmp_path,
     flow, _ = diamond_flow()
     flow.executor = executor
     flow.terminal_state_handler = handler
-    assert flow.run().is_successful()
+    assert flow.run().is_successful()  # marker-for-the-calling-code-tab
     assert seen["html"] == seen["file"]
+    # "Calling Code" shows this test (the caller of flow.run), not nbflow's code
+    assert "marker-for-the-calling-code-tab" in seen["html"]
+    assert "def quiet" + "_report" not in seen["html"]  # (split: this line is in it)
     assert "<html" in seen["html"].lower() and "Bokeh" in seen["html"]
     # inline resources: it draws offline
     assert '<script type="text/javascript" src="https://cdn.bokeh.org' not in seen["html"]
