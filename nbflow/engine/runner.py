@@ -297,14 +297,12 @@ class FlowRun:
             return
         if self._bus is not None:
             self._bus.put(TaskMapped(task, size, time.time()))
-        children = []
-        for i in range(size):
-            child_inputs = [
-                mapped[position][i] if position in mapped else source
-                for position, source in enumerate(inputs)
-            ]
-            children.append(submit(run_task, spec, channel, i, *child_inputs,
-                                   dask_key_name=task.name))
+        calls = [
+            (spec, channel, i, *[mapped[position][i] if position in mapped else source
+                                 for position, source in enumerate(inputs)])
+            for i in range(size)
+        ]
+        children = self.executor.submit_map(run_task, calls, dask_key_name=task.name)
         self._slots[task] = (CHILDREN_SLOT, children)
 
     def _wait_one(self, future: Any) -> Any:

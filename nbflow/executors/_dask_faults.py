@@ -43,7 +43,7 @@ _FLUSH_EVERY = 0.25
 _IDLE = 0.05
 #: How long to look for the nanny's "restarted for memory" event (seconds).
 _MEMORY_EVENT_WAIT = 2.0
-_KEY_SUFFIX = re.compile(r"-[0-9a-f]{32}$")
+_KEY_SUFFIX = re.compile(r"-[0-9a-f]{32}(?:-\d+)?$")
 
 
 class WorkerDiedError(NbflowError, RuntimeError):
@@ -51,7 +51,9 @@ class WorkerDiedError(NbflowError, RuntimeError):
 
 
 def task_name(key: object) -> str:
-    """The task name in a key made by ``DaskExecutor.submit`` (name-uuid)."""
+    """The task name in a key made by ``DaskExecutor.submit`` (name-uuid) or
+    ``submit_map`` (name-uuid-index).
+    """
     return _KEY_SUFFIX.sub("", str(key))
 
 

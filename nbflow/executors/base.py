@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from nbflow.errors import ExecutorNotStartedError
@@ -124,6 +124,21 @@ class Executor(abc.ABC):
         ``dask_key_name=`` (dask's spelling) names the work where the executor
         shows names, as in the Dask dashboard; other executors ignore it.
         """
+
+    def submit_map(
+        self,
+        fn: Callable[..., Any],
+        calls: Sequence[tuple[Any, ...]],
+        *,
+        dask_key_name: str | None = None,
+    ) -> list[Any]:
+        """Submit ``fn(*args)`` for each ``args`` in ``calls`` (the children of
+        a mapped task); return their futures in order.
+
+        The same as one :meth:`submit` each, which is what this does; an
+        executor that can batch them (``Client.map``) does that instead.
+        """
+        return [self.submit(fn, *args, dask_key_name=dask_key_name) for args in calls]
 
     @abc.abstractmethod
     def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from nbflow.errors import ClusterConnectionError
@@ -304,6 +304,28 @@ class DaskExecutor(Executor):
         future = self._client.submit(fn, *args, key=key, pure=False, **kwargs)
         self._submitted.append(future)
         return future
+
+    def submit_map(
+        self,
+        fn: Callable[..., Any],
+        calls: Sequence[tuple[Any, ...]],
+        *,
+        dask_key_name: str | None = None,
+    ) -> list[Any]:
+        """Submit the children of a mapped task with one ``Client.map``: one
+        message to the scheduler, arguments shared by all children (the task's
+        spec, the channel) pickled once, not once per child.
+        """
+        if self._client is None:
+            self._check_started()
+        if not calls:
+            return []
+        name = dask_key_name or getattr(fn, "__name__", "task")
+        prefix = f"{name}-{uuid.uuid4().hex}"
+        keys = [f"{prefix}-{i}" for i in range(len(calls))]
+        futures = list(self._client.map(fn, *zip(*calls), key=keys, pure=False))
+        self._submitted.extend(futures)
+        return futures
 
     def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:
         """Gather the values of ``futures`` from the cluster.

@@ -103,6 +103,29 @@ def test_executor_interface_resolves_nested_futures():
     assert pickle.loads(pickle.dumps(ex)).num_workers == 2
 
 
+def _add(x, y):
+    return x + y
+
+
+@pytest.mark.parametrize("kind", ["threads", "dask"])
+def test_submit_map_submits_children_in_order(kind, request):
+    if kind == "dask":
+        cluster = request.getfixturevalue("dask_cluster")
+        ex = DaskExecutor(address=cluster.scheduler_address)
+    else:
+        ex = LocalDaskExecutor(num_workers=2)
+    with ex.start():
+        ten = ex.submit(_add, 4, 6)
+        children = ex.submit_map(_add, [(i, ten) for i in range(5)], dask_key_name="add")
+        assert ex.wait(children) == [10, 11, 12, 13, 14]
+        assert ex.submit_map(_add, []) == []
+        if kind == "dask":
+            # one Client.map: the children share a key prefix, numbered in order
+            prefixes = {c.key.rpartition("-")[0] for c in children}
+            assert len(prefixes) == 1 and prefixes.pop().startswith("add-")
+            assert [c.key.rpartition("-")[2] for c in children] == list("01234")
+
+
 @pytest.mark.slow
 def test_unreachable_scheduler_is_a_clear_error_within_seconds():
     flow, _ = diamond_flow()
