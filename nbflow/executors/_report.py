@@ -45,16 +45,17 @@ def calling_code(frame: FrameType | None = None) -> str | None:
 
 
 @contextlib.contextmanager
-def quiet_report(report: Any) -> Iterator[None]:
+def quiet_report(report: Any, code: str | None = None) -> Iterator[None]:
     """Enter Dask's performance report; a failure to write it is logged, not
-    raised, so it never hides the run's own outcome.
+    raised, so it never hides the run's own outcome. ``code`` is shown under
+    "Calling Code" (default: :func:`calling_code`).
     """
     report.__enter__()
     try:
         yield
     finally:
         try:
-            code = calling_code()
+            code = code or calling_code()
             if code is None:
                 report.__exit__(None, None, None)
             else:

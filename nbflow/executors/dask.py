@@ -146,6 +146,10 @@ class DaskExecutor(Executor):
             os.fspath(performance_report_path) if performance_report_path else None
         )
         self._performance_report = ""
+        #: The source shown under "Calling Code" in the performance report;
+        #: None: the code that called ``flow.run`` (the notebook layer sets it
+        #: to the flow's ``%%flowtask`` cells for a ``%flow run``).
+        self.report_code: str | None = None
         self._client: Any = None
         self._cluster: Any = None
         self._topic: str | None = None
@@ -208,7 +212,7 @@ class DaskExecutor(Executor):
                 stack.enter_context(
                     quiet_report(performance_report(
                         filename=self.performance_report_path, mode="inline"
-                    ))
+                    ), code=self.report_code)
                 )
             stack.enter_context(super().start())
             yield

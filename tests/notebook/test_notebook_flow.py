@@ -267,3 +267,21 @@ def test_notebook_layer_imports_no_ipython_widgets_or_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout
     assert out.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_performance_report_shows_the_cells_as_calling_code(flow, tmp_path):
+    from nbflow.executors import DaskExecutor
+
+    # Names built at run time: the fallback "Calling Code" is this test's own
+    # source, which must not contain them.
+    marker, task_name = "marker_" + "of_the_cell", "fir" + "st"
+    register_cell(f"{marker} = 1", task_name, flow=flow)
+    register_cell(f"second = {marker} + 1", "second", flow=flow)
+    executor = DaskExecutor(cluster_kwargs={"n_workers": 1, "processes": False},
+                            performance_report_path=tmp_path / "report.html")
+    state = run_notebook_flow({}, flow=flow, executor=executor)
+    assert state.is_successful()
+    html = executor.performance_report
+    assert f"%%flowtask {task_name}" in html and f"{marker} = 1" in html
+    assert executor.report_code is None  # set for the run only
