@@ -12,6 +12,7 @@ __all__ = [
     "ADAPT_KEYS",
     "DaskExecutorError",
     "check_adapt",
+    "check_options",
     "import_path",
     "validate_address",
 ]
@@ -79,3 +80,36 @@ def check_adapt(adapt_kwargs: dict[str, Any]) -> None:
             f"adapt_kwargs minimum {low!r} is above maximum {high!r}; "
             "make minimum <= maximum."
         )
+
+
+def check_options(
+    address: str | None,
+    cluster_class: object,
+    cluster_kwargs: dict[str, Any] | None,
+    adapt_kwargs: dict[str, Any] | None,
+    client_kwargs: dict[str, Any] | None,
+) -> None:
+    """Raise :class:`DaskExecutorError` for a ``DaskExecutor`` option that is
+    invalid alone or with the others.
+    """
+    if address is not None:
+        validate_address(address)
+        if cluster_class is not None or cluster_kwargs or adapt_kwargs:
+            raise DaskExecutorError(
+                f"address {address!r} connects to an existing cluster, so "
+                "cluster_class, cluster_kwargs and adapt_kwargs cannot be given "
+                "with it; drop one or the other."
+            )
+    if isinstance(cluster_class, str):
+        import_path(cluster_class)
+    elif cluster_class is not None and not callable(cluster_class):
+        raise DaskExecutorError(
+            f"cluster_class must be an import path, a class or a function, "
+            f"got {cluster_class!r}."
+        )
+    for name, value in (("cluster_kwargs", cluster_kwargs),
+                        ("adapt_kwargs", adapt_kwargs),
+                        ("client_kwargs", client_kwargs)):
+        if value is not None and not isinstance(value, dict):
+            raise DaskExecutorError(f"{name} must be a dict, got {value!r}.")
+    check_adapt(adapt_kwargs or {})

@@ -22,8 +22,7 @@ from nbflow.executors._dashboard import dashboard_link
 from nbflow.executors._dask_faults import close_client, one_line
 from nbflow.executors._dask_options import (
     ADAPT_KEYS,
-    DaskExecutorError,
-    check_adapt,
+    check_options,
     import_path,
     validate_address,
 )
@@ -115,27 +114,7 @@ class DaskExecutor(Executor):
         performance_report_path: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
-        if address is not None:
-            validate_address(address)
-            if cluster_class is not None or cluster_kwargs or adapt_kwargs:
-                raise DaskExecutorError(
-                    f"address {address!r} connects to an existing cluster, so "
-                    "cluster_class, cluster_kwargs and adapt_kwargs cannot be given "
-                    "with it; drop one or the other."
-                )
-        if isinstance(cluster_class, str):
-            import_path(cluster_class)
-        elif cluster_class is not None and not callable(cluster_class):
-            raise DaskExecutorError(
-                f"cluster_class must be an import path, a class or a function, "
-                f"got {cluster_class!r}."
-            )
-        for name, value in (("cluster_kwargs", cluster_kwargs),
-                            ("adapt_kwargs", adapt_kwargs),
-                            ("client_kwargs", client_kwargs)):
-            if value is not None and not isinstance(value, dict):
-                raise DaskExecutorError(f"{name} must be a dict, got {value!r}.")
-        check_adapt(adapt_kwargs or {})
+        check_options(address, cluster_class, cluster_kwargs, adapt_kwargs, client_kwargs)
         self.address = address
         self.cluster_class = cluster_class
         self.cluster_kwargs = dict(cluster_kwargs or {})
