@@ -50,13 +50,11 @@ __all__ = [
     "apply_params",
     "run_notebook_command",
     "cell_detail",
-    "clean_traceback",
     "notebook_flow",
     "register_cells",
     "run_setup",
 ]
 
-_RUNTIME = runtime.__file__
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 40
 _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
@@ -103,7 +101,7 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
         color=use_color(out),
         run=run,
         describe=cell_detail,
-        clean=clean_traceback,
+        clean=runtime.strip_runtime_frames,
         output=functools.partial(cell_output, flow=flow),
     )
     return 0 if state.is_successful() else 1
@@ -281,20 +279,6 @@ def variables(namespace: Mapping[str, Any], names: Sequence[str]) -> list[str]:
         and n in namespace
         and not isinstance(namespace[n], code)
     ]
-
-
-def clean_traceback(text: str) -> str:
-    """Drop the frame of nbflow's cell runner from a cell's traceback."""
-    out: list[str] = []
-    skipping = False
-    for line in text.splitlines(keepends=True):
-        if line.startswith('  File "'):
-            skipping = line.startswith(f'  File "{_RUNTIME}"')
-        elif not line.startswith("    "):
-            skipping = False
-        if not skipping:
-            out.append(line)
-    return "".join(out)
 
 
 def cell_detail(task: Task, state: State) -> str | None:

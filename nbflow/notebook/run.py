@@ -364,25 +364,8 @@ def failure(state: State, flow: Flow | None = None) -> CellFailed | None:
     what = (first.message or f"Task {failed[0][0]!r} failed").rstrip(".")
     tasks = "task that succeeded was" if done == 1 else "tasks that succeeded were"
     message = f"{what}{more}; the outputs of the {done} {tasks} written back."
-    tracebacks = [_without_runtime(s.traceback or s.message or "") for _, s in failed]
+    tracebacks = [runtime.strip_runtime_frames(s.traceback or s.message or "") for _, s in failed]
     error = CellFailed(failed[0][0], message, tracebacks)
     if isinstance(first.result, BaseException):
         error.__cause__ = first.result
     return error
-
-
-def _without_runtime(text: str) -> str:
-    """Drop the frame of :class:`CellFunction` itself from a traceback text."""
-    out: list[str] = []
-    skipping = False
-    for line in text.splitlines(True):
-        if line.startswith('  File "'):
-            skipping = line.startswith(f'  File "{_RUNTIME_FILE}"')
-        elif not line.startswith("    "):
-            skipping = False
-        if not skipping:
-            out.append(line)
-    return "".join(out)
-
-
-_RUNTIME_FILE = runtime.__file__

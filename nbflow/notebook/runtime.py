@@ -31,6 +31,7 @@ __all__ = [
     "capturing_stdout",
     "install_stdout",
     "register_source",
+    "strip_runtime_frames",
     "uninstall_stdout",
 ]
 
@@ -296,3 +297,19 @@ def capturing_stdout() -> Iterator[io.StringIO]:
         yield buffer
     finally:
         stream.local.buffer = previous
+
+
+def strip_runtime_frames(text: str) -> str:
+    """Drop the frames of this module (the cell runner) from a traceback text,
+    so a cell's traceback starts at the cell.
+    """
+    out: list[str] = []
+    skipping = False
+    for line in text.splitlines(keepends=True):
+        if line.startswith('  File "'):
+            skipping = line.startswith(f'  File "{__file__}"')
+        elif not line.startswith("    "):
+            skipping = False
+        if not skipping:
+            out.append(line)
+    return "".join(out)
