@@ -6,6 +6,7 @@ terminal output. It imports the executors, which import dask only when started.
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ __all__ = [
     "UsageError",
     "bind_params",
     "build_executor",
+    "executor_from_args",
     "parse_params",
 ]
 
@@ -82,6 +84,17 @@ def bind_params(
                 )
         per_flow[flow] = {k: v for k, v in params.items() if k in mine}
     return per_flow
+
+
+def executor_from_args(args: argparse.Namespace) -> Executor | None:
+    """:func:`build_executor` from ``nbflow run``'s parsed options."""
+    return build_executor(
+        args.executor,
+        scheduler=args.scheduler,
+        num_workers=args.num_workers,
+        address=args.address,
+        report=args.report,
+    )
 
 
 def build_executor(

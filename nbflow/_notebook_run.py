@@ -22,7 +22,7 @@ import types
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow._cli_options import UsageError, build_executor, parse_params
+from nbflow._cli_options import UsageError, executor_from_args, parse_params
 from nbflow._cli_run import run_and_report
 from nbflow._notebook_file import Cell, NotebookParts, read_notebook
 from nbflow._progress import use_color
@@ -68,13 +68,7 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
             "flow, so leave --name out."
         )
     parts = read_notebook(path)
-    executor = build_executor(
-        args.executor,
-        scheduler=args.scheduler,
-        num_workers=args.num_workers,
-        address=args.address,
-        report=args.report,
-    )
+    executor = executor_from_args(args)
     params = parse_params(args.param)
     flow = notebook_flow(parts)
     namespace, defined = run_setup(parts)

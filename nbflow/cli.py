@@ -26,7 +26,7 @@ from nbflow._cli_options import (
     EXECUTOR_KINDS,
     UsageError,
     bind_params,
-    build_executor,
+    executor_from_args,
     parse_params,
 )
 from nbflow._cli_run import run_and_report
@@ -205,13 +205,7 @@ def _run(args: argparse.Namespace) -> int:
     path = _source(args)
     if path.endswith(".ipynb"):
         return _run_notebook(args, path)
-    executor = build_executor(
-        args.executor,
-        scheduler=args.scheduler,
-        num_workers=args.num_workers,
-        address=args.address,
-        report=args.report,
-    )
+    executor = executor_from_args(args)
     flows = _select(load_flows(path), args.name, path)
     params = parse_params(args.param)
     per_flow = bind_params(flows, params)
