@@ -13,10 +13,10 @@ from pathlib import Path
 
 import psutil
 import pytest
+from _cli import TIMEOUT, assert_usage_error, nbflow_cmd, run
 from _processes import wait_until_gone
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 120
 
 FLOWS = """
 from nbflow import Flow, Parameter, task
@@ -104,19 +104,8 @@ with Flow("hang") as hang:
 """
 
 
-def nbflow_cmd(*args: object) -> list[str]:
-    return [sys.executable, "-m", "nbflow", *map(str, args)]
 
 
-def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        nbflow_cmd(*args),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=cwd,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
 
 
 def write(tmp_path: Path, source: str, name: str = "flows.py") -> Path:
@@ -125,13 +114,6 @@ def write(tmp_path: Path, source: str, name: str = "flows.py") -> Path:
     return path
 
 
-def assert_usage_error(result: subprocess.CompletedProcess[str], *parts: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("nbflow: error: ")
-    for part in parts:
-        assert part in lines[0]
 
 
 # -- running ------------------------------------------------------------------------
@@ -322,7 +304,7 @@ def test_run_unreachable_address_is_one_line(tmp_path):
         address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
     result = run("run", "-p", write(tmp_path, WHERE), "--address", address)
     assert_usage_error(
-        result, f"Could not connect to the Dask scheduler at {address!r}"
+        result, f"Could not connect to the Dask scheduler at {address!r}", started=True
     )
 
 

@@ -6,20 +6,17 @@ as a subprocess, with no Jupyter server and no kernel.
 
 from __future__ import annotations
 
-import os
 import re
 import runpy
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _cli import assert_usage_error, run
 
 nbformat = pytest.importorskip("nbformat")
 pytest.importorskip("IPython")
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook  # noqa: E402
-
-TIMEOUT = 150
 
 #: The cells of the pipeline notebook; ``EXECUTOR`` is replaced per test.
 PIPELINE = [
@@ -56,25 +53,8 @@ def write_notebook(path: Path, cells: list[str], executor: str = "") -> Path:
     return path
 
 
-def run(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "nbflow", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        cwd=cwd,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
 
 
-def assert_usage_error(result: subprocess.CompletedProcess[str], *parts: str) -> None:
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("nbflow: error: ")
-    for part in parts:
-        assert part in lines[0], lines[0]
-    assert "Running flow" not in result.stdout
 
 
 KINDS = "Success|Failed|TriggerFailed|Mapped|Cancelled|Retrying|Pending|Running"
