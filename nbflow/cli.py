@@ -22,6 +22,7 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
+import nbflow
 from nbflow._cli_options import (
     EXECUTOR_KINDS,
     UsageError,
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="nbflow",
         description="Run nbflow flows from a terminal.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"nbflow {nbflow.__version__}"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)

@@ -37,7 +37,35 @@ from nbflow.notebook import (
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-_COMMANDS = ("run", "show", "reset", "remove", "panel")
+#: The ``%flow`` commands: their usage and one line each, for ``%flow --help``.
+_COMMANDS = {
+    "run": ("run [--background]",
+            "run the flow on its executor, show it live, put its results back"),
+    "show": ("show", "list the flow's tasks: what each reads and provides"),
+    "reset": ("reset", "remove every task from the flow"),
+    "remove": ("remove NAME", "remove the task NAME from the flow"),
+    "panel": ("panel", "show the executor panel: pick and tune the executor"),
+}
+_RUN_OPTIONS = """\
+options:
+  --background  return at once with the run (`run = %flow run --background`:
+                run.cancel(), run.join()); the live view has a Cancel button"""
+
+
+def _flow_help(command: str | None) -> str:
+    """``%flow --help`` (every command, one line each) or ``%flow COMMAND --help``."""
+    if command is None:
+        width = max(len(usage) for usage, _ in _COMMANDS.values())
+        lines = [f"  {usage:<{width}}  {what}" for usage, what in _COMMANDS.values()]
+        return "\n".join([
+            "usage: %flow COMMAND [--help]", "",
+            "Run and inspect the notebook flow: the cells registered with %%flowtask.",
+            "", "commands:", *lines, "",
+            "`%flow COMMAND --help` for one command; `%%flowtask?` for the cell magic.",
+        ])
+    usage, what = _COMMANDS[command]
+    text = f"usage: %flow {usage}\n\n{what[0].upper()}{what[1:]}."
+    return f"{text}\n\n{_RUN_OPTIONS}" if command == "run" else text
 
 
 class _ViewRunner:
@@ -123,13 +151,17 @@ class FlowMagics(Magics):  # type: ignore[misc]
         print(describe_cell(task))
 
     @magic_arguments()
-    @argument("command", choices=_COMMANDS, help="What to do.")
+    @argument("command", choices=tuple(_COMMANDS), help="What to do.")
     @argument("name", nargs="?", default=None, help="The task, for `remove`.")
     @argument("--background", action="store_true",
               help="Run without blocking the kernel (with the live view).")
     @line_magic  # type: ignore[misc]
     def flow(self, line: str) -> Any:
-        """``%flow run | show | reset | remove NAME | panel``."""
+        """``%flow run | show | reset | remove NAME | panel`` (``%flow --help``)."""
+        words = line.split()
+        if "--help" in words or "-h" in words:
+            print(_flow_help(words[0] if words and words[0] in _COMMANDS else None))
+            return None
         args = parse_argstring(self.flow, line)
         if args.command == "remove" and not args.name:
             raise UsageError("`%flow remove` needs the name of a task: %flow remove NAME.")

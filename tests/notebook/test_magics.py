@@ -166,3 +166,24 @@ def test_flow_panel_shows_executor_panel(ip):
     panel_module = pytest.importorskip("nbflow.widgets.panel")
     panel = ip.run_line_magic("flow", "panel")
     assert isinstance(panel, panel_module.ExecutorPanel)
+
+
+@pytest.mark.parametrize("line", ["--help", "-h"])
+def test_flow_help_lists_every_command_in_one_line(ip, capsys, line):
+    assert ip.run_line_magic("flow", line) is None
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "usage: %flow COMMAND [--help]"
+    for usage in ("run [--background]", "show", "reset", "remove NAME", "panel"):
+        listed = [entry for entry in lines if entry.split("  ")[1:2] == [usage]]
+        assert len(listed) == 1, (usage, lines)
+        assert len(listed[0].split(usage, 1)[1].strip()) > 10  # what it does
+
+
+def test_flow_run_help_shows_its_option_and_runs_nothing(ip, capsys):
+    ip.run_cell_magic("flowtask", "a", "x = 1")
+    capsys.readouterr()
+    assert ip.run_line_magic("flow", "run --help") is None
+    out = capsys.readouterr().out
+    assert out.startswith("usage: %flow run [--background]\n")
+    assert "  --background  return at once" in out
+    assert "x" not in ip.user_ns
