@@ -180,10 +180,11 @@ def test_flow_help_lists_every_command_in_one_line(ip, capsys, line):
 
 
 def test_flow_run_help_shows_its_option_and_runs_nothing(ip, capsys):
-    ip.run_cell_magic("flowtask", "a", "x = 1")
+    ip.user_ns.pop("help_ran_it", None)
+    ip.run_cell_magic("flowtask", "a", "help_ran_it = 1")
     capsys.readouterr()
     assert ip.run_line_magic("flow", "run --help") is None
     out = capsys.readouterr().out
     assert out.startswith("usage: %flow run [--background]\n")
     assert "  --background  return at once" in out
-    assert "x" not in ip.user_ns
+    assert "help_ran_it" not in ip.user_ns
