@@ -22,7 +22,6 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import nbflow
 from nbflow._cli_options import (
     EXECUTOR_KINDS,
     UsageError,
@@ -100,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nbflow",
         description="Run nbflow flows from a terminal.",
     )
-    parser.add_argument(
-        "--version", action="version", version=f"nbflow {nbflow.__version__}"
-    )
+    from nbflow import __version__
+
+    parser.add_argument("--version", action="version", version=f"nbflow {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
     _add_export(subparsers)
