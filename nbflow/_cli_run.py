@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["run_and_report"]
 
-#: Dependencies an executor imports only when it runs: missing from a broken
+#: Dependencies an executor imports when it runs: missing only from a broken
 #: install (``--no-deps``, a bare checkout on ``PYTHONPATH``).
 _EXTRAS = frozenset({"dask", "distributed", "bokeh"})
 
@@ -56,8 +56,8 @@ def run_and_report(
         if package not in _EXTRAS:
             raise
         raise UsageError(
-            f"{on!r} needs {package!r}, which is not installed; install "
-            "nbflow's dependencies with `pip install jupyter-nbflow`."
+            f"{on!r} needs {package!r}, which is not installed; install it "
+            "with `pip install jupyter-nbflow`."
         ) from None
     seconds = time.monotonic() - started
     text = output(state) if output is not None else ""

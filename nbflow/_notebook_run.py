@@ -152,8 +152,8 @@ def _shell() -> Any:
         from traitlets.config import Config
     except ModuleNotFoundError:
         raise UsageError(
-            "Running a notebook needs 'IPython', which is not installed; install "
-            "nbflow's dependencies with `pip install jupyter-nbflow`."
+            "Running a notebook needs 'IPython'; install it with "
+            "`pip install jupyter-nbflow`."
         ) from None
     global _SetupShell
     if _SetupShell is None:
