@@ -4,7 +4,7 @@ Run it from a terminal::
 
     nbflow run -p examples/quickstart.py                  # n = 10, one thread
     nbflow run -p examples/quickstart.py --param n=100    # another parameter value
-    nbflow run -p examples/quickstart.py --executor local-dask   # needs nbflow[dask]
+    nbflow run -p examples/quickstart.py --executor local-dask   # on Dask's threads
 
 or as a script, ``python examples/quickstart.py``.
 

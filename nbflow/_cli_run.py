@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 __all__ = ["run_and_report"]
 
-#: Packages an executor may need that the core install does not bring.
+#: Dependencies an executor imports when it runs: missing only from a broken
+#: install (``--no-deps``, a bare checkout on ``PYTHONPATH``).
 _EXTRAS = frozenset({"dask", "distributed", "bokeh"})
 
 
@@ -56,7 +57,7 @@ def run_and_report(
             raise
         raise UsageError(
             f"{on!r} needs {package!r}, which is not installed; install it "
-            "with `pip install 'nbflow[dask]'`."
+            "with `pip install jupyter-nbflow`."
         ) from None
     seconds = time.monotonic() - started
     text = output(state) if output is not None else ""

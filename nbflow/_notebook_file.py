@@ -172,7 +172,7 @@ def _older_format(path: str) -> Any:
     except ModuleNotFoundError:
         raise UsageError(
             f"Reading notebook {path!r}, which is not in format 4, needs "
-            "'nbformat'; install it with `pip install 'nbflow[notebook]'`."
+            "'nbformat'; install it with `pip install jupyter-nbflow`."
         ) from None
     return nbformat.read(path, as_version=4)  # type: ignore[no-untyped-call]
 

@@ -153,7 +153,7 @@ def _shell() -> Any:
     except ModuleNotFoundError:
         raise UsageError(
             "Running a notebook needs 'IPython'; install it with "
-            "`pip install 'nbflow[notebook]'`."
+            "`pip install jupyter-nbflow`."
         ) from None
     global _SetupShell
     if _SetupShell is None:

@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nbflow",
         description="Run nbflow flows from a terminal.",
     )
+    from nbflow import __version__
+
+    parser.add_argument("--version", action="version", version=f"nbflow {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_run(subparsers)
     _add_export(subparsers)

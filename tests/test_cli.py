@@ -16,6 +16,8 @@ import pytest
 from _cli import TIMEOUT, assert_usage_error, nbflow_cmd, run
 from _processes import wait_until_gone
 
+import nbflow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 FLOWS = """
@@ -353,6 +355,12 @@ def test_run_bad_file_is_one_line_and_exit_2(tmp_path, source, message):
     if source is not None:
         path.write_text(source)
     assert_usage_error(run("run", "-p", path), message)
+
+
+def test_cli_version_prints_the_version_and_exits_0():
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"nbflow {nbflow.__version__}\n"
 
 
 def test_cli_without_command_prints_usage_and_exits_2():

@@ -11,7 +11,10 @@ import pytest
 
 import nbflow
 
-HEAVY = ("dask", "distributed", "IPython", "ipywidgets", "bokeh")
+#: nbflow's dependencies (pyproject.toml), by import name: none is loaded by
+#: ``import nbflow``, though all are installed.
+HEAVY = ("IPython", "bokeh", "cloudpickle", "dask", "distributed", "ipykernel",
+         "ipywidgets", "nbformat", "networkx")
 
 
 def _public_names(path: Path) -> set[str]:

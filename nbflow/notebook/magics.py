@@ -9,8 +9,10 @@ its own traceback, as formatted where it ran.
 
 from __future__ import annotations
 
+import argparse
+import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -37,7 +39,58 @@ from nbflow.notebook import (
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-_COMMANDS = ("run", "show", "reset", "remove", "panel")
+#: The ``%flow`` commands: their usage and what each does, for ``%flow --help``.
+_COMMANDS = {
+    "run": ("run [options]",
+            "run the flow on its executor, show it live, put its results back"),
+    "show": ("show", "list the flow's tasks: what each reads and provides"),
+    "reset": ("reset", "remove every task from the flow"),
+    "remove": ("remove NAME", "remove the task NAME from the flow"),
+    "panel": ("panel", "show the executor panel: pick and tune the executor"),
+}
+
+
+def _flow_help(command: str | None, parser: argparse.ArgumentParser) -> str:
+    """``%flow --help`` (every command, one line each) or ``%flow COMMAND --help``.
+
+    The options (all of them ``run``'s) are read from the magic's ``parser``.
+    """
+    if command is None:
+        width = max(len(usage) for usage, _ in _COMMANDS.values())
+        lines = [f"  {usage:<{width}}  {what}" for usage, what in _COMMANDS.values()]
+        return "\n".join([
+            "usage: %flow COMMAND [--help]", "",
+            "Run and inspect the notebook flow: the cells registered with %%flowtask.",
+            "", "commands:", *lines, "",
+            "`%flow COMMAND --help` for one command; `%%flowtask?` for the cell magic.",
+        ])
+    usage, what = _COMMANDS[command]
+    what = f"{what[0].upper()}{what[1:]}."
+    if command != "run":
+        return f"usage: %flow {usage}\n\n{what}"
+    options = [a for a in parser._actions if a.option_strings]
+    formatter = argparse.HelpFormatter("%flow run")
+    formatter.add_usage(None, options, [])
+    formatter.add_text(what)
+    formatter.start_section("options")
+    formatter.add_arguments(options)
+    formatter.end_section()
+    return formatter.format_help().rstrip("\n")
+
+
+def _with_help(magic: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """``%flow --help`` and ``%flow COMMAND --help`` print help and run nothing."""
+
+    @functools.wraps(magic)
+    def flow(self: Any, line: str) -> Any:
+        words = line.split()
+        if "--help" not in words and "-h" not in words:
+            return magic(self, line)
+        command = words[0] if words and words[0] in _COMMANDS else None
+        print(_flow_help(command, flow.parser))  # type: ignore[attr-defined]
+        return None
+
+    return flow
 
 
 class _ViewRunner:
@@ -128,6 +181,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @argument("--background", action="store_true",
               help="Run without blocking the kernel (with the live view).")
     @line_magic  # type: ignore[misc]
+    @_with_help
     def flow(self, line: str) -> Any:
         """``%flow run | show | reset | remove NAME | panel``."""
         args = parse_argstring(self.flow, line)
