@@ -52,8 +52,10 @@ class _ViewRunner:
         self.thread: threading.Thread | None = None
         self.state: State | None = None
 
-    def __call__(self, flow: Any, executor: Any, listeners: Sequence[Listener]) -> State:
-        self.run = FlowRun(flow, executor=executor, listeners=[*listeners, self.view])
+    def __call__(self, flow: Any, executor: Any, listeners: Sequence[Listener],
+                 task_states: Any = None) -> State:
+        self.run = FlowRun(flow, executor=executor, listeners=[*listeners, self.view],
+                           task_states=task_states)
         attach = getattr(self.view, "attach", None)
         if attach is not None:
             # Only a background run can be cancelled from the view: during a
