@@ -459,7 +459,7 @@ def _cell_key(
     parts: dict[str, Any] = {"code": code, "options": options, "inputs": inputs,
                              "upstream": {}, "helpers": helpers}
     if not getattr(task, "cache", True):
-        return CellKey(None, parts, "caching is off for this cell (--no-cache)")
+        return CellKey(None, parts, "--no-cache")
     if task.map_var is not None:
         return CellKey(None, parts, "a cell that maps (--map) is not cached")
     if task.analysis.star_import:
@@ -508,7 +508,7 @@ class RunPlan:
     def summary(self) -> str:
         """One line for the user: what was reused, what ran and why."""
         if not self.enabled:
-            return self.note or "The cache is off; every cell ran."
+            return self.note or "The cache is off ($NBFLOW_CACHE or configure_cache)."
         n = len(self.reused) + len(self.ran)
         ran = "; ".join(f"{name} ({why})" for name, why in self.ran.items())
         text = f"Cache: reused {len(self.reused)} of {n} tasks"
@@ -571,7 +571,6 @@ def plan_run(
     plan = RunPlan(enabled, location, size_limit, {})
     _last = plan
     if not enabled:
-        plan.note = "The cache is off ($NBFLOW_CACHE or configure_cache); every cell ran."
         return plan
     if cluster and not _is_shared():
         plan.enabled = False
@@ -590,7 +589,7 @@ def plan_run(
         store = None
     for task, key in plan.keys.items():
         if task.name in forced:
-            plan.ran[task.name] = "forced (--fresh)"
+            plan.ran[task.name] = "--fresh"
             continue
         if key.key is None:
             plan.ran[task.name] = key.why_not or "not cached"

@@ -9,6 +9,7 @@ its own traceback, as formatted where it ran.
 
 from __future__ import annotations
 
+import argparse
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -34,10 +35,16 @@ from nbflow.notebook import (
     reset_flow,
     run_notebook_flow,
 )
+from nbflow.notebook.cache import (
+    clear_cache,
+    describe_cache,
+    last_plan,
+    parse_duration,
+)
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
 
-_COMMANDS = ("run", "show", "reset", "remove", "panel")
+_COMMANDS = ("run", "show", "reset", "remove", "panel", "cache")
 
 
 class _ViewRunner:
@@ -80,16 +87,21 @@ class _ViewRunner:
         return self.state
 
 
-def _run_in_background(namespace: Any, runner: _ViewRunner, output: Any) -> None:
+def _run_in_background(
+    namespace: Any, runner: _ViewRunner, output: Any, fresh: Any = False
+) -> None:
     """Run the notebook flow; show cell output and errors under the view."""
     try:
-        state = run_notebook_flow(namespace, runner=runner)
+        state = run_notebook_flow(namespace, runner=runner, fresh=fresh)
     except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
         output.append_stderr(f"{type(exc).__name__}: {exc}\n")
         return
     text = cell_output(state)
     if text:
         output.append_stdout(text + "\n")
+    said = _cache_line()
+    if said:
+        output.append_stdout(said + "\n")
     if state.is_cancelled():
         output.append_stdout(f"{state.message}\n")
     error = failure(state)
@@ -111,14 +123,22 @@ class FlowMagics(Magics):  # type: ignore[misc]
               help="Seconds between retries.")
     @argument("--after", nargs="+", default=[], metavar="TASK",
               help="Tasks this one runs after, besides its data inputs.")
+    @argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+              help="Reuse the stored result when code and inputs are unchanged "
+                   "(default); --no-cache for cells that read files or the network.")
+    @argument("--cache-for", default=None, metavar="DURATION",
+              help="Reuse a stored result for this long at most (30s, 10m, 2h, 1d).")
     @cell_magic  # type: ignore[misc]
     def flowtask(self, line: str, cell: str) -> None:
         """Register this cell as a task of the notebook flow (it does not run)."""
         args = parse_argstring(self.flowtask, line)
         try:
+            cache_for = (parse_duration(args.cache_for) if args.cache_for is not None
+                         else None)
             task = register_cell(
                 cell, args.name, map_var=args.map_var, retries=args.retries,
-                retry_delay=args.retry_delay, after=args.after,
+                retry_delay=args.retry_delay, after=args.after, cache=args.cache,
+                cache_for=cache_for,
             )
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
@@ -127,14 +147,32 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @magic_arguments()
     @argument("command", choices=_COMMANDS, help="What to do.")
     @argument("name", nargs="?", default=None, help="The task, for `remove`.")
+    @argument("task", nargs="?", default=None,
+              help="For `cache clear`: only this task's results.")
     @argument("--background", action="store_true",
               help="Run without blocking the kernel (with the live view).")
+    @argument("--fresh", nargs="?", const=True, default=False, metavar="TASK",
+              help="Run: reuse no stored result; with TASK, not for it nor its "
+                   "downstream.")
     @line_magic  # type: ignore[misc]
     def flow(self, line: str) -> Any:
-        """``%flow run | show | reset | remove NAME | panel``."""
+        """``%flow run [--fresh [TASK]] | show | reset | remove NAME | panel |
+        cache [clear [TASK]]``.
+        """
         args = parse_argstring(self.flow, line)
         if args.command == "remove" and not args.name:
             raise UsageError("`%flow remove` needs the name of a task: %flow remove NAME.")
+        if args.command == "cache":
+            if args.name not in (None, "clear") or (args.task and not args.name):
+                raise UsageError(
+                    f"Unknown `%flow cache` command {args.name!r}; use `%flow cache` "
+                    "or `%flow cache clear [TASK]`."
+                )
+            return self._cache(args)
+        if args.task is not None:
+            raise UsageError(
+                f"`%flow {args.command}` takes at most one name, got {args.task!r} too."
+            )
         if args.command != "remove" and args.name:
             raise UsageError(
                 f"`%flow {args.command}` takes no name, got {args.name!r}; only "
@@ -160,19 +198,22 @@ class FlowMagics(Magics):  # type: ignore[misc]
             output = Output()
             display(output)
             thread = threading.Thread(
-                target=_run_in_background, args=(namespace, runner, output),
+                target=_run_in_background, args=(namespace, runner, output, args.fresh),
                 name="nbflow-background-run", daemon=True,
             )
             runner.thread = thread
             thread.start()
             return runner
         try:
-            state = run_notebook_flow(namespace, runner=runner)
+            state = run_notebook_flow(namespace, runner=runner, fresh=args.fresh)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         text = cell_output(state)
         if text:
             print(text)
+        said = _cache_line()
+        if said:
+            print(said)
         if state.is_cancelled():
             print(state.message)
         error = failure(state)
@@ -212,10 +253,26 @@ class FlowMagics(Magics):  # type: ignore[misc]
             raise UsageError(str(exc)) from None
         print(f"Removed task {args.name!r}.")
 
+    def _cache(self, args: Any) -> None:
+        if args.name == "clear":
+            n = clear_cache(args.task)
+            which = f" of {args.task!r}" if args.task else ""
+            print(f"Removed {n} cache entries{which}.")
+        else:
+            print(describe_cache())
+
     def _panel(self, args: Any) -> Any:
         from nbflow.widgets.panel import ExecutorPanel
 
         return ExecutorPanel(current_flow())
+
+
+def _cache_line() -> str | None:
+    """What the last run reused and why the other cells ran (None: cache off)."""
+    plan = last_plan()
+    if plan is None or (not plan.enabled and not plan.note):
+        return None
+    return plan.summary()
 
 
 def load_ipython_extension(ipython: Any) -> None:
