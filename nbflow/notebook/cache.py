@@ -27,6 +27,8 @@ import datetime
 import hashlib
 import inspect
 import os
+import pickle
+import struct
 import sys
 import textwrap
 import threading
@@ -183,30 +185,60 @@ class _Unreadable(Exception):
     """An entry that exists but cannot be read back as written."""
 
 
-_stores: dict[tuple[int, str, int], Any] = {}
+#: The first bytes of a stored result (then the header's length, the header,
+#: the values one after another).
+_MAGIC = b"nbflow-result-1\n"
+
+
+class _Store:
+    """The results (bounded, least recently used out) and, beside them, each
+    task's latest record (small; what its key was made of, to say why it runs).
+    """
+
+    def __init__(self, location: str, size_limit: int) -> None:
+        import diskcache  # type: ignore[import-untyped]
+
+        parent = os.path.dirname(location)
+        if os.path.basename(parent) == ".nbflow":
+            os.makedirs(parent, exist_ok=True)
+            ignore = os.path.join(parent, ".gitignore")
+            if not os.path.exists(ignore):
+                with open(ignore, "w") as f:
+                    f.write("# nbflow's cache of cell results; never committed.\n*\n")
+        self.size_limit = size_limit
+        # cull_limit=0: evict in evict(), one result at a time, after a write
+        # (diskcache's own culling drops ten entries at once, the new one too).
+        self.results = diskcache.Cache(
+            location, size_limit=size_limit, eviction_policy="least-recently-used",
+            cull_limit=0,
+        )
+        self.tasks = diskcache.Cache(os.path.join(location, "tasks"),
+                                     eviction_policy="none")
+
+    def evict(self) -> None:
+        """Drop least recently used results until the store is within its bound."""
+        results = self.results
+        while results.volume() > self.size_limit:
+            # diskcache has no public "evict one": its own LRU query, one row.
+            row = results._sql(
+                "SELECT key, raw FROM Cache ORDER BY access_time LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return
+            results.delete(results._disk.get(*row))
+
+
+_stores: dict[tuple[int, str, int], _Store] = {}
 _stores_lock = threading.Lock()
 
 
-def _open(location: str, size_limit: int) -> Any:
-    """The :class:`diskcache.Cache` at ``location``, one per process."""
+def _open(location: str, size_limit: int) -> _Store:
+    """The store at ``location``, one per process."""
     key = (os.getpid(), location, size_limit)
     with _stores_lock:
         store = _stores.get(key)
         if store is None:
-            import diskcache  # type: ignore[import-untyped]
-
-            parent = os.path.dirname(location)
-            if os.path.basename(parent) == ".nbflow":
-                os.makedirs(parent, exist_ok=True)
-                ignore = os.path.join(parent, ".gitignore")
-                if not os.path.exists(ignore):
-                    with open(ignore, "w") as f:
-                        f.write("# nbflow's cache of cell results; never committed.\n*\n")
-            store = diskcache.Cache(
-                location, size_limit=size_limit,
-                eviction_policy="least-recently-used",
-            )
-            _stores[key] = store
+            store = _stores[key] = _Store(location, size_limit)
         return store
 
 
@@ -226,6 +258,29 @@ def _blobs_of(result: CellResult) -> dict[str, bytes]:
     return blobs
 
 
+class _Chain:
+    """A file-like reader of several byte strings one after another (so a
+    result is written to its file without joining them in memory first).
+    """
+
+    def __init__(self, parts: list[bytes]) -> None:
+        self.parts = parts
+        self.index = 0
+        self.offset = 0
+
+    def read(self, size: int = -1) -> bytes:
+        while self.index < len(self.parts):
+            part = self.parts[self.index]
+            if self.offset < len(part):
+                end = len(part) if size < 0 else self.offset + size
+                chunk = part[self.offset:end]
+                self.offset += len(chunk)
+                return chunk
+            self.index += 1
+            self.offset = 0
+        return b""
+
+
 def _write(
     location: str,
     size_limit: int,
@@ -235,7 +290,7 @@ def _write(
     result: CellResult,
     expire: float | None,
 ) -> None:
-    """Store ``result`` under ``key``: the values first, their record last."""
+    """Store ``result`` under ``key`` as one entry, then the task's record."""
     store = _open(location, size_limit)
     blobs = _blobs_of(result)
     size = sum(len(b) for b in blobs.values())
@@ -243,40 +298,46 @@ def _write(
         _warn(f"the outputs of {task!r} ({_bytes(size)}) are larger than the cache "
               f"({_bytes(size_limit)}), so they are not stored.")
         return
-    checks = {}
-    for name, blob in blobs.items():
-        store.set(("value", key, name), blob, expire=expire, tag=task)
-        checks[name] = (len(blob), zlib.crc32(blob))
     now = time.time()
-    record = {"task": task, "stdout": result.stdout, "checks": checks,
-              "created": now, "expires": None if expire is None else now + expire}
-    store.set(("result", key), record, expire=expire, tag=task)
-    store.set(("task", task), {"key": key, "parts": parts, "created": now,
-                               "size": size, "names": list(blobs)}, tag=task)
+    header = pickle.dumps({
+        "task": task, "stdout": result.stdout, "created": now,
+        "values": [(n, len(b), zlib.crc32(b)) for n, b in blobs.items()],
+    })
+    chain = _Chain([_MAGIC, struct.pack("<Q", len(header)), header, *blobs.values()])
+    # diskcache writes the file first and adds its row after: a process killed
+    # mid-write leaves a file no row points to, never a row with half a value.
+    store.results.set(("result", key), chain, expire=expire, read=True, tag=task)
+    store.tasks.set(task, {"key": key, "parts": parts, "created": now, "size": size,
+                           "names": list(blobs)})
+    store.evict()
 
 
-def _read(store: Any, key: str) -> CellResult | None:
+def _read(store: _Store, key: str) -> CellResult | None:
     """The stored result of ``key``; None if absent; :class:`_Unreadable` if broken."""
     try:
-        record = store.get(("result", key))
+        handle = store.results.get(("result", key), read=True)
     except Exception as exc:  # noqa: BLE001 - any broken entry is a miss
         raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
-    if record is None:
+    if handle is None:
         return None
-    if not isinstance(record, dict) or "checks" not in record:
-        raise _Unreadable("its record is not one nbflow wrote")
-    blobs = {}
-    for name, (length, crc) in record["checks"].items():
+    with handle:
         try:
-            blob = store.get(("value", key, name))
+            if handle.read(len(_MAGIC)) != _MAGIC:
+                raise _Unreadable("it is not a result nbflow wrote")
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = pickle.loads(handle.read(length))
+            blobs = {}
+            for name, size, crc in header["values"]:
+                blob = handle.read(size)
+                if len(blob) != size or zlib.crc32(blob) != crc:
+                    raise _Unreadable(f"the value of {name!r} does not match its "
+                                      "checksum")
+                blobs[name] = blob
+        except _Unreadable:
+            raise
         except Exception as exc:  # noqa: BLE001 - any broken entry is a miss
-            raise _Unreadable(f"{name!r}: {type(exc).__name__}: {exc}") from None
-        if blob is None:
-            return None  # evicted on its own
-        if len(blob) != length or zlib.crc32(blob) != crc:
-            raise _Unreadable(f"the value of {name!r} does not match its checksum")
-        blobs[name] = blob
-    return CellResult({}, record["stdout"], blobs)
+            raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
+    return CellResult({}, header["stdout"], blobs)
 
 
 class StoringCell:
@@ -627,7 +688,7 @@ def _forced(flow: Flow, fresh: bool | Iterable[str]) -> set[str]:
 
 
 def _lookup(
-    store: Any, task: CellTask, key: str, namespace: Mapping[str, Any]
+    store: _Store | None, task: CellTask, key: str, namespace: Mapping[str, Any]
 ) -> tuple[CellResult | None, str | None]:
     """The stored result of ``task`` (and since when), or None and why not."""
     held = _memory.get(task.name)
@@ -642,11 +703,11 @@ def _lookup(
     except _Unreadable as exc:
         _warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
               "it again.")
-        store.delete(("result", key))
+        store.results.delete(("result", key))
         return None, "its stored result was unreadable"
     if result is None:
         return None, None
-    record = store.get(("task", task.name)) or {}
+    record = store.tasks.get(task.name) or {}
     since = ""
     if record.get("key") == key:
         age = time.time() - float(record.get("created", time.time()))
@@ -657,9 +718,9 @@ def _lookup(
 _MISSING = object()
 
 
-def _why_changed(store: Any, task: CellTask, key: CellKey) -> str:
+def _why_changed(store: _Store | None, task: CellTask, key: CellKey) -> str:
     """Why a cell with no stored result runs: what differs from its last stored run."""
-    record = store.get(("task", task.name)) if store is not None else None
+    record = store.tasks.get(task.name) if store is not None else None
     if not record:
         return "first run"
     if record.get("key") == key.key:
@@ -718,14 +779,13 @@ def cache_entries() -> list[CacheEntry]:
         return []
     store = _open(location, size_limit)
     entries = []
-    for k in list(store.iterkeys()):
-        if not (isinstance(k, tuple) and k[0] == "task"):
-            continue
-        record = store.get(k)
+    for name in list(store.tasks.iterkeys()):
+        record = store.tasks.get(name)
         if not isinstance(record, dict):
             continue
-        entries.append(CacheEntry(k[1], record["key"], record["size"], record["created"],
-                                  tuple(record["names"]), ("result", record["key"]) in store))
+        entries.append(CacheEntry(name, record["key"], record["size"],
+                                  record["created"], tuple(record["names"]),
+                                  ("result", record["key"]) in store.results))
     return sorted(entries, key=lambda e: e.created)
 
 
@@ -737,7 +797,7 @@ def describe_cache() -> str:
         return f"Cache at {location}{state}: empty."
     store = _open(location, size_limit)
     entries = cache_entries()
-    lines = [f"Cache at {location}{state}: {_bytes(store.volume())} of "
+    lines = [f"Cache at {location}{state}: {_bytes(store.results.volume())} of "
              f"{_bytes(size_limit)}, {len(entries)} tasks."]
     now = time.time()
     for e in entries:
@@ -758,7 +818,11 @@ def clear_cache(name: str | None = None) -> int:
     if not os.path.isdir(location):
         return 0
     store = _open(location, size_limit)
-    return int(store.clear() if name is None else store.evict(name))
+    if name is None:
+        store.tasks.clear()
+        return int(store.results.clear())
+    store.tasks.delete(name)
+    return int(store.results.evict(name))
 
 
 def _bytes(n: float) -> str:
