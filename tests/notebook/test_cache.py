@@ -1,0 +1,246 @@
+"""The notebook cache without IPython: cell keys, reasons, options, executors.
+
+Real diskcache stores in temporary folders, real executors; what ran is told
+by the cells' side effects (a list they append to) and by the run's states.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+
+import pytest
+
+from nbflow import Flow
+from nbflow.engine.state import Cached
+from nbflow.executors import DaskExecutor, LocalDaskExecutor
+from nbflow.notebook import cache, register_cell, run_notebook_flow
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """The cache on, in a fresh folder; forgets this process's settings after."""
+    monkeypatch.setenv("NBFLOW_CACHE", "on")
+    monkeypatch.setattr(cache, "_settings", cache._Settings(location=str(tmp_path / "c")))
+    monkeypatch.setattr(cache, "_memory", {})
+    return tmp_path / "c"
+
+
+@pytest.fixture
+def flow():
+    return Flow("test-cache")
+
+
+def run(ns, flow, **kwargs):
+    ns.setdefault("RAN", []).clear()
+    state = run_notebook_flow(ns, flow=flow, **kwargs)
+    assert state.is_successful(), state
+    return {t.name: s for t, s in state.result.items()}
+
+
+def cells(flow, **sources):
+    for name, source in sources.items():
+        register_cell(f"RAN.append({name!r})\n{source}", name, flow=flow)
+
+
+def restart():
+    """What a kernel restart forgets: the results held in memory."""
+    cache._memory.clear()
+
+
+def test_unchanged_cells_are_cached_and_outputs_written_back(store, flow):
+    ns = {"k": 2}
+    cells(flow, a="x = k * 10\nprint('A')", b="y = x + 1")
+    assert set(run(ns, flow)) == {"a", "b"} and ns["RAN"] == ["a", "b"]
+    del ns["x"], ns["y"]
+    restart()
+    states = run(ns, flow)
+    assert ns["RAN"] == []
+    assert all(isinstance(s, Cached) for s in states.values())
+    assert (ns["x"], ns["y"]) == (20, 21)
+    assert states["a"].result.stdout == "A\n"  # what it printed is replayed
+    assert cache.last_plan().summary() == "Cache: reused 2 of 2 tasks."
+
+
+def test_reasons_input_code_upstream(store, flow):
+    ns = {"k": 2}
+    cells(flow, a="x = k * 10", b="y = x + 1", c="z = k")
+    run(ns, flow)
+    ns["k"] = 3
+    run(ns, flow)
+    assert sorted(ns["RAN"]) == ["a", "b", "c"]
+    assert cache.last_plan().ran == {"a": "input 'k' changed",
+                                     "b": "upstream 'a' changed",
+                                     "c": "input 'k' changed"}
+    cells(flow, b="y = x + 2  # changed")
+    run(ns, flow)
+    assert ns["RAN"] == ["b"] and cache.last_plan().ran == {"b": "code changed"}
+
+
+def define(ns, source, filename):
+    """Run ``source`` as IPython runs a cell: its functions' source is findable."""
+    import linecache
+
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), ns)
+
+
+def test_helpers_are_hashed_by_source_transitively(store, flow):
+    ns: dict = {"__name__": "__main__"}
+    define(ns, "def inner(v):\n    return v + 1\n\ndef outer(v):\n"
+               "    return inner(v) * 2", "<helpers-1>")
+    cells(flow, a="y = outer(1)")
+    run(ns, flow)
+    assert ns["y"] == 4
+    # defined again, the same code with a comment: still reused
+    define(ns, "def inner(v):\n    # one more\n    return v + 1", "<helpers-2>")
+    run(ns, flow)
+    assert ns["RAN"] == []
+    # the helper of the helper changed: the cell runs again
+    define(ns, "def inner(v):\n    return v + 100", "<helpers-3>")
+    run(ns, flow)
+    assert ns["RAN"] == ["a"] and ns["y"] == 202
+    assert cache.last_plan().ran == {"a": "helper 'outer' changed"}
+
+
+def test_no_cache_cell_and_its_downstream_always_run(store, flow):
+    ns: dict = {}
+    register_cell("RAN.append('a')\nx = 1", "a", flow=flow, cache=False)
+    cells(flow, b="y = x + 1", c="z = 5")
+    run(ns, flow)
+    run(ns, flow)
+    assert sorted(ns["RAN"]) == ["a", "b"]
+    assert cache.last_plan().ran == {"a": "--no-cache", "b": "upstream 'a' is not cached"}
+
+
+def test_unhashable_input_runs_and_says_why(store, flow):
+    import threading
+
+    ns = {"lock": threading.Lock()}
+    cells(flow, a="held = lock.locked()")
+    run(ns, flow)
+    run(ns, flow)
+    assert ns["RAN"] == ["a"]
+    assert cache.last_plan().ran["a"].startswith("input 'lock' cannot be hashed")
+
+
+def test_cache_for_expires(store, flow):
+    ns: dict = {}
+    register_cell("RAN.append('a')\nx = 1", "a", flow=flow,
+                  cache_for=datetime.timedelta(seconds=0.5))
+    run(ns, flow)
+    restart()
+    run(ns, flow)
+    assert ns["RAN"] == []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        restart()
+        run(ns, flow)
+        if ns["RAN"]:
+            break
+    assert ns["RAN"] == ["a"]
+    assert cache.last_plan().ran == {"a": "its stored result expired or was evicted"}
+
+
+def test_fresh_names_a_task_and_its_downstream(store, flow):
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = x + 1", c="z = y + 1", d="w = 2")
+    run(ns, flow)
+    run(ns, flow, fresh=["b"])
+    assert ns["RAN"] == ["b", "c"]
+    run(ns, flow, fresh=True)
+    assert sorted(ns["RAN"]) == ["a", "b", "c", "d"]
+    with pytest.raises(cache.CacheSettingsError, match="'nope' is not a task"):
+        run(ns, flow, fresh=["nope"])
+
+
+def test_clear_and_describe(store, flow):
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = 2")
+    run(ns, flow)
+    text = cache.describe_cache()
+    assert "a:" in text and "b:" in text and "2 tasks" in text
+    assert cache.clear_cache("a") == 1
+    run(ns, flow)
+    assert ns["RAN"] == ["a"]
+    cache.clear_cache()
+    run(ns, flow)
+    assert sorted(ns["RAN"]) == ["a", "b"]
+    assert (store.parent / "c").is_dir()
+
+
+def test_default_location_is_git_ignored(tmp_path, monkeypatch, flow):
+    monkeypatch.setenv("NBFLOW_CACHE", "on")
+    monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
+    monkeypatch.setattr(cache, "_settings", cache._Settings())
+    monkeypatch.chdir(tmp_path)
+    cells(flow, a="x = 1")
+    run({}, flow)
+    assert (tmp_path / ".nbflow" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_process_workers_store_and_reuse(store, flow):
+    ns: dict = {"RAN": []}
+    register_cell("import os\npid = os.getpid()", "a", flow=flow)
+    register_cell("b = pid", "b", flow=flow)
+    executor = LocalDaskExecutor(scheduler="processes", num_workers=2)
+    state = run_notebook_flow(ns, flow=flow, executor=executor)
+    assert state.is_successful()
+    first = ns["pid"]
+    restart()
+    state = run_notebook_flow(ns, flow=flow, executor=executor)
+    assert all(isinstance(s, Cached) for s in state.result.values())
+    assert ns["pid"] == ns["b"] == first
+
+
+@pytest.mark.slow
+def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster,
+                                                       monkeypatch):
+    ns: dict = {}
+    register_cell("x = 1", "a", flow=flow)
+    executor = DaskExecutor(address=dask_cluster.scheduler_address)
+    assert run(ns, flow, executor=executor)["a"].name == "Success"
+    # a location the user chose: cached (the worker stored it)
+    restart()
+    assert isinstance(run(ns, flow, executor=executor)["a"], Cached)
+    assert ns["x"] == 1
+    # the default location: not cached, and the run says so
+    monkeypatch.setattr(cache, "_settings", cache._Settings())
+    monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
+    assert run(ns, flow, executor=executor)["a"].name == "Success"
+    assert "folder every worker reaches" in cache.last_plan().summary()
+
+
+@pytest.mark.slow
+def test_nbflow_run_notebook_reuses_and_fresh_forces(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    sources = ["%load_ext nbflow", "import os\nLOG = os.path.abspath('runs.log')",
+               "%%flowtask load\nopen(LOG, 'a').write('load\\n')\nxs = [1, 2]",
+               "%%flowtask total\nopen(LOG, 'a').write('total\\n')\ntotal = sum(xs)",
+               "%flow run"]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(new_notebook(cells=[new_code_cell(c) for c in sources]), path)
+    env = {**os.environ, "NBFLOW_CACHE": "on"}
+    env.pop("NBFLOW_CACHE_DIR", None)
+
+    def nbflow_run(*args):
+        done = subprocess.run([sys.executable, "-m", "nbflow", "run", str(path), *args],
+                              capture_output=True, text=True, env=env, timeout=300,
+                              cwd=str(tmp_path.parent))
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    log = tmp_path / "runs.log"
+    assert "ran load (first run); total (first run)" in nbflow_run()
+    out = nbflow_run()
+    assert "Cache: reused 2 of 2 tasks." in out and "Cached" in out
+    assert log.read_text().split() == ["load", "total"]
+    assert "ran total (--fresh)" in nbflow_run("--fresh", "total")
+    assert log.read_text().split() == ["load", "total", "total"]
+    assert (tmp_path / ".nbflow" / "cache").is_dir()  # next to the notebook
