@@ -212,8 +212,28 @@ class _Store:
             location, size_limit=size_limit, eviction_policy="least-recently-used",
             cull_limit=0,
         )
-        self.tasks = diskcache.Cache(os.path.join(location, "tasks"),
-                                     eviction_policy="none")
+
+    # Task records: ("task", name) -> dict, untagged, so never evicted (results
+    # are tagged with their task's name).
+
+    def record(self, name: str) -> dict[str, Any] | None:
+        """The record of the last result ``name`` stored, if any."""
+        record = self.results.get(("task", name))
+        return record if isinstance(record, dict) else None
+
+    def set_record(self, name: str, record: dict[str, Any]) -> None:
+        self.results.set(("task", name), record)
+
+    def record_names(self) -> list[str]:
+        return [k[1] for k in self.results.iterkeys()
+                if isinstance(k, tuple) and k[0] == "task"]
+
+    def clear(self, name: str | None) -> int:
+        """Remove every result and record, or those of task ``name``."""
+        if name is None:
+            return int(self.results.clear())
+        self.results.delete(("task", name))
+        return int(self.results.evict(name))
 
     def evict(self) -> None:
         """Drop least recently used results until the store is within its bound."""
@@ -221,7 +241,8 @@ class _Store:
         while results.volume() > self.size_limit:
             # diskcache has no public "evict one": its own LRU query, one row.
             row = results._sql(
-                "SELECT key, raw FROM Cache ORDER BY access_time LIMIT 1"
+                "SELECT key, raw FROM Cache WHERE tag IS NOT NULL "
+                "ORDER BY access_time LIMIT 1"
             ).fetchone()
             if row is None:
                 return
@@ -307,13 +328,15 @@ def _write(
     # diskcache writes the file first and adds its row after: a process killed
     # mid-write leaves a file no row points to, never a row with half a value.
     store.results.set(("result", key), chain, expire=expire, read=True, tag=task)
-    store.tasks.set(task, {"key": key, "parts": parts, "created": now, "size": size,
-                           "names": list(blobs)})
+    store.set_record(task, {"key": key, "parts": parts, "created": now, "size": size,
+                            "names": list(blobs)})
     store.evict()
 
 
-def _read(store: _Store, key: str) -> CellResult | None:
-    """The stored result of ``key``; None if absent; :class:`_Unreadable` if broken."""
+def _read(store: _Store, key: str) -> tuple[CellResult, float] | None:
+    """The stored result of ``key`` and when it was stored; None if absent;
+    :class:`_Unreadable` if broken.
+    """
     try:
         handle = store.results.get(("result", key), read=True)
     except Exception as exc:  # noqa: BLE001 - any broken entry is a miss
@@ -337,7 +360,7 @@ def _read(store: _Store, key: str) -> CellResult | None:
             raise
         except Exception as exc:  # noqa: BLE001 - any broken entry is a miss
             raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
-    return CellResult({}, header["stdout"], blobs)
+    return CellResult({}, header["stdout"], blobs), float(header["created"])
 
 
 class StoringCell:
@@ -699,20 +722,16 @@ def _lookup(
     if store is None:
         return None, "the cache cannot be opened"
     try:
-        result = _read(store, key)
+        found = _read(store, key)
     except _Unreadable as exc:
         _warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
               "it again.")
         store.results.delete(("result", key))
         return None, "its stored result was unreadable"
-    if result is None:
+    if found is None:
         return None, None
-    record = store.tasks.get(task.name) or {}
-    since = ""
-    if record.get("key") == key:
-        age = time.time() - float(record.get("created", time.time()))
-        since = f" (stored {_age(age)} ago)"
-    return result, f"unchanged{since}"
+    result, created = found
+    return result, f"unchanged (stored {_age(time.time() - created)} ago)"
 
 
 _MISSING = object()
@@ -720,7 +739,7 @@ _MISSING = object()
 
 def _why_changed(store: _Store | None, task: CellTask, key: CellKey) -> str:
     """Why a cell with no stored result runs: what differs from its last stored run."""
-    record = store.tasks.get(task.name) if store is not None else None
+    record = store.record(task.name) if store is not None else None
     if not record:
         return "first run"
     if record.get("key") == key.key:
@@ -779,9 +798,9 @@ def cache_entries() -> list[CacheEntry]:
         return []
     store = _open(location, size_limit)
     entries = []
-    for name in list(store.tasks.iterkeys()):
-        record = store.tasks.get(name)
-        if not isinstance(record, dict):
+    for name in store.record_names():
+        record = store.record(name)
+        if record is None:
             continue
         entries.append(CacheEntry(name, record["key"], record["size"],
                                   record["created"], tuple(record["names"]),
@@ -817,12 +836,7 @@ def clear_cache(name: str | None = None) -> int:
         _memory.pop(name, None)
     if not os.path.isdir(location):
         return 0
-    store = _open(location, size_limit)
-    if name is None:
-        store.tasks.clear()
-        return int(store.results.clear())
-    store.tasks.delete(name)
-    return int(store.results.evict(name))
+    return _open(location, size_limit).clear(name)
 
 
 def _bytes(n: float) -> str:
