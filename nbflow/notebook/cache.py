@@ -28,6 +28,7 @@ import hashlib
 import inspect
 import os
 import pickle
+import socket
 import struct
 import sys
 import textwrap
@@ -52,16 +53,20 @@ __all__ = [
     "CacheSettingsError",
     "CellKey",
     "RunPlan",
+    "StoredResult",
+    "StoredResultError",
     "StoringCell",
     "cache_entries",
     "cache_location",
     "cache_settings",
+    "cell_keys",
     "clear_cache",
     "configure_cache",
     "describe_cache",
     "last_plan",
     "parse_duration",
     "plan_run",
+    "remember",
 ]
 
 #: Part of every key: bump it when what a key covers or the entry format changes.
@@ -329,13 +334,18 @@ def _write(
     # mid-write leaves a file no row points to, never a row with half a value.
     store.results.set(("result", key), chain, expire=expire, read=True, tag=task)
     store.set_record(task, {"key": key, "parts": parts, "created": now, "size": size,
-                            "names": list(blobs)})
+                            "names": list(blobs),
+                            "writer": f"{socket.gethostname()} pid {os.getpid()}"})
     store.evict()
 
 
-def _read(store: _Store, key: str) -> tuple[CellResult, float] | None:
+def _read(
+    store: _Store, key: str, *, values: bool = True
+) -> tuple[CellResult, float] | None:
     """The stored result of ``key`` and when it was stored; None if absent;
-    :class:`_Unreadable` if broken.
+    :class:`_Unreadable` if broken. With ``values=False``, only its header is
+    read: the result is a :class:`StoredResult` that reads its values (and
+    checks them) where it is first used.
     """
     try:
         handle = store.results.get(("result", key), read=True)
@@ -349,18 +359,99 @@ def _read(store: _Store, key: str) -> tuple[CellResult, float] | None:
                 raise _Unreadable("it is not a result nbflow wrote")
             (length,) = struct.unpack("<Q", handle.read(8))
             header = pickle.loads(handle.read(length))
-            blobs = {}
-            for name, size, crc in header["values"]:
-                blob = handle.read(size)
-                if len(blob) != size or zlib.crc32(blob) != crc:
-                    raise _Unreadable(f"the value of {name!r} does not match its "
-                                      "checksum")
-                blobs[name] = blob
+            if not values:
+                names = tuple(n for n, _, _ in header["values"])
+                result: CellResult = StoredResult(
+                    store.results.directory, store.size_limit, key, header["task"],
+                    header["stdout"], names,
+                )
+                return result, float(header["created"])
+            blobs = _values(handle, header)
         except _Unreadable:
             raise
         except Exception as exc:  # noqa: BLE001 - any broken entry is a miss
             raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
     return CellResult({}, header["stdout"], blobs), float(header["created"])
+
+
+def _values(handle: Any, header: dict[str, Any]) -> dict[str, bytes]:
+    """Read the values that follow the header, checking each one's checksum."""
+    blobs = {}
+    for name, size, crc in header["values"]:
+        blob = handle.read(size)
+        if len(blob) != size or zlib.crc32(blob) != crc:
+            raise _Unreadable(f"the value of {name!r} does not match its checksum")
+        blobs[name] = blob
+    return blobs
+
+
+class StoredResultError(NbflowError, RuntimeError):
+    """A stored result that was there when a run began cannot be read where it is used."""
+
+
+class StoredResult(CellResult):
+    """A stored cell result that reads its values from the store where it is
+    first used: on a Dask worker, from the shared location, so the values do
+    not travel through the kernel. It pickles as its address in the store.
+    """
+
+    __slots__ = ("_where", "_names")
+
+    def __init__(
+        self,
+        location: str,
+        size_limit: int,
+        key: str,
+        task: str,
+        stdout: str,
+        names: tuple[str, ...],
+    ) -> None:
+        super().__init__({}, stdout)
+        self._where: tuple[str, int, str, str] | None = (location, size_limit, key, task)
+        self._names = names
+
+    def _load(self) -> None:
+        if self._where is None:
+            return
+        location, size_limit, key, task = self._where
+        try:
+            found = _read(_open(location, size_limit), key)
+        except _Unreadable as exc:
+            found = None
+            why = str(exc)
+        else:
+            why = "it is gone (evicted or cleared)"
+        if found is None:
+            raise StoredResultError(
+                f"The stored result of {task!r} could not be read where it was needed "
+                f"({why}); run it again with `%flow run --fresh {task}`."
+            )
+        self._blobs = found[0]._blobs
+        self._where = None
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every provided name and its value (read from the store once)."""
+        self._load()
+        return super().values
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def value(self, name: str) -> Any:
+        """The value of one provided name (read from the store once)."""
+        self._load()
+        return super().value(name)
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return (*super().__getstate__(), self._where, self._names)
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        super().__setstate__(state[:3])
+        self._where, self._names = state[3:]
+
+    def __repr__(self) -> str:
+        return f"StoredResult({sorted(self._names)!r})"
 
 
 class StoringCell:
@@ -678,7 +769,7 @@ def plan_run(
         if key.key is None:
             plan.ran[task.name] = key.why_not or "not cached"
             continue
-        result, found = _lookup(store, task, key.key, namespace)
+        result, found = _lookup(store, task, key.key, namespace, lazy=cluster)
         if result is None:
             plan.ran[task.name] = found or _why_changed(store, task, key)
             continue
@@ -711,7 +802,12 @@ def _forced(flow: Flow, fresh: bool | Iterable[str]) -> set[str]:
 
 
 def _lookup(
-    store: _Store | None, task: CellTask, key: str, namespace: Mapping[str, Any]
+    store: _Store | None,
+    task: CellTask,
+    key: str,
+    namespace: Mapping[str, Any],
+    *,
+    lazy: bool = False,
 ) -> tuple[CellResult | None, str | None]:
     """The stored result of ``task`` (and since when), or None and why not."""
     held = _memory.get(task.name)
@@ -722,7 +818,7 @@ def _lookup(
     if store is None:
         return None, "the cache cannot be opened"
     try:
-        found = _read(store, key)
+        found = _read(store, key, values=not lazy)
     except _Unreadable as exc:
         _warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
               "it again.")

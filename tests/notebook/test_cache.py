@@ -244,3 +244,37 @@ def test_nbflow_run_notebook_reuses_and_fresh_forces(tmp_path):
     assert "ran total (--fresh)" in nbflow_run("--fresh", "total")
     assert log.read_text().split() == ["load", "total", "total"]
     assert (tmp_path / ".nbflow" / "cache").is_dir()  # next to the notebook
+
+
+@pytest.mark.slow
+def test_cluster_stores_on_workers_and_reuses_without_the_kernel(store, flow,
+                                                                existing_cluster):
+    import os
+    import pickle
+
+    from distributed import Client
+
+    from nbflow.notebook.run import namespace_reads
+
+    ns: dict = {}
+    register_cell("big = list(range(200_000))", "a", flow=flow)
+    register_cell("n = len(big)", "b", flow=flow)
+    executor = DaskExecutor(address=existing_cluster)
+    states = run(ns, flow, executor=executor)
+    assert [s.name for s in states.values()] == ["Success", "Success"]
+    # stored by the worker that ran the cell, not by the kernel
+    record = cache._open(str(store), cache.DEFAULT_SIZE_LIMIT).record("a")
+    assert record is not None and not record["writer"].endswith(f"pid {os.getpid()}")
+    # a cluster run reuses a result as its address in the store: a worker reads it
+    restart()
+    plan = cache.plan_run(flow, namespace_reads(flow, ns), ns, cluster=True)
+    reused = {t.name: s.result for t, s in plan.task_states.items()}
+    assert set(reused) == {"a", "b"}
+    assert len(pickle.dumps(reused["a"])) < 2_000  # 200,000 numbers stay in the store
+    with Client(existing_cluster) as client:
+        assert client.submit(lambda r: r.value("big")[-1], reused["a"]).result() == 199_999
+    # and a run with an edited downstream cell uses it on the cluster
+    register_cell("n = len(big) + 1", "b", flow=flow)
+    states = run(ns, flow, executor=executor)
+    assert [s.name for s in states.values()] == ["Cached", "Success"]
+    assert ns["n"] == 200_001 and ns["big"][-1] == 199_999
