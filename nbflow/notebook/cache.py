@@ -11,12 +11,9 @@ not run: it is given a ``Cached`` state holding its stored outputs. A cell
 that runs stores its outputs where it runs, once it succeeded
 (:class:`StoringCell`).
 
-The store is :mod:`diskcache` (SQLite plus one file per large value) in
-``.nbflow/cache`` next to the notebook: a result is its values, each written
-as one entry, then a small record with their lengths and checksums; a value is
-read only when that record is there and the checksums match, so a process
-killed mid-write leaves nothing that is read back. An unreadable entry is a
-miss and one warning line. The store is bounded, least recently used first out.
+The store (:mod:`nbflow.notebook._cache_store`, diskcache) is in
+``.nbflow/cache`` next to the notebook by default; an unreadable entry is a
+miss and one warning line, never an error.
 """
 
 from __future__ import annotations
@@ -27,20 +24,26 @@ import datetime
 import hashlib
 import inspect
 import os
-import pickle
-import socket
-import struct
 import sys
 import textwrap
-import threading
 import time
 import types
-import zlib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nbflow.engine.state import Cached, State
 from nbflow.errors import NbflowError
+from nbflow.notebook._cache_store import (
+    Store,
+    StoredResult,
+    StoredResultError,
+    StoringCell,
+    Unreadable,
+    format_bytes,
+    open_store,
+    read_result,
+    warn,
+)
 from nbflow.notebook.flow import CellTask, cell_inputs
 from nbflow.notebook.runtime import CellResult
 
@@ -181,332 +184,6 @@ def parse_duration(text: str) -> datetime.timedelta:
             "or d, e.g. 30m."
         )
     return datetime.timedelta(seconds=seconds)
-
-
-# -- the store ------------------------------------------------------------------------
-
-
-class _Unreadable(Exception):
-    """An entry that exists but cannot be read back as written."""
-
-
-#: The first bytes of a stored result (then the header's length, the header,
-#: the values one after another).
-_MAGIC = b"nbflow-result-1\n"
-
-
-class _Store:
-    """The results (bounded, least recently used out) and, beside them, each
-    task's latest record (small; what its key was made of, to say why it runs).
-    """
-
-    def __init__(self, location: str, size_limit: int) -> None:
-        import diskcache  # type: ignore[import-untyped]
-
-        parent = os.path.dirname(location)
-        if os.path.basename(parent) == ".nbflow":
-            os.makedirs(parent, exist_ok=True)
-            ignore = os.path.join(parent, ".gitignore")
-            if not os.path.exists(ignore):
-                with open(ignore, "w") as f:
-                    f.write("# nbflow's cache of cell results; never committed.\n*\n")
-        self.size_limit = size_limit
-        # cull_limit=0: evict in evict(), one result at a time, after a write
-        # (diskcache's own culling drops ten entries at once, the new one too).
-        self.results = diskcache.Cache(
-            location, size_limit=size_limit, eviction_policy="least-recently-used",
-            cull_limit=0,
-        )
-
-    # Task records: ("task", name) -> dict, untagged, so never evicted (results
-    # are tagged with their task's name).
-
-    def record(self, name: str) -> dict[str, Any] | None:
-        """The record of the last result ``name`` stored, if any."""
-        record = self.results.get(("task", name))
-        return record if isinstance(record, dict) else None
-
-    def set_record(self, name: str, record: dict[str, Any]) -> None:
-        self.results.set(("task", name), record)
-
-    def record_names(self) -> list[str]:
-        return [k[1] for k in self.results.iterkeys()
-                if isinstance(k, tuple) and k[0] == "task"]
-
-    def clear(self, name: str | None) -> int:
-        """Remove every result and record, or those of task ``name``."""
-        if name is None:
-            return int(self.results.clear())
-        self.results.delete(("task", name))
-        return int(self.results.evict(name))
-
-    def evict(self) -> None:
-        """Drop least recently used results until the store is within its bound."""
-        results = self.results
-        while results.volume() > self.size_limit:
-            # diskcache has no public "evict one": its own LRU query, one row.
-            row = results._sql(
-                "SELECT key, raw FROM Cache WHERE tag IS NOT NULL "
-                "ORDER BY access_time LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return
-            results.delete(results._disk.get(*row))
-
-
-_stores: dict[tuple[int, str, int], _Store] = {}
-_stores_lock = threading.Lock()
-
-
-def _open(location: str, size_limit: int) -> _Store:
-    """The store at ``location``, one per process."""
-    key = (os.getpid(), location, size_limit)
-    with _stores_lock:
-        store = _stores.get(key)
-        if store is None:
-            store = _stores[key] = _Store(location, size_limit)
-        return store
-
-
-def _warn(message: str) -> None:
-    """One line on stderr: what the cache did instead, never a failure."""
-    print(f"nbflow cache: {message}", file=sys.stderr)
-
-
-def _blobs_of(result: CellResult) -> dict[str, bytes]:
-    """Each provided value serialised (as already done when it crossed processes)."""
-    import cloudpickle
-
-    blobs = dict(result._blobs)
-    for name, value in result._values.items():
-        if name not in blobs:
-            blobs[name] = cloudpickle.dumps(value, protocol=5)
-    return blobs
-
-
-class _Chain:
-    """A file-like reader of several byte strings one after another (so a
-    result is written to its file without joining them in memory first).
-    """
-
-    def __init__(self, parts: list[bytes]) -> None:
-        self.parts = parts
-        self.index = 0
-        self.offset = 0
-
-    def read(self, size: int = -1) -> bytes:
-        while self.index < len(self.parts):
-            part = self.parts[self.index]
-            if self.offset < len(part):
-                end = len(part) if size < 0 else self.offset + size
-                chunk = part[self.offset:end]
-                self.offset += len(chunk)
-                return chunk
-            self.index += 1
-            self.offset = 0
-        return b""
-
-
-def _write(
-    location: str,
-    size_limit: int,
-    task: str,
-    key: str,
-    parts: dict[str, Any],
-    result: CellResult,
-    expire: float | None,
-) -> None:
-    """Store ``result`` under ``key`` as one entry, then the task's record."""
-    store = _open(location, size_limit)
-    blobs = _blobs_of(result)
-    size = sum(len(b) for b in blobs.values())
-    if size > size_limit:
-        _warn(f"the outputs of {task!r} ({_bytes(size)}) are larger than the cache "
-              f"({_bytes(size_limit)}), so they are not stored.")
-        return
-    now = time.time()
-    header = pickle.dumps({
-        "task": task, "stdout": result.stdout, "created": now,
-        "values": [(n, len(b), zlib.crc32(b)) for n, b in blobs.items()],
-    })
-    chain = _Chain([_MAGIC, struct.pack("<Q", len(header)), header, *blobs.values()])
-    # diskcache writes the file first and adds its row after: a process killed
-    # mid-write leaves a file no row points to, never a row with half a value.
-    store.results.set(("result", key), chain, expire=expire, read=True, tag=task)
-    store.set_record(task, {"key": key, "parts": parts, "created": now, "size": size,
-                            "names": list(blobs),
-                            "writer": f"{socket.gethostname()} pid {os.getpid()}"})
-    store.evict()
-
-
-def _read(
-    store: _Store, key: str, *, values: bool = True
-) -> tuple[CellResult, float] | None:
-    """The stored result of ``key`` and when it was stored; None if absent;
-    :class:`_Unreadable` if broken. With ``values=False``, only its header is
-    read: the result is a :class:`StoredResult` that reads its values (and
-    checks them) where it is first used.
-    """
-    try:
-        handle = store.results.get(("result", key), read=True)
-    except Exception as exc:  # noqa: BLE001 - any broken entry is a miss
-        raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
-    if handle is None:
-        return None
-    with handle:
-        try:
-            if handle.read(len(_MAGIC)) != _MAGIC:
-                raise _Unreadable("it is not a result nbflow wrote")
-            (length,) = struct.unpack("<Q", handle.read(8))
-            header = pickle.loads(handle.read(length))
-            if not values:
-                names = tuple(n for n, _, _ in header["values"])
-                result: CellResult = StoredResult(
-                    store.results.directory, store.size_limit, key, header["task"],
-                    header["stdout"], names,
-                )
-                return result, float(header["created"])
-            blobs = _values(handle, header)
-        except _Unreadable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any broken entry is a miss
-            raise _Unreadable(f"{type(exc).__name__}: {exc}") from None
-    return CellResult({}, header["stdout"], blobs), float(header["created"])
-
-
-def _values(handle: Any, header: dict[str, Any]) -> dict[str, bytes]:
-    """Read the values that follow the header, checking each one's checksum."""
-    blobs = {}
-    for name, size, crc in header["values"]:
-        blob = handle.read(size)
-        if len(blob) != size or zlib.crc32(blob) != crc:
-            raise _Unreadable(f"the value of {name!r} does not match its checksum")
-        blobs[name] = blob
-    return blobs
-
-
-class StoredResultError(NbflowError, RuntimeError):
-    """A stored result that was there when a run began cannot be read where it is used."""
-
-
-class StoredResult(CellResult):
-    """A stored cell result that reads its values from the store where it is
-    first used: on a Dask worker, from the shared location, so the values do
-    not travel through the kernel. It pickles as its address in the store.
-    """
-
-    __slots__ = ("_where", "_names")
-
-    def __init__(
-        self,
-        location: str,
-        size_limit: int,
-        key: str,
-        task: str,
-        stdout: str,
-        names: tuple[str, ...],
-    ) -> None:
-        super().__init__({}, stdout)
-        self._where: tuple[str, int, str, str] | None = (location, size_limit, key, task)
-        self._names = names
-
-    def _load(self) -> None:
-        if self._where is None:
-            return
-        location, size_limit, key, task = self._where
-        try:
-            found = _read(_open(location, size_limit), key)
-        except _Unreadable as exc:
-            found = None
-            why = str(exc)
-        else:
-            why = "it is gone (evicted or cleared)"
-        if found is None:
-            raise StoredResultError(
-                f"The stored result of {task!r} could not be read where it was needed "
-                f"({why}); run it again with `%flow run --fresh {task}`."
-            )
-        self._blobs = found[0]._blobs
-        self._where = None
-
-    @property
-    def values(self) -> dict[str, Any]:
-        """Every provided name and its value (read from the store once)."""
-        self._load()
-        return super().values
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
-
-    def value(self, name: str) -> Any:
-        """The value of one provided name (read from the store once)."""
-        self._load()
-        return super().value(name)
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return (*super().__getstate__(), self._where, self._names)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        super().__setstate__(state[:3])
-        self._where, self._names = state[3:]
-
-    def __repr__(self) -> str:
-        return f"StoredResult({sorted(self._names)!r})"
-
-
-class StoringCell:
-    """A cell's function that also stores what the cell provided, where it ran.
-
-    Picklable: on a process pool or a Dask worker it opens the store there, so
-    the values do not travel through the kernel to be stored. A value that
-    cannot be stored (no space, not serialisable) is a warning, never a failure
-    of the cell.
-    """
-
-    __slots__ = ("fn", "location", "size_limit", "task", "key", "parts", "expire")
-
-    def __init__(
-        self,
-        fn: Any,
-        location: str,
-        size_limit: int,
-        task: str,
-        key: str,
-        parts: dict[str, Any],
-        expire: float | None,
-    ) -> None:
-        self.fn = fn
-        self.location = location
-        self.size_limit = size_limit
-        self.task = task
-        self.key = key
-        self.parts = parts
-        self.expire = expire
-
-    @property
-    def __name__(self) -> str:  # noqa: PLW3201 - read by executors for key names
-        return self.task
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, s) for s in StoringCell.__slots__)
-
-    def __setstate__(self, state: tuple[Any, ...]) -> None:
-        for slot, value in zip(StoringCell.__slots__, state):
-            setattr(self, slot, value)
-
-    def __repr__(self) -> str:
-        return f"<StoringCell {self.task!r}>"
-
-    def __call__(self, **inputs: Any) -> Any:
-        """Run the cell, then store its result."""
-        result = self.fn(**inputs)
-        try:
-            _write(self.location, self.size_limit, self.task, self.key, self.parts,
-                   result, self.expire)
-        except Exception as exc:  # noqa: BLE001 - the cell succeeded; say why not stored
-            _warn(f"the outputs of {self.task!r} were not stored "
-                  f"({type(exc).__name__}: {exc}); the cell will run again next time.")
-        return result
 
 
 # -- keys -----------------------------------------------------------------------------
@@ -756,9 +433,9 @@ def plan_run(
     plan.keys = cell_keys(flow, values)
     forced = _forced(flow, fresh)
     try:
-        store = _open(location, size_limit)
+        store = open_store(location, size_limit)
     except Exception as exc:  # noqa: BLE001 - an unusable store is no cache
-        _warn(f"cannot open {location!r} ({type(exc).__name__}: {exc}); every "
+        warn(f"cannot open {location!r} ({type(exc).__name__}: {exc}); every "
               "cell runs and nothing is stored.")
         plan.storing = False
         store = None
@@ -802,7 +479,7 @@ def _forced(flow: Flow, fresh: bool | Iterable[str]) -> set[str]:
 
 
 def _lookup(
-    store: _Store | None,
+    store: Store | None,
     task: CellTask,
     key: str,
     namespace: Mapping[str, Any],
@@ -818,9 +495,9 @@ def _lookup(
     if store is None:
         return None, "the cache cannot be opened"
     try:
-        found = _read(store, key, values=not lazy)
-    except _Unreadable as exc:
-        _warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
+        found = read_result(store, key, values=not lazy)
+    except Unreadable as exc:
+        warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
               "it again.")
         store.results.delete(("result", key))
         return None, "its stored result was unreadable"
@@ -833,7 +510,7 @@ def _lookup(
 _MISSING = object()
 
 
-def _why_changed(store: _Store | None, task: CellTask, key: CellKey) -> str:
+def _why_changed(store: Store | None, task: CellTask, key: CellKey) -> str:
     """Why a cell with no stored result runs: what differs from its last stored run."""
     record = store.record(task.name) if store is not None else None
     if not record:
@@ -892,7 +569,7 @@ def cache_entries() -> list[CacheEntry]:
     _, location, size_limit = cache_settings()
     if not os.path.isdir(location):
         return []
-    store = _open(location, size_limit)
+    store = open_store(location, size_limit)
     entries = []
     for name in store.record_names():
         record = store.record(name)
@@ -910,15 +587,15 @@ def describe_cache() -> str:
     state = "" if enabled else " (off)"
     if not os.path.isdir(location):
         return f"Cache at {location}{state}: empty."
-    store = _open(location, size_limit)
+    store = open_store(location, size_limit)
     entries = cache_entries()
-    lines = [f"Cache at {location}{state}: {_bytes(store.results.volume())} of "
-             f"{_bytes(size_limit)}, {len(entries)} tasks."]
+    lines = [f"Cache at {location}{state}: {format_bytes(store.results.volume())} of "
+             f"{format_bytes(size_limit)}, {len(entries)} tasks."]
     now = time.time()
     for e in entries:
         gone = "" if e.present else " (evicted)"
         names = ", ".join(e.names) or "-"
-        lines.append(f"  {e.task}: {_bytes(e.size)}, stored {_age(now - e.created)} "
+        lines.append(f"  {e.task}: {format_bytes(e.size)}, stored {_age(now - e.created)} "
                      f"ago{gone}; {names}")
     return "\n".join(lines)
 
@@ -932,15 +609,7 @@ def clear_cache(name: str | None = None) -> int:
         _memory.pop(name, None)
     if not os.path.isdir(location):
         return 0
-    return _open(location, size_limit).clear(name)
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
+    return open_store(location, size_limit).clear(name)
 
 
 def _age(seconds: float) -> str:

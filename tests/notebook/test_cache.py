@@ -263,7 +263,7 @@ def test_cluster_stores_on_workers_and_reuses_without_the_kernel(store, flow,
     states = run(ns, flow, executor=executor)
     assert [s.name for s in states.values()] == ["Success", "Success"]
     # stored by the worker that ran the cell, not by the kernel
-    record = cache._open(str(store), cache.DEFAULT_SIZE_LIMIT).record("a")
+    record = cache.open_store(str(store), cache.DEFAULT_SIZE_LIMIT).record("a")
     assert record is not None and not record["writer"].endswith(f"pid {os.getpid()}")
     # a cluster run reuses a result as its address in the store: a worker reads it
     restart()
