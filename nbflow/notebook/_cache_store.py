@@ -22,7 +22,11 @@ import zlib
 from typing import Any
 
 from nbflow.errors import NbflowError
+from nbflow.notebook import runtime
 from nbflow.notebook.runtime import CellResult
+
+# A failing cell's traceback starts at the cell, not at the wrapper that stores it.
+runtime.RUNTIME_FILES.append(__file__)
 
 __all__ = [
     "Store",

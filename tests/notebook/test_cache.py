@@ -278,3 +278,15 @@ def test_cluster_stores_on_workers_and_reuses_without_the_kernel(store, flow,
     states = run(ns, flow, executor=executor)
     assert [s.name for s in states.values()] == ["Cached", "Success"]
     assert ns["n"] == 200_001 and ns["big"][-1] == 199_999
+
+
+def test_a_failing_cell_is_not_stored_and_its_traceback_starts_at_the_cell(store, flow):
+    from nbflow.notebook import failure
+
+    register_cell("x = 1\ny = x / 0", "a", flow=flow)
+    state = run_notebook_flow({}, flow=flow)
+    rendered = "\n".join(failure(state, flow)._render_traceback_())
+    assert rendered.splitlines()[1] == '  File "<flowtask a>", line 2, in <module>'
+    assert "_cache_store" not in rendered
+    state = run_notebook_flow({}, flow=flow)
+    assert state.is_failed() and cache.last_plan().ran == {"a": "first run"}
