@@ -487,7 +487,9 @@ def _lookup(
     lazy: bool = False,
 ) -> tuple[CellResult | None, str | None]:
     """The stored result of ``task`` (and since when), or None and why not."""
-    held = _memory.get(task.name)
+    # On a cluster, a result held here would travel from the kernel to the
+    # workers: they read it from the store instead.
+    held = None if lazy else _memory.get(task.name)
     if held is not None and held[0] == key and all(
         namespace.get(n, _MISSING) is v for n, v in held[1]._values.items()
     ) and not held[1]._blobs:

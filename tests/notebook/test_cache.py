@@ -179,11 +179,12 @@ def test_default_location_is_git_ignored(tmp_path, monkeypatch, flow):
     assert (tmp_path / ".nbflow" / ".gitignore").read_text().splitlines()[-1] == "*"
 
 
-def test_process_workers_store_and_reuse(store, flow):
+@pytest.mark.parametrize("scheduler", ["threads", "processes"])
+def test_local_dask_workers_store_and_reuse(store, flow, scheduler):
     ns: dict = {"RAN": []}
     register_cell("import os\npid = os.getpid()", "a", flow=flow)
     register_cell("b = pid", "b", flow=flow)
-    executor = LocalDaskExecutor(scheduler="processes", num_workers=2)
+    executor = LocalDaskExecutor(scheduler=scheduler, num_workers=2)
     state = run_notebook_flow(ns, flow=flow, executor=executor)
     assert state.is_successful()
     first = ns["pid"]
