@@ -36,7 +36,9 @@ from nbflow.notebook import (
     run_notebook_flow,
 )
 from nbflow.notebook.cache import (
+    cache_location,
     clear_cache,
+    configure_cache,
     describe_cache,
     last_plan,
     parse_duration,
@@ -148,7 +150,8 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @argument("command", choices=_COMMANDS, help="What to do.")
     @argument("name", nargs="?", default=None, help="The task, for `remove`.")
     @argument("task", nargs="?", default=None,
-              help="For `cache clear`: only this task's results.")
+              help="For `cache clear`: only this task's results; for `cache "
+                   "location`: the folder.")
     @argument("--background", action="store_true",
               help="Run without blocking the kernel (with the live view).")
     @argument("--fresh", nargs="?", const=True, default=False, metavar="TASK",
@@ -157,16 +160,18 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @line_magic  # type: ignore[misc]
     def flow(self, line: str) -> Any:
         """``%flow run [--fresh [TASK]] | show | reset | remove NAME | panel |
-        cache [clear [TASK]]``.
+        cache [clear [TASK] | location PATH]``.
         """
         args = parse_argstring(self.flow, line)
         if args.command == "remove" and not args.name:
             raise UsageError("`%flow remove` needs the name of a task: %flow remove NAME.")
         if args.command == "cache":
-            if args.name not in (None, "clear") or (args.task and not args.name):
+            if args.name not in (None, "clear", "location") or (
+                args.name == "location" and not args.task
+            ):
                 raise UsageError(
-                    f"Unknown `%flow cache` command {args.name!r}; use `%flow cache` "
-                    "or `%flow cache clear [TASK]`."
+                    f"Unknown `%flow cache` command {args.name!r}; use `%flow cache`, "
+                    "`%flow cache clear [TASK]` or `%flow cache location PATH`."
                 )
             return self._cache(args)
         if args.task is not None:
@@ -254,7 +259,11 @@ class FlowMagics(Magics):  # type: ignore[misc]
         print(f"Removed task {args.name!r}.")
 
     def _cache(self, args: Any) -> None:
-        if args.name == "clear":
+        if args.name == "location":
+            configure_cache(args.task)
+            print(f"The cache is now at {cache_location()}; on a DaskExecutor, runs "
+                  "are cached there (every worker must reach it).")
+        elif args.name == "clear":
             n = clear_cache(args.task)
             which = f" of {args.task!r}" if args.task else ""
             print(f"Removed {n} cache entries{which}.")

@@ -291,3 +291,39 @@ def test_a_failing_cell_is_not_stored_and_its_traceback_starts_at_the_cell(store
     assert "_cache_store" not in rendered
     state = run_notebook_flow({}, flow=flow)
     assert state.is_failed() and cache.last_plan().ran == {"a": "first run"}
+
+
+def test_flow_cache_magics_in_a_shell(store, tmp_path, capsys):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbflow.notebook import current_flow, reset_flow
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "nbflow")
+    reset_flow()
+    current_flow().executor = None
+    try:
+        ip.run_line_magic("flow", f"cache location {tmp_path / 'elsewhere'}")
+        assert cache.cache_location() == str(tmp_path / "elsewhere")
+        ip.run_cell_magic("flowtask", "a --cache-for 1h", "x = 41 + 1")
+        ip.run_cell_magic("flowtask", "b --no-cache", "y = x + 1")
+        assert "(cached for 1:00:00)" in capsys.readouterr().out
+        ip.run_line_magic("flow", "run")
+        assert "Cache: reused 0 of 2 tasks; ran a (first run); b (--no-cache)." in (
+            capsys.readouterr().out)
+        ip.run_line_magic("flow", "run --fresh a")
+        assert "ran a (--fresh); b (--fresh)." in capsys.readouterr().out
+        ip.run_line_magic("flow", "cache")
+        assert "a: " in capsys.readouterr().out
+        ip.run_line_magic("flow", "cache clear a")
+        assert "Removed 1 cache entries of 'a'." in capsys.readouterr().out
+        with pytest.raises(UsageError, match="Unknown `%flow cache` command 'purge'"):
+            ip.run_line_magic("flow", "cache purge")
+        with pytest.raises(UsageError, match="--fresh 'nope' is not a task"):
+            ip.run_line_magic("flow", "run --fresh nope")
+        with pytest.raises(UsageError, match="Bad --cache-for duration 'soon'"):
+            ip.run_cell_magic("flowtask", "c --cache-for soon", "z = 1")
+    finally:
+        reset_flow()
+        ip.run_line_magic("unload_ext", "nbflow")
