@@ -327,3 +327,39 @@ def test_flow_cache_magics_in_a_shell(store, tmp_path, capsys):
     finally:
         reset_flow()
         ip.run_line_magic("unload_ext", "nbflow")
+
+
+def test_flow_run_task_states_a_finished_state_is_not_run():
+    import pickle
+
+    from nbflow import task
+    from nbflow.engine.events import TaskStateChanged
+
+    calls = []
+
+    @task
+    def load():
+        calls.append("load")
+        return 1
+
+    @task
+    def double(x):
+        calls.append("double")
+        return 2 * x
+
+    with Flow("given") as f:
+        x = load()
+        y = double(x)
+    seen = []
+
+    def listener(batch):
+        seen.extend((e.task.name, e.new.name) for e in batch
+                    if isinstance(e, TaskStateChanged))
+
+    state = f.run(task_states={x: Cached("Reused.", 20)}, listeners=[listener])
+    assert calls == ["double"]
+    assert state.result[y].result == 40 and isinstance(state.result[x], Cached)
+    assert ("load", "Cached") in seen and ("load", "Running") not in seen
+    back = pickle.loads(pickle.dumps(Cached("m", 1, cached_inputs={"key": "k"})))
+    assert (back.message, back.result, back.cached_inputs) == ("m", 1, {"key": "k"})
+    assert back.is_successful() and back.name == "Cached"
