@@ -13,13 +13,14 @@ variables, and :func:`nbflow.notebook.run_notebook_flow` runs the flow.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import reprlib
 import sys
 import traceback
 import types
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow._cli_options import UsageError, executor_from_args, parse_params
@@ -31,6 +32,7 @@ from nbflow.errors import NbflowError
 from nbflow.notebook import (
     CellResult,
     CellTask,
+    cache,
     cell_output,
     current_flow,
     register_cell,
@@ -84,9 +86,12 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
         )
 
     def run(listeners: list[Listener]) -> State:
-        return run_notebook_flow(
-            namespace, listeners=listeners, flow=flow, executor=executor
-        )
+        # The cache next to the notebook, as in Jupyter (which runs it there).
+        with _cache_beside(parts.path):
+            return run_notebook_flow(
+                namespace, listeners=listeners, flow=flow, executor=executor,
+                fresh=getattr(args, "fresh", False),
+            )
 
     state = run_and_report(
         flow,
@@ -98,7 +103,23 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
         clean=runtime.strip_runtime_frames,
         output=functools.partial(cell_output, flow=flow),
     )
+    plan = cache.last_plan()
+    if plan is not None and (plan.enabled or plan.note):
+        out.write(plan.summary() + "\n")
     return 0 if state.is_successful() else 1
+
+
+@contextlib.contextmanager
+def _cache_beside(path: str) -> Iterator[None]:
+    """Default the cache location to ``.nbflow/cache`` next to the notebook."""
+    saved = cache._settings.location
+    if saved is None and not os.environ.get("NBFLOW_CACHE_DIR"):
+        folder = os.path.dirname(os.path.abspath(path))
+        cache.configure_cache(os.path.join(folder, ".nbflow", "cache"))
+    try:
+        yield
+    finally:
+        cache._settings.location = saved
 
 
 def notebook_flow(parts: NotebookParts) -> Flow:
@@ -228,6 +249,9 @@ def register_cells(parts: NotebookParts, flow: Flow) -> list[CellTask]:
                     retry_delay=o.retry_delay,
                     after=o.after,
                     flow=flow,
+                    cache=o.cache,
+                    cache_for=(cache.parse_duration(o.cache_for)
+                               if o.cache_for is not None else None),
                 )
             )
         except NbflowError as exc:

@@ -153,6 +153,15 @@ def _add_run(subparsers: Any) -> None:
         help="a parameter value, parsed as JSON if it parses, else a "
         "string; repeat for more (for a notebook: a variable)",
     )
+    run.add_argument(
+        "--fresh",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="TASK",
+        help="notebook: reuse no stored cell result (with TASK: not for it nor "
+        "its downstream); the cache is .nbflow/cache next to the notebook",
+    )
     group = run.add_argument_group(
         "executor", "Without these options each flow runs on its own flow.executor."
     )

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+
+# Tests that count runs or side effects must not reuse another test's (or an
+# earlier session's) stored cell results: the notebook cache is off unless a
+# test turns it on (its kernels and subprocesses inherit this).
+os.environ["NBFLOW_CACHE"] = "off"
 
 from _processes import dask_cluster_processes, descendants, wait_until_gone  # noqa: E402
 

@@ -318,6 +318,7 @@ class Flow:
         *,
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
+        task_states: dict[Task, State] | None = None,
         **kwargs: Any,
     ) -> State:
         """Run the flow to its end and return its state.
@@ -331,6 +332,9 @@ class Flow:
             Overrides ``flow.executor`` for this run.
         listeners : sequence of callables
             Each is called with batches of :mod:`nbflow.engine.events` events.
+        task_states : dict, optional
+            Task -> State to start from; a task given a finished state (such as
+            ``Cached``) does not run.
 
         Returns
         -------
@@ -354,7 +358,7 @@ class Flow:
             )
         return run_flow(
             self, parameters=params, executor=executor or self.executor,
-            listeners=listeners,
+            listeners=listeners, task_states=task_states,
         )
 
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
@@ -59,13 +59,14 @@ def run_flow(
     parameters: dict[str, Any] | None = None,
     executor: Executor | None = None,
     listeners: Sequence[Listener] = (),
+    task_states: Mapping[Task, State] | None = None,
 ) -> State:
     """Run ``flow`` to its end on ``executor`` and return the flow's state.
 
     See :meth:`nbflow.Flow.run`, which calls this.
     """
     return FlowRun(flow, parameters=parameters, executor=executor,
-                   listeners=listeners).run()
+                   listeners=listeners, task_states=task_states).run()
 
 
 def _parameter_values(flow: Flow, given: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +103,9 @@ class FlowRun:
     listeners : sequence of callables
         Called with batches of events (and every :func:`~nbflow.engine.events.subscribe`
         listener too).
+    task_states : dict, optional
+        Task -> State to start from (Prefect 1's ``task_states``): a task given a
+        finished state (e.g. ``Cached``) does not run; that state is its result.
 
     """
 
@@ -112,6 +116,7 @@ class FlowRun:
         parameters: dict[str, Any] | None = None,
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
+        task_states: Mapping[Task, State] | None = None,
     ) -> None:
         if executor is None:
             executor = flow.executor
@@ -125,6 +130,7 @@ class FlowRun:
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
+        self.task_states = dict(task_states or {})
         self.state: State | None = None
         self._slots: Slots = {}
         #: What had finished when the run was cancelled.
@@ -282,6 +288,11 @@ class FlowRun:
             state = Success(result=self.values[task.name])
             self._slots[task] = (FINAL, state)
             self._emit(task, None, state)
+            return
+        given = self.task_states.get(task)
+        if given is not None and given.is_finished():
+            self._slots[task] = (FINAL, given)
+            self._emit(task, None, given)
             return
         binding = self.flow.binding(task)
         spec, inputs, mapped = compile_task(self.flow, task, self._slots, self.index[task])

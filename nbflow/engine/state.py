@@ -8,6 +8,7 @@
     ├── Running
     └── Finished
         ├── Success ── Mapped
+        │          └── Cached
         ├── Failed ── TriggerFailed
         └── Cancelled
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "Cached",
     "Cancelled",
     "Failed",
     "Finished",
@@ -156,6 +158,55 @@ class Mapped(Success):
 
     __slots__ = ()
     color = "#20c997"
+
+
+class Cached(Success):
+    """A result reused from an earlier run: the task did not run (Prefect 1's
+    ``Cached``).
+
+    Parameters
+    ----------
+    message : str, optional
+    result : Any, optional
+        The reused result.
+    cached_inputs : dict, optional
+        What the result was computed from (for nbflow's notebook cache: the
+        cell's key).
+    cached_result_expiration : datetime.datetime, optional
+        When the reused result stops being valid; None for never.
+    cached_parameters : dict, optional
+        The flow parameters it was computed with.
+
+    """
+
+    __slots__ = ("cached_inputs", "cached_result_expiration", "cached_parameters")
+    color = "#17a2b8"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: Any = None,
+        *,
+        cached_inputs: dict[str, Any] | None = None,
+        cached_result_expiration: Any = None,
+        cached_parameters: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, result, **kwargs)
+        self.cached_inputs = cached_inputs
+        self.cached_result_expiration = cached_result_expiration
+        self.cached_parameters = cached_parameters
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        extra = (self.cached_inputs, self.cached_result_expiration,
+                 self.cached_parameters)
+        return (*super().__getstate__(), *extra)
+
+    def __setstate__(self, values: tuple[Any, ...]) -> None:
+        n = len(State.__slots__)
+        super().__setstate__(values[:n])
+        (self.cached_inputs, self.cached_result_expiration,
+         self.cached_parameters) = values[n:]
 
 
 class Failed(Finished):

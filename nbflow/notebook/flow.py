@@ -76,6 +76,8 @@ class CellTask(Task):
         after: Sequence[str] = (),
         max_retries: int = 0,
         retry_delay: datetime.timedelta | float | None = None,
+        cache: bool = True,
+        cache_for: datetime.timedelta | None = None,
     ) -> None:
         filename = f"<flowtask {name}>"
         fn = CellFunction(name, source, filename, analysis.provides, map_var)
@@ -87,6 +89,9 @@ class CellTask(Task):
         self.analysis = analysis
         self.map_var = map_var
         self.after = tuple(after)
+        #: Reuse the stored result when nothing changed (see nbflow.notebook.cache).
+        self.cache = cache
+        self.cache_for = cache_for
 
     def __repr__(self) -> str:
         return f"<CellTask: {self.name}>"
@@ -133,6 +138,8 @@ def register_cell(
     retry_delay: float | None = None,
     after: Iterable[str] = (),
     flow: Flow | None = None,
+    cache: bool = True,
+    cache_for: datetime.timedelta | None = None,
 ) -> CellTask:
     """Register a cell as a task of the notebook flow; do not run it.
 
@@ -152,6 +159,10 @@ def register_cell(
         Names of tasks this one runs after, besides its data edges.
     flow : Flow, optional
         Default :func:`current_flow`.
+    cache : bool
+        Reuse the cell's stored result when its code and inputs did not change.
+    cache_for : timedelta, optional
+        A stored result is reused for this long at most.
 
     Returns
     -------
@@ -193,7 +204,8 @@ def register_cell(
         )
     try:
         task = CellTask(source, name, analysis, map_var=map_var, after=after,
-                        max_retries=retries, retry_delay=retry_delay)
+                        max_retries=retries, retry_delay=retry_delay, cache=cache,
+                        cache_for=cache_for)
     except FlowValidationError as exc:
         raise RegistrationError(str(exc)) from None
     _install(flow, task)
@@ -349,6 +361,10 @@ def _options(task: CellTask) -> str:
         parts.append(f"{task.max_retries} retries")
     if task.after:
         parts.append("after " + ", ".join(task.after))
+    if not task.cache:
+        parts.append("not cached")
+    elif task.cache_for is not None:
+        parts.append(f"cached for {task.cache_for}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 

@@ -36,6 +36,14 @@ from nbflow.notebook import (
     reset_flow,
     run_notebook_flow,
 )
+from nbflow.notebook.cache import (
+    cache_location,
+    clear_cache,
+    configure_cache,
+    describe_cache,
+    last_plan,
+    parse_duration,
+)
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
 
@@ -47,6 +55,8 @@ _COMMANDS = {
     "reset": ("reset", "remove every task from the flow"),
     "remove": ("remove NAME", "remove the task NAME from the flow"),
     "panel": ("panel", "show the executor panel: pick and tune the executor"),
+    "cache": ("cache [clear [TASK] | location PATH]",
+              "list the stored results; clear them, or set where they are kept"),
 }
 
 
@@ -105,8 +115,10 @@ class _ViewRunner:
         self.thread: threading.Thread | None = None
         self.state: State | None = None
 
-    def __call__(self, flow: Any, executor: Any, listeners: Sequence[Listener]) -> State:
-        self.run = FlowRun(flow, executor=executor, listeners=[*listeners, self.view])
+    def __call__(self, flow: Any, executor: Any, listeners: Sequence[Listener],
+                 task_states: Any = None) -> State:
+        self.run = FlowRun(flow, executor=executor, listeners=[*listeners, self.view],
+                           task_states=task_states)
         attach = getattr(self.view, "attach", None)
         if attach is not None:
             # Only a background run can be cancelled from the view: during a
@@ -131,16 +143,21 @@ class _ViewRunner:
         return self.state
 
 
-def _run_in_background(namespace: Any, runner: _ViewRunner, output: Any) -> None:
+def _run_in_background(
+    namespace: Any, runner: _ViewRunner, output: Any, fresh: Any = False
+) -> None:
     """Run the notebook flow; show cell output and errors under the view."""
     try:
-        state = run_notebook_flow(namespace, runner=runner)
+        state = run_notebook_flow(namespace, runner=runner, fresh=fresh)
     except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
         output.append_stderr(f"{type(exc).__name__}: {exc}\n")
         return
     text = cell_output(state)
     if text:
         output.append_stdout(text + "\n")
+    said = _cache_line()
+    if said:
+        output.append_stdout(said + "\n")
     if state.is_cancelled():
         output.append_stdout(f"{state.message}\n")
     error = failure(state)
@@ -162,14 +179,22 @@ class FlowMagics(Magics):  # type: ignore[misc]
               help="Seconds between retries.")
     @argument("--after", nargs="+", default=[], metavar="TASK",
               help="Tasks this one runs after, besides its data inputs.")
+    @argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+              help="Reuse the stored result when code and inputs are unchanged "
+                   "(default); --no-cache for cells that read files or the network.")
+    @argument("--cache-for", default=None, metavar="DURATION",
+              help="Reuse a stored result for this long at most (30s, 10m, 2h, 1d).")
     @cell_magic  # type: ignore[misc]
     def flowtask(self, line: str, cell: str) -> None:
         """Register this cell as a task of the notebook flow (it does not run)."""
         args = parse_argstring(self.flowtask, line)
         try:
+            cache_for = (parse_duration(args.cache_for) if args.cache_for is not None
+                         else None)
             task = register_cell(
                 cell, args.name, map_var=args.map_var, retries=args.retries,
-                retry_delay=args.retry_delay, after=args.after,
+                retry_delay=args.retry_delay, after=args.after, cache=args.cache,
+                cache_for=cache_for,
             )
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
@@ -178,15 +203,36 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @magic_arguments()
     @argument("command", choices=_COMMANDS, help="What to do.")
     @argument("name", nargs="?", default=None, help="The task, for `remove`.")
+    @argument("task", nargs="?", default=None,
+              help="For `cache clear`: only this task's results; for `cache "
+                   "location`: the folder.")
     @argument("--background", action="store_true",
               help="Run without blocking the kernel (with the live view).")
+    @argument("--fresh", nargs="?", const=True, default=False, metavar="TASK",
+              help="Run: reuse no stored result; with TASK, not for it nor its "
+                   "downstream.")
     @line_magic  # type: ignore[misc]
     @_with_help
     def flow(self, line: str) -> Any:
-        """``%flow run | show | reset | remove NAME | panel``."""
+        """``%flow run [--fresh [TASK]] | show | reset | remove NAME | panel |
+        cache [clear [TASK] | location PATH]``.
+        """
         args = parse_argstring(self.flow, line)
         if args.command == "remove" and not args.name:
             raise UsageError("`%flow remove` needs the name of a task: %flow remove NAME.")
+        if args.command == "cache":
+            if args.name not in (None, "clear", "location") or (
+                args.name == "location" and not args.task
+            ):
+                raise UsageError(
+                    f"Unknown `%flow cache` command {args.name!r}; use `%flow cache`, "
+                    "`%flow cache clear [TASK]` or `%flow cache location PATH`."
+                )
+            return self._cache(args)
+        if args.task is not None:
+            raise UsageError(
+                f"`%flow {args.command}` takes at most one name, got {args.task!r} too."
+            )
         if args.command != "remove" and args.name:
             raise UsageError(
                 f"`%flow {args.command}` takes no name, got {args.name!r}; only "
@@ -212,19 +258,22 @@ class FlowMagics(Magics):  # type: ignore[misc]
             output = Output()
             display(output)
             thread = threading.Thread(
-                target=_run_in_background, args=(namespace, runner, output),
+                target=_run_in_background, args=(namespace, runner, output, args.fresh),
                 name="nbflow-background-run", daemon=True,
             )
             runner.thread = thread
             thread.start()
             return runner
         try:
-            state = run_notebook_flow(namespace, runner=runner)
+            state = run_notebook_flow(namespace, runner=runner, fresh=args.fresh)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         text = cell_output(state)
         if text:
             print(text)
+        said = _cache_line()
+        if said:
+            print(said)
         if state.is_cancelled():
             print(state.message)
         error = failure(state)
@@ -264,10 +313,30 @@ class FlowMagics(Magics):  # type: ignore[misc]
             raise UsageError(str(exc)) from None
         print(f"Removed task {args.name!r}.")
 
+    def _cache(self, args: Any) -> None:
+        if args.name == "location":
+            configure_cache(args.task)
+            print(f"The cache is now at {cache_location()}; on a DaskExecutor, runs "
+                  "are cached there (every worker must reach it).")
+        elif args.name == "clear":
+            n = clear_cache(args.task)
+            which = f" of {args.task!r}" if args.task else ""
+            print(f"Removed {n} cache entries{which}.")
+        else:
+            print(describe_cache())
+
     def _panel(self, args: Any) -> Any:
         from nbflow.widgets.panel import ExecutorPanel
 
         return ExecutorPanel(current_flow())
+
+
+def _cache_line() -> str | None:
+    """What the last run reused and why the other cells ran (None: cache off)."""
+    plan = last_plan()
+    if plan is None or (not plan.enabled and not plan.note):
+        return None
+    return plan.summary()
 
 
 def load_ipython_extension(ipython: Any) -> None:

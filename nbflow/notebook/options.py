@@ -2,7 +2,8 @@
 
 Notebook layer: standard library only. The magic and ``nbflow run NOTEBOOK``
 / ``nbflow export`` read the same grammar: ``%%flowtask [NAME] [--map VAR]
-[--retries N] [--retry-delay SECONDS] [--after TASK ...]``, split like a shell
+[--retries N] [--retry-delay SECONDS] [--after TASK ...] [--cache | --no-cache]
+[--cache-for DURATION]``, split like a shell
 line. :func:`split_flowtask_cell` tells a ``%%flowtask`` cell from any other.
 """
 
@@ -38,13 +39,16 @@ class FlowtaskOptions:
     retries: int = 0
     retry_delay: float | None = None
     after: tuple[str, ...] = ()
+    cache: bool = True
+    cache_for: str | None = None
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         raise FlowtaskOptionsError(
             f"Bad %%flowtask options: {message}; the options are [NAME] [--map VAR] "
-            "[--retries N] [--retry-delay SECONDS] [--after TASK ...]."
+            "[--retries N] [--retry-delay SECONDS] [--after TASK ...] [--no-cache] "
+            "[--cache-for DURATION]."
         )
 
 
@@ -55,6 +59,8 @@ def _parser() -> _Parser:
     parser.add_argument("--retries", type=int, default=0)
     parser.add_argument("--retry-delay", type=float, default=None)
     parser.add_argument("--after", nargs="+", default=[])
+    parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--cache-for", default=None)
     return parser
 
 
@@ -79,7 +85,7 @@ def parse_flowtask_line(line: str) -> FlowtaskOptions:
     --------
     >>> parse_flowtask_line("square --map xs --after load")
     FlowtaskOptions(name='square', map_var='xs', retries=0, retry_delay=None, \
-after=('load',))
+after=('load',), cache=True, cache_for=None)
 
     """
     try:
@@ -95,6 +101,8 @@ after=('load',))
         retries=args.retries,
         retry_delay=args.retry_delay,
         after=tuple(args.after),
+        cache=args.cache,
+        cache_for=args.cache_for,
     )
 
 

@@ -10,7 +10,14 @@ executor, and writes each provided name back. :func:`cell_output` and
 from __future__ import annotations
 
 import collections.abc
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import (
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    MutableMapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -26,8 +33,9 @@ if TYPE_CHECKING:
     from nbflow.engine.events import Listener
     from nbflow.executors.base import Executor
 
-#: ``runner(flow, executor, listeners) -> State``: how a prepared flow is run.
-Runner = Callable[[Flow, "Executor", Sequence["Listener"]], State]
+#: ``runner(flow, executor, listeners, task_states) -> State``: how a prepared
+#: flow is run (``task_states``: the cells reused from the cache, as ``Cached``).
+Runner = Callable[[Flow, "Executor", Sequence["Listener"], Mapping[Task, State]], State]
 
 __all__ = [
     "CellFailed",
@@ -187,8 +195,14 @@ def run_notebook_flow(
     flow: Flow | None = None,
     executor: Executor | None = None,
     runner: Runner | None = None,
+    fresh: bool | Iterable[str] = False,
 ) -> State:
     """Run the notebook flow and write every provided name back to ``namespace``.
+
+    Cells whose code and inputs did not change since their result was stored
+    do not run: they end ``Cached`` with the stored outputs (see
+    :mod:`nbflow.notebook.cache`; :func:`nbflow.notebook.cache.last_plan` says
+    what was reused and why the others ran).
 
     Parameters
     ----------
@@ -202,9 +216,12 @@ def run_notebook_flow(
     executor : Executor, optional
         Default ``flow.executor``, else a ``LocalExecutor``.
     runner : callable, optional
-        ``runner(flow, executor, listeners) -> State`` runs the prepared flow;
-        default ``flow.run(executor=executor, listeners=listeners)`` (a live
-        view passes one that builds a cancellable ``FlowRun``).
+        ``runner(flow, executor, listeners, task_states) -> State`` runs the
+        prepared flow; default ``flow.run(executor=executor,
+        listeners=listeners, task_states=task_states)`` (a live view passes one
+        that builds a cancellable ``FlowRun``).
+    fresh : bool or iterable of str
+        True: reuse no stored result. Task names: not those, nor their downstream.
 
     Returns
     -------
@@ -222,12 +239,15 @@ def run_notebook_flow(
 
     """
     flow, executor, values = _checked(namespace, flow, executor)
+    from nbflow.executors.dask import DaskExecutor
+    from nbflow.notebook import cache
+
+    plan = cache.plan_run(flow, values, namespace, fresh=fresh,
+                          cluster=isinstance(executor, DaskExecutor))
     mapped = {t.map_var: namespace[t.map_var] for t in values
               if t.map_var and t.map_var in namespace}
     portable = _travels(executor)
     stream = install_stdout()
-    from nbflow.executors.dask import DaskExecutor
-
     # Dask's performance report shows the cells, not the line `%flow run`.
     dask = executor if isinstance(executor, DaskExecutor) else None
     if dask is not None and dask.report_code is None:
@@ -236,11 +256,14 @@ def run_notebook_flow(
         dask = None
     try:
         with _prepared(flow, values, mapped, portable):
-            state = (runner or _run)(flow, executor, listeners)
+            for task in values:
+                plan.wrap(task)
+            state = (runner or _run)(flow, executor, listeners, plan.task_states)
     finally:
         uninstall_stdout(stream)
         if dask is not None:
             dask.report_code = None
+    cache.remember(plan, state.result if isinstance(state.result, dict) else {})
     write_back(state, namespace, flow)
     return state
 
@@ -283,8 +306,14 @@ def _checked(
     return flow, executor, values
 
 
-def _run(flow: Flow, executor: Executor, listeners: Sequence[Listener]) -> State:
-    return flow.run(executor=executor, listeners=listeners)
+def _run(
+    flow: Flow,
+    executor: Executor,
+    listeners: Sequence[Listener],
+    task_states: Mapping[Task, State],
+) -> State:
+    return flow.run(executor=executor, listeners=listeners,
+                    task_states=dict(task_states))
 
 
 def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) -> list[str]:

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from nbflow.errors import NbflowError
 
 __all__ = [
+    "RUNTIME_FILES",
     "CellFunction",
     "CellResult",
     "Pick",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 _compiled: dict[tuple[str, str], Any] = {}
+#: Files whose frames :func:`strip_runtime_frames` drops: this one, and the
+#: wrappers that run a cell (the cache's, which adds itself).
+RUNTIME_FILES = [__file__]
 _install_lock = threading.Lock()
 
 
@@ -307,7 +311,7 @@ def strip_runtime_frames(text: str) -> str:
     skipping = False
     for line in text.splitlines(keepends=True):
         if line.startswith('  File "'):
-            skipping = line.startswith(f'  File "{__file__}"')
+            skipping = any(line.startswith(f'  File "{f}"') for f in RUNTIME_FILES)
         elif not line.startswith("    "):
             skipping = False
         if not skipping:

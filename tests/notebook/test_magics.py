@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 IPython = pytest.importorskip("IPython")
@@ -186,7 +188,7 @@ def test_flow_run_help_shows_every_option_and_runs_nothing(ip, capsys):
     assert ip.run_line_magic("flow", "run --help") is None
     out = capsys.readouterr().out
     assert out.startswith("usage: %flow run [--background]")
-    assert "\n  --background  Run without blocking the kernel" in out
+    assert re.search(r"\n  --background +Run without blocking the kernel", out), out
     options = [a.option_strings[-1]
                for a in ip.magics_manager.magics["line"]["flow"].parser._actions
                if a.option_strings]

@@ -245,8 +245,9 @@ def test_run_notebook_flow_runner_runs_the_prepared_flow(flow):
 
     seen = []
 
-    def runner(run_flow, executor, listeners):
-        run = FlowRun(run_flow, executor=executor, listeners=listeners)
+    def runner(run_flow, executor, listeners, task_states):
+        run = FlowRun(run_flow, executor=executor, listeners=listeners,
+                      task_states=task_states)
         seen.append(run)
         return run.run()
 

@@ -286,12 +286,27 @@ def check_failures(nb: Any, cwd: Path) -> None:
         cancelled)
 
 
+def check_incremental(nb: Any, cwd: Path) -> None:
+    """Each run says what it reused and why the rest ran; reused cells are Cached."""
+    c = cells(nb)
+    _has(c["first"], "Cache: reused 0 of 4 tasks; ran load (first run)")
+    _has(c["edit"], "Cache: reused 3 of 4 tasks; ran report (code changed).")
+    assert 'class="nbflow-task nbflow-state-cached" data-task="load"' in view_html(
+        c["edit"])
+    _has(c["comment"], "Cache: reused 4 of 4 tasks.")
+    _has(c["helper"], "ran clean (helper 'normalise' changed); stats (upstream "
+                      "'clean' changed); report (upstream 'stats' changed).")
+    _has(c["listing"], "load:")
+    _has(c["fresh"], "ran stats (--fresh); report (--fresh).")
+
+
 CHECKS: dict[str, Callable[[Any, Path], None]] = {
     "01-quickstart.ipynb": check_quickstart,
     "02-executors.ipynb": check_executors,
     "03-parallel-workload.ipynb": check_workload,
     "04-performance-report.ipynb": check_report,
     "05-failures-retries-cancel.ipynb": check_failures,
+    "06-incremental.ipynb": check_incremental,
 }
 
 

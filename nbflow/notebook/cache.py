@@ -1,0 +1,624 @@
+"""Incremental runs: a key per cell task, and the store of cell results.
+
+Notebook layer: no IPython. Before a run, :func:`plan_run` computes a key for
+every ``%%flowtask`` cell in the driver, with no data moved: the hash of the
+cell's normalised source (its ``ast`` dump, so comments and blank lines do not
+count), its options, the namespace values it reads (``dask.base.tokenize``;
+a function defined in the notebook by its normalised source and, transitively,
+what it reads), and the keys of the cells it reads from (a Merkle tree: a
+change reaches everything downstream). A cell whose key is in the store does
+not run: it is given a ``Cached`` state holding its stored outputs. A cell
+that runs stores its outputs where it runs, once it succeeded
+(:class:`StoringCell`).
+
+The store (:mod:`nbflow.notebook._cache_store`, diskcache) is in
+``.nbflow/cache`` next to the notebook by default; an unreadable entry is a
+miss and one warning line, never an error.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime
+import hashlib
+import inspect
+import os
+import sys
+import textwrap
+import time
+import types
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from nbflow.engine.state import Cached, State
+from nbflow.errors import NbflowError
+from nbflow.notebook._cache_store import (
+    Store,
+    StoredResult,
+    StoredResultError,
+    StoringCell,
+    Unreadable,
+    format_bytes,
+    open_store,
+    read_result,
+    warn,
+)
+from nbflow.notebook.flow import CellTask, cell_inputs
+from nbflow.notebook.runtime import CellResult
+
+if TYPE_CHECKING:
+    from nbflow.core.flow import Flow
+    from nbflow.core.task import Task
+
+__all__ = [
+    "CacheEntry",
+    "CacheSettingsError",
+    "CellKey",
+    "RunPlan",
+    "StoredResult",
+    "StoredResultError",
+    "StoringCell",
+    "cache_entries",
+    "cache_location",
+    "cache_settings",
+    "cell_keys",
+    "clear_cache",
+    "configure_cache",
+    "describe_cache",
+    "last_plan",
+    "parse_duration",
+    "plan_run",
+    "remember",
+]
+
+#: Part of every key: bump it when what a key covers or the entry format changes.
+FORMAT = "nbflow-cell-cache-1"
+DEFAULT_SIZE_LIMIT = 2**30  # 1 GiB
+_OFF = frozenset({"0", "off", "false", "no"})
+
+
+class CacheSettingsError(NbflowError, ValueError):
+    """A cache option (a duration, a size, a location) is not valid."""
+
+
+# -- settings -------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Settings:
+    location: str | None = None
+    size_limit: int | None = None
+    enabled: bool | None = None
+
+
+_settings = _Settings()
+
+
+def configure_cache(
+    location: str | os.PathLike[str] | None = None,
+    *,
+    size_limit: int | None = None,
+    enabled: bool | None = None,
+) -> None:
+    """Set where the notebook cache lives, how big it may grow, and whether it is on.
+
+    Parameters
+    ----------
+    location : str or path, optional
+        A folder (created when first written). Default: ``$NBFLOW_CACHE_DIR``,
+        else ``.nbflow/cache`` in the current folder (the notebook's, in Jupyter).
+        A folder every worker can reach also caches runs on a ``DaskExecutor``.
+    size_limit : int, optional
+        Bytes; the least recently used results go first past it. Default 1 GiB.
+    enabled : bool, optional
+        False: every cell runs and nothing is stored. Default: on, unless
+        ``$NBFLOW_CACHE`` is ``0``/``off``.
+
+    Examples
+    --------
+    >>> configure_cache("/shared/nbflow-cache", size_limit=10 * 2**30)  # doctest: +SKIP
+
+    """
+    if size_limit is not None and size_limit <= 0:
+        raise CacheSettingsError(
+            f"The cache size limit must be a positive number of bytes, got "
+            f"{size_limit!r}; pass e.g. size_limit=2**30."
+        )
+    if location is not None:
+        _settings.location = os.fspath(location)
+    if size_limit is not None:
+        _settings.size_limit = size_limit
+    if enabled is not None:
+        _settings.enabled = enabled
+
+
+def cache_location() -> str:
+    """The folder of the cache (see :func:`configure_cache`)."""
+    if _settings.location is not None:
+        return os.path.abspath(_settings.location)
+    env = os.environ.get("NBFLOW_CACHE_DIR")
+    if env:
+        return os.path.abspath(env)
+    return os.path.join(os.getcwd(), ".nbflow", "cache")
+
+
+def _is_shared() -> bool:
+    """Whether the user chose the location (so a cluster's workers see it)."""
+    return _settings.location is not None or bool(os.environ.get("NBFLOW_CACHE_DIR"))
+
+
+def cache_settings() -> tuple[bool, str, int]:
+    """``(enabled, location, size_limit)`` as the next run uses them."""
+    enabled = _settings.enabled
+    if enabled is None:
+        enabled = os.environ.get("NBFLOW_CACHE", "on").strip().lower() not in _OFF
+    return enabled, cache_location(), _settings.size_limit or DEFAULT_SIZE_LIMIT
+
+
+def parse_duration(text: str) -> datetime.timedelta:
+    """``"90s"``, ``"10m"``, ``"2h"``, ``"1d"`` or plain seconds as a timedelta.
+
+    Raises
+    ------
+    CacheSettingsError
+        For anything else.
+
+    Examples
+    --------
+    >>> parse_duration("2h")
+    datetime.timedelta(seconds=7200)
+
+    """
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    scale = units.get(value[-1:], None)
+    number = value[:-1] if scale is not None else value
+    try:
+        seconds = float(number) * (scale or 1)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0:
+        raise CacheSettingsError(
+            f"Bad --cache-for duration {text!r}; give a positive number with s, m, h "
+            "or d, e.g. 30m."
+        )
+    return datetime.timedelta(seconds=seconds)
+
+
+# -- keys -----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CellKey:
+    """A cell's key and what it is made of (to say why a cell runs)."""
+
+    #: None when the cell cannot be cached (``why_not`` says why).
+    key: str | None
+    parts: dict[str, Any]
+    why_not: str | None = None
+
+
+def _digest(*parts: Any) -> str:
+    return hashlib.sha256(repr(parts).encode()).hexdigest()[:32]
+
+
+def _normalised(source: str) -> str:
+    """The source as its syntax tree: comments, blank lines and spacing do not count."""
+    try:
+        return ast.dump(ast.parse(textwrap.dedent(source)))
+    except SyntaxError:
+        return source
+
+
+class _Unhashable(Exception):
+    """A value ``tokenize`` cannot hash the same way twice."""
+
+
+def _version(module_name: str) -> str:
+    top = sys.modules.get(module_name.partition(".")[0])
+    return str(getattr(top, "__version__", ""))
+
+
+def _token(value: Any, seen: frozenset[int] = frozenset()) -> str:
+    """A deterministic token of a namespace value (see the module docstring)."""
+    if isinstance(value, types.ModuleType):
+        return _digest("module", value.__name__, _version(value.__name__))
+    if isinstance(value, types.FunctionType):
+        return _function_token(value, seen)
+    if isinstance(value, type) and value.__module__ == "__main__":
+        try:
+            return _digest("class", _normalised(inspect.getsource(value)))
+        except (OSError, TypeError):
+            pass
+    if isinstance(value, (types.BuiltinFunctionType, type)):
+        module = getattr(value, "__module__", None) or ""
+        return _digest("named", module, getattr(value, "__qualname__", ""),
+                       _version(module))
+    import dask
+    from dask.base import tokenize
+
+    try:
+        with dask.config.set({"tokenize.ensure-deterministic": True}):
+            return str(tokenize(value))
+    except Exception as exc:  # noqa: BLE001 - dask raises several kinds
+        raise _Unhashable(f"{type(exc).__name__}: {exc}") from None
+
+
+def _function_token(fn: types.FunctionType, seen: frozenset[int]) -> str:
+    """A function by its normalised source and, for the notebook's own
+    functions, the globals it reads (transitively: a helper of a helper).
+    """
+    if id(fn) in seen:
+        return _digest("recursive", fn.__qualname__)
+    seen = seen | {id(fn)}
+    try:
+        source = _normalised(inspect.getsource(fn))
+    except (OSError, TypeError):
+        source = repr(fn.__code__.co_code)
+    parts: list[Any] = [fn.__module__, fn.__qualname__, source]
+    if fn.__module__ != "__main__":
+        return _digest("function", *parts, _version(fn.__module__))
+    parts.append(_token(fn.__defaults__, seen) if fn.__defaults__ else None)
+    parts.append(_token(fn.__kwdefaults__, seen) if fn.__kwdefaults__ else None)
+    for cell in fn.__closure__ or ():
+        try:
+            parts.append(_token(cell.cell_contents, seen))
+        except ValueError:  # an empty cell
+            parts.append(None)
+    globals_ = fn.__globals__
+    for name in sorted(_global_names(fn.__code__)):
+        if name in globals_:
+            parts.append((name, _token(globals_[name], seen)))
+    return _digest("function", *parts)
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
+
+
+def cell_keys(
+    flow: Flow, values: Mapping[CellTask, Mapping[str, Any]]
+) -> dict[CellTask, CellKey]:
+    """The key of every cell task of ``flow``, in flow order.
+
+    ``values`` are the namespace values each cell reads (see
+    :func:`nbflow.notebook.run.namespace_reads`).
+    """
+    keys: dict[CellTask, CellKey] = {}
+    inputs = cell_inputs(flow)
+    by_name = {t.name: t for t in inputs}
+    for task, from_tasks in inputs.items():
+        keys[task] = _cell_key(task, from_tasks, values.get(task, {}), keys, by_name)
+    return keys
+
+
+def _cell_key(
+    task: CellTask,
+    from_tasks: Mapping[str, CellTask],
+    values: Mapping[str, Any],
+    keys: Mapping[CellTask, CellKey],
+    by_name: Mapping[str, CellTask],
+) -> CellKey:
+    code = _digest(_normalised(task.source))
+    options = _digest(task.map_var, tuple(task.after))
+    inputs: dict[str, str] = {}
+    helpers: list[str] = []
+    parts: dict[str, Any] = {"code": code, "options": options, "inputs": inputs,
+                             "upstream": {}, "helpers": helpers}
+    if not getattr(task, "cache", True):
+        return CellKey(None, parts, "--no-cache")
+    if task.map_var is not None:
+        return CellKey(None, parts, "a cell that maps (--map) is not cached")
+    if task.analysis.star_import:
+        return CellKey(None, parts, "its `import *` names are not tracked")
+    for name, value in sorted(values.items()):
+        try:
+            inputs[name] = _token(value)
+        except _Unhashable as exc:
+            return CellKey(None, parts, f"input {name!r} cannot be hashed ({exc}); "
+                                        "use --no-cache")
+        if isinstance(value, types.FunctionType):
+            helpers.append(name)
+    upstream: dict[str, str] = parts["upstream"]
+    for name, provider in [*from_tasks.items(),
+                           *((f"after {n}", by_name[n]) for n in task.after
+                             if n in by_name)]:
+        key = keys[provider].key
+        if key is None:
+            return CellKey(None, parts, f"upstream {provider.name!r} is not cached")
+        upstream[name] = f"{provider.name}:{key}"
+    return CellKey(_digest(FORMAT, code, options, sorted(inputs.items()),
+                           sorted(upstream.items())), parts)
+
+
+# -- planning a run -------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class RunPlan:
+    """What a run of the notebook flow reuses and what it runs, and why.
+
+    ``reused`` and ``ran`` map task names to a one-line reason.
+    """
+
+    enabled: bool
+    location: str
+    size_limit: int
+    keys: dict[CellTask, CellKey]
+    task_states: dict[Task, State] = dataclasses.field(default_factory=dict)
+    reused: dict[str, str] = dataclasses.field(default_factory=dict)
+    ran: dict[str, str] = dataclasses.field(default_factory=dict)
+    note: str | None = None
+    #: True when tasks that run store their outputs.
+    storing: bool = True
+
+    def summary(self) -> str:
+        """One line for the user: what was reused, what ran and why."""
+        if not self.enabled:
+            return self.note or "The cache is off ($NBFLOW_CACHE or configure_cache)."
+        n = len(self.reused) + len(self.ran)
+        ran = "; ".join(f"{name} ({why})" for name, why in self.ran.items())
+        text = f"Cache: reused {len(self.reused)} of {n} tasks"
+        text += f"; ran {ran}." if ran else "."
+        return f"{text} {self.note}" if self.note else text
+
+    def wrap(self, task: CellTask) -> None:
+        """Make ``task`` store its outputs after it succeeds (during the run)."""
+        key = self.keys.get(task)
+        if not self.storing or key is None or key.key is None or task in self.task_states:
+            return
+        cache_for = getattr(task, "cache_for", None)
+        expire = cache_for.total_seconds() if cache_for is not None else None
+        task.fn = StoringCell(task.fn, self.location, self.size_limit, task.name,
+                              key.key, key.parts, expire)
+
+
+_last: RunPlan | None = None
+#: The results of this kernel's last run: task name -> (key, result). A cell
+#: reused in the kernel that computed it is not read back from disk.
+_memory: dict[str, tuple[str, CellResult]] = {}
+
+
+def last_plan() -> RunPlan | None:
+    """The plan of the last run of the notebook flow in this process."""
+    return _last
+
+
+def plan_run(
+    flow: Flow,
+    values: Mapping[CellTask, Mapping[str, Any]],
+    namespace: Mapping[str, Any],
+    *,
+    fresh: bool | Iterable[str] = False,
+    cluster: bool = False,
+) -> RunPlan:
+    """Decide, before a run, which cell tasks are reused and why the others run.
+
+    Parameters
+    ----------
+    flow : Flow
+        The notebook flow.
+    values : dict
+        The namespace values each cell reads.
+    namespace : dict
+        The namespace results are written back to.
+    fresh : bool or iterable of str
+        True: reuse nothing. Task names: reuse neither them nor their downstream.
+    cluster : bool
+        The run is on a ``DaskExecutor``: cache only with a location the user set.
+
+    Returns
+    -------
+    RunPlan
+        Its ``task_states`` give the reused tasks their ``Cached`` state.
+
+    """
+    global _last
+    enabled, location, size_limit = cache_settings()
+    plan = RunPlan(enabled, location, size_limit, {})
+    _last = plan
+    if not enabled:
+        return plan
+    if cluster and not _is_shared():
+        plan.enabled = False
+        plan.note = ("Not cached: a DaskExecutor run caches only in a folder every "
+                     "worker reaches; set one with configure_cache(location) or "
+                     "$NBFLOW_CACHE_DIR.")
+        return plan
+    plan.keys = cell_keys(flow, values)
+    forced = _forced(flow, fresh)
+    try:
+        store = open_store(location, size_limit)
+    except Exception as exc:  # noqa: BLE001 - an unusable store is no cache
+        warn(f"cannot open {location!r} ({type(exc).__name__}: {exc}); every "
+              "cell runs and nothing is stored.")
+        plan.storing = False
+        store = None
+    for task, key in plan.keys.items():
+        if task.name in forced:
+            plan.ran[task.name] = "--fresh"
+            continue
+        if key.key is None:
+            plan.ran[task.name] = key.why_not or "not cached"
+            continue
+        result, found = _lookup(store, task, key.key, namespace, lazy=cluster)
+        if result is None:
+            plan.ran[task.name] = found or _why_changed(store, task, key)
+            continue
+        why = found or "unchanged"
+        plan.task_states[task] = Cached(
+            f"Reused: {why}.", result, cached_inputs={"key": key.key},
+        )
+        plan.reused[task.name] = why
+    return plan
+
+
+def _forced(flow: Flow, fresh: bool | Iterable[str]) -> set[str]:
+    if fresh is True:
+        return {t.name for t in flow.ordered_tasks()}
+    if not fresh:
+        return set()
+    names = set(fresh) if not isinstance(fresh, str) else {fresh}
+    known = {t.name for t in flow.ordered_tasks()}
+    for name in names:
+        if name not in known:
+            choices = ", ".join(repr(n) for n in sorted(known)) or "none"
+            raise CacheSettingsError(
+                f"--fresh {name!r} is not a task of the flow; use one of: {choices}."
+            )
+    forced = set(names)
+    for task in flow.sorted_tasks():
+        if any(t.name in forced for t in flow.upstream_tasks(task)):
+            forced.add(task.name)
+    return forced
+
+
+def _lookup(
+    store: Store | None,
+    task: CellTask,
+    key: str,
+    namespace: Mapping[str, Any],
+    *,
+    lazy: bool = False,
+) -> tuple[CellResult | None, str | None]:
+    """The stored result of ``task`` (and since when), or None and why not."""
+    # On a cluster, a result held here would travel from the kernel to the
+    # workers: they read it from the store instead.
+    held = None if lazy else _memory.get(task.name)
+    if held is not None and held[0] == key and all(
+        namespace.get(n, _MISSING) is v for n, v in held[1]._values.items()
+    ) and not held[1]._blobs:
+        return held[1], "unchanged in this kernel"
+    if store is None:
+        return None, "the cache cannot be opened"
+    try:
+        found = read_result(store, key, values=not lazy)
+    except Unreadable as exc:
+        warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
+              "it again.")
+        store.results.delete(("result", key))
+        return None, "its stored result was unreadable"
+    if found is None:
+        return None, None
+    result, created = found
+    return result, f"unchanged (stored {_age(time.time() - created)} ago)"
+
+
+_MISSING = object()
+
+
+def _why_changed(store: Store | None, task: CellTask, key: CellKey) -> str:
+    """Why a cell with no stored result runs: what differs from its last stored run."""
+    record = store.record(task.name) if store is not None else None
+    if not record:
+        return "first run"
+    if record.get("key") == key.key:
+        return "its stored result expired or was evicted"
+    old, new = record.get("parts", {}), key.parts
+    if old.get("code") != new["code"]:
+        return "code changed"
+    changed = [n for n in new["inputs"] if old.get("inputs", {}).get(n) != new["inputs"][n]]
+    changed += [n for n in old.get("inputs", {}) if n not in new["inputs"]]
+    if changed:
+        kind = "helper" if changed[0] in new["helpers"] else "input"
+        return f"{kind} {changed[0]!r} changed"
+    ups = [v.partition(":")[0] for n, v in new["upstream"].items()
+           if old.get("upstream", {}).get(n) != v]
+    if ups:
+        return f"upstream {ups[0]!r} changed"
+    if old.get("options") != new["options"]:
+        return "options changed"
+    return "inputs changed"
+
+
+def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
+    """Keep this run's results in the kernel, to reuse without reading the disk."""
+    if not plan.enabled:
+        return
+    for task, key in plan.keys.items():
+        state = states.get(task)
+        if (key.key is not None and state is not None and state.is_successful()
+                and isinstance(state.result, CellResult)):
+            _memory[task.name] = (key.key, state.result)
+        else:
+            _memory.pop(task.name, None)
+        if state is not None and task.name in plan.ran and state.message is None:
+            state.message = f"Ran: {plan.ran[task.name]}."
+
+
+# -- inspecting and clearing ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheEntry:
+    """The latest stored result of one task."""
+
+    task: str
+    key: str
+    size: int
+    created: float
+    names: tuple[str, ...]
+    present: bool
+
+
+def cache_entries() -> list[CacheEntry]:
+    """The latest stored result of each task in the cache, oldest first."""
+    _, location, size_limit = cache_settings()
+    if not os.path.isdir(location):
+        return []
+    store = open_store(location, size_limit)
+    entries = []
+    for name in store.record_names():
+        record = store.record(name)
+        if record is None:
+            continue
+        entries.append(CacheEntry(name, record["key"], record["size"],
+                                  record["created"], tuple(record["names"]),
+                                  ("result", record["key"]) in store.results))
+    return sorted(entries, key=lambda e: e.created)
+
+
+def describe_cache() -> str:
+    """The cache as text: where, how big, and each task's latest result and age."""
+    enabled, location, size_limit = cache_settings()
+    state = "" if enabled else " (off)"
+    if not os.path.isdir(location):
+        return f"Cache at {location}{state}: empty."
+    store = open_store(location, size_limit)
+    entries = cache_entries()
+    lines = [f"Cache at {location}{state}: {format_bytes(store.results.volume())} of "
+             f"{format_bytes(size_limit)}, {len(entries)} tasks."]
+    now = time.time()
+    for e in entries:
+        gone = "" if e.present else " (evicted)"
+        names = ", ".join(e.names) or "-"
+        lines.append(f"  {e.task}: {format_bytes(e.size)}, stored {_age(now - e.created)} "
+                     f"ago{gone}; {names}")
+    return "\n".join(lines)
+
+
+def clear_cache(name: str | None = None) -> int:
+    """Remove every stored result, or those of task ``name``; return how many entries."""
+    _, location, size_limit = cache_settings()
+    if name is None:
+        _memory.clear()
+    else:
+        _memory.pop(name, None)
+    if not os.path.isdir(location):
+        return 0
+    return open_store(location, size_limit).clear(name)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} days"
