@@ -10,11 +10,20 @@ from collections.abc import Callable
 from typing import Any
 
 from nbflow.core._values import iter_tasks
-from nbflow.core.flow import Flow
-from nbflow.core.task import Task, _VarArgs, _VarKwargs, unmapped
-from nbflow.engine.state import Cancelled, Failed, Mapped, State, Success, TriggerFailed
+from nbflow.core.flow import Edge, Flow
+from nbflow.core.task import Task, _VarArgs, _VarKwargs, flatten, unmapped
+from nbflow.engine.state import (
+    Cancelled,
+    Failed,
+    Mapped,
+    Skipped,
+    State,
+    Success,
+    TriggerFailed,
+)
 from nbflow.engine.task_runner import (
     CHILDREN,
+    FLAT_SLOT,
     NESTED,
     SINGLE,
     SLOT,
@@ -28,6 +37,7 @@ __all__ = [
     "FINAL",
     "FUTURE",
     "ChildFutures",
+    "Flat",
     "Slots",
     "compile_task",
     "kind_of",
@@ -43,7 +53,8 @@ Slots = dict[Task, tuple[int, Any]]
 
 
 def compile_task(
-    flow: Flow, task: Task, slots: Slots, index: int
+    flow: Flow, task: Task, slots: Slots, index: int,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[TaskSpec, list[Any], dict[int, Any]]:
     """Turn a task's binding into a spec, its inputs, and which are mapped
     (input position -> the sequence, or the upstream task, mapped over).
@@ -61,7 +72,12 @@ def compile_task(
             varkw = key
         is_unmapped = isinstance(value, unmapped)
         raw = value.value if is_unmapped else value
-        if isinstance(raw, Task):
+        if isinstance(raw, flatten) and isinstance(raw.value, Task) and binding.mapped:
+            # Flat-mapped: the upstream's result(s) are joined, then split.
+            mapped[len(inputs)] = Flat(raw.value)
+            plan.append((key, VALUE, raw.value.name))
+            inputs.append(None)
+        elif isinstance(raw, Task):
             kind, source = slots[raw]
             if binding.mapped and not is_unmapped:
                 # A mapped upstream: child i feeds child i. Any other: its
@@ -86,6 +102,16 @@ def compile_task(
             inputs.append(raw)
         else:
             constants[key] = raw
+    for up in binding.mapped_upstream:
+        # ``.map(upstream_tasks=[up])``: mapped over, no data passed.
+        kind, source = slots[up]
+        if kind == CHILDREN_SLOT:
+            mapped[len(inputs)] = ChildFutures(up.name, source)
+            plan.append((None, SINGLE, up.name))
+        else:
+            mapped[len(inputs)] = up
+            plan.append((None, VALUE, up.name))
+        inputs.append(source)
     if binding.upstream:
         plan.append((None, TRIGGER, tuple(t.name for t in binding.upstream)))
         inputs.append([slots[t][1] for t in binding.upstream])
@@ -96,21 +122,88 @@ def compile_task(
         inputs=tuple(plan), positional=binding.positional, varargs=varargs,
         varkw=varkw,
     )
+    _add_semantics(flow, task, spec, plan, parameters)
     return spec, inputs, mapped
+
+
+def _add_semantics(
+    flow: Flow, task: Task, spec: TaskSpec, plan: list[tuple[str | None, int, Any]],
+    parameters: dict[str, Any] | None,
+) -> None:
+    """Copy what the task runner needs beyond the defaults: trigger, skips,
+    state handlers, cache (nothing, for a task that sets none of them).
+    """
+    from nbflow.engine.cache import candidates
+    from nbflow.triggers import all_successful
+
+    trigger = getattr(task, "_trigger", None)
+    if trigger is not None and trigger is not all_successful:
+        spec.trigger = trigger
+        spec.edges = _edges(flow, task, plan)
+    spec.skip_on_upstream_skip = getattr(task, "skip_on_upstream_skip", True)
+    handlers = getattr(task, "state_handlers", None)
+    if handlers:
+        spec.handlers = tuple(handlers)
+        spec.task = task
+    cache_for = getattr(task, "cache_for", None)
+    if cache_for is not None:
+        spec.cache_for = cache_for
+        spec.cache_validator = task.cache_validator
+        spec.caches = candidates(task)
+        spec.parameters = parameters
+
+
+def _edges(
+    flow: Flow, task: Task, plan: list[tuple[str | None, int, Any]]
+) -> tuple[Any, ...]:
+    """One Edge per planned input (a tuple of them for several tasks), so a
+    custom trigger sees Prefect's ``dict[Edge, State]``.
+    """
+    binding = flow.binding(task)
+    by_key = {key: value for key, value in binding.arguments.items()}
+    found: list[Any] = []
+    upstream_left = list(binding.upstream)
+    mapped_left = list(binding.mapped_upstream)
+    for key, kind, _ in plan:
+        if kind == TRIGGER:
+            found.append(tuple(Edge(u, task) for u in upstream_left))
+        elif key is None:
+            found.append(Edge(mapped_left.pop(0), task, None, True))
+        else:
+            value = by_key[key]
+            ups = list(iter_tasks(value))
+            edges = tuple(Edge(u, task, key, binding.mapped and not is_unmapped)
+                          for u, is_unmapped in ups)
+            found.append(edges if kind == NESTED else (edges[0] if edges else None))
+    return tuple(found)
 
 
 def map_size(
     task: Task, mapped: dict[int, Any], slots: Slots, wait_one: Callable[[Any], Any]
 ) -> int | State:
     """How many children ``task`` has; wait for unmapped upstream results
-    it maps over. Returns a final State when it cannot be mapped.
+    it maps over. Returns a final State when it cannot be mapped. Sequences of
+    different lengths are zipped to the shortest, as Prefect does.
     """
-    sizes: dict[str, int] = {}
+    sizes: list[int] = []
     for position, source in list(mapped.items()):
-        if isinstance(source, Task):
-            name = repr(source.name)
-            kind, future = slots[source]
-            state = future if kind == FINAL else wait_one(future)
+        if isinstance(source, (Task, Flat)):
+            upstream = source.task if isinstance(source, Flat) else source
+            name = repr(upstream.name)
+            kind, future = slots[upstream]
+            if kind == CHILDREN_SLOT:
+                children = [wait_one(f) for f in future]
+                state = next((c for c in children if not isinstance(c, Success)
+                              or isinstance(c, Skipped)), None) or Success(
+                    result=[c.result for c in children])
+            else:
+                state = future if kind == FINAL else wait_one(future)
+            if isinstance(state, Skipped) and task.skip_on_upstream_skip:
+                return Skipped(
+                    f"Upstream task {name} was skipped; if this was not the intended "
+                    "behavior, consider changing `skip_on_upstream_skip=False` "
+                    "for this task."
+                )
             if not isinstance(state, Success):
                 if isinstance(state, Cancelled):
                     return Cancelled(f"Upstream task {name} was cancelled.")
@@ -119,13 +212,21 @@ def map_size(
                     f"{kind_of(state)}."
                 )
             source = state.result
+            if isinstance(mapped[position], Flat):
+                try:
+                    source = [item for part in source for item in part]
+                except TypeError:
+                    return Failed(
+                        f"Task {task.name!r} cannot flatten {name} "
+                        f"(= {short(source)}): it is not a list of lists."
+                    )
         elif isinstance(source, ChildFutures):
-            sizes[repr(source.name)] = len(source)
+            sizes.append(len(source))
             continue
         else:
             name = short(source)
         try:
-            sizes[name] = len(source)
+            sizes.append(len(source))
             mapped[position] = source = list(source)
         except TypeError:
             return Failed(
@@ -133,13 +234,16 @@ def map_size(
                 f"(= {short(source)}): it is not a sequence; map over a list, or "
                 "wrap the argument in unmapped()."
             )
-    if len(set(sizes.values())) > 1:
-        detail = ", ".join(f"{k} has {v}" for k, v in sizes.items())
-        return Failed(
-            f"Task {task.name!r} maps over sequences of different lengths "
-            f"({detail}); make them equal or wrap one in unmapped()."
-        )
-    return next(iter(sizes.values()), 0)
+    return min(sizes, default=0)
+
+
+class Flat:
+    """An upstream task whose result (or children's results) is flattened."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
 
 
 class ChildFutures(list):  # type: ignore[type-arg]
@@ -177,7 +281,9 @@ def template(value: Any) -> Any:
     """``value`` with each task in it replaced by a slot to fill."""
     if isinstance(value, Task):
         return SLOT
-    if isinstance(value, unmapped):
+    if isinstance(value, flatten) and isinstance(value.value, Task):
+        return FLAT_SLOT
+    if isinstance(value, (unmapped, flatten)):
         return template(value.value)
     if isinstance(value, (list, tuple, set, frozenset)):
         return type(value)(template(v) for v in value)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow.core.flow import Flow
 from nbflow.core.task import Parameter, Task
 from nbflow.engine._interrupt import Interrupter
-from nbflow.engine._outcome import flow_state, task_state
+from nbflow.engine._outcome import flow_state, keep_state, start_state, task_state
 from nbflow.engine._plan import (
     CHILDREN_SLOT,
     FINAL,
@@ -37,7 +37,7 @@ from nbflow.engine.events import (
     TaskMapped,
     global_listeners,
 )
-from nbflow.engine.state import Cancelled, State, Success
+from nbflow.engine.state import Cached, Cancelled, State, Success
 from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
     FlowValidationError,
@@ -59,13 +59,14 @@ def run_flow(
     parameters: dict[str, Any] | None = None,
     executor: Executor | None = None,
     listeners: Sequence[Listener] = (),
+    task_states: dict[Task, State] | None = None,
 ) -> State:
     """Run ``flow`` to its end on ``executor`` and return the flow's state.
 
     See :meth:`nbflow.Flow.run`, which calls this.
     """
     return FlowRun(flow, parameters=parameters, executor=executor,
-                   listeners=listeners).run()
+                   listeners=listeners, task_states=task_states).run()
 
 
 def _parameter_values(flow: Flow, given: dict[str, Any]) -> dict[str, Any]:
@@ -112,6 +113,7 @@ class FlowRun:
         parameters: dict[str, Any] | None = None,
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
+        task_states: dict[Task, State] | None = None,
     ) -> None:
         if executor is None:
             executor = flow.executor
@@ -126,6 +128,9 @@ class FlowRun:
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
         self.state: State | None = None
+        #: States to start from (``flow.run(task_states=...)``): finished ones
+        #: are kept, and the task is not run.
+        self.task_states = dict(task_states or {})
         self._slots: Slots = {}
         #: What had finished when the run was cancelled.
         self._finished: dict[Task, State] = {}
@@ -225,6 +230,7 @@ class FlowRun:
         if bus is not None:
             bus.start()
         states: dict[Task, State] = {}
+        self._running = start_state(self.flow)
         try:
             states = self._execute(bus)
         except KeyboardInterrupt:
@@ -278,13 +284,17 @@ class FlowRun:
     # -- submitting ---------------------------------------------------------------------
 
     def _submit(self, task: Task, channel: TaskChannel) -> None:
-        if isinstance(task, Parameter):
-            state = Success(result=self.values[task.name])
+        given = self.task_states.get(task)
+        if isinstance(task, Parameter) or (given is not None and keep_state(given)):
+            state = given or Success(result=self.values[task.name])
             self._slots[task] = (FINAL, state)
             self._emit(task, None, state)
             return
         binding = self.flow.binding(task)
-        spec, inputs, mapped = compile_task(self.flow, task, self._slots, self.index[task])
+        spec, inputs, mapped = compile_task(
+            self.flow, task, self._slots, self.index[task], self.values)
+        if isinstance(given, Cached):
+            spec.caches = [given, *spec.caches]
         submit = self.executor.submit
         if not binding.mapped:
             future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)
@@ -350,7 +360,7 @@ class FlowRun:
             if task not in states:
                 states[task] = Cancelled("The run was cancelled before this task started.")
         self._reconcile(states)
-        return flow_state(self.flow, states, self._cancelled.is_set())
+        return flow_state(self.flow, states, self._cancelled.is_set(), self._running)
 
     def _reconcile(self, states: dict[Task, State]) -> None:
         """Emit the final states the listeners have not seen (decided here, or
