@@ -37,13 +37,14 @@ from nbflow.engine.events import (
     TaskMapped,
     global_listeners,
 )
-from nbflow.engine.state import Cached, Cancelled, State, Success
+from nbflow.engine.state import Cached, Cancelled, Resume, State, Success
 from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
     FlowValidationError,
     NbflowError,
     RunCancelled,
 )
+from nbflow.triggers import manual_only
 
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
@@ -295,6 +296,8 @@ class FlowRun:
             self.flow, task, self._slots, self.index[task], self.values)
         if isinstance(given, Cached):
             spec.caches = [given, *spec.caches]
+        elif isinstance(given, Resume) and spec.trigger is manual_only:
+            spec.trigger = None  # resumed by hand: Prefect's context "resume"
         submit = self.executor.submit
         if not binding.mapped:
             future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)

@@ -19,6 +19,8 @@ from nbflow.engine.state import (
     Failed,
     Looped,
     Mapped,
+    Paused,
+    Resume,
     Retrying,
     Running,
     Skipped,
@@ -378,3 +380,42 @@ def test_new_states_cross_processes(executor):
     assert Looped.__name__ not in [e.new.name for e in events if getattr(e, "task", None) is a][-1:]
     assert Retrying(run_count=1) == Retrying(run_count=1) != Retrying(run_count=2)
     assert isinstance(Mapped(), Success)
+
+
+class Multiply(Task):
+    """A Task subclass with its own ``run``, as Prefect users write them."""
+
+    def __init__(self, factor, **kwargs):
+        self.factor = factor
+        super().__init__(**kwargs)
+
+    def run(self, x):
+        return x * self.factor
+
+
+def test_task_subclass_getitem_and_base_task_run_everywhere(executor):
+    @task
+    def pair():
+        return {"k": [1, 2]}
+
+    with Flow("sub") as flow:
+        m = Multiply(3, name="triple")(inc(1))
+        each = Multiply(2).map([1, 2])
+        k = pair()["k"][1]
+        nothing = Task("nothing")()
+    r = flow.run(executor=executor).result
+    assert r[m].result == 6 and r[each].result == [2, 4]
+    assert r[k].result == 2 and r[nothing] == Success(result=None)
+
+
+def test_manual_only_pauses_until_resumed(executor):
+    with Flow("pause") as flow:
+        first = inc(1)
+        gate = Task(fn=lambda x: x * 10, name="gate", trigger=triggers.manual_only)(first)
+        after = inc(gate)
+    paused = flow.run(executor=executor)
+    assert isinstance(paused.result[gate], Paused)
+    assert not paused.result[after].is_successful()
+    resumed = flow.run(executor=executor, task_states={first: paused.result[first],
+                                                        gate: Resume()})
+    assert resumed.result[after].result == 21
