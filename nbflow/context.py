@@ -26,17 +26,19 @@ def get(key: str, default: Any = None) -> Any:
     1
 
     """
-    values = getattr(_local, "values", None)
-    return default if values is None else values.get(key, default)
+    return to_dict().get(key, default)
 
 
 def to_dict() -> dict[str, Any]:
-    """A copy of the current task run's context."""
-    return dict(getattr(_local, "values", None) or {})
-
-
-def _set(values: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Install ``values`` in this thread; return what was there (engine use)."""
-    old = getattr(_local, "values", None)
-    _local.values = values
-    return old
+    """The current task run's context, as a new dict."""
+    # The engine keeps a tuple per run (cheap on the per-task path); the dict
+    # is made only when a task asks.
+    run = getattr(_local, "run", None)
+    if run is None:
+        return {}
+    name, map_index, run_count, loop = run
+    values = {"task_name": name, "map_index": map_index, "task_run_count": run_count}
+    if loop is not None:
+        values["task_loop_count"] = loop[0] + 1
+        values["task_loop_result"] = loop[1]
+    return values

@@ -190,6 +190,7 @@ class Flow:
         downstream_tasks: Iterable[Task] | None = None,
         keyword_tasks: dict[str, Any] | None = None,
         mapped: bool = False,
+        validate: bool | None = None,
         *,
         arguments: dict[str, Any] | None = None,
         positional: tuple[str, ...] = (),
@@ -219,6 +220,8 @@ class Flow:
                 into.append(self.add_task(upstream))
         for downstream in downstream_tasks or ():
             self.set_dependencies(downstream, upstream_tasks=[task])
+        if validate:
+            self.validate()
 
     def add_edge(
         self,

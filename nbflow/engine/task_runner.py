@@ -127,6 +127,10 @@ class TaskSpec:
         return f"<TaskSpec {self.name!r} #{self.index}>"
 
 
+#: The Running state of a task with no state handlers (nobody keeps it).
+_RUNNING = Running()
+
+
 def run_task(
     spec: TaskSpec, channel: TaskChannel, map_index: int | None, *inputs: Any
 ) -> State:
@@ -153,13 +157,34 @@ def run_task(
     run_count = 1
     loop: tuple[int, Any] | None = None
     while True:
-        running = _change(spec, old, Running())
-        if not isinstance(running, Running):
-            return _end(report, spec, map_index, running, running)
+        if spec.handlers:
+            running = _change(spec, old, Running())
+            if not isinstance(running, Running):
+                return _end(report, spec, map_index, running, running)
+        else:
+            running = _RUNNING
         if report is not None:
             report((spec.index, map_index, "Running", time.time(), None, None,
                     channel.where()))
-        state = _attempt(spec, channel, kwargs, map_index, run_count, loop)
+        local = _context._local
+        before = getattr(local, "run", None)
+        local.run = (spec.name, map_index, run_count, loop)  # read by context.get
+        try:
+            result = _call(spec, dict(kwargs) if spec.positional or spec.varargs
+                           or spec.varkw else kwargs)
+        except signals.PrefectStateSignal as sig:
+            state = sig.state
+        except Exception as exc:
+            state = _failed(spec, exc)
+        else:
+            if channel.crosses_processes:
+                state = _success(spec, result)
+            elif seen is None:
+                return _end(report, spec, map_index, Success(result=result), running)
+            else:
+                state = Success(result=result)
+        finally:
+            local.run = before
         if isinstance(state, Looped):
             count = (loop[0] if loop else 0) + 1
             state.loop_count = count
@@ -200,31 +225,17 @@ def run_task(
         old = state
 
 
-def _attempt(
-    spec: TaskSpec, channel: TaskChannel, kwargs: dict[str, Any],
-    map_index: int | None, run_count: int, loop: tuple[int, Any] | None,
-) -> State:
-    """Call the task once; its outcome as a state (signals turned into theirs)."""
-    values: dict[str, Any] = {
-        "task_name": spec.name, "map_index": map_index, "task_run_count": run_count,
-    }
-    if loop is not None:
-        values["task_loop_count"] = loop[0] + 1
-        values["task_loop_result"] = loop[1]
-    before = _context._set(values)
-    try:
-        result = _call(spec, dict(kwargs) if spec.positional or spec.varargs
-                       or spec.varkw else kwargs)
-    except signals.PrefectStateSignal as sig:
-        return sig.state
-    except Exception as exc:
-        text = _format(exc)
-        if isinstance(exc, _TimedOut):
-            return TimedOut(str(exc), _portable(exc), traceback=text)
-        return Failed(_failure(spec, exc), _portable(exc), traceback=text)
-    finally:
-        _context._set(before)
-    bad = _unpicklable(result) if channel.crosses_processes else None
+def _failed(spec: TaskSpec, exc: Exception) -> State:
+    """The state of a task that raised ``exc``."""
+    text = _format(exc)
+    if isinstance(exc, _TimedOut):
+        return TimedOut(str(exc), _portable(exc), traceback=text)
+    return Failed(_failure(spec, exc), _portable(exc), traceback=text)
+
+
+def _success(spec: TaskSpec, result: Any) -> State:
+    """Success, unless ``result`` cannot leave the worker's process."""
+    bad = _unpicklable(result)
     if bad is None:
         return Success(result=result)
     return Failed(
@@ -335,7 +346,7 @@ def _bind_inputs(
     """
     for (key, kind, extra), value in zip(spec.inputs, inputs):
         if kind == SINGLE:
-            if strict and not _plain(value):
+            if strict and value.__class__ is not Success and not _plain(value):
                 return _trigger_failed(spec, extra, value)
             if key is not None:
                 kwargs[key] = value.result
@@ -526,10 +537,10 @@ def _call_with_timeout(spec: TaskSpec, call: Callable[[], Any]) -> Any:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
             box.append((False, exc))
 
-    values = _context.to_dict()
+    run = getattr(_context._local, "run", None)
 
     def target_with_context() -> None:
-        _context._set(values)
+        _context._local.run = run
         target()
 
     thread = threading.Thread(
