@@ -6,7 +6,7 @@ submitted as (its *slots*); :class:`~nbflow.engine.runner.FlowRun` calls them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from nbflow.core._values import iter_tasks
@@ -38,6 +38,7 @@ __all__ = [
     "FUTURE",
     "ChildFutures",
     "Flat",
+    "flat",
     "Slots",
     "compile_task",
     "kind_of",
@@ -77,6 +78,14 @@ def compile_task(
             mapped[len(inputs)] = Flat(raw.value)
             plan.append((key, VALUE, raw.value.name))
             inputs.append(None)
+        elif isinstance(raw, flatten) and not any(True for _ in iter_tasks(raw)):
+            literal = flat(raw.value)
+            if binding.mapped and not is_unmapped:
+                mapped[len(inputs)] = literal
+                plan.append((key, VALUE, None))
+                inputs.append(literal)
+            else:
+                constants[key] = literal
         elif isinstance(raw, Task):
             kind, source = slots[raw]
             if binding.mapped and not is_unmapped:
@@ -214,11 +223,12 @@ def map_size(
             source = state.result
             if isinstance(mapped[position], Flat):
                 try:
-                    source = [item for part in source for item in part]
+                    source = flat(source)
                 except TypeError:
                     return Failed(
                         f"Task {task.name!r} cannot flatten {name} "
-                        f"(= {short(source)}): it is not a list of lists."
+                        f"(= {short(source)}): it is not a sequence; return a list "
+                        "of lists from it."
                     )
         elif isinstance(source, ChildFutures):
             sizes.append(len(source))
@@ -235,6 +245,18 @@ def map_size(
                 "wrap the argument in unmapped()."
             )
     return min(sizes, default=0)
+
+
+def flat(value: Any) -> list[Any]:
+    """``value``'s items, each list (tuple, ...) among them spliced in, as
+    Prefect's ``flatten`` does (a string or a non-sequence is kept whole).
+    """
+    return [
+        x
+        for item in value
+        for x in (item if isinstance(item, Iterable) and not isinstance(
+            item, (str, bytes, dict)) else (item,))
+    ]
 
 
 class Flat:

@@ -296,6 +296,7 @@ class FlowRun:
             self.flow, task, self._slots, self.index[task], self.values)
         if isinstance(given, Cached):
             spec.caches = [given, *spec.caches]
+            spec.cache_validator = task.cache_validator
         elif isinstance(given, Resume) and spec.trigger is manual_only:
             spec.trigger = None  # resumed by hand: Prefect's context "resume"
         submit = self.executor.submit

@@ -148,7 +148,7 @@ def run_task(
         if problem is not None:
             return _end(report, spec, map_index, problem)
         _bind_inputs(spec, inputs, kwargs, strict=False)
-    seen = dict(kwargs) if spec.cache_for is not None else None
+    seen = dict(kwargs) if spec.cache_for is not None or spec.caches else None
     if seen is not None:
         cached = _from_cache(spec, seen)
         if cached is not None:
@@ -194,7 +194,8 @@ def run_task(
                 loop = (count, state.result)
                 old = Pending(f"Looping task (on loop index {count})") if spec.handlers else None
                 continue
-        elif isinstance(state, Success) and seen is not None and not isinstance(state, Skipped):
+        elif (isinstance(state, Success) and spec.cache_for is not None
+              and seen is not None and not isinstance(state, Skipped)):
             state = _cache(spec, state, seen)
         retry = isinstance(state, Retrying) or (
             isinstance(state, Failed) and not isinstance(state, TriggerFailed)
@@ -501,7 +502,11 @@ def _fill(template: Any, values: Any) -> Any:
     if template is SLOT:
         return next(values)
     if template is FLAT_SLOT:
-        return [item for part in next(values) for item in part]
+        return [
+            x for item in next(values)
+            for x in (item if isinstance(item, (list, tuple, set, frozenset, range))
+                      else (item,))
+        ]
     if isinstance(template, (list, tuple, set, frozenset)):
         return type(template)(_fill(t, values) for t in template)
     if isinstance(template, dict):

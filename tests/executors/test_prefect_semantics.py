@@ -320,7 +320,12 @@ def test_flatten_maps_over_a_list_of_lists(executor):
         flat = inc.map(flatten(nested))
         whole = inc.map(flatten(Task(fn=lambda: [[1], [2, 3]], name="lol")()))
         reduced = show(flatten(nested))
+        literal = inc.map(flatten([[1], [2, 3]]))
+        loose = inc.map(flatten([1, [2], 3]))
+        twice = inc.map(flatten(numbers.map(flatten(numbers.map([2, 3])))))
     r = flow.run(executor=executor).result
+    assert r[literal].result == [2, 3, 4] and r[loose].result == [2, 3, 4]
+    assert r[twice].result == [1, 1, 1, 2]  # [[], [0], [], [0], [0, 1]] + 1
     assert r[flat].result == [1, 1, 2, 1, 2, 3]
     assert r[whole].result == [2, 3, 4]
     assert r[reduced].result == "[0, 0, 1, 0, 1, 2]"
@@ -333,6 +338,20 @@ def test_task_states_start_the_run_from_given_states(executor):
     state = flow.run(executor=executor, task_states={a: Success(result=41)})
     assert state.result[b].result == 42
     assert state.result[a] == Success(result=41)
+
+
+def test_task_states_cached_is_checked_by_the_validator(executor):
+    import datetime
+
+    with Flow("cached") as flow:
+        a = boom()
+        b = inc(a)
+    fresh = flow.run(executor=executor, task_states={a: Cached(result=1)})
+    assert isinstance(fresh.result[a], Cached) and fresh.result[b].result == 2
+    old = datetime.datetime(2000, 1, 1, tzinfo=datetime.timezone.utc)
+    expired = flow.run(executor=executor,
+                       task_states={a: Cached(result=1, cached_result_expiration=old)})
+    assert type(expired.result[a]) is Failed  # ran again
 
 
 def test_cache_for_gives_cached_states_within_the_process(executor, tmp_path):
@@ -382,18 +401,20 @@ def test_new_states_cross_processes(executor):
     assert isinstance(Mapped(), Success)
 
 
-class Multiply(Task):
-    """A Task subclass with its own ``run``, as Prefect users write them."""
-
-    def __init__(self, factor, **kwargs):
-        self.factor = factor
-        super().__init__(**kwargs)
-
-    def run(self, x):
-        return x * self.factor
-
-
 def test_task_subclass_getitem_and_base_task_run_everywhere(executor):
+    # Defined here, not at module level: distributed pickles a module-level
+    # class by reference, and a `dask worker` cannot import this test module
+    # (a notebook's classes live in __main__ and go by value).
+    class Multiply(Task):
+        """A Task subclass with its own ``run``, as Prefect users write them."""
+
+        def __init__(self, factor, **kwargs):
+            self.factor = factor
+            super().__init__(**kwargs)
+
+        def run(self, x):
+            return x * self.factor
+
     @task
     def pair():
         return {"k": [1, 2]}
