@@ -18,6 +18,7 @@ from nbflow.core._values import iter_tasks
 from nbflow.core.task import (
     Parameter,
     Task,
+    _case_stack,
     _flow_stack,
     _OnFailure,
     _VarKwargs,
@@ -180,7 +181,10 @@ class Flow:
         """Add ``task`` with no arguments bound, if it is not in the flow yet."""
         if not isinstance(task, Task):
             raise TypeError(f"Flow.add_task expects a Task, got {task!r}.")
-        self._tasks.setdefault(task, _Binding())
+        if task not in self._tasks:
+            self._tasks[task] = _Binding()
+            if _case_stack and not isinstance(task, Parameter):
+                _case_stack[-1].add_task(task, self)
         return task
 
     def set_dependencies(

@@ -25,6 +25,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 _ids = itertools.count()
 #: Flows entered with ``with``; the last one is where tasks are added.
 _flow_stack: list[Flow] = []
+#: ``case`` blocks entered with ``with`` (nbflow.tasks.control_flow); the
+#: last one is told of every task added to a flow meanwhile.
+_case_stack: list[Any] = []
 
 
 def active_flow() -> Flow | None:

@@ -440,3 +440,50 @@ def test_manual_only_pauses_until_resumed(executor):
     resumed = flow.run(executor=executor, task_states={first: paused.result[first],
                                                         gate: Resume()})
     assert resumed.result[after].result == 21
+
+
+@task
+def parity(n):
+    return "even" if n % 2 == 0 else "odd"
+
+
+@task
+def say(text):
+    return text
+
+
+def test_case_and_merge_branch(executor):
+    from nbflow import Parameter
+    from nbflow.tasks.control_flow import case, merge
+
+    with Flow("branch") as flow:
+        n = Parameter("n")
+        p = parity(n)
+        with case(p, "even"):
+            even = say("even branch")
+            after_even = show(even)
+        with case(p, "odd"):
+            odd = say("odd branch")
+        out = merge(after_even, odd)
+    four = flow.run(executor=executor, n=4)
+    assert four.is_successful(), four.message
+    assert four.result[out].result == "'even branch'"
+    assert isinstance(four.result[odd], Skipped)
+    three = flow.run(executor=executor, n=3)
+    assert three.result[out].result == "odd branch"
+    assert isinstance(three.result[even], Skipped)
+    assert isinstance(three.result[after_even], Skipped)
+
+
+def test_switch_and_ifelse(executor):
+    from nbflow.tasks.control_flow import ifelse, switch
+
+    with Flow("switch") as flow:
+        p = parity(3)
+        a, b = say("A"), say("B")
+        switch(p, {"even": a, "odd": b})
+        yes, no = say("yes"), say("no")
+        ifelse(inc(-1), yes, no)
+    r = flow.run(executor=executor).result
+    assert isinstance(r[a], Skipped) and r[b].result == "B"
+    assert isinstance(r[yes], Skipped) and r[no].result == "no"
