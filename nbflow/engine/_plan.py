@@ -12,10 +12,12 @@ from typing import Any
 from nbflow.core._values import iter_tasks
 from nbflow.core.flow import Edge, Flow
 from nbflow.core.task import Task, _VarArgs, _VarKwargs, flatten, unmapped
+from nbflow.engine import signals
 from nbflow.engine.state import (
     Cancelled,
     Failed,
     Mapped,
+    Pending,
     Skipped,
     State,
     Success,
@@ -41,6 +43,7 @@ __all__ = [
     "flat",
     "Slots",
     "compile_task",
+    "decided",
     "kind_of",
     "map_size",
     "parent_state",
@@ -279,12 +282,12 @@ class ChildFutures(list):  # type: ignore[type-arg]
 
 
 def parent_state(task: Task, children: list[State]) -> State:
-    """A mapped task's state from its children's."""
+    """A mapped task's state from its children's (through its state handlers)."""
     n = len(children)
     bad = [c for c in children if not c.is_successful()]
     if not bad:
-        return Mapped(f"Mapped {n} children.", [c.result for c in children],
-                      map_states=children)
+        return decided(task, Mapped(f"Mapped {n} children.", [c.result for c in children],
+                                    map_states=children))
     if all(isinstance(c, Cancelled) for c in bad):
         cls: type[State] = Cancelled
     elif all(isinstance(c, (TriggerFailed, Cancelled)) for c in bad):
@@ -292,11 +295,31 @@ def parent_state(task: Task, children: list[State]) -> State:
     else:
         cls = Failed
     first = next((c for c in bad if c.is_failed()), bad[0])
-    return cls(
+    return decided(task, cls(
         f"{len(bad)} of {n} mapped children of {task.name!r} did not succeed; "
         f"first: {first.message}",
         [c.result for c in children], map_states=children,
-    )
+    ))
+
+
+def decided(task: Task, state: State) -> State:
+    """Pass a state the driver decides for ``task`` (a mapped parent's, or
+    one it ends without running) through the task's state handlers.
+    """
+    handlers = getattr(task, "state_handlers", None)
+    if not handlers:
+        return state
+    try:
+        for handler in handlers:
+            state = handler(task, Pending(), state) or state
+    except signals.PrefectStateSignal as sig:
+        return sig.state
+    except Exception as exc:
+        return Failed(
+            f"Task {task.name!r}: a state handler raised {type(exc).__name__}: {exc}",
+            exc,
+        )
+    return state
 
 
 def template(value: Any) -> Any:

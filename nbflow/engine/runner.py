@@ -26,6 +26,7 @@ from nbflow.engine._plan import (
     FUTURE,
     Slots,
     compile_task,
+    decided,
     map_size,
     parent_state,
 )
@@ -306,6 +307,7 @@ class FlowRun:
             return
         size = map_size(task, mapped, self._slots, self._wait_one)
         if isinstance(size, State):
+            size = decided(task, size)
             self._slots[task] = (FINAL, size)
             self._emit(task, None, size)
             return

@@ -288,10 +288,20 @@ def test_state_handlers_see_every_change_and_may_replace_it(executor):
     def on_failure(task, state):
         raise RuntimeError("handler broke")
 
+    def tag_parent(task, old, new):
+        if new.is_mapped():
+            return Success("parent seen", result=new.result)
+        return None
+
     with Flow("h") as flow:
         fixed = boom.copy(state_handlers=[fix])()
         loud = Task(fn=boom.fn, name="loud", on_failure=on_failure)()
+        parent = inc.copy(state_handlers=[tag_parent]).map([1, 2])
+        not_run = inc.copy(state_handlers=[fix]).map(boom())
     state = flow.run(executor=executor)
+    assert state.result[parent] == Success(result=[2, 3])
+    assert state.result[parent].message == "parent seen"
+    assert state.result[not_run].result == 99  # decided in the driver, handled too
     assert state.result[fixed].result == 99
     assert state.result[fixed].message == "fixed after Running"
     assert "a state handler raised RuntimeError: handler broke" in state.result[loud].message
