@@ -178,3 +178,22 @@ def test_signals_carry_their_states():
     assert signals.LOOP(result=4).state.result == 4
     assert signals.signal_from_state(Skipped()) is signals.SKIP
     assert not issubclass(signals.FAIL, Exception)  # an `except Exception` lets it by
+
+
+def test_text_progress_counts_every_kind_of_failure():
+    import io
+
+    from nbflow.notebook.progress import TextProgress
+
+    @task(timeout=0.2)
+    def stuck():
+        import time
+
+        time.sleep(30)
+
+    with Flow("p") as flow:
+        stuck()
+        inc(1)
+    out = io.StringIO()
+    flow.run(listeners=[TextProgress(out)])
+    assert out.getvalue().splitlines()[-1].startswith("2/2 tasks finished, 1 failed;")
