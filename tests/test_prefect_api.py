@@ -197,3 +197,16 @@ def test_text_progress_counts_every_kind_of_failure():
     out = io.StringIO()
     flow.run(listeners=[TextProgress(out)])
     assert out.getvalue().splitlines()[-1].startswith("2/2 tasks finished, 1 failed;")
+
+
+def test_nout_unpacks_and_a_task_is_not_iterable_without_it():
+    @task(nout=2)
+    def split(x):
+        return x, x * 10
+
+    with Flow("n") as flow:
+        a, b = split(3)
+        total = add(a, b)
+        with pytest.raises(TypeError, match=r"is not iterable; .* pass nout="):
+            list(inc(1))
+    assert flow.run().result[total].result == 33

@@ -11,7 +11,7 @@ import copy
 import datetime
 import inspect
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from nbflow.errors import FlowContextError, FlowValidationError
@@ -105,7 +105,8 @@ class Task:
     timeout : float, optional
         Seconds after which a run is stopped and the task fails.
     nout : int, optional
-        Reserved for Prefect compatibility (tuple unpacking).
+        How many results the task returns as a tuple, so that a call in a flow
+        unpacks: ``a, b = task(...)``.
     tags : iterable of str, optional
     trigger : callable, optional
         ``trigger(upstream_states: dict[Edge, State]) -> bool`` deciding whether
@@ -415,6 +416,15 @@ class Task:
         if "self" in kwargs:
             raise TypeError("Task.pipe cannot take an argument named 'self'.")
         return _task(self, **kwargs)
+
+    def __iter__(self) -> Iterator[Task]:
+        """``a, b = task(...)`` with ``nout=2``: one task per item of the result."""
+        if self.nout is None:
+            raise TypeError(
+                f"Task {self.name!r} is not iterable; if it returns several results, "
+                "pass nout= to @task or Task (e.g. @task(nout=2))."
+            )
+        return (self[i] for i in range(self.nout))
 
     def __getitem__(self, key: Any) -> Task:
         """A task whose result is ``self.result[key]``."""
