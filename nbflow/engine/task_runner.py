@@ -10,7 +10,8 @@ stops nothing else.
 
 This path runs once per task: it copies no configuration and sets up no logging.
 When every upstream task plainly succeeded and the task has the default trigger,
-no upstream-state dict is built (the common case costs what it did before).
+no upstream-state dict is built: the common case adds one thread-local tuple
+(what :mod:`nbflow.context` reads) per call, about 0.3 µs.
 """
 
 from __future__ import annotations
