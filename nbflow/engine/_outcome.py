@@ -4,7 +4,9 @@ state from its tasks' states (and its terminal state handler).
 
 from __future__ import annotations
 
+import datetime
 import logging
+import threading
 from concurrent.futures import CancelledError
 from typing import Any
 
@@ -16,6 +18,7 @@ from nbflow.engine.state import (
     Cancelled,
     Failed,
     Pending,
+    Retrying,
     Running,
     State,
     Success,
@@ -23,7 +26,7 @@ from nbflow.engine.state import (
 )
 from nbflow.errors import ClusterConnectionError, NbflowError
 
-__all__ = ["flow_state", "keep_state", "start_state", "task_state"]
+__all__ = ["flow_state", "keep_state", "next_round", "start_state", "task_state"]
 
 log = logging.getLogger("nbflow.engine.runner")
 
@@ -50,6 +53,24 @@ def keep_state(given: State) -> bool:
     task (a finished one but Cached, which its validator checks), so it is not run.
     """
     return given.is_finished() and not given.is_cached()
+
+
+def next_round(states: dict[Task, State], cancelled: threading.Event) -> bool:
+    """Whether a run goes on with another round: some task (or child) is
+    Retrying at a later ``start_time``; wait for it here, in the driver (as
+    Prefect's ``flow.run`` does). False at once when there is none, or when
+    the run is cancelled meanwhile.
+    """
+    wake = min(
+        (s.start_time for state in states.values()
+         for s in (state.map_states or [state]) if isinstance(state, State)
+         if isinstance(s, Retrying) and s.start_time is not None),
+        default=None,
+    )
+    if wake is None:
+        return False
+    delay = (wake - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    return not cancelled.wait(max(delay, 0.0))
 
 
 def _change(flow: Flow, old: State, new: State) -> State:

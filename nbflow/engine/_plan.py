@@ -210,6 +210,9 @@ def map_size(
                     result=[c.result for c in children])
             else:
                 state = future if kind == FINAL else wait_one(future)
+            if isinstance(state, State) and not state.is_finished():
+                return Pending(f"Task {task.name!r} waits: upstream task {name} "
+                               "is not finished.")
             if isinstance(state, Skipped) and task.skip_on_upstream_skip:
                 return Skipped(
                     f"Upstream task {name} was skipped; if this was not the intended "
@@ -284,6 +287,12 @@ class ChildFutures(list):  # type: ignore[type-arg]
 def parent_state(task: Task, children: list[State]) -> State:
     """A mapped task's state from its children's (through its state handlers)."""
     n = len(children)
+    waiting = sum(not c.is_finished() for c in children)
+    if waiting:
+        return decided(task, Pending(
+            f"{waiting} of {n} mapped children of {task.name!r} are not finished.",
+            [c.result for c in children], map_states=children,
+        ))
     bad = [c for c in children if not c.is_successful()]
     if not bad:
         return decided(task, Mapped(f"Mapped {n} children.", [c.result for c in children],

@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 from nbflow.core.flow import Flow
 from nbflow.core.task import Parameter, Task
 from nbflow.engine._interrupt import Interrupter
-from nbflow.engine._outcome import flow_state, keep_state, start_state, task_state
+from nbflow.engine._outcome import (
+    flow_state,
+    keep_state,
+    next_round,
+    start_state,
+    task_state,
+)
 from nbflow.engine._plan import (
     CHILDREN_SLOT,
     FINAL,
@@ -38,7 +44,7 @@ from nbflow.engine.events import (
     TaskMapped,
     global_listeners,
 )
-from nbflow.engine.state import Cached, Cancelled, Resume, State, Success
+from nbflow.engine.state import Cached, Cancelled, Resume, Retrying, State, Success
 from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
     FlowValidationError,
@@ -260,11 +266,17 @@ class FlowRun:
                 bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
             try:
                 with self._interrupter.guard():
-                    for task in self.order:
-                        if self._cancelled.is_set():
-                            raise RunCancelled()
-                        self._submit(task, channel)
-                    return self._collect()
+                    while True:
+                        for task in self.order:
+                            if self._cancelled.is_set():
+                                raise RunCancelled()
+                            self._submit(task, channel)
+                        states = self._collect()
+                        if not next_round(states, self._cancelled):
+                            return states
+                        # Retrying tasks start again (and what waits for
+                        # them); finished ones keep their states.
+                        self.task_states, self._slots = states, {}
             except BaseException as exc:
                 # After cancel() from another thread, waiting may end in the
                 # executor's own error (dask: FuturesCancelledError) first.
@@ -295,6 +307,10 @@ class FlowRun:
         binding = self.flow.binding(task)
         spec, inputs, mapped = compile_task(
             self.flow, task, self._slots, self.index[task], self.values)
+        if given is not None and given.map_states is not None:
+            spec.resume = dict(enumerate(given.map_states))
+        elif isinstance(given, Retrying):
+            spec.resume = {None: given}
         if isinstance(given, Cached):
             spec.caches = [given, *spec.caches]
             spec.cache_validator = task.cache_validator

@@ -74,7 +74,7 @@ class TaskSpec:
         "fn", "name", "index", "max_retries", "retry_delay", "timeout",
         "constants", "inputs", "positional", "varargs", "varkw",
         "trigger", "skip_on_upstream_skip", "task", "handlers", "edges",
-        "cache_for", "cache_validator", "caches", "parameters",
+        "cache_for", "cache_validator", "caches", "parameters", "resume",
     )
 
     def __init__(
@@ -116,6 +116,8 @@ class TaskSpec:
         #: Cached states that may stand in for a run (see ``cache_for``).
         self.caches: list[Cached] = []
         self.parameters: dict[str, Any] | None = None
+        #: States of an earlier round, by map index (None: not mapped).
+        self.resume: dict[int | None, State] | None = None
 
     def __getstate__(self) -> tuple[Any, ...]:
         return tuple(getattr(self, s) for s in TaskSpec.__slots__)
@@ -139,6 +141,13 @@ def run_task(
     report = channel.report
     if channel.is_cancelled():
         return _end(report, spec, map_index, Cancelled("The run was cancelled."))
+    run_count = 1
+    if spec.resume is not None:  # a later round of a run (see FlowRun): go on
+        given = spec.resume.get(map_index)
+        if given is not None and given.is_finished():
+            return _end(report, spec, map_index, given, given)
+        if isinstance(given, Retrying) and given.run_count:
+            run_count = given.run_count + 1
     kwargs = dict(spec.constants) if spec.constants else {}
     problem = None if spec.trigger is not None else _bind_inputs(spec, inputs, kwargs)
     if problem is not None or spec.trigger is not None:
@@ -155,7 +164,6 @@ def run_task(
         if cached is not None:
             return _end(report, spec, map_index, cached)
     old: State | None = Pending() if spec.handlers else None
-    run_count = 1
     loop: tuple[int, Any] | None = None
     while True:
         if spec.handlers:
@@ -210,17 +218,20 @@ def run_task(
         if not isinstance(state, Retrying):
             note = f"{state.message} (retry {run_count} of {spec.max_retries})"
             retrying = Retrying(note, start_time=_after(spec.retry_delay),
-                                run_count=run_count)
+                                run_count=run_count, traceback=state.traceback)
             state = _change(spec, state, retrying)
             if not isinstance(state, Retrying):
                 return _end(report, spec, map_index, state)
         else:
             state.run_count = run_count
+        start = state.start_time
+        if start is not None and start > _after(0):
+            # Wait in the driver, not here holding a worker: the run submits
+            # the task again at ``start_time`` (FlowRun's next round).
+            return _end(report, spec, map_index, state, state)
         if report is not None:
             report((spec.index, map_index, "Retrying", time.time(), state.message,
                     state.traceback, None))
-        if spec.retry_delay:
-            time.sleep(spec.retry_delay)
         if channel.is_cancelled():
             return _end(report, spec, map_index, Cancelled("The run was cancelled."))
         run_count += 1
@@ -428,6 +439,10 @@ def _check_upstream(spec: TaskSpec, inputs: tuple[Any, ...]) -> State | None:
             flat.extend(state.map_states)
         else:
             flat.append(state)
+    if not all(s.is_finished() for s in flat):
+        return Pending(
+            f"Task {spec.name!r} waits: an upstream task is not finished."
+        )
     for state in flat:
         if isinstance(state, Cancelled):
             return Cancelled(f"An upstream task of {spec.name!r} was cancelled.")

@@ -497,3 +497,40 @@ def test_switch_and_ifelse(executor):
     r = flow.run(executor=executor).result
     assert isinstance(r[a], Skipped) and r[b].result == "B"
     assert isinstance(r[yes], Skipped) and r[no].result == "no"
+
+
+@task(max_retries=1, retry_delay=0.2)
+def second_try_reads(path):
+    if context.get("task_run_count") == 1:
+        raise RuntimeError("first run fails")
+    with open(path) as f:
+        return f.read()
+
+
+@task
+def write_file(path):
+    with open(path, "w") as f:
+        f.write("written")
+    return 1
+
+
+def test_retry_delay_waits_in_the_driver_not_in_a_worker(executor, tmp_path):
+    """The delay frees the worker: a task submitted after the failing one runs
+    during it (in-task sleeping ran the retry first on one thread), and the
+    retry comes in the same executor session, with its downstream tasks."""
+    path = str(tmp_path / "f")
+    events = []
+    with Flow("delay") as flow:
+        again = second_try_reads(path)
+        after = show(again)
+        write_file(path)
+        each = second_try_reads.map([path, path])
+    state = flow.run(executor=executor, listeners=[events.extend])
+    assert state.is_successful(), state.message
+    assert state.result[after].result == "'written'"
+    assert state.result[each].result == ["written", "written"]
+    kinds = [e.new.name for e in events if getattr(e, "task", None) is again]
+    assert kinds.count("Retrying") == 1 and kinds[-1] == "Success"
+    assert "first run fails (retry 1 of 1)" in next(
+        e.new.message for e in events
+        if getattr(e, "task", None) is again and e.new.name == "Retrying")
