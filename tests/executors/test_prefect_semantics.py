@@ -16,6 +16,7 @@ from nbflow.engine import cache, signals
 from nbflow.engine.cache_validators import all_inputs, all_parameters
 from nbflow.engine.state import (
     Cached,
+    Cancelled,
     Failed,
     Looped,
     Mapped,
@@ -534,3 +535,33 @@ def test_retry_delay_waits_in_the_driver_not_in_a_worker(executor, tmp_path):
     assert "first run fails (retry 1 of 1)" in next(
         e.new.message for e in events
         if getattr(e, "task", None) is again and e.new.name == "Retrying")
+
+
+@task(max_retries=1, retry_delay=600)
+def fails_then_waits_long():
+    raise RuntimeError("try later")
+
+
+def test_cancel_during_a_retry_delay_ends_the_run_at_once(executor):
+    import threading
+
+    from nbflow.engine.runner import FlowRun
+
+    with Flow("wait") as flow:
+        t = fails_then_waits_long()
+        inc(t)
+    retrying = threading.Event()
+
+    def listen(events):
+        if any(getattr(e, "new", None) is not None and e.new.name == "Retrying"
+               for e in events):
+            retrying.set()
+
+    run = FlowRun(flow, executor=executor, listeners=[listen]).start()
+    assert retrying.wait(120), "the task never reached Retrying"
+    run.cancel()
+    state = run.join(120)
+    assert state is not None, "the run still waits out its 600 s retry delay"
+    assert state.is_cancelled()
+    # Retrying, or Cancelled when the cancel came before the driver had it
+    assert isinstance(state.result[t], (Retrying, Cancelled)), state.result[t]
