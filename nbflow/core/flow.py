@@ -190,7 +190,7 @@ class Flow:
     def set_dependencies(
         self,
         task: Task,
-        upstream_tasks: Iterable[Task] | None = None,
+        upstream_tasks: Iterable[Task | unmapped] | None = None,
         downstream_tasks: Iterable[Task] | None = None,
         keyword_tasks: dict[str, Any] | None = None,
         mapped: bool = False,
@@ -212,16 +212,17 @@ class Flow:
         for value in binding.arguments.values():
             for upstream, _ in iter_tasks(value):
                 self.add_task(upstream)
-        for upstream in upstream_tasks or ():
+        for given in upstream_tasks or ():
             into = binding.mapped_upstream if mapped else binding.upstream
-            if isinstance(upstream, unmapped):
-                upstream, into = upstream.value, binding.upstream
-            if not isinstance(upstream, Task):
+            up: Any = given
+            if isinstance(given, unmapped):
+                up, into = given.value, binding.upstream
+            if not isinstance(up, Task):
                 raise TypeError(
-                    f"upstream_tasks of {task.name!r} must be tasks, got {upstream!r}."
+                    f"upstream_tasks of {task.name!r} must be tasks, got {up!r}."
                 )
-            if upstream not in binding.upstream and upstream not in binding.mapped_upstream:
-                into.append(self.add_task(upstream))
+            if up not in binding.upstream and up not in binding.mapped_upstream:
+                into.append(self.add_task(up))
         for downstream in downstream_tasks or ():
             self.set_dependencies(downstream, upstream_tasks=[task])
         if validate:

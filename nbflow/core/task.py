@@ -256,7 +256,7 @@ class Task:
     def __call__(
         self,
         *args: Any,
-        upstream_tasks: Iterable[Task] | None = None,
+        upstream_tasks: Iterable[Task | unmapped] | None = None,
         mapped: bool = False,
         task_args: dict[str, Any] | None = None,
         flow: Flow | None = None,
@@ -287,7 +287,7 @@ class Task:
     def bind(
         self,
         *args: Any,
-        upstream_tasks: Iterable[Task] | None = None,
+        upstream_tasks: Iterable[Task | unmapped] | None = None,
         mapped: bool = False,
         flow: Flow | None = None,
         **kwargs: Any,
@@ -322,7 +322,7 @@ class Task:
     def map(
         self,
         *args: Any,
-        upstream_tasks: Iterable[Task] | None = None,
+        upstream_tasks: Iterable[Task | unmapped] | None = None,
         task_args: dict[str, Any] | None = None,
         flow: Flow | None = None,
         **kwargs: Any,
@@ -364,7 +364,7 @@ class Task:
     def set_dependencies(
         self,
         flow: Flow | None = None,
-        upstream_tasks: Iterable[Task] | None = None,
+        upstream_tasks: Iterable[Task | unmapped] | None = None,
         downstream_tasks: Iterable[Task] | None = None,
         keyword_tasks: dict[str, Any] | None = None,
         mapped: bool = False,
@@ -508,7 +508,7 @@ def _mark_varargs(sig: inspect.Signature, arguments: dict[str, Any]) -> tuple[st
 def _first_task(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
-    upstream: Iterable[Task] | None,
+    upstream: Iterable[Task | unmapped] | None,
     mapped: bool,
 ) -> str | None:
     if upstream:

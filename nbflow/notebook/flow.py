@@ -317,8 +317,10 @@ def rebind(
         ):
             continue  # unchanged: most cells, when one cell is (re)registered
         _clear_binding(flow, task)
-        flow.set_dependencies(task, upstream_tasks=after, arguments=arguments,
-                              mapped=mapped)
+        # ``--after`` orders; it is not mapped over (Prefect maps over a
+        # mapped task's upstream_tasks unless they are unmapped).
+        flow.set_dependencies(task, upstream_tasks=[unmapped(a) for a in after],
+                              arguments=arguments, mapped=mapped)
     for pick in picks.values():
         if pick not in used:
             flow.remove(pick)
