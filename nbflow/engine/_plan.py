@@ -287,13 +287,13 @@ class ChildFutures(list):  # type: ignore[type-arg]
 def parent_state(task: Task, children: list[State]) -> State:
     """A mapped task's state from its children's (through its state handlers)."""
     n = len(children)
-    waiting = sum(not c.is_finished() for c in children)
+    bad = [c for c in children if not c.is_successful()]
+    waiting = sum(not c.is_finished() for c in bad)
     if waiting:
         return decided(task, Pending(
             f"{waiting} of {n} mapped children of {task.name!r} are not finished.",
             [c.result for c in children], map_states=children,
         ))
-    bad = [c for c in children if not c.is_successful()]
     if not bad:
         return decided(task, Mapped(f"Mapped {n} children.", [c.result for c in children],
                                     map_states=children))
