@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from nbflow.core.flow import Flow
-from nbflow.core.task import Parameter, Task, task, unmapped
+from nbflow.core.task import Parameter, Task, flatten, mapped, task, unmapped
 
 __all__ = [
     "Flow",
     "Parameter",
     "Task",
+    "flatten",
     "load_ipython_extension",
+    "mapped",
     "task",
     "unload_ipython_extension",
     "unmapped",

@@ -341,7 +341,8 @@ class _Writer:
             mapped = task.map_var is not None and name != task.map_var
             kwargs.append(f"{name}=unmapped({held})" if mapped else f"{name}={held}")
         if task.after:
-            ups = ", ".join(self._handle(n) for n in task.after)
+            wrap = "unmapped({})" if task.map_var else "{}"  # ordering only
+            ups = ", ".join(wrap.format(self._handle(n)) for n in task.after)
             kwargs.append(f"upstream_tasks=[{ups}]")
         method = ".map" if task.map_var else ""
         return f"{self.functions[task]}{method}({', '.join(kwargs)})"

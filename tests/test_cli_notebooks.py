@@ -264,6 +264,24 @@ def test_export_mapped_cell_providing_several_names_picks_each(tmp_path):
     assert by_name["total"] == 6
 
 
+def test_export_mapped_cell_after_another_only_waits_for_it(tmp_path):
+    """`--map xs --after setup` exports `upstream_tasks=[unmapped(...)]`: a
+    mapped task's plain upstream_tasks would be mapped over (Prefect)."""
+    cells = [
+        "%%flowtask setup\nmarker = 'ready'",
+        "xs = [1, 2, 3]",
+        "%%flowtask each --map xs --after setup\nys = xs * 10",
+    ]
+    path = write_notebook(tmp_path / "after.ipynb", cells)
+    target = tmp_path / "after.py"
+    assert run("export", path, "-o", target).returncode == 0
+    code = target.read_text(encoding="utf-8")
+    assert "upstream_tasks=[unmapped(" in code
+    flow = runpy.run_path(str(target), run_name="__nbflow__")["flow"]
+    by_name = {t.name: s.result for t, s in flow.run().result.items()}
+    assert by_name["each"] == [10, 20, 30]
+
+
 # -- bad input ------------------------------------------------------------------------
 
 NOT_NOTEBOOKS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from nbflow.core.task import Task, unmapped
+from nbflow.core.task import Task, flatten, unmapped
 
 __all__ = ["iter_tasks"]
 
@@ -24,6 +24,8 @@ def iter_tasks(value: Any) -> Iterator[tuple[Task, bool]]:
     elif isinstance(value, unmapped):
         for found, _ in iter_tasks(value.value):
             yield found, True
+    elif isinstance(value, flatten):
+        yield from iter_tasks(value.value)
     elif isinstance(value, (list, tuple, set, frozenset, dict)):
         leaves = _LEAVES
         for item in value.values() if isinstance(value, dict) else value:

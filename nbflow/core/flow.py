@@ -9,12 +9,22 @@ flow is the engine's job: :meth:`Flow.run` imports it when called.
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core._values import iter_tasks
-from nbflow.core.task import Parameter, Task, _flow_stack, unmapped
+from nbflow.core.task import (
+    Parameter,
+    Task,
+    _case_stack,
+    _flow_stack,
+    _OnFailure,
+    _VarKwargs,
+    flatten,
+    unmapped,
+)
 from nbflow.errors import FlowValidationError
 
 if TYPE_CHECKING:
@@ -24,17 +34,35 @@ if TYPE_CHECKING:
 
 __all__ = ["Edge", "Flow", "TerminalStateHandler"]
 
-TerminalStateHandler = Callable[["Flow", "State", "dict[Task, State]"], "State | None"]
+TerminalStateHandler = Callable[["Flow", "State", "set[State]"], "State | None"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Edge:
-    """``upstream`` feeds ``downstream``, as argument ``key`` if it passes data."""
+    """``upstream_task`` feeds ``downstream_task``, as argument ``key`` if it
+    passes data; ``mapped``: each child of the downstream task gets one element.
+    """
 
-    upstream: Task
-    downstream: Task
+    upstream_task: Task
+    downstream_task: Task
     key: str | None = None
     mapped: bool = False
+    flattened: bool = False
+
+    @property
+    def upstream(self) -> Task:
+        """Short for ``upstream_task``."""
+        return self.upstream_task
+
+    @property
+    def downstream(self) -> Task:
+        """Short for ``downstream_task``."""
+        return self.downstream_task
+
+    @property
+    def tasks(self) -> set[Task]:
+        """Both tasks of the edge."""
+        return {self.upstream_task, self.downstream_task}
 
 
 @dataclasses.dataclass
@@ -43,6 +71,8 @@ class _Binding:
 
     arguments: dict[str, Any] = dataclasses.field(default_factory=dict)
     upstream: list[Task] = dataclasses.field(default_factory=list)
+    #: Upstream tasks given to ``.map(upstream_tasks=...)``: mapped over, no data.
+    mapped_upstream: list[Task] = dataclasses.field(default_factory=list)
     mapped: bool = False
     #: Arguments that must be passed by position (before ``*args``, or ``/``).
     positional: tuple[str, ...] = ()
@@ -62,6 +92,15 @@ class Flow:
         its executor have finished; a State it returns replaces the flow's.
     reference_tasks : iterable of Task, optional
         The tasks whose success makes the flow's; default the terminal tasks.
+    tasks : iterable of Task, optional
+        Tasks to add, with no arguments bound.
+    edges : iterable of Edge, optional
+        Edges to add (see :meth:`add_edge`).
+    state_handlers : list of callables, optional
+        Each ``handler(flow, old_state, new_state)`` is called on every state
+        change of the flow run; a State it returns replaces the new state.
+    on_failure : callable, optional
+        ``on_failure(flow, state)`` called when the run ends Failed.
 
     Examples
     --------
@@ -83,13 +122,25 @@ class Flow:
         terminal_state_handler: TerminalStateHandler | None = None,
         reference_tasks: Iterable[Task] | None = None,
         tasks: Iterable[Task] | None = None,
+        edges: Iterable[Edge] | None = None,
+        state_handlers: Iterable[Callable[..., Any]] | None = None,
+        on_failure: Callable[..., Any] | None = None,
     ) -> None:
         self.name = name
         self.executor = executor
         self.terminal_state_handler = terminal_state_handler
+        if state_handlers is not None and callable(state_handlers):
+            raise TypeError(
+                f"state_handlers must be a list of callables, got {state_handlers!r}."
+            )
+        self.state_handlers: list[Callable[..., Any]] = list(state_handlers or ())
+        if on_failure is not None:
+            self.state_handlers.append(_OnFailure(on_failure))
         self._tasks: dict[Task, _Binding] = {}
         for t in tasks or ():
             self.add_task(t)
+        for e in edges or ():
+            self.add_edge(e.upstream_task, e.downstream_task, e.key, e.mapped)
         self._reference_tasks: set[Task] = set()
         if reference_tasks is not None:
             self.set_reference_tasks(reference_tasks)
@@ -106,6 +157,11 @@ class Flow:
 
     def __len__(self) -> int:
         return len(self._tasks)
+
+    def __bool__(self) -> bool:
+        # A flow is an object, not a container: an empty one is still a flow
+        # (``flow or active_flow()`` must not skip it).
+        return True
 
     def __contains__(self, task: object) -> bool:
         return task in self._tasks
@@ -125,16 +181,20 @@ class Flow:
         """Add ``task`` with no arguments bound, if it is not in the flow yet."""
         if not isinstance(task, Task):
             raise TypeError(f"Flow.add_task expects a Task, got {task!r}.")
-        self._tasks.setdefault(task, _Binding())
+        if task not in self._tasks:
+            self._tasks[task] = _Binding()
+            if _case_stack and not isinstance(task, Parameter):
+                _case_stack[-1].add_task(task, self)
         return task
 
     def set_dependencies(
         self,
         task: Task,
-        upstream_tasks: Iterable[Task] | None = None,
+        upstream_tasks: Iterable[Task | unmapped] | None = None,
         downstream_tasks: Iterable[Task] | None = None,
         keyword_tasks: dict[str, Any] | None = None,
         mapped: bool = False,
+        validate: bool | None = None,
         *,
         arguments: dict[str, Any] | None = None,
         positional: tuple[str, ...] = (),
@@ -152,24 +212,75 @@ class Flow:
         for value in binding.arguments.values():
             for upstream, _ in iter_tasks(value):
                 self.add_task(upstream)
-        for upstream in upstream_tasks or ():
-            if isinstance(upstream, unmapped):
-                upstream = upstream.value
-            if upstream not in binding.upstream:
-                binding.upstream.append(self.add_task(upstream))
+        for given in upstream_tasks or ():
+            into = binding.mapped_upstream if mapped else binding.upstream
+            up: Any = given
+            if isinstance(given, unmapped):
+                up, into = given.value, binding.upstream
+            if not isinstance(up, Task):
+                raise TypeError(
+                    f"upstream_tasks of {task.name!r} must be tasks, got {up!r}."
+                )
+            if up not in binding.upstream and up not in binding.mapped_upstream:
+                into.append(self.add_task(up))
         for downstream in downstream_tasks or ():
             self.set_dependencies(downstream, upstream_tasks=[task])
+        if validate:
+            self.validate()
 
     def add_edge(
-        self, upstream: Task, downstream: Task, key: str | None = None, *, mapped: bool = False
+        self,
+        upstream_task: Task,
+        downstream_task: Task,
+        key: str | None = None,
+        mapped: bool = False,
+        flattened: bool = False,
+        validate: bool | None = None,
     ) -> Edge:
-        """Add an edge; with ``key`` it passes upstream's result as that argument."""
+        """Add an edge; with ``key`` it passes upstream's result as that argument.
+
+        Parameters
+        ----------
+        upstream_task, downstream_task : Task
+        key : str, optional
+            The argument of ``downstream_task`` the result is passed as.
+        mapped : bool
+            Map ``downstream_task`` over the upstream result.
+        flattened : bool
+            Flatten the upstream result (a list of lists) first.
+        validate : bool, optional
+            Check the flow has no cycle now.
+
+        Returns
+        -------
+        Edge
+
+        """
+        if isinstance(downstream_task, Parameter):
+            raise FlowValidationError(
+                f"Parameter {downstream_task.name!r} cannot have upstream tasks; "
+                "parameters are root tasks."
+            )
         if key is None:
-            self.set_dependencies(downstream, upstream_tasks=[upstream])
+            self.set_dependencies(downstream_task, upstream_tasks=[upstream_task],
+                                  mapped=mapped)
         else:
-            value = upstream if mapped else unmapped(upstream)
-            self.set_dependencies(downstream, arguments={key: value}, mapped=mapped)
-        return Edge(upstream, downstream, key, mapped)
+            value: Any = flatten(upstream_task) if flattened else upstream_task
+            value = value if mapped else unmapped(value)
+            self.set_dependencies(downstream_task, arguments={key: value}, mapped=mapped)
+        if validate:
+            self.validate()
+        return Edge(upstream_task, downstream_task, key, mapped, flattened)
+
+    def chain(self, *tasks: Task, validate: bool | None = None) -> list[Edge]:
+        """Make each of ``tasks`` run after the one before it.
+
+        Returns
+        -------
+        list of Edge
+
+        """
+        return [self.add_edge(u, d, validate=validate) for u, d in zip(tasks, tasks[1:])]
 
     def binding(self, task: Task) -> _Binding:
         """What ``task`` was bound to (its arguments, upstream tasks, mapping)."""
@@ -180,14 +291,20 @@ class Flow:
                 f"Task {task.name!r} is not in flow {self.name!r}; add it first."
             ) from None
 
-    def replace(self, old: Task, new: Task) -> None:
+    def replace(self, old: Task, new: Task, validate: bool = True) -> None:
         """Put ``new`` in ``old``'s place, keeping its position and its edges."""
+        if not isinstance(new, Task):
+            raise TypeError(
+                f"Flow.replace expects a Task to put in {old.name!r}'s place, got "
+                f"{new!r}; wrap a value in a task (a @task returning it)."
+            )
         binding = self.binding(old)
         items = [(new, binding) if t is old else (t, b) for t, b in self._tasks.items()]
         self._tasks = dict(items)
         for b in self._tasks.values():
             b.arguments = {k: _swap(v, old, new) for k, v in b.arguments.items()}
             b.upstream = [new if u is old else u for u in b.upstream]
+            b.mapped_upstream = [new if u is old else u for u in b.mapped_upstream]
         if old in self._reference_tasks:
             self._reference_tasks = (self._reference_tasks - {old}) | {new}
 
@@ -203,7 +320,61 @@ class Flow:
         del self._tasks[task]
         for b in self._tasks.values():
             b.upstream = [u for u in b.upstream if u is not task]
+            b.mapped_upstream = [u for u in b.mapped_upstream if u is not task]
         self._reference_tasks.discard(task)
+
+    def copy(self) -> Flow:
+        """A copy of the flow: the same tasks, its own graph."""
+        new = copy.copy(self)
+        new._tasks = {
+            t: dataclasses.replace(
+                b, arguments=dict(b.arguments), upstream=list(b.upstream),
+                mapped_upstream=list(b.mapped_upstream),
+            )
+            for t, b in self._tasks.items()
+        }
+        new._reference_tasks = set(self._reference_tasks)
+        new.state_handlers = list(self.state_handlers)
+        return new
+
+    def update(
+        self, flow: Flow, merge_parameters: bool = False, validate: bool | None = None,
+        merge_reference_tasks: bool = False,
+    ) -> None:
+        """Add every task and edge of ``flow`` to this flow.
+
+        Parameters
+        ----------
+        flow : Flow
+        merge_parameters : bool
+            Replace this flow's parameters by ``flow``'s of the same name.
+        validate : bool, optional
+            Check for cycles afterwards.
+        merge_reference_tasks : bool
+            Add ``flow``'s reference tasks to this flow's.
+
+        """
+        if merge_parameters:
+            validate = True
+            theirs = {p.name: p for p in flow.parameters()}
+            for p in self.parameters():
+                if p.name in theirs and theirs[p.name] is not p:
+                    self.replace(p, theirs[p.name])
+        for task, binding in flow._tasks.items():
+            mine = self._tasks.setdefault(self.add_task(task), _Binding())
+            mine.mapped = mine.mapped or binding.mapped
+            mine.positional = binding.positional or mine.positional
+            mine.arguments.update(binding.arguments)
+            for attr in ("upstream", "mapped_upstream"):
+                have = getattr(mine, attr)
+                have.extend(u for u in getattr(binding, attr) if u not in have)
+            for value in binding.arguments.values():
+                for upstream, _ in iter_tasks(value):
+                    self.add_task(upstream)
+        if merge_reference_tasks:
+            self.set_reference_tasks(self.reference_tasks() | flow.reference_tasks())
+        if validate:
+            self.validate()
 
     # -- reading ----------------------------------------------------------------
 
@@ -211,13 +382,52 @@ class Flow:
     def edges(self) -> set[Edge]:
         """Every edge of the flow."""
         edges: set[Edge] = set()
-        for down, binding in self._tasks.items():
-            for key, value in binding.arguments.items():
-                for up, is_unmapped in iter_tasks(value):
-                    edges.add(Edge(up, down, key, binding.mapped and not is_unmapped))
-            for up in binding.upstream:
-                edges.add(Edge(up, down))
+        for down in self._tasks:
+            edges.update(self._edges_to(down))
         return edges
+
+    def _edges_to(self, down: Task) -> set[Edge]:
+        binding = self._tasks[down]
+        edges: set[Edge] = set()
+        # ``**kwargs`` values are edges keyed by their own names, as in Prefect.
+        items = [
+            item
+            for key, value in binding.arguments.items()
+            for item in (value.items() if isinstance(value, _VarKwargs) else [(key, value)])
+        ]
+        for key, value in items:
+            raw = value.value if isinstance(value, unmapped) else value
+            flattened = _is_flatten(raw)
+            for up, is_unmapped in iter_tasks(value):
+                edges.add(
+                    Edge(up, down, key, binding.mapped and not is_unmapped, flattened)
+                )
+        for up in binding.upstream:
+            edges.add(Edge(up, down))
+        for up in binding.mapped_upstream:
+            edges.add(Edge(up, down, None, True))
+        return edges
+
+    def edges_to(self, task: Task) -> set[Edge]:
+        """The edges into ``task``."""
+        self.binding(task)
+        return self._edges_to(task)
+
+    def edges_from(self, task: Task) -> set[Edge]:
+        """The edges out of ``task``."""
+        self.binding(task)
+        return {e for e in self.edges if e.upstream_task is task}
+
+    def all_upstream_edges(self) -> dict[Task, set[Edge]]:
+        """Each task's edges in."""
+        return {t: self._edges_to(t) for t in self._tasks}
+
+    def all_downstream_edges(self) -> dict[Task, set[Edge]]:
+        """Each task's edges out."""
+        out: dict[Task, set[Edge]] = {t: set() for t in self._tasks}
+        for e in self.edges:
+            out[e.upstream_task].add(e)
+        return out
 
     def upstream_tasks(self, task: Task) -> list[Task]:
         """The tasks ``task`` waits for, in binding order, without repeats."""
@@ -228,25 +438,27 @@ class Flow:
                 found[up] = None
         for up in binding.upstream:
             found[up] = None
+        for up in binding.mapped_upstream:
+            found[up] = None
         return list(found)
 
     def downstream_tasks(self, task: Task) -> list[Task]:
         """The tasks that wait for ``task``."""
         return [t for t in self._tasks if task in self.upstream_tasks(t)]
 
-    def root_tasks(self) -> list[Task]:
+    def root_tasks(self) -> set[Task]:
         """Tasks with no upstream task."""
-        return [t for t in self._tasks if not self.upstream_tasks(t)]
+        return {t for t in self._tasks if not self.upstream_tasks(t)}
 
-    def terminal_tasks(self) -> list[Task]:
+    def terminal_tasks(self) -> set[Task]:
         """Tasks no other task waits for."""
         has_downstream = {up for t in self._tasks for up in self.upstream_tasks(t)}
-        return [t for t in self._tasks if t not in has_downstream]
+        return {t for t in self._tasks if t not in has_downstream}
 
-    def reference_tasks(self) -> list[Task]:
+    def reference_tasks(self) -> set[Task]:
         """The tasks that decide the flow's state (default: the terminal ones)."""
         if self._reference_tasks:
-            return [t for t in self._tasks if t in self._reference_tasks]
+            return set(self._reference_tasks)
         return self.terminal_tasks()
 
     def set_reference_tasks(self, tasks: Iterable[Task]) -> None:
@@ -263,9 +475,35 @@ class Flow:
         """The flow's parameters."""
         return {t for t in self._tasks if isinstance(t, Parameter)}
 
-    def get_tasks(self, name: str | None = None) -> list[Task]:
-        """The tasks named ``name`` (every task when None), in order."""
-        return [t for t in self._tasks if name is None or t.name == name]
+    def get_tasks(
+        self,
+        name: str | None = None,
+        tags: Iterable[str] | None = None,
+        task_type: type | None = None,
+    ) -> list[Task]:
+        """The tasks, in order, that match every condition given.
+
+        Parameters
+        ----------
+        name : str, optional
+            Tasks of this name.
+        tags : iterable of str, optional
+            Tasks having all of these tags.
+        task_type : type, optional
+            Tasks that are instances of this class.
+
+        Returns
+        -------
+        list of Task
+
+        """
+        wanted = None if tags is None else set(tags)
+        return [
+            t for t in self._tasks
+            if (name is None or t.name == name)
+            and (wanted is None or t.tags.issuperset(wanted))
+            and (task_type is None or isinstance(t, task_type))
+        ]
 
     def sorted_tasks(self) -> list[Task]:
         """Every task after all of its upstream tasks; stable for equal ranks.
@@ -333,8 +571,8 @@ class Flow:
         listeners : sequence of callables
             Each is called with batches of :mod:`nbflow.engine.events` events.
         task_states : dict, optional
-            Task -> State to start from; a task given a finished state (such as
-            ``Cached``) does not run.
+            States to start from, by task: a task given a finished state is
+            not run and keeps it (a Cached one is checked by its validator).
 
         Returns
         -------
@@ -362,11 +600,15 @@ class Flow:
         )
 
 
+def _is_flatten(value: Any) -> bool:
+    return isinstance(value, flatten)
+
+
 def _swap(value: Any, old: Task, new: Task) -> Any:
     if value is old:
         return new
-    if isinstance(value, unmapped):
-        return unmapped(_swap(value.value, old, new))
+    if isinstance(value, (unmapped, flatten)):
+        return type(value)(_swap(value.value, old, new))
     if isinstance(value, (list, tuple)):
         return type(value)(_swap(v, old, new) for v in value)
     if isinstance(value, dict):

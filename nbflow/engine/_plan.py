@@ -6,15 +6,26 @@ submitted as (its *slots*); :class:`~nbflow.engine.runner.FlowRun` calls them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from nbflow.core._values import iter_tasks
-from nbflow.core.flow import Flow
-from nbflow.core.task import Task, _VarArgs, _VarKwargs, unmapped
-from nbflow.engine.state import Cancelled, Failed, Mapped, State, Success, TriggerFailed
+from nbflow.core.flow import Edge, Flow
+from nbflow.core.task import Task, _VarArgs, _VarKwargs, flatten, unmapped
+from nbflow.engine import signals
+from nbflow.engine.state import (
+    Cancelled,
+    Failed,
+    Mapped,
+    Pending,
+    Skipped,
+    State,
+    Success,
+    TriggerFailed,
+)
 from nbflow.engine.task_runner import (
     CHILDREN,
+    FLAT_SLOT,
     NESTED,
     SINGLE,
     SLOT,
@@ -28,8 +39,11 @@ __all__ = [
     "FINAL",
     "FUTURE",
     "ChildFutures",
+    "Flat",
+    "flat",
     "Slots",
     "compile_task",
+    "decided",
     "kind_of",
     "map_size",
     "parent_state",
@@ -43,7 +57,8 @@ Slots = dict[Task, tuple[int, Any]]
 
 
 def compile_task(
-    flow: Flow, task: Task, slots: Slots, index: int
+    flow: Flow, task: Task, slots: Slots, index: int,
+    parameters: dict[str, Any] | None = None,
 ) -> tuple[TaskSpec, list[Any], dict[int, Any]]:
     """Turn a task's binding into a spec, its inputs, and which are mapped
     (input position -> the sequence, or the upstream task, mapped over).
@@ -61,7 +76,20 @@ def compile_task(
             varkw = key
         is_unmapped = isinstance(value, unmapped)
         raw = value.value if is_unmapped else value
-        if isinstance(raw, Task):
+        if isinstance(raw, flatten) and isinstance(raw.value, Task) and binding.mapped:
+            # Flat-mapped: the upstream's result(s) are joined, then split.
+            mapped[len(inputs)] = Flat(raw.value)
+            plan.append((key, VALUE, raw.value.name))
+            inputs.append(None)
+        elif isinstance(raw, flatten) and not any(True for _ in iter_tasks(raw)):
+            literal = flat(raw.value)
+            if binding.mapped and not is_unmapped:
+                mapped[len(inputs)] = literal
+                plan.append((key, VALUE, None))
+                inputs.append(literal)
+            else:
+                constants[key] = literal
+        elif isinstance(raw, Task):
             kind, source = slots[raw]
             if binding.mapped and not is_unmapped:
                 # A mapped upstream: child i feeds child i. Any other: its
@@ -86,6 +114,16 @@ def compile_task(
             inputs.append(raw)
         else:
             constants[key] = raw
+    for up in binding.mapped_upstream:
+        # ``.map(upstream_tasks=[up])``: mapped over, no data passed.
+        kind, source = slots[up]
+        if kind == CHILDREN_SLOT:
+            mapped[len(inputs)] = ChildFutures(up.name, source)
+            plan.append((None, SINGLE, up.name))
+        else:
+            mapped[len(inputs)] = up
+            plan.append((None, VALUE, up.name))
+        inputs.append(source)
     if binding.upstream:
         plan.append((None, TRIGGER, tuple(t.name for t in binding.upstream)))
         inputs.append([slots[t][1] for t in binding.upstream])
@@ -96,21 +134,91 @@ def compile_task(
         inputs=tuple(plan), positional=binding.positional, varargs=varargs,
         varkw=varkw,
     )
+    _add_semantics(flow, task, spec, plan, parameters)
     return spec, inputs, mapped
+
+
+def _add_semantics(
+    flow: Flow, task: Task, spec: TaskSpec, plan: list[tuple[str | None, int, Any]],
+    parameters: dict[str, Any] | None,
+) -> None:
+    """Copy what the task runner needs beyond the defaults: trigger, skips,
+    state handlers, cache (nothing, for a task that sets none of them).
+    """
+    from nbflow.engine.cache import candidates
+    from nbflow.triggers import all_successful
+
+    trigger = getattr(task, "_trigger", None)
+    if trigger is not None and trigger is not all_successful:
+        spec.trigger = trigger
+        spec.edges = _edges(flow, task, plan)
+    spec.skip_on_upstream_skip = getattr(task, "skip_on_upstream_skip", True)
+    handlers = getattr(task, "state_handlers", None)
+    if handlers:
+        spec.handlers = tuple(handlers)
+        spec.task = task
+    cache_for = getattr(task, "cache_for", None)
+    if cache_for is not None:
+        spec.cache_for = cache_for
+        spec.cache_validator = task.cache_validator
+        spec.caches = candidates(task)
+        spec.parameters = parameters
+
+
+def _edges(
+    flow: Flow, task: Task, plan: list[tuple[str | None, int, Any]]
+) -> tuple[Any, ...]:
+    """One Edge per planned input (a tuple of them for several tasks), so a
+    custom trigger sees Prefect's ``dict[Edge, State]``.
+    """
+    binding = flow.binding(task)
+    by_key = {key: value for key, value in binding.arguments.items()}
+    found: list[Any] = []
+    upstream_left = list(binding.upstream)
+    mapped_left = list(binding.mapped_upstream)
+    for key, kind, _ in plan:
+        if kind == TRIGGER:
+            found.append(tuple(Edge(u, task) for u in upstream_left))
+        elif key is None:
+            found.append(Edge(mapped_left.pop(0), task, None, True))
+        else:
+            value = by_key[key]
+            ups = list(iter_tasks(value))
+            edges = tuple(Edge(u, task, key, binding.mapped and not is_unmapped)
+                          for u, is_unmapped in ups)
+            found.append(edges if kind == NESTED else (edges[0] if edges else None))
+    return tuple(found)
 
 
 def map_size(
     task: Task, mapped: dict[int, Any], slots: Slots, wait_one: Callable[[Any], Any]
 ) -> int | State:
     """How many children ``task`` has; wait for unmapped upstream results
-    it maps over. Returns a final State when it cannot be mapped.
+    it maps over. Returns a final State when it cannot be mapped. Sequences of
+    different lengths are zipped to the shortest, as Prefect does.
     """
-    sizes: dict[str, int] = {}
+    sizes: list[int] = []
     for position, source in list(mapped.items()):
-        if isinstance(source, Task):
-            name = repr(source.name)
-            kind, future = slots[source]
-            state = future if kind == FINAL else wait_one(future)
+        if isinstance(source, (Task, Flat)):
+            upstream = source.task if isinstance(source, Flat) else source
+            name = repr(upstream.name)
+            kind, future = slots[upstream]
+            if kind == CHILDREN_SLOT:
+                children = [wait_one(f) for f in future]
+                state = next((c for c in children if not isinstance(c, Success)
+                              or isinstance(c, Skipped)), None) or Success(
+                    result=[c.result for c in children])
+            else:
+                state = future if kind == FINAL else wait_one(future)
+            if isinstance(state, State) and not state.is_finished():
+                return Pending(f"Task {task.name!r} waits: upstream task {name} "
+                               "is not finished.")
+            if isinstance(state, Skipped) and task.skip_on_upstream_skip:
+                return Skipped(
+                    f"Upstream task {name} was skipped; if this was not the intended "
+                    "behavior, consider changing `skip_on_upstream_skip=False` "
+                    "for this task."
+                )
             if not isinstance(state, Success):
                 if isinstance(state, Cancelled):
                     return Cancelled(f"Upstream task {name} was cancelled.")
@@ -119,13 +227,22 @@ def map_size(
                     f"{kind_of(state)}."
                 )
             source = state.result
+            if isinstance(mapped[position], Flat):
+                try:
+                    source = flat(source)
+                except TypeError:
+                    return Failed(
+                        f"Task {task.name!r} cannot flatten {name} "
+                        f"(= {short(source)}): it is not a sequence; return a list "
+                        "of lists from it."
+                    )
         elif isinstance(source, ChildFutures):
-            sizes[repr(source.name)] = len(source)
+            sizes.append(len(source))
             continue
         else:
             name = short(source)
         try:
-            sizes[name] = len(source)
+            sizes.append(len(source))
             mapped[position] = source = list(source)
         except TypeError:
             return Failed(
@@ -133,13 +250,28 @@ def map_size(
                 f"(= {short(source)}): it is not a sequence; map over a list, or "
                 "wrap the argument in unmapped()."
             )
-    if len(set(sizes.values())) > 1:
-        detail = ", ".join(f"{k} has {v}" for k, v in sizes.items())
-        return Failed(
-            f"Task {task.name!r} maps over sequences of different lengths "
-            f"({detail}); make them equal or wrap one in unmapped()."
-        )
-    return next(iter(sizes.values()), 0)
+    return min(sizes, default=0)
+
+
+def flat(value: Any) -> list[Any]:
+    """``value``'s items, each list (tuple, ...) among them spliced in, as
+    Prefect's ``flatten`` does (a string or a non-sequence is kept whole).
+    """
+    return [
+        x
+        for item in value
+        for x in (item if isinstance(item, Iterable) and not isinstance(
+            item, (str, bytes, dict)) else (item,))
+    ]
+
+
+class Flat:
+    """An upstream task whose result (or children's results) is flattened."""
+
+    __slots__ = ("task",)
+
+    def __init__(self, task: Task) -> None:
+        self.task = task
 
 
 class ChildFutures(list):  # type: ignore[type-arg]
@@ -153,12 +285,18 @@ class ChildFutures(list):  # type: ignore[type-arg]
 
 
 def parent_state(task: Task, children: list[State]) -> State:
-    """A mapped task's state from its children's."""
+    """A mapped task's state from its children's (through its state handlers)."""
     n = len(children)
     bad = [c for c in children if not c.is_successful()]
+    waiting = sum(not c.is_finished() for c in bad)
+    if waiting:
+        return decided(task, Pending(
+            f"{waiting} of {n} mapped children of {task.name!r} are not finished.",
+            [c.result for c in children], map_states=children,
+        ))
     if not bad:
-        return Mapped(f"Mapped {n} children.", [c.result for c in children],
-                      map_states=children)
+        return decided(task, Mapped(f"Mapped {n} children.", [c.result for c in children],
+                                    map_states=children))
     if all(isinstance(c, Cancelled) for c in bad):
         cls: type[State] = Cancelled
     elif all(isinstance(c, (TriggerFailed, Cancelled)) for c in bad):
@@ -166,18 +304,40 @@ def parent_state(task: Task, children: list[State]) -> State:
     else:
         cls = Failed
     first = next((c for c in bad if c.is_failed()), bad[0])
-    return cls(
+    return decided(task, cls(
         f"{len(bad)} of {n} mapped children of {task.name!r} did not succeed; "
         f"first: {first.message}",
         [c.result for c in children], map_states=children,
-    )
+    ))
+
+
+def decided(task: Task, state: State) -> State:
+    """Pass a state the driver decides for ``task`` (a mapped parent's, or
+    one it ends without running) through the task's state handlers.
+    """
+    handlers = getattr(task, "state_handlers", None)
+    if not handlers:
+        return state
+    try:
+        for handler in handlers:
+            state = handler(task, Pending(), state) or state
+    except signals.PrefectStateSignal as sig:
+        return sig.state
+    except Exception as exc:
+        return Failed(
+            f"Task {task.name!r}: a state handler raised {type(exc).__name__}: {exc}",
+            exc,
+        )
+    return state
 
 
 def template(value: Any) -> Any:
     """``value`` with each task in it replaced by a slot to fill."""
     if isinstance(value, Task):
         return SLOT
-    if isinstance(value, unmapped):
+    if isinstance(value, flatten) and isinstance(value.value, Task):
+        return FLAT_SLOT
+    if isinstance(value, (unmapped, flatten)):
         return template(value.value)
     if isinstance(value, (list, tuple, set, frozenset)):
         return type(value)(template(v) for v in value)

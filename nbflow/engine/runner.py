@@ -19,13 +19,20 @@ from typing import TYPE_CHECKING, Any
 from nbflow.core.flow import Flow
 from nbflow.core.task import Parameter, Task
 from nbflow.engine._interrupt import Interrupter
-from nbflow.engine._outcome import flow_state, task_state
+from nbflow.engine._outcome import (
+    flow_state,
+    keep_state,
+    next_round,
+    start_state,
+    task_state,
+)
 from nbflow.engine._plan import (
     CHILDREN_SLOT,
     FINAL,
     FUTURE,
     Slots,
     compile_task,
+    decided,
     map_size,
     parent_state,
 )
@@ -37,13 +44,14 @@ from nbflow.engine.events import (
     TaskMapped,
     global_listeners,
 )
-from nbflow.engine.state import Cancelled, State, Success
+from nbflow.engine.state import Cached, Cancelled, Resume, Retrying, State, Success
 from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
     FlowValidationError,
     NbflowError,
     RunCancelled,
 )
+from nbflow.triggers import manual_only
 
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
@@ -105,7 +113,8 @@ class FlowRun:
         listener too).
     task_states : dict, optional
         Task -> State to start from (Prefect 1's ``task_states``): a task given a
-        finished state (e.g. ``Cached``) does not run; that state is its result.
+        finished state does not run and keeps it; a ``Cached`` one stands in
+        for the run while the task's ``cache_validator`` says it is valid.
 
     """
 
@@ -130,8 +139,10 @@ class FlowRun:
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
-        self.task_states = dict(task_states or {})
         self.state: State | None = None
+        #: States to start from (``flow.run(task_states=...)``): finished ones
+        #: are kept, and the task is not run.
+        self.task_states = dict(task_states or {})
         self._slots: Slots = {}
         #: What had finished when the run was cancelled.
         self._finished: dict[Task, State] = {}
@@ -231,6 +242,7 @@ class FlowRun:
         if bus is not None:
             bus.start()
         states: dict[Task, State] = {}
+        self._running = start_state(self.flow)
         try:
             states = self._execute(bus)
         except KeyboardInterrupt:
@@ -258,11 +270,17 @@ class FlowRun:
                 bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
             try:
                 with self._interrupter.guard():
-                    for task in self.order:
-                        if self._cancelled.is_set():
-                            raise RunCancelled()
-                        self._submit(task, channel)
-                    return self._collect()
+                    while True:
+                        for task in self.order:
+                            if self._cancelled.is_set():
+                                raise RunCancelled()
+                            self._submit(task, channel)
+                        states = self._collect()
+                        if not next_round(states, self._cancelled):
+                            return states
+                        # Retrying tasks start again (and what waits for
+                        # them); finished ones keep their states.
+                        self.task_states, self._slots = states, {}
             except BaseException as exc:
                 # After cancel() from another thread, waiting may end in the
                 # executor's own error (dask: FuturesCancelledError) first.
@@ -284,18 +302,24 @@ class FlowRun:
     # -- submitting ---------------------------------------------------------------------
 
     def _submit(self, task: Task, channel: TaskChannel) -> None:
-        if isinstance(task, Parameter):
-            state = Success(result=self.values[task.name])
+        given = self.task_states.get(task)
+        if isinstance(task, Parameter) or (given is not None and keep_state(given)):
+            state = given or Success(result=self.values[task.name])
             self._slots[task] = (FINAL, state)
             self._emit(task, None, state)
             return
-        given = self.task_states.get(task)
-        if given is not None and given.is_finished():
-            self._slots[task] = (FINAL, given)
-            self._emit(task, None, given)
-            return
         binding = self.flow.binding(task)
-        spec, inputs, mapped = compile_task(self.flow, task, self._slots, self.index[task])
+        spec, inputs, mapped = compile_task(
+            self.flow, task, self._slots, self.index[task], self.values)
+        if given is not None and given.map_states is not None:
+            spec.resume = dict(enumerate(given.map_states))
+        elif isinstance(given, Retrying):
+            spec.resume = {None: given}
+        if isinstance(given, Cached):
+            spec.caches = [given, *spec.caches]
+            spec.cache_validator = task.cache_validator
+        elif isinstance(given, Resume) and spec.trigger is manual_only:
+            spec.trigger = None  # resumed by hand: Prefect's context "resume"
         submit = self.executor.submit
         if not binding.mapped:
             future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)
@@ -303,6 +327,7 @@ class FlowRun:
             return
         size = map_size(task, mapped, self._slots, self._wait_one)
         if isinstance(size, State):
+            size = decided(task, size)
             self._slots[task] = (FINAL, size)
             self._emit(task, None, size)
             return
@@ -361,7 +386,7 @@ class FlowRun:
             if task not in states:
                 states[task] = Cancelled("The run was cancelled before this task started.")
         self._reconcile(states)
-        return flow_state(self.flow, states, self._cancelled.is_set())
+        return flow_state(self.flow, states, self._cancelled.is_set(), self._running)
 
     def _reconcile(self, states: dict[Task, State]) -> None:
         """Emit the final states the listeners have not seen (decided here, or

@@ -1,33 +1,46 @@
 """Task and flow states, as in Prefect 1; standard library only.
 
-``State`` and its kinds form a small hierarchy so that ``isinstance`` and the
-``is_*`` predicates answer the questions the engine and the views ask::
+``State`` and its kinds form Prefect 1's hierarchy, so that ``isinstance`` and
+the ``is_*`` predicates answer the questions the engine and the views ask::
 
     State
-    ├── Pending ── Retrying
+    ├── Pending ── Scheduled ── Paused, Resume, Retrying
+    ├── Submitted, Queued        (wrap another state: ``.state``)
     ├── Running
     └── Finished
-        ├── Success ── Mapped
-        │          └── Cached
-        ├── Failed ── TriggerFailed
+        ├── Looped
+        ├── Success ── Cached, Mapped, Skipped
+        ├── Failed ── TimedOut, TriggerFailed
         └── Cancelled
+
+States compare by kind and result (the message is ignored), as Prefect's do,
+and hash by identity, so a set of states holds each state object once.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
+from typing import Any, ClassVar
 
 __all__ = [
     "Cached",
     "Cancelled",
     "Failed",
     "Finished",
+    "Looped",
     "Mapped",
+    "Paused",
     "Pending",
+    "Queued",
+    "Resume",
     "Retrying",
     "Running",
+    "Scheduled",
+    "Skipped",
     "State",
+    "Submitted",
     "Success",
+    "TimedOut",
     "TriggerFailed",
 ]
 
@@ -52,6 +65,15 @@ class State:
 
     __slots__ = ("message", "result", "traceback", "map_states", "timestamp")
     color = "#999999"
+    #: Every slot of the class, its bases' first (what pickles).
+    _fields: ClassVar[tuple[str, ...]] = __slots__
+    #: Slots compared by ``==`` besides the kind and the result.
+    _compared: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = tuple(cls.__dict__.get("__slots__", ()))
+        cls._fields = cls._fields + tuple(f for f in own if f not in cls._fields)
 
     def __init__(
         self,
@@ -78,12 +100,52 @@ class State:
             return f"<{self.name}: {self.message!r}>"
         return f"<{self.name}>"
 
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return False
+        assert isinstance(other, State)
+        try:
+            same = bool(self.result == other.result)
+        except Exception:  # noqa: BLE001 - e.g. arrays: compare by identity then
+            same = self.result is other.result
+        return same and all(
+            getattr(self, f) == getattr(other, f) for f in self._compared
+        )
+
+    def __hash__(self) -> int:
+        return id(self)
+
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, s) for s in State.__slots__)
+        return tuple(getattr(self, s, None) for s in self._fields)
 
     def __setstate__(self, values: tuple[Any, ...]) -> None:
-        for slot, value in zip(State.__slots__, values):
+        for slot, value in zip(self._fields, values):
             setattr(self, slot, value)
+
+    @classmethod
+    def children(
+        cls, include_self: bool = False, names_only: bool = False
+    ) -> list[Any]:
+        """The kinds of state below this one (as classes, or their names)."""
+        found: list[type[State]] = []
+        for sub in cls.__subclasses__():
+            if not sub.__name__.startswith("_"):
+                found.append(sub)
+            found.extend(sub.children())
+        if include_self:
+            found.append(cls)
+        return [c.__name__ for c in found] if names_only else found
+
+    @classmethod
+    def parents(
+        cls, include_self: bool = False, names_only: bool = False
+    ) -> list[Any]:
+        """The kinds of state above this one, nearest first."""
+        found = [c for c in cls.__mro__[1:]
+                 if issubclass(c, State) and not c.__name__.startswith("_")]
+        if include_self:
+            found.insert(0, cls)
+        return [c.__name__ for c in found] if names_only else found
 
     def is_pending(self) -> bool:
         """Whether the run has not started (or waits for a retry)."""
@@ -117,6 +179,34 @@ class State:
         """Whether the task ran as a map of children (see ``map_states``)."""
         return isinstance(self, Mapped)
 
+    def is_skipped(self) -> bool:
+        """Whether the task was skipped (a kind of success)."""
+        return isinstance(self, Skipped)
+
+    def is_cached(self) -> bool:
+        """Whether the result came from a cache."""
+        return isinstance(self, Cached)
+
+    def is_looped(self) -> bool:
+        """Whether the task ended one loop iteration (and runs again)."""
+        return isinstance(self, Looped)
+
+    def is_scheduled(self) -> bool:
+        """Whether the run waits for a time (a retry, a pause) or a queue."""
+        return isinstance(self, (Scheduled, Queued))
+
+    def is_submitted(self) -> bool:
+        """Whether the run was handed to an executor."""
+        return isinstance(self, Submitted)
+
+    def is_queued(self) -> bool:
+        """Whether the run waits in a queue."""
+        return isinstance(self, Queued)
+
+    def is_meta_state(self) -> bool:
+        """Whether this state wraps another (``Submitted``, ``Queued``)."""
+        return isinstance(self, (Submitted, Queued))
+
 
 class Pending(State):
     """Waiting to run."""
@@ -125,11 +215,86 @@ class Pending(State):
     color = "#d3d3d3"
 
 
-class Retrying(Pending):
-    """Failed, and waiting to run again."""
+class Scheduled(Pending):
+    """Waiting to run at ``start_time`` (a datetime, or None for now)."""
+
+    __slots__ = ("start_time",)
+    color = "#ffab00"
+    _compared: ClassVar[tuple[str, ...]] = ("start_time",)
+
+    def __init__(
+        self, message: str | None = None, result: Any = None,
+        start_time: datetime.datetime | None = None, **kwargs: Any,
+    ) -> None:
+        super().__init__(message, result, **kwargs)
+        self.start_time = start_time
+
+
+class Paused(Scheduled):
+    """Waiting for a :class:`Resume` (or its ``start_time``)."""
 
     __slots__ = ()
+    color = "#99a8e8"
+
+
+class Resume(Scheduled):
+    """Resumed from :class:`Paused`; ready to run."""
+
+    __slots__ = ()
+    color = "#f58c0c"
+
+
+class Retrying(Scheduled):
+    """Failed, and waiting to run again; ``run_count`` runs so far."""
+
+    __slots__ = ("run_count",)
     color = "#ffa500"
+    _compared = ("start_time", "run_count")
+
+    def __init__(
+        self, message: str | None = None, result: Any = None,
+        start_time: datetime.datetime | None = None, run_count: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, result, start_time, **kwargs)
+        self.run_count = run_count
+
+
+class _MetaState(State):
+    """A state wrapping another one (``.state``)."""
+
+    __slots__ = ("state",)
+    _compared: ClassVar[tuple[str, ...]] = ("state",)
+
+    def __init__(
+        self, message: str | None = None, result: Any = None,
+        state: State | None = None, **kwargs: Any,
+    ) -> None:
+        super().__init__(message, result, **kwargs)
+        self.state = state
+
+
+class Submitted(_MetaState):
+    """Handed to an executor; ``state`` is what it had before."""
+
+    __slots__ = ()
+    color = "#ffdf5d"
+
+
+class Queued(_MetaState):
+    """Waiting for room to run (``start_time``: when to look again)."""
+
+    __slots__ = ("start_time",)
+    color = "#ffea7f"
+    _compared = ("state", "start_time")
+
+    def __init__(
+        self, message: str | None = None, result: Any = None,
+        state: State | None = None, start_time: datetime.datetime | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, result, state, **kwargs)
+        self.start_time = start_time
 
 
 class Running(State):
@@ -146,11 +311,55 @@ class Finished(State):
     color = "#555555"
 
 
+class Looped(Finished):
+    """Ended loop iteration ``loop_count``; the task runs again with its result."""
+
+    __slots__ = ("loop_count",)
+    color = "#003ccb"
+    _compared = ("loop_count",)
+
+    def __init__(
+        self, message: str | None = None, result: Any = None,
+        loop_count: int | None = None, **kwargs: Any,
+    ) -> None:
+        super().__init__(message, result, **kwargs)
+        self.loop_count = loop_count
+
+
 class Success(Finished):
     """Ended with a result."""
 
     __slots__ = ()
     color = "#28a745"
+
+
+class Cached(Success):
+    """A result kept from an earlier run, valid until ``cached_result_expiration``.
+
+    ``cached_inputs`` are the inputs it was computed from, ``cached_parameters``
+    the flow's parameters then, and ``hashed_inputs`` a hash of each input.
+    """
+
+    __slots__ = (
+        "cached_inputs", "cached_parameters", "cached_result_expiration",
+        "hashed_inputs",
+    )
+    color = "#17a2b8"
+    _compared = ("cached_inputs", "cached_parameters", "cached_result_expiration")
+
+    def __init__(
+        self, message: str | None = None, result: Any = None,
+        cached_inputs: dict[str, Any] | None = None,
+        cached_parameters: dict[str, Any] | None = None,
+        cached_result_expiration: datetime.datetime | None = None,
+        hashed_inputs: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(message, result, **kwargs)
+        self.cached_inputs = cached_inputs
+        self.cached_parameters = cached_parameters
+        self.cached_result_expiration = cached_result_expiration
+        self.hashed_inputs = hashed_inputs
 
 
 class Mapped(Success):
@@ -159,54 +368,17 @@ class Mapped(Success):
     __slots__ = ()
     color = "#20c997"
 
+    @property
+    def n_map_states(self) -> int:
+        """How many children."""
+        return len(self.map_states or ())
 
-class Cached(Success):
-    """A result reused from an earlier run: the task did not run (Prefect 1's
-    ``Cached``).
 
-    Parameters
-    ----------
-    message : str, optional
-    result : Any, optional
-        The reused result.
-    cached_inputs : dict, optional
-        What the result was computed from (for nbflow's notebook cache: the
-        cell's key).
-    cached_result_expiration : datetime.datetime, optional
-        When the reused result stops being valid; None for never.
-    cached_parameters : dict, optional
-        The flow parameters it was computed with.
+class Skipped(Success):
+    """Did not run, on purpose (a ``SKIP`` signal, a skipped upstream task)."""
 
-    """
-
-    __slots__ = ("cached_inputs", "cached_result_expiration", "cached_parameters")
-    color = "#17a2b8"
-
-    def __init__(
-        self,
-        message: str | None = None,
-        result: Any = None,
-        *,
-        cached_inputs: dict[str, Any] | None = None,
-        cached_result_expiration: Any = None,
-        cached_parameters: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(message, result, **kwargs)
-        self.cached_inputs = cached_inputs
-        self.cached_result_expiration = cached_result_expiration
-        self.cached_parameters = cached_parameters
-
-    def __getstate__(self) -> tuple[Any, ...]:
-        extra = (self.cached_inputs, self.cached_result_expiration,
-                 self.cached_parameters)
-        return (*super().__getstate__(), *extra)
-
-    def __setstate__(self, values: tuple[Any, ...]) -> None:
-        n = len(State.__slots__)
-        super().__setstate__(values[:n])
-        (self.cached_inputs, self.cached_result_expiration,
-         self.cached_parameters) = values[n:]
+    __slots__ = ()
+    color = "#62757f"
 
 
 class Failed(Finished):
@@ -216,8 +388,17 @@ class Failed(Finished):
     color = "#dc3545"
 
 
+class TimedOut(Failed):
+    """Ran past its ``timeout``."""
+
+    __slots__ = ()
+    color = "#ff4e33"
+
+
 class TriggerFailed(Failed):
-    """Did not run because an upstream task did not succeed."""
+    """Did not run because its trigger failed (by default: an upstream task
+    did not succeed).
+    """
 
     __slots__ = ()
     color = "#c0392b"

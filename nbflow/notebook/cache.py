@@ -372,7 +372,7 @@ class RunPlan:
         key = self.keys.get(task)
         if not self.storing or key is None or key.key is None or task in self.task_states:
             return
-        cache_for = getattr(task, "cache_for", None)
+        cache_for = getattr(task, "store_for", None)
         expire = cache_for.total_seconds() if cache_for is not None else None
         task.fn = StoringCell(task.fn, self.location, self.size_limit, task.name,
                               key.key, key.parts, expire)

@@ -91,7 +91,9 @@ class CellTask(Task):
         self.after = tuple(after)
         #: Reuse the stored result when nothing changed (see nbflow.notebook.cache).
         self.cache = cache
-        self.cache_for = cache_for
+        #: How long the notebook store keeps its result valid (``--cache-for``);
+        #: not ``Task.cache_for``, Prefect's in-process cache, which cells do not use.
+        self.store_for = cache_for
 
     def __repr__(self) -> str:
         return f"<CellTask: {self.name}>"
@@ -329,8 +331,10 @@ def rebind(
         ):
             continue  # unchanged: most cells, when one cell is (re)registered
         _clear_binding(flow, task)
-        flow.set_dependencies(task, upstream_tasks=after, arguments=arguments,
-                              mapped=mapped)
+        # ``--after`` orders; it is not mapped over (Prefect maps over a
+        # mapped task's upstream_tasks unless they are unmapped).
+        flow.set_dependencies(task, upstream_tasks=[unmapped(a) for a in after],
+                              arguments=arguments, mapped=mapped)
     for pick in picks.values():
         if pick not in used:
             flow.remove(pick)
@@ -363,8 +367,8 @@ def _options(task: CellTask) -> str:
         parts.append("after " + ", ".join(task.after))
     if not task.cache:
         parts.append("not cached")
-    elif task.cache_for is not None:
-        parts.append(f"cached for {task.cache_for}")
+    elif task.store_for is not None:
+        parts.append(f"cached for {task.store_for}")
     return f" ({'; '.join(parts)})" if parts else ""
 
 

@@ -14,6 +14,10 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from nbflow.engine.events import Event, FlowFinished, FlowStarted, TaskStateChanged
+from nbflow.engine.state import Failed
+
+#: Failed and its kinds (TimedOut, TriggerFailed): counted as failed.
+_FAILED = frozenset(Failed.children(include_self=True, names_only=True))
 
 __all__ = ["TextProgress"]
 
@@ -53,7 +57,7 @@ class TextProgress:
             self._write(status)
 
     def _status(self) -> str:
-        failed = sum(1 for name in self.finished.values() if "Failed" in name)
+        failed = sum(1 for name in self.finished.values() if name in _FAILED)
         extra = f", {failed} failed" if failed else ""
         return f"\r{len(self.finished)}/{self.total} tasks finished{extra}"
 

@@ -7,15 +7,12 @@ import signal
 
 import pytest
 from _flows import (
-    KINDS,
-    SLOW,
     add,
     chain_flow,
     diamond_flow,
     failure_flow,
     flaky,
     inc,
-    make_executor,
     parameter_flow,
     rendezvous,
     sleepy,
@@ -27,20 +24,6 @@ from _flows import (
 from nbflow import Flow, unmapped
 from nbflow.engine.events import TaskMapped, TaskStateChanged
 from nbflow.engine.state import Cancelled, Failed, Mapped, Success, TriggerFailed
-
-PARAMS = [pytest.param(k, marks=[pytest.mark.slow] if k in SLOW else []) for k in KINDS]
-
-
-@pytest.fixture(params=PARAMS)
-def executor(request):
-    address = None
-    if request.param == "cluster-existing":
-        address = request.getfixturevalue("existing_cluster")
-    elif request.param == "cluster-in-process":
-        address = request.getfixturevalue("dask_cluster").scheduler_address
-    else:
-        request.getfixturevalue("no_leaked_processes")
-    return make_executor(request.param, address)
 
 
 def test_diamond_runs_each_task_once(executor):

@@ -286,3 +286,15 @@ def test_performance_report_shows_the_cells_as_calling_code(flow, tmp_path):
     html = executor.performance_report
     assert f"%%flowtask {task_name}" in html and f"{marker} = 1" in html
     assert executor.report_code is None  # set for the run only
+
+
+def test_a_mapped_cell_after_another_waits_for_it_without_mapping_over_it(flow):
+    """`--map xs --after setup`: `setup` is an ordering edge only (Prefect's
+    `.map(upstream_tasks=[t])` would map over t's result)."""
+    ns = {}
+    register_cell("marker = [1, 2, 3, 4, 5]", "setup", flow=flow)
+    register_cell("ys = x * 10", "each", map_var="x", after=["setup"], flow=flow)
+    ns["x"] = [1, 2]
+    state = run_notebook_flow(ns, flow=flow)
+    assert state.is_successful(), state.message
+    assert ns["ys"] == [10, 20]
