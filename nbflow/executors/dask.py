@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from nbflow.errors import ClusterConnectionError
@@ -95,6 +95,12 @@ class DaskExecutor(Executor):
     performance_report_path : str, optional
         Write Dask's performance report there (inline resources: it draws
         offline); its HTML is then in :attr:`performance_report`.
+    check_environment : bool
+        Before the first task, ask the workers for the packages the flow's
+        tasks use and refuse to run (:class:`ClusterEnvironmentError`, one
+        line) when one is missing or has another major/minor version, or when
+        their Python differs; False runs anyway. The user's own modules (not
+        installed as a distribution) are sent to the cluster either way.
 
     Examples
     --------
@@ -112,6 +118,8 @@ class DaskExecutor(Executor):
         client_kwargs: dict[str, Any] | None = None,
         debug: bool = False,
         performance_report_path: str | os.PathLike[str] | None = None,
+        *,
+        check_environment: bool = True,
     ) -> None:
         super().__init__()
         check_options(address, cluster_class, cluster_kwargs, adapt_kwargs, client_kwargs)
@@ -124,6 +132,7 @@ class DaskExecutor(Executor):
         self.performance_report_path = (
             os.fspath(performance_report_path) if performance_report_path else None
         )
+        self.check_environment = check_environment
         self._performance_report = ""
         #: The source shown under "Calling Code" in the performance report;
         #: None: the code that called ``flow.run`` (the notebook layer sets it
@@ -148,6 +157,8 @@ class DaskExecutor(Executor):
                 ("performance_report_path", self.performance_report_path),
             ) if v
         ]
+        if not self.check_environment:
+            given.append("check_environment=False")
         return f"DaskExecutor({', '.join(given)})"
 
     def __getstate__(self) -> dict[str, Any]:
@@ -262,6 +273,20 @@ class DaskExecutor(Executor):
             with open(path, encoding="utf-8") as f:
                 self._performance_report = f.read()
 
+    def prepare(self, functions: Mapping[str, Callable[..., Any]]) -> None:
+        """Check that the workers have the packages the tasks use (unless
+        ``check_environment=False``) and send them the user's own modules.
+        """
+        self._check_started()
+        from nbflow.executors._environment import check_cluster, flow_needs, ship_code
+
+        needs = flow_needs(functions)
+        if self.check_environment:
+            found = check_cluster(self._client, needs, self._scheduler_address())
+            if found.problems:
+                raise found.error()
+        ship_code(self._client, needs.bundle)
+
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Tasks report through Dask's event log to a topic of this run."""
         self._check_started()
@@ -273,7 +298,10 @@ class DaskExecutor(Executor):
         topic = self._topic
 
         def handler(event: tuple[float, Any]) -> None:
-            deliver(tuple(event[1]))
+            record = tuple(event[1])
+            if record[2] == "Failed":
+                record = _with_hint(record)
+            deliver(record)
 
         self._client.subscribe_topic(topic, handler)
         return _DaskChannel(_LogEvent(topic), crosses)
@@ -341,7 +369,7 @@ class DaskExecutor(Executor):
             if not isinstance(f, Future):
                 return f
             if f.key in values:
-                return values[f.key]
+                return _with_hint(values[f.key])
             return explain(self._client, f, address)
 
         return map_nested(value, futures)
@@ -380,6 +408,23 @@ class DaskExecutor(Executor):
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]
+
+
+def _with_hint(value: Any) -> Any:
+    """A failed task's record or state, with a hint when a data file it did
+    not find on the worker is here (data files do not travel).
+    """
+    from nbflow.engine.state import State
+    from nbflow.executors._environment import data_file_hint
+
+    if isinstance(value, tuple):  # an event record
+        hint = data_file_hint(value[4])
+        return value if hint is None else (*value[:4], f"{value[4]} ({hint})", *value[5:])
+    if isinstance(value, State) and value.is_failed():
+        hint = data_file_hint(value.message)
+        if hint is not None and hint not in (value.message or ""):
+            value.message = f"{value.message} ({hint})"
+    return value
 
 
 def _is_local_cluster(cls: Any) -> bool:

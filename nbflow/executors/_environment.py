@@ -1,0 +1,625 @@
+"""What a flow needs on a Dask cluster: the user's own code, and the packages.
+
+Before a run's first task is submitted, :func:`flow_needs` reads what the
+tasks refer to (the globals and imports of task functions, the imports and
+namespace values of cells) and splits it into
+
+- the user's own modules (found on the client but not installed as a
+  distribution: ``mylib.py`` next to the notebook, a package in the project
+  folder), shipped as a :class:`CodeBundle`: a scheduler plugin and a worker
+  plugin write their source into a folder on ``sys.path`` there (the scheduler
+  unpickles the task graph, the workers run it; workers that join later get
+  the worker plugin too), and forget the modules of an older bundle so an
+  edited module is imported afresh;
+- installed distributions, checked against the workers in one round trip
+  (:func:`check_cluster`): missing ones, major/minor versions that differ from
+  the client's, and a different Python minor version are one line each.
+
+Why a plugin and not ``cloudpickle.register_pickle_by_value``: distributed
+pickles a task graph with the standard pickler first, which pickles a function
+nested in the task's arguments (here: the task's function in its spec) by
+reference, whatever cloudpickle was told; and a cell that runs ``import mylib``
+needs the module importable on the worker anyway. ``Client.upload_file`` takes
+one file per call and keeps every upload as a plugin forever (its name has a
+uuid), so a notebook re-run after each edit would pile them up.
+
+``distributed`` is imported by the plugin classes: import this module only when
+a cluster is used.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import dis
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import os
+import re
+import socket
+import sys
+import tempfile
+import types
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
+
+from nbflow.errors import NbflowError
+
+__all__ = [
+    "ClusterEnvironment",
+    "ClusterEnvironmentError",
+    "CodeBundle",
+    "FlowNeeds",
+    "check_cluster",
+    "client_distributions",
+    "data_file_hint",
+    "flow_needs",
+    "ship_code",
+]
+
+#: Plugin name on the scheduler and the workers (one bundle at a time).
+PLUGIN_NAME = "nbflow-user-code"
+#: Never shipped: the engine itself must be installed where tasks run.
+_NEVER_SHIPPED = frozenset({"nbflow", "__main__", "__mp_main__"})
+#: Larger user packages are not shipped (a project folder, not a module).
+_MAX_BUNDLE_BYTES = 20 * 2**20
+
+
+class ClusterEnvironmentError(NbflowError, RuntimeError):
+    """The workers lack a package the flow uses, or have other versions."""
+
+
+# -- what the flow uses ---------------------------------------------------------------
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _major_minor(version: str) -> str:
+    match = re.match(r"(\d+)(?:\.(\d+))?", version)
+    if match is None:
+        return version
+    return f"{match.group(1)}.{match.group(2) or 0}"
+
+
+def _label(name: str, fn: Any) -> str:
+    """``cell 'clean'`` for a notebook cell, ``task 'load'`` otherwise."""
+    return f"cell {name!r}" if isinstance(getattr(fn, "source", None), str) else (
+        f"task {name!r}")
+
+
+def _value_module(value: Any) -> str | None:
+    if isinstance(value, types.ModuleType):
+        return value.__name__
+    module = getattr(value, "__module__", None)
+    if isinstance(value, (type, types.FunctionType, types.BuiltinFunctionType)) and (
+        isinstance(module, str)
+    ):
+        return module
+    module = type(value).__module__
+    return module if isinstance(module, str) else None
+
+
+def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _codes(const)
+
+
+def _function_modules(fn: Any) -> set[str]:
+    """Modules a Python function refers to: its own, its globals', its imports."""
+    fn = getattr(fn, "__func__", fn)
+    fn = inspect_unwrap(fn)
+    found: set[str] = set()
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a callable object: its class, and its __call__
+        found.add(type(fn).__module__)
+        call = vars(type(fn)).get("__call__")
+        if isinstance(call, types.FunctionType):
+            found |= _function_modules(call)
+        return found
+    own = getattr(fn, "__module__", None)
+    if isinstance(own, str):
+        found.add(own)
+    fn_globals = getattr(fn, "__globals__", {})
+    package = fn_globals.get("__package__") or ""
+    for inner in _codes(code):
+        for name in inner.co_names:
+            if name in fn_globals:
+                module = _value_module(fn_globals[name])
+                if module:
+                    found.add(module)
+        previous: list[Any] = []
+        for ins in dis.get_instructions(inner):
+            if ins.opname == "IMPORT_NAME":
+                level = previous[-2] if len(previous) >= 2 else 0
+                found.add(_resolve(str(ins.argval), level, package))
+            previous.append(ins.argval if ins.opname == "LOAD_CONST" else None)
+    for cell in getattr(fn, "__closure__", None) or ():
+        with contextlib.suppress(ValueError):  # an empty cell
+            module = _value_module(cell.cell_contents)
+            if module:
+                found.add(module)
+    return found
+
+
+def inspect_unwrap(fn: Any) -> Any:
+    """``fn`` without ``functools.wraps`` layers."""
+    seen = 0
+    while hasattr(fn, "__wrapped__") and seen < 100:
+        fn, seen = fn.__wrapped__, seen + 1
+    return fn
+
+
+def _resolve(name: str, level: Any, package: str) -> str:
+    if isinstance(level, int) and level > 0:
+        with contextlib.suppress(ImportError, ValueError):
+            return importlib.util.resolve_name("." * level + name, package)
+        return ""
+    return name
+
+
+def _source_imports(source: str, package: str = "", *, top_level: bool = False
+                    ) -> set[str]:
+    """Modules imported by Python source, relative ones resolved: anywhere in
+    it, or (``top_level``) by the statements that run when it is imported,
+    leaving out those under ``if``/``try`` (optional or type-checking imports).
+    """
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return set()
+    found: set[str] = set()
+    nodes = tree.body if top_level else ast.walk(tree)
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = _resolve(node.module or "", node.level, package)
+            if base:
+                found.add(base)
+                # `from pkg import sub` may import the submodule pkg.sub.
+                found.update(f"{base}.{a.name}" for a in node.names if a.name != "*")
+    return found
+
+
+def _task_modules(fn: Any) -> set[str]:
+    source = getattr(fn, "source", None)
+    if isinstance(source, str):  # a notebook cell: its imports and namespace values
+        found = _source_imports(source)
+        for value in (getattr(fn, "namespace", None) or {}).values():
+            module = _value_module(value)
+            if module:
+                found.add(module)
+        return found
+    return _function_modules(fn)
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeBundle:
+    """The source files of the user's own modules, to ship to a cluster."""
+
+    #: ``(path relative to a sys.path folder, content)``, sorted.
+    files: tuple[tuple[str, bytes], ...]
+    #: Top-level names of the modules and packages in it.
+    modules: tuple[str, ...]
+    #: Where the bundle was made: a worker in this very process installs nothing.
+    origin: tuple[str, int] = dataclasses.field(
+        default_factory=lambda: (socket.gethostname(), os.getpid()))
+
+    @property
+    def digest(self) -> str:
+        """A hash of the files (not of the origin)."""
+        h = hashlib.sha256()
+        for path, data in self.files:
+            h.update(path.encode() + b"\0" + hashlib.sha256(data).digest())
+        return h.hexdigest()
+
+    @property
+    def nbytes(self) -> int:
+        """The size of the files."""
+        return sum(len(data) for _, data in self.files)
+
+
+@dataclasses.dataclass(frozen=True)
+class FlowNeeds:
+    """What a flow's tasks need where they run."""
+
+    #: Distribution (canonical name) -> (its name, the client's version, users).
+    distributions: Mapping[str, tuple[str, str, tuple[str, ...]]]
+    bundle: CodeBundle
+
+
+def _user_module_files(top: str) -> list[tuple[str, Path]] | None:
+    """The .py files of a top-level user module or package, or None if ``top``
+    is not a plain source module on this machine.
+    """
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        files: list[tuple[str, Path]] = []
+        for location in spec.submodule_search_locations:
+            root = Path(location)
+            if not (root / "__init__.py").is_file():
+                continue  # a namespace package: not one folder of the user's
+            for path in sorted(root.rglob("*.py")):
+                parts = path.relative_to(root).parts
+                if any(p.startswith(".") or p == "__pycache__" for p in parts):
+                    continue
+                files.append((str(Path(top, *parts)), path))
+        return files or None
+    origin = spec.origin
+    if origin and origin.endswith(".py") and os.path.isfile(origin):
+        return [(f"{top}.py", Path(origin))]
+    return None
+
+
+def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
+    """Find what the tasks ``functions`` (name -> function) need on a cluster.
+
+    Parameters
+    ----------
+    functions : Mapping
+        Each task's name and the callable it runs (a notebook cell's callable
+        carries ``source`` and ``namespace``).
+
+    Returns
+    -------
+    FlowNeeds
+        The distributions they use (with the tasks that use them) and the
+        user's own modules, as a bundle of files.
+
+    Examples
+    --------
+    >>> import json
+    >>> needs = flow_needs({"dump": json.dumps})
+    >>> needs.distributions, needs.bundle.files
+    ({}, ())
+
+    """
+    installed = importlib.metadata.packages_distributions()
+    stdlib = sys.stdlib_module_names | set(sys.builtin_module_names)
+    users: dict[str, list[str]] = {}  # top-level name -> task labels
+    for name, fn in functions.items():
+        label = _label(name, fn)
+        for module in _task_modules(fn):
+            top = module.partition(".")[0]
+            if top and top not in stdlib:
+                users.setdefault(top, [])
+                if label not in users[top]:
+                    users[top].append(label)
+    dists: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+    files: dict[str, bytes] = {}
+    shipped: list[str] = []
+    todo = list(users)
+    seen: set[str] = set()
+    while todo:
+        top = todo.pop()
+        if top in seen or top in stdlib:
+            continue
+        seen.add(top)
+        labels = tuple(users.get(top, ()))
+        if top in installed:
+            for dist in installed[top]:
+                key = _canonical(dist)
+                with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                    old = dists.get(key, (dist, importlib.metadata.version(dist), ()))
+                    merged = tuple(dict.fromkeys((*old[2], *labels)))
+                    dists[key] = (old[0], old[1], merged)
+            continue
+        if top in _NEVER_SHIPPED:
+            continue
+        module_files = _user_module_files(top)
+        if module_files is None:
+            continue
+        shipped.append(top)
+        for relative, path in module_files:
+            data = path.read_bytes()
+            files[relative] = data
+            package = top if relative.endswith("__init__.py") else ""
+            if "/" in relative:
+                package = ".".join(Path(relative).parent.parts)
+            text = data.decode("utf-8", "replace")
+            # Its own modules travel along wherever it imports them; what it
+            # imports when imported is used by the tasks that use it.
+            for imported in _source_imports(text, package):
+                sub = imported.partition(".")[0]
+                if sub not in seen and sub not in installed:
+                    todo.append(sub)
+            for imported in _source_imports(text, package, top_level=True):
+                sub = imported.partition(".")[0]
+                users.setdefault(sub, [])
+                for label in labels:
+                    if label not in users[sub]:
+                        users[sub].append(label)
+                if sub not in seen:
+                    todo.append(sub)
+    nbflow = dists.get("nbflow")
+    if nbflow is None:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            dists["nbflow"] = ("nbflow", importlib.metadata.version("nbflow"), ())
+    bundle = CodeBundle(tuple(sorted(files.items())), tuple(sorted(shipped)))
+    return FlowNeeds(dists, bundle)
+
+
+def client_distributions() -> dict[str, str]:
+    """The distributions installed where this runs: name -> version.
+
+    For a ``cluster_class=`` factory that builds workers from the client's
+    environment (the counterpart of Prefect 1's ``prefect.context.image``):
+    pin these in the workers' image or ``pip install`` line.
+
+    Returns
+    -------
+    dict
+        Each installed distribution's name and version, sorted by name.
+
+    Examples
+    --------
+    >>> "dask" in client_distributions()
+    True
+
+    """
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name not in found:
+            found[name] = dist.version
+    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
+
+
+# -- asking the cluster ---------------------------------------------------------------
+
+
+def _probe(names: Iterable[str]) -> str:
+    """An expression a worker evaluates (``eval`` needs no nbflow there): its
+    Python version and the versions of the wanted distributions it has.
+    """
+    wanted = sorted(set(names))
+    return (
+        "(tuple(__import__('sys').version_info[:2]), {d.metadata['Name']: d.version "
+        "for d in __import__('importlib.metadata').metadata.distributions() "
+        "if __import__('re').sub(r'[-_.]+', '-', (d.metadata['Name'] or '')).lower() "
+        f"in {wanted!r}}})"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterEnvironment:
+    """The workers' Python and the problems with the packages a flow uses."""
+
+    address: str
+    workers: int
+    python: str
+    #: One short text each, e.g. ``"missing on 1 worker: pandas (cell 'clean')"``.
+    problems: tuple[str, ...]
+    #: The same problems, each naming the workers and versions in full.
+    details: tuple[str, ...]
+
+    def describe(self) -> str:
+        """One line, e.g. ``"2 workers, Python 3.11, missing on 1 worker: pandas
+        (cell 'clean')"``.
+        """
+        plural = "" if self.workers == 1 else "s"
+        text = f"{self.workers} worker{plural}, Python {self.python}"
+        return "; ".join([text, *self.problems]) if self.problems else text
+
+    def error(self) -> ClusterEnvironmentError:
+        """The one-line refusal to run, naming every problem."""
+        return ClusterEnvironmentError(
+            f"The workers of {self.address!r} cannot run this flow: "
+            f"{'; '.join(self.details)}; install the same versions where the "
+            "workers run, or pass DaskExecutor(check_environment=False) "
+            "(nbflow run --no-check-environment) to run anyway."
+        )
+
+
+def _some(items: list[str], most: int = 3) -> str:
+    shown = ", ".join(items[:most])
+    return shown if len(items) <= most else f"{shown} and {len(items) - most} more"
+
+
+def check_cluster(
+    client: Any, needs: FlowNeeds | None, address: str | None = None
+) -> ClusterEnvironment:
+    """Ask every worker (one ``client.run``) for its Python and the versions of
+    the distributions ``needs`` lists; compare them with this process.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    needs : FlowNeeds, optional
+        What the flow uses; None checks the Python version only.
+    address : str, optional
+        The scheduler, for messages.
+
+    Returns
+    -------
+    ClusterEnvironment
+        ``problems`` is empty when the workers can run the flow.
+
+    Examples
+    --------
+    >>> check_cluster(client, flow_needs(functions)).describe()  # doctest: +SKIP
+    '2 workers, Python 3.11'
+
+    """
+    dists = dict(needs.distributions) if needs else {}
+    answers: dict[str, Any] = client.run(eval, _probe(dists))
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    problems: list[str] = []
+    details: list[str] = []
+    pythons: dict[str, list[str]] = {}
+    for worker, (python, _) in answers.items():
+        pythons.setdefault(".".join(map(str, python)), []).append(worker)
+    for py, on_py in sorted(pythons.items()):
+        if py != here:
+            k = len(on_py)
+            problems.append(f"Python {py} on {k} worker{'s' * (k != 1)}")
+            details.append(f"Python {py} on {_some(on_py)} ({here} here)")
+    for key, (name, mine, labels) in sorted(dists.items()):
+        used = f" ({_some(list(labels))})" if labels else ""
+        used_by = f", used by {_some(list(labels))}" if labels else (
+            ", used by every task")
+        theirs: dict[str | None, list[str]] = {}
+        for worker, (_, versions) in answers.items():
+            found = {_canonical(n): v for n, v in versions.items()}
+            theirs.setdefault(found.get(key), []).append(worker)
+        for version, workers in theirs.items():
+            k = len(workers)
+            on = f"{k} worker{'s' * (k != 1)}"
+            if version is None:
+                problems.append(f"missing on {on}: {name}{used}")
+                details.append(
+                    f"{name!r} ({mine} here) is missing on {_some(workers)}{used_by}")
+            elif _major_minor(version) != _major_minor(mine):
+                problems.append(f"{name} {version} on {on} ({mine} here){used}")
+                details.append(
+                    f"{name!r} is {version} on {_some(workers)} but {mine} here"
+                    f"{used_by}")
+    python = ", ".join(sorted(pythons)) or here
+    return ClusterEnvironment(
+        address or "the cluster", len(answers), python, tuple(problems), tuple(details))
+
+
+# -- shipping the user's code ---------------------------------------------------------
+
+#: In each process that installs bundles: the digest and folder of the current one.
+_current: dict[str, Any] = {"digest": None, "path": None, "modules": ()}
+
+
+def _install(bundle: CodeBundle) -> None:
+    """Make the bundle's modules importable here, forgetting older versions."""
+    if bundle.origin == (socket.gethostname(), os.getpid()):
+        return  # an in-process worker: the client's own modules are here
+    digest = bundle.digest
+    if _current["digest"] == digest:
+        return
+    folder = Path(tempfile.gettempdir()) / f"nbflow-code-{digest[:20]}"
+    if not folder.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix="nbflow-code-"))
+        for relative, data in bundle.files:
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        try:
+            staging.rename(folder)
+        except OSError:  # another process on this machine was first
+            if not folder.is_dir():
+                raise
+    old = _current["path"]
+    if old in sys.path:
+        sys.path.remove(old)
+    sys.path.insert(0, str(folder))
+    # Forget every module of the old and the new bundle: the next import (or
+    # unpickling) reads the new source. All of them, since one may hold names
+    # imported from another.
+    tops = set(_current["modules"]) | set(bundle.modules)
+    for name in list(sys.modules):
+        if name.partition(".")[0] in tops:
+            del sys.modules[name]
+    importlib.invalidate_caches()
+    _current.update(digest=digest, path=str(folder), modules=bundle.modules)
+
+
+class _CodeOnWorkers(WorkerPlugin):
+    """Installs a :class:`CodeBundle` on each worker, joining ones included."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, bundle: CodeBundle) -> None:
+        self.bundle = bundle
+
+    def setup(self, worker: Any) -> None:
+        """Install the bundle."""
+        _install(self.bundle)
+
+
+class _CodeOnScheduler(SchedulerPlugin):
+    """Installs a :class:`CodeBundle` on the scheduler (it unpickles graphs)."""
+
+    name = PLUGIN_NAME
+
+    def __init__(self, bundle: CodeBundle) -> None:
+        self.bundle = bundle
+
+    async def start(self, scheduler: Any) -> None:
+        """Install the bundle."""
+        _install(self.bundle)
+
+
+#: Scheduler id -> digest of the bundle it has, in this process.
+_shipped: dict[str, str] = {}
+
+
+def ship_code(client: Any, bundle: CodeBundle) -> bool:
+    """Send ``bundle`` to the scheduler and every worker, now and joining ones;
+    nothing when they have it already. Returns whether it was sent.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    bundle : CodeBundle
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> ship_code(client, flow_needs(functions).bundle)  # doctest: +SKIP
+    True
+
+    """
+    if not bundle.files:
+        return False
+    scheduler_id = str(client.scheduler_info(n_workers=0).get("id"))
+    digest = bundle.digest
+    if _shipped.get(scheduler_id) == digest:
+        return False
+    if bundle.nbytes > _MAX_BUNDLE_BYTES:
+        raise ClusterEnvironmentError(
+            f"The modules {list(bundle.modules)!r} to send to the workers are "
+            f"{bundle.nbytes / 2**20:.0f} MiB of source; install them on the "
+            "workers as a package instead (pip install -e on a shared folder)."
+        )
+    client.register_plugin(_CodeOnScheduler(bundle), name=PLUGIN_NAME)
+    client.register_plugin(_CodeOnWorkers(bundle), name=PLUGIN_NAME)
+    _shipped[scheduler_id] = digest
+    return True
+
+
+# -- a task that failed on a data file --------------------------------------------
+
+_MISSING_FILE = re.compile(r"FileNotFoundError: \[Errno 2\] No such file or directory: '([^']+)'")
+
+
+def data_file_hint(message: str | None) -> str | None:
+    """A hint for a task message that says a relative path was not found on a
+    worker while it exists here: data files do not travel with the code.
+    """
+    if not message:
+        return None
+    match = _MISSING_FILE.search(message)
+    if match is None:
+        return None
+    path: str = match.group(1)
+    if os.path.isabs(path) or not os.path.exists(path):
+        return None
+    return (
+        f"{path!r} exists here but not where the task ran: data files do not "
+        "travel to the workers; put them on storage every worker reads (a shared "
+        "folder, s3://...) and use that path, or read them here and pass the data."
+    )

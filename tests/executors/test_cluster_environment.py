@@ -1,0 +1,296 @@
+"""A cluster is not the laptop: real ``dask scheduler`` / ``dask worker``
+processes started in another folder, without the client's folder on their
+``sys.path``, get the flow's own modules; packages they lack (or have in
+another version) stop the run, in one line, before anything runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from _processes import start_scheduler, start_worker, stop, wait_for_workers
+
+from nbflow import Flow, task
+from nbflow.engine.runner import FlowRun
+from nbflow.errors import NbflowError
+from nbflow.executors import DaskExecutor
+from nbflow.notebook import register_cell, run_notebook_flow
+from nbflow.notebook.flow import Flow as NotebookFlow
+
+pytestmark = pytest.mark.slow
+
+WORKTREE = str(Path(__file__).resolve().parents[2])
+
+
+def _fake_distribution(site: Path, name: str, version: str) -> None:
+    """A tiny installed distribution: a package and its .dist-info."""
+    (site / name).mkdir(parents=True)
+    (site / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    info = site / f"{name}-{version}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (info / "top_level.txt").write_text(f"{name}\n")
+    (info / "RECORD").write_text("")
+
+
+@pytest.fixture(scope="module")
+def far_cluster(tmp_path_factory):
+    """A scheduler and two workers started in a folder of their own, with only
+    nbflow on their path; worker ``w1`` also has ``nbflowversioned`` 2.0.
+    Yields ``(address, folder)``.
+    """
+    folder = tmp_path_factory.mktemp("far-cluster")
+    site = folder / "w1-site"
+    _fake_distribution(site, "nbflowversioned", "2.0.0")
+    env = {"PYTHONPATH": WORKTREE}
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        scheduler, address = start_scheduler(folder)
+        workers = [start_worker(folder, address, name="w0")]
+        mp.setenv("PYTHONPATH", os.pathsep.join([WORKTREE, str(site)]))
+        workers.append(start_worker(folder, address, name="w1"))
+    try:
+        wait_for_workers(address, 2)
+        yield address, folder
+    finally:
+        for worker in workers:
+            stop(worker)
+        stop(scheduler)
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """The client's folder (the notebook's): the current directory and on
+    ``sys.path``, with a user module of a name of its own; also a site folder
+    on the client's path only, with ``nbflowonlyclient`` 1.2 and
+    ``nbflowversioned`` 2.1 installed.
+    """
+    folder = tmp_path / "project"
+    folder.mkdir()
+    site = tmp_path / "client-site"
+    _fake_distribution(site, "nbflowonlyclient", "1.2.0")
+    _fake_distribution(site, "nbflowversioned", "2.1.0")
+    monkeypatch.chdir(folder)
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.syspath_prepend(str(folder))
+    module = "mylib"
+    (folder / f"{module}.py").write_text("VALUE = 1\n\ndef double(x):\n    return 2 * x\n")
+    importlib.invalidate_caches()
+    yield folder, module
+    for name in [m for m in sys.modules if m.split(".")[0] in (
+            module, "nbflowonlyclient", "nbflowversioned")]:
+        del sys.modules[name]
+
+
+@task
+def use_module(x: int) -> tuple[int, int]:
+    import mylib  # in the client's folder only
+
+    return mylib.double(x), mylib.VALUE
+
+
+@task
+def use_only_client() -> str:
+    import nbflowonlyclient
+
+    return str(nbflowonlyclient.VERSION)
+
+
+@task
+def use_versioned() -> str:
+    import nbflowversioned
+
+    return str(nbflowversioned.VERSION)
+
+
+@task
+def touch(path: str) -> None:
+    Path(path).write_text("ran")
+
+
+def _run(flow: Flow, address: str, **kwargs):
+    return flow.run(executor=DaskExecutor(address=address, **kwargs))
+
+
+def test_user_module_of_the_client_folder_reaches_workers_elsewhere(far_cluster, project):
+    address, _ = far_cluster
+    _, module = project
+    with Flow("own-code") as flow:
+        result = use_module(21)
+    state = _run(flow, address)
+    # nbflowversioned differs on w1 (2.0 vs 2.1 here), but no task uses it.
+    assert state.is_successful(), state.result[result].message
+    assert state.result[result].result == (42, 1)
+
+
+def test_cell_importing_a_module_of_the_notebook_folder_runs_elsewhere(
+    far_cluster, project
+):
+    address, _ = far_cluster
+    folder, module = project
+    flow = NotebookFlow("cells")
+    register_cell(f"import {module}\ny = {module}.double({module}.VALUE)", name="c",
+                  flow=flow)
+    namespace: dict = {}
+    state = run_notebook_flow(namespace, flow=flow, executor=DaskExecutor(address=address))
+    assert state.is_successful(), [s.message for s in state.result.values()]
+    assert namespace["y"] == 2
+    # Edited between two runs (the cell imports it: the client never did).
+    (folder / f"{module}.py").write_text("VALUE = 5\n\ndef double(x):\n    return 3 * x\n")
+    state = run_notebook_flow(namespace, flow=flow, executor=DaskExecutor(address=address))
+    assert state.is_successful(), [s.message for s in state.result.values()]
+    assert namespace["y"] == 15
+
+
+def test_edited_module_reloaded_on_the_client_is_used_by_the_next_run(
+    far_cluster, project
+):
+    address, _ = far_cluster
+    folder, module = project
+    imported = importlib.import_module(module)
+    with Flow("edited") as flow:
+        result = use_module(1)
+    assert _run(flow, address).result[result].result == (2, 1)
+    (folder / f"{module}.py").write_text("VALUE = 7\n\ndef double(x):\n    return 10 * x\n")
+    importlib.reload(imported)  # what %autoreload does
+    state = _run(flow, address)
+    assert state.result[result].result == (10, 7), state.result[result].message
+
+
+def test_package_the_workers_lack_stops_the_run_before_anything_runs(
+    far_cluster, project, tmp_path
+):
+    address, _ = far_cluster
+    marker = tmp_path / "ran.txt"
+    with Flow("lacking") as flow:
+        touch(str(marker))
+        use_only_client()
+        use_versioned()
+    with pytest.raises(NbflowError, match="cannot run this flow") as caught:
+        _run(flow, address)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith(".")
+    assert "'nbflowonlyclient' (1.2.0 here) is missing on tcp://127.0.0.1:" in message
+    assert "used by task 'use_only_client'" in message
+    assert "'nbflowversioned' is 2.0.0 on tcp://127.0.0.1:" in message
+    assert "but 2.1.0 here, used by task 'use_versioned'" in message
+    assert "check_environment=False" in message
+    assert not marker.exists()  # nothing ran
+
+
+def test_check_environment_false_runs_anyway(far_cluster, project, tmp_path):
+    address, _ = far_cluster
+    marker = tmp_path / "ran.txt"
+    with Flow("anyway") as flow:
+        touch(str(marker))
+        lacking = use_only_client()
+    state = _run(flow, address, check_environment=False)
+    assert marker.read_text() == "ran"
+    assert state.result[lacking].is_failed()
+    assert "nbflowonlyclient" in state.result[lacking].message
+
+
+@task
+def wait_for_file(path: str, deadline: float) -> str:
+    while not Path(path).exists():
+        if time.time() > deadline:
+            raise TimeoutError(path)
+        time.sleep(0.05)
+    return "released"
+
+
+def test_worker_joining_after_the_run_started_gets_the_code(far_cluster, project, tmp_path):
+    from distributed import Client
+
+    address, folder = far_cluster
+    _, module = project
+    release = tmp_path / "release"
+    with Flow("joining") as flow:
+        gate = wait_for_file(str(release), time.time() + 120)
+        result = use_module(2, upstream_tasks=[gate])
+    run = FlowRun(flow, executor=DaskExecutor(address=address)).start()
+    late = None
+    try:
+        with Client(address, timeout=30, set_as_default=False) as client:
+            before = set(client.scheduler_info(n_workers=-1)["workers"])
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("PYTHONPATH", WORKTREE)
+                late = start_worker(folder, address, name="late")
+            client.wait_for_workers(3, timeout=60)
+            (joined,) = set(client.scheduler_info(n_workers=-1)["workers"]) - before
+            # The run's code reached the worker that joined after it began.
+            value = client.run(eval, f"__import__({module!r}).double(4)", workers=[joined])
+            assert value == {joined: 8}
+            release.write_text("go")
+            state = run.join(120)
+            assert state is not None and state.is_successful()
+            assert state.result[result].result == (4, 1)
+    finally:
+        release.write_text("go")
+        run.join(120)
+        if late is not None:
+            stop(late)
+
+
+def elsewhere_cluster(folder: str, n_workers: int = 1, **kwargs):
+    """A ``cluster_class`` factory: a cluster whose workers are ``dask worker``
+    processes started in their own folder, with only nbflow on their path (the
+    scheduler is a ``LocalCluster``'s, in this process).
+    """
+    from distributed import LocalCluster
+
+    class ElsewhereCluster(LocalCluster):
+        def close(self, *args, **kw):
+            for worker in workers:
+                stop(worker)
+            return super().close(*args, **kw)
+
+    cluster = ElsewhereCluster(n_workers=0, **kwargs)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", WORKTREE)
+        workers = [start_worker(Path(folder), cluster.scheduler_address, name=f"e{i}")
+                   for i in range(n_workers)]
+    cluster.wait_for_workers(n_workers, timeout=60)
+    return cluster
+
+
+def test_temporary_cluster_whose_workers_start_elsewhere(project, tmp_path):
+    _, module = project
+    far = tmp_path / "elsewhere"
+    far.mkdir()
+    executor = DaskExecutor(cluster_class=elsewhere_cluster,
+                            cluster_kwargs={"folder": str(far)})
+    with Flow("temporary") as flow:
+        result = use_module(5)
+    state = flow.run(executor=executor)
+    assert state.result[result].result == (10, 1), state.result[result].message
+    with Flow("temporary-lacking") as flow:
+        use_only_client()
+    with pytest.raises(NbflowError, match="'nbflowonlyclient' .* is missing"):
+        flow.run(executor=executor)
+
+
+@task
+def read_data(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def test_data_file_of_the_client_folder_gets_a_hint(far_cluster, project):
+    address, _ = far_cluster
+    folder, _ = project
+    (folder / "data.csv").write_text("a,b\n")
+    with Flow("data") as flow:
+        result = read_data("data.csv")
+    state = _run(flow, address)
+    message = state.result[result].message
+    assert "FileNotFoundError" in message
+    assert "'data.csv' exists here but not where the task ran" in message
+    assert "data files do not travel" in message
