@@ -97,6 +97,7 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
         describe=cell_detail,
         clean=runtime.strip_runtime_frames,
         output=functools.partial(cell_output, flow=flow),
+        check_environment=args.check_environment,
     )
     return 0 if state.is_successful() else 1
 

@@ -133,6 +133,9 @@ class DaskExecutor(Executor):
             os.fspath(performance_report_path) if performance_report_path else None
         )
         self.check_environment = check_environment
+        #: Called with one line about the workers when a run connects, e.g.
+        #: ``"2 workers, Python 3.11"`` (``nbflow run`` prints it); not pickled.
+        self.on_environment: Callable[[str], None] | None = None
         self._performance_report = ""
         #: The source shown under "Calling Code" in the performance report;
         #: None: the code that called ``flow.run`` (the notebook layer sets it
@@ -164,7 +167,7 @@ class DaskExecutor(Executor):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update(_client=None, _cluster=None, _topic=None, _results={},
-                     _submitted=[])
+                     _submitted=[], on_environment=None)
         return state
 
     @property
@@ -281,9 +284,11 @@ class DaskExecutor(Executor):
         from nbflow.executors._environment import check_cluster, flow_needs, ship_code
 
         needs = flow_needs(functions)
-        if self.check_environment:
+        if self.check_environment or self.on_environment is not None:
             found = check_cluster(self._client, needs, self._scheduler_address())
-            if found.problems:
+            if self.on_environment is not None:
+                self.on_environment(found.describe())
+            if found.problems and self.check_environment:
                 raise found.error()
         ship_code(self._client, needs.bundle)
 

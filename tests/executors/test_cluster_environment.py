@@ -6,8 +6,10 @@ another version) stop the run, in one line, before anything runs.
 
 from __future__ import annotations
 
+import html
 import importlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -294,3 +296,80 @@ def test_data_file_of_the_client_folder_gets_a_hint(far_cluster, project):
     assert "FileNotFoundError" in message
     assert "'data.csv' exists here but not where the task ran" in message
     assert "data files do not travel" in message
+
+
+def test_test_connection_names_what_the_workers_lack_and_which_cell_uses_it(
+    far_cluster, project
+):
+    from nbflow.executors.cluster_info import inspect_cluster
+    from nbflow.notebook import current_flow, reset_flow
+    from nbflow.widgets import ExecutorPanel
+
+    address, _ = far_cluster
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    plain = inspect_cluster(address, timeout=30)
+    assert plain.describe().endswith(f" GiB memory, Python {python}")
+    reset_flow()
+    try:
+        register_cell("import nbflowonlyclient\nv = nbflowonlyclient.VERSION",
+                      name="clean", flow=current_flow())
+        panel = ExecutorPanel()
+        panel.set(kind="dask", cluster="existing", address=address)
+        summary = panel.test_connection(timeout=30).result(timeout=60)
+    finally:
+        reset_flow()
+    assert summary.problems == ("missing on 2 workers: nbflowonlyclient (cell 'clean')",)
+    text = html.unescape(panel._connection.value)
+    assert text.startswith(f"<b>{address}</b>: 2 workers, 2 threads, ")
+    assert text.endswith(
+        f", Python {python}; missing on 2 workers: nbflowonlyclient (cell 'clean')")
+
+
+FLOW_FILE = '''
+from nbflow import Flow, task
+
+import mylib
+
+
+@task
+def own():
+    return mylib.double(mylib.VALUE)
+
+
+@task
+def lacking():
+    import nbflowonlyclient
+
+    return nbflowonlyclient.VERSION
+
+
+with Flow("on-the-cluster") as flow:
+    own()
+    lacking()
+'''
+
+
+def test_nbflow_run_shows_the_check_and_refuses_in_one_line(
+    far_cluster, project, monkeypatch
+):
+    from _cli import run
+
+    address, _ = far_cluster
+    folder, _ = project
+    (folder / "flow.py").write_text(FLOW_FILE)
+    site = next(p for p in sys.path if p.endswith("client-site"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([WORKTREE, site]))
+    python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    result = run("run", "flow.py", "--address", address, cwd=folder)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert (f"Cluster: 2 workers, Python {python}; missing on 2 workers: "
+            "nbflowonlyclient (task 'lacking')\n") in result.stdout
+    (line,) = result.stderr.strip().splitlines()
+    assert "'nbflowonlyclient' (1.2.0 here) is missing on tcp://127.0.0.1:" in line
+    assert "--no-check-environment" in line
+    # Run anyway: the module next to the flow file travels, the package does not.
+    result = run("run", "flow.py", "--address", address, "--no-check-environment",
+                 cwd=folder)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert re.search(r"^\s*own\s+Success", result.stdout, re.M), result.stdout
+    assert "No module named 'nbflowonlyclient'" in result.stdout
