@@ -57,7 +57,6 @@ __all__ = [
     "CodeBundle",
     "FlowNeeds",
     "check_cluster",
-    "client_distributions",
     "data_file_hint",
     "flow_needs",
     "ship_code",
@@ -370,32 +369,6 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
             dists["nbflow"] = ("nbflow", importlib.metadata.version("nbflow"), ())
     bundle = CodeBundle(tuple(sorted(files.items())), tuple(sorted(shipped)))
     return FlowNeeds(dists, bundle)
-
-
-def client_distributions() -> dict[str, str]:
-    """The distributions installed where this runs: name -> version.
-
-    For a ``cluster_class=`` factory that builds workers from the client's
-    environment (the counterpart of Prefect 1's ``prefect.context.image``):
-    pin these in the workers' image or ``pip install`` line.
-
-    Returns
-    -------
-    dict
-        Each installed distribution's name and version, sorted by name.
-
-    Examples
-    --------
-    >>> "dask" in client_distributions()
-    True
-
-    """
-    found: dict[str, str] = {}
-    for dist in importlib.metadata.distributions():
-        name = dist.metadata["Name"]
-        if name and name not in found:
-            found[name] = dist.version
-    return dict(sorted(found.items(), key=lambda kv: kv[0].lower()))
 
 
 # -- asking the cluster ---------------------------------------------------------------

@@ -10,11 +10,12 @@ client found"). ``distributed`` is imported only when the executor starts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from nbflow.errors import ClusterConnectionError
@@ -29,7 +30,8 @@ from nbflow.executors._dask_options import (
 from nbflow.executors._report import quiet_report
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
-__all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
+__all__ = ["ADAPT_KEYS", "ClientEnvironment", "DaskExecutor", "client_environment",
+           "validate_address"]
 
 log = logging.getLogger(__name__)
 
@@ -413,6 +415,57 @@ class DaskExecutor(Executor):
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientEnvironment:
+    """The Python and the installed distributions where the flow is started."""
+
+    #: e.g. ``"3.11.7"``.
+    python: str
+    #: Each installed distribution's name and version, sorted by name.
+    distributions: Mapping[str, str]
+
+    def requirements(self, names: Iterable[str] | None = None) -> list[str]:
+        """``name==version`` pins (of ``names`` only, if given) for ``pip install``."""
+        wanted = None if names is None else {n.lower() for n in names}
+        return [f"{n}=={v}" for n, v in self.distributions.items()
+                if wanted is None or n.lower() in wanted]
+
+
+def client_environment() -> ClientEnvironment:
+    """What a ``cluster_class=`` factory builds workers with: this Python and
+    these distributions (nbflow's counterpart of Prefect 1's
+    ``prefect.context.image``).
+
+    The factory runs where the flow is started (the kernel, ``nbflow run``), so
+    it can pin the workers' image or ``pip install`` line to the same versions;
+    ``DaskExecutor`` then checks the workers before the first task.
+
+    Returns
+    -------
+    ClientEnvironment
+
+    Examples
+    --------
+    >>> env = client_environment()
+    >>> env.requirements(["dask"])                      # doctest: +SKIP
+    ['dask==2026.8.0']
+    >>> def team_cluster(**kwargs):                     # doctest: +SKIP
+    ...     pins = client_environment().requirements(["pandas", "dask", "distributed"])
+    ...     return KubeCluster(env={"EXTRA_PIP_PACKAGES": " ".join(pins)}, **kwargs)
+
+    """
+    import importlib.metadata
+    import platform
+
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name not in found:
+            found[name] = dist.version
+    return ClientEnvironment(
+        platform.python_version(), dict(sorted(found.items(), key=lambda kv: kv[0].lower())))
 
 
 def _with_hint(value: Any) -> Any:

@@ -21,6 +21,7 @@ from nbflow import Flow, task
 from nbflow.engine.runner import FlowRun
 from nbflow.errors import NbflowError
 from nbflow.executors import DaskExecutor
+from nbflow.executors.dask import client_environment
 from nbflow.notebook import register_cell, run_notebook_flow
 from nbflow.notebook.flow import Flow as NotebookFlow
 
@@ -241,12 +242,21 @@ def test_worker_joining_after_the_run_started_gets_the_code(far_cluster, project
             stop(late)
 
 
-def elsewhere_cluster(folder: str, n_workers: int = 1, **kwargs):
+def elsewhere_cluster(folder: str, n_workers: int = 1, packages: tuple[str, ...] = (),
+                      **kwargs):
     """A ``cluster_class`` factory: a cluster whose workers are ``dask worker``
-    processes started in their own folder, with only nbflow on their path (the
-    scheduler is a ``LocalCluster``'s, in this process).
+    processes started in their own folder, with only nbflow on their path and
+    the ``packages`` "installed" (a stand-in for building an image) at the
+    versions the client has, as ``client_environment()`` tells it. The
+    scheduler is a ``LocalCluster``'s, in this process.
     """
     from distributed import LocalCluster
+
+    site = Path(folder) / f"site-{len(list(Path(folder).iterdir()))}"
+    site.mkdir()
+    for pin in client_environment().requirements(packages):
+        name, _, version = pin.partition("==")
+        _fake_distribution(site, name, version)
 
     class ElsewhereCluster(LocalCluster):
         def close(self, *args, **kw):
@@ -256,7 +266,7 @@ def elsewhere_cluster(folder: str, n_workers: int = 1, **kwargs):
 
     cluster = ElsewhereCluster(n_workers=0, **kwargs)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("PYTHONPATH", WORKTREE)
+        mp.setenv("PYTHONPATH", os.pathsep.join([WORKTREE, str(site)]))
         workers = [start_worker(Path(folder), cluster.scheduler_address, name=f"e{i}")
                    for i in range(n_workers)]
     cluster.wait_for_workers(n_workers, timeout=60)
@@ -264,7 +274,6 @@ def elsewhere_cluster(folder: str, n_workers: int = 1, **kwargs):
 
 
 def test_temporary_cluster_whose_workers_start_elsewhere(project, tmp_path):
-    _, module = project
     far = tmp_path / "elsewhere"
     far.mkdir()
     executor = DaskExecutor(cluster_class=elsewhere_cluster,
@@ -277,6 +286,12 @@ def test_temporary_cluster_whose_workers_start_elsewhere(project, tmp_path):
         use_only_client()
     with pytest.raises(NbflowError, match="'nbflowonlyclient' .* is missing"):
         flow.run(executor=executor)
+    # A factory that builds its workers from the client's environment.
+    executor.cluster_kwargs["packages"] = ("nbflowonlyclient",)
+    with Flow("temporary-built") as flow:
+        version = use_only_client()
+    state = flow.run(executor=executor)
+    assert state.result[version].result == "1.2.0", state.result[version].message
 
 
 @task
