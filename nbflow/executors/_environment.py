@@ -113,21 +113,26 @@ def _codes(code: types.CodeType) -> Iterator[types.CodeType]:
             yield from _codes(const)
 
 
-def _function_modules(fn: Any) -> set[str]:
-    """Modules a Python function refers to: its own, its globals', its imports."""
+def _function_modules(fn: Any) -> dict[str, bool]:
+    """Modules a Python function refers to (its own, its globals', its
+    closure's, its imports), each with whether unpickling the function already
+    imports it (the imports in its body run only when it is called).
+    """
     fn = getattr(fn, "__func__", fn)
     fn = inspect_unwrap(fn)
-    found: set[str] = set()
+    found: dict[str, bool] = {}
     code = getattr(fn, "__code__", None)
     if code is None:  # a callable object: its class, and its __call__
-        found.add(type(fn).__module__)
+        found[type(fn).__module__] = True
         call = vars(type(fn)).get("__call__")
         if isinstance(call, types.FunctionType):
-            found |= _function_modules(call)
+            for called, is_loaded in _function_modules(call).items():
+                found[called] = found.get(called, False) or is_loaded
         return found
     own = getattr(fn, "__module__", None)
     if isinstance(own, str):
-        found.add(own)
+        found[own] = True
+    module: str | None
     fn_globals = getattr(fn, "__globals__", {})
     package = fn_globals.get("__package__") or ""
     for inner in _codes(code):
@@ -135,18 +140,18 @@ def _function_modules(fn: Any) -> set[str]:
             if name in fn_globals:
                 module = _value_module(fn_globals[name])
                 if module:
-                    found.add(module)
+                    found[module] = True
         previous: list[Any] = []
         for ins in dis.get_instructions(inner):
             if ins.opname == "IMPORT_NAME":
                 level = previous[-2] if len(previous) >= 2 else 0
-                found.add(_resolve(str(ins.argval), level, package))
+                found.setdefault(_resolve(str(ins.argval), level, package), False)
             previous.append(ins.argval if ins.opname == "LOAD_CONST" else None)
     for cell in getattr(fn, "__closure__", None) or ():
         with contextlib.suppress(ValueError):  # an empty cell
             module = _value_module(cell.cell_contents)
             if module:
-                found.add(module)
+                found[module] = True
     return found
 
 
@@ -190,14 +195,17 @@ def _source_imports(source: str, package: str = "", *, top_level: bool = False
     return found
 
 
-def _task_modules(fn: Any) -> set[str]:
+def _task_modules(fn: Any) -> dict[str, bool]:
+    """See :func:`_function_modules`; a cell's imports run when it runs, the
+    values it reads from the namespace travel with it (unpickled on arrival).
+    """
     source = getattr(fn, "source", None)
-    if isinstance(source, str):  # a notebook cell: its imports and namespace values
-        found = _source_imports(source)
+    if isinstance(source, str):
+        found = dict.fromkeys(_source_imports(source), False)
         for value in (getattr(fn, "namespace", None) or {}).values():
             module = _value_module(value)
             if module:
-                found.add(module)
+                found[module] = True
         return found
     return _function_modules(fn)
 
@@ -235,6 +243,9 @@ class FlowNeeds:
     #: Distribution (canonical name) -> (its name, the client's version, users).
     distributions: Mapping[str, tuple[str, str, tuple[str, ...]]]
     bundle: CodeBundle
+    #: The distributions that unpickling the tasks imports (the scheduler
+    #: unpickles the task graph: it needs these, not the others).
+    unpickled: frozenset[str] = frozenset()
 
 
 def _user_module_files(top: str) -> list[tuple[str, Path]] | None:
@@ -309,14 +320,18 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
     installed = _packages_distributions()
     stdlib = sys.stdlib_module_names | set(sys.builtin_module_names)
     users: dict[str, list[str]] = {}  # top-level name -> task labels
+    loaded: set[str] = {"nbflow"}  # top-level names unpickling imports
+    unpickled: set[str] = set()
     for name, fn in functions.items():
         label = _label(name, fn)
-        for module in _task_modules(fn):
+        for module, is_loaded in _task_modules(fn).items():
             top = module.partition(".")[0]
             if top and top not in stdlib:
                 users.setdefault(top, [])
                 if label not in users[top]:
                     users[top].append(label)
+                if is_loaded:
+                    loaded.add(top)
     dists: dict[str, tuple[str, str, tuple[str, ...]]] = {}
     files: dict[str, bytes] = {}
     shipped: list[str] = []
@@ -335,6 +350,8 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
                     old = dists.get(key, (dist, importlib.metadata.version(dist), ()))
                     merged = tuple(dict.fromkeys((*old[2], *labels)))
                     dists[key] = (old[0], old[1], merged)
+                    if top in loaded:
+                        unpickled.add(key)
             continue
         if top in _NEVER_SHIPPED:
             continue
@@ -357,6 +374,8 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
                     todo.append(sub)
             for imported in _source_imports(text, package, top_level=True):
                 sub = imported.partition(".")[0]
+                if top in loaded:
+                    loaded.add(sub)
                 users.setdefault(sub, [])
                 for label in labels:
                     if label not in users[sub]:
@@ -367,8 +386,9 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
     if nbflow is None:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             dists["nbflow"] = ("nbflow", importlib.metadata.version("nbflow"), ())
+        unpickled.add("nbflow")
     bundle = CodeBundle(tuple(sorted(files.items())), tuple(sorted(shipped)))
-    return FlowNeeds(dists, bundle)
+    return FlowNeeds(dists, bundle, frozenset(unpickled))
 
 
 # -- asking the cluster ---------------------------------------------------------------
@@ -424,8 +444,9 @@ def _some(items: list[str], most: int = 3) -> str:
 def check_cluster(
     client: Any, needs: FlowNeeds | None, address: str | None = None
 ) -> ClusterEnvironment:
-    """Ask every worker (one ``client.run``) for its Python and the versions of
-    the distributions ``needs`` lists; compare them with this process.
+    """Ask every worker (one ``client.run``) and the scheduler for their Python
+    and the versions of the distributions ``needs`` lists; compare them with
+    this process.
 
     Parameters
     ----------
@@ -447,41 +468,56 @@ def check_cluster(
 
     """
     dists = dict(needs.distributions) if needs else {}
-    answers: dict[str, Any] = client.run(eval, _probe(dists))
+    probe = _probe(dists)
+    answers: dict[str, Any] = client.run(eval, probe)
+    workers = len(answers)
+    # The scheduler unpickles the task graph: it needs the packages too.
+    answers[_SCHEDULER] = client.run_on_scheduler(eval, probe)
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     problems: list[str] = []
     details: list[str] = []
     pythons: dict[str, list[str]] = {}
-    for worker, (python, _) in answers.items():
-        pythons.setdefault(".".join(map(str, python)), []).append(worker)
+    for where, (python, _) in answers.items():
+        pythons.setdefault(".".join(map(str, python)), []).append(where)
     for py, on_py in sorted(pythons.items()):
         if py != here:
-            k = len(on_py)
-            problems.append(f"Python {py} on {k} worker{'s' * (k != 1)}")
+            problems.append(f"Python {py} on {_count(on_py)}")
             details.append(f"Python {py} on {_some(on_py)} ({here} here)")
     for key, (name, mine, labels) in sorted(dists.items()):
         used = f" ({_some(list(labels))})" if labels else ""
         used_by = f", used by {_some(list(labels))}" if labels else (
             ", used by every task")
         theirs: dict[str | None, list[str]] = {}
-        for worker, (_, versions) in answers.items():
+        for where, (_, versions) in answers.items():
+            if where == _SCHEDULER and needs is not None and key not in needs.unpickled:
+                continue
             found = {_canonical(n): v for n, v in versions.items()}
-            theirs.setdefault(found.get(key), []).append(worker)
-        for version, workers in theirs.items():
-            k = len(workers)
-            on = f"{k} worker{'s' * (k != 1)}"
+            theirs.setdefault(found.get(key), []).append(where)
+        for version, on in theirs.items():
             if version is None:
-                problems.append(f"missing on {on}: {name}{used}")
+                problems.append(f"missing on {_count(on)}: {name}{used}")
                 details.append(
-                    f"{name!r} ({mine} here) is missing on {_some(workers)}{used_by}")
+                    f"{name!r} ({mine} here) is missing on {_some(on)}{used_by}")
             elif _major_minor(version) != _major_minor(mine):
-                problems.append(f"{name} {version} on {on} ({mine} here){used}")
+                problems.append(f"{name} {version} on {_count(on)} ({mine} here){used}")
                 details.append(
-                    f"{name!r} is {version} on {_some(workers)} but {mine} here"
-                    f"{used_by}")
-    python = ", ".join(sorted(pythons)) or here
+                    f"{name!r} is {version} on {_some(on)} but {mine} here{used_by}")
+    python = ", ".join(sorted(
+        py for py, on_py in pythons.items() if set(on_py) - {_SCHEDULER})) or here
     return ClusterEnvironment(
-        address or "the cluster", len(answers), python, tuple(problems), tuple(details))
+        address or "the cluster", workers, python, tuple(problems), tuple(details))
+
+
+_SCHEDULER = "the scheduler"
+
+
+def _count(where: list[str]) -> str:
+    """``"2 workers"``, ``"1 worker and the scheduler"``, ``"the scheduler"``."""
+    k = sum(w != _SCHEDULER for w in where)
+    parts = [f"{k} worker{'s' * (k != 1)}"] if k else []
+    if _SCHEDULER in where:
+        parts.append(_SCHEDULER)
+    return " and ".join(parts)
 
 
 # -- shipping the user's code ---------------------------------------------------------

@@ -33,7 +33,8 @@ WORKTREE = str(Path(__file__).resolve().parents[2])
 def _fake_distribution(site: Path, name: str, version: str) -> None:
     """A tiny installed distribution: a package and its .dist-info."""
     (site / name).mkdir(parents=True)
-    (site / name / "__init__.py").write_text(f"VERSION = {version!r}\n")
+    (site / name / "__init__.py").write_text(
+        f"VERSION = {version!r}\n\n\nclass Thing:\n    x = 1\n")
     info = site / f"{name}-{version}.dist-info"
     info.mkdir()
     (info / "METADATA").write_text(
@@ -388,3 +389,29 @@ def test_nbflow_run_shows_the_check_and_refuses_in_one_line(
     assert result.returncode == 1, result.stdout + result.stderr
     assert re.search(r"^\s*own\s+Success", result.stdout, re.M), result.stdout
     assert "No module named 'nbflowonlyclient'" in result.stdout
+
+
+def test_the_scheduler_is_checked_for_what_unpickling_the_tasks_imports(
+    far_cluster, project
+):
+    from distributed import Client
+
+    import nbflowonlyclient
+    from nbflow.executors._environment import check_cluster, flow_needs
+    from nbflow.notebook import CellFunction
+
+    address, _ = far_cluster
+    # The value a cell reads travels with it: the scheduler unpickles it too.
+    # A package imported inside a task's body is needed where it runs only.
+    cell = CellFunction("clean", "y = thing.x", "<flowtask clean>", ("y",),
+                        namespace={"thing": nbflowonlyclient.Thing()})
+    needs = flow_needs({"clean": cell, "use_versioned": use_versioned.fn})
+    with Client(address, timeout=30, set_as_default=False) as client:
+        found = check_cluster(client, needs, address)
+    assert found.workers == 2
+    assert "missing on 2 workers and the scheduler: nbflowonlyclient (cell 'clean')" in (
+        found.problems)
+    assert "missing on 1 worker: nbflowversioned (task 'use_versioned')" in (
+        found.problems)
+    (detail,) = [d for d in found.details if d.startswith("'nbflowonlyclient'")]
+    assert detail.endswith(", the scheduler, used by cell 'clean'")
