@@ -394,9 +394,9 @@ def test_nbflow_run_shows_the_check_and_refuses_in_one_line(
 def test_the_scheduler_is_checked_for_what_unpickling_the_tasks_imports(
     far_cluster, project
 ):
+    import nbflowonlyclient
     from distributed import Client
 
-    import nbflowonlyclient
     from nbflow.executors._environment import check_cluster, flow_needs
     from nbflow.notebook import CellFunction
 
