@@ -526,16 +526,20 @@ def _count(where: list[str]) -> str:
 _current: dict[str, Any] = {"digest": None, "path": None, "modules": ()}
 
 
-def _install(bundle: CodeBundle) -> None:
-    """Make the bundle's modules importable here, forgetting older versions."""
+def _install(bundle: CodeBundle, where: str | None) -> None:
+    """Make the bundle's modules importable here, forgetting older versions;
+    the files go into ``where`` (the worker's or scheduler's local directory,
+    which Dask removes when it closes), else the temporary directory.
+    """
     if bundle.origin == (socket.gethostname(), os.getpid()):
         return  # an in-process worker: the client's own modules are here
     digest = bundle.digest
     if _current["digest"] == digest:
         return
-    folder = Path(tempfile.gettempdir()) / f"nbflow-code-{digest[:20]}"
+    base = Path(where or tempfile.gettempdir())
+    folder = base / f"nbflow-code-{digest[:20]}"
     if not folder.is_dir():
-        staging = Path(tempfile.mkdtemp(prefix="nbflow-code-"))
+        staging = Path(tempfile.mkdtemp(prefix="nbflow-code-", dir=base))
         for relative, data in bundle.files:
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -570,7 +574,7 @@ class _CodeOnWorkers(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Install the bundle."""
-        _install(self.bundle)
+        _install(self.bundle, getattr(worker, "local_directory", None))
 
 
 class _CodeOnScheduler(SchedulerPlugin):
@@ -583,7 +587,7 @@ class _CodeOnScheduler(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         """Install the bundle."""
-        _install(self.bundle)
+        _install(self.bundle, getattr(scheduler, "local_directory", None))
 
 
 #: Scheduler id -> digest of the bundle it has, in this process.
