@@ -319,17 +319,20 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
     """
     installed = _packages_distributions()
     stdlib = sys.stdlib_module_names | set(sys.builtin_module_names)
-    users: dict[str, list[str]] = {}  # top-level name -> task labels
+    users: dict[str, dict[str, None]] = {}  # top-level name -> task labels
     loaded: set[str] = {"nbflow"}  # top-level names unpickling imports
+    modules_of: dict[int, dict[str, bool]] = {}
     unpickled: set[str] = set()
     for name, fn in functions.items():
         label = _label(name, fn)
-        for module, is_loaded in _task_modules(fn).items():
+        key = id(fn)
+        if key not in modules_of:  # many tasks may share one function
+            modules_of[key] = _task_modules(fn)
+        for module, is_loaded in modules_of[key].items():
             top = module.partition(".")[0]
             if top and top not in stdlib:
-                users.setdefault(top, [])
-                if label not in users[top]:
-                    users[top].append(label)
+                users.setdefault(top, {})
+                users[top][label] = None
                 if is_loaded:
                     loaded.add(top)
     dists: dict[str, tuple[str, str, tuple[str, ...]]] = {}
@@ -342,7 +345,7 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
         if top in seen or top in stdlib:
             continue
         seen.add(top)
-        labels = tuple(users.get(top, ()))
+        labels = tuple(users.get(top, {}))
         if top in installed:
             for dist in installed[top]:
                 key = _canonical(dist)
@@ -376,10 +379,9 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
                 sub = imported.partition(".")[0]
                 if top in loaded:
                     loaded.add(sub)
-                users.setdefault(sub, [])
+                users.setdefault(sub, {})
                 for label in labels:
-                    if label not in users[sub]:
-                        users[sub].append(label)
+                    users[sub][label] = None
                 if sub not in seen:
                     todo.append(sub)
     nbflow = dists.get("nbflow")
