@@ -325,10 +325,9 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
     unpickled: set[str] = set()
     for name, fn in functions.items():
         label = _label(name, fn)
-        key = id(fn)
-        if key not in modules_of:  # many tasks may share one function
-            modules_of[key] = _task_modules(fn)
-        for module, is_loaded in modules_of[key].items():
+        if id(fn) not in modules_of:  # many tasks may share one function
+            modules_of[id(fn)] = _task_modules(fn)
+        for module, is_loaded in modules_of[id(fn)].items():
             top = module.partition(".")[0]
             if top and top not in stdlib:
                 users.setdefault(top, {})
