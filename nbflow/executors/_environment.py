@@ -49,11 +49,10 @@ from typing import Any
 
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
-from nbflow.errors import NbflowError
+from nbflow.errors import ClusterEnvironmentError
 
 __all__ = [
     "ClusterEnvironment",
-    "ClusterEnvironmentError",
     "CodeBundle",
     "FlowNeeds",
     "check_cluster",
@@ -63,15 +62,11 @@ __all__ = [
 ]
 
 #: Plugin name on the scheduler and the workers (one bundle at a time).
-PLUGIN_NAME = "nbflow-user-code"
+_PLUGIN_NAME = "nbflow-user-code"
 #: Never shipped: the engine itself must be installed where tasks run.
 _NEVER_SHIPPED = frozenset({"nbflow", "__main__", "__mp_main__"})
 #: Larger user packages are not shipped (a project folder, not a module).
 _MAX_BUNDLE_BYTES = 20 * 2**20
-
-
-class ClusterEnvironmentError(NbflowError, RuntimeError):
-    """The workers lack a package the flow uses, or have other versions."""
 
 
 # -- what the flow uses ---------------------------------------------------------------
@@ -119,7 +114,7 @@ def _function_modules(fn: Any) -> dict[str, bool]:
     imports it (the imports in its body run only when it is called).
     """
     fn = getattr(fn, "__func__", fn)
-    fn = inspect_unwrap(fn)
+    fn = _unwrap(fn)
     found: dict[str, bool] = {}
     code = getattr(fn, "__code__", None)
     if code is None:  # a callable object: its class, and its __call__
@@ -155,7 +150,7 @@ def _function_modules(fn: Any) -> dict[str, bool]:
     return found
 
 
-def inspect_unwrap(fn: Any) -> Any:
+def _unwrap(fn: Any) -> Any:
     """``fn`` without ``functools.wraps`` layers."""
     seen = 0
     while hasattr(fn, "__wrapped__") and seen < 100:
@@ -568,7 +563,7 @@ def _install(bundle: CodeBundle, where: str | None) -> None:
 class _CodeOnWorkers(WorkerPlugin):
     """Installs a :class:`CodeBundle` on each worker, joining ones included."""
 
-    name = PLUGIN_NAME
+    name = _PLUGIN_NAME
 
     def __init__(self, bundle: CodeBundle) -> None:
         self.bundle = bundle
@@ -581,7 +576,7 @@ class _CodeOnWorkers(WorkerPlugin):
 class _CodeOnScheduler(SchedulerPlugin):
     """Installs a :class:`CodeBundle` on the scheduler (it unpickles graphs)."""
 
-    name = PLUGIN_NAME
+    name = _PLUGIN_NAME
 
     def __init__(self, bundle: CodeBundle) -> None:
         self.bundle = bundle
@@ -626,8 +621,8 @@ def ship_code(client: Any, bundle: CodeBundle) -> bool:
             f"{bundle.nbytes / 2**20:.0f} MiB of source; install them on the "
             "workers as a package instead (pip install -e on a shared folder)."
         )
-    client.register_plugin(_CodeOnScheduler(bundle), name=PLUGIN_NAME)
-    client.register_plugin(_CodeOnWorkers(bundle), name=PLUGIN_NAME)
+    client.register_plugin(_CodeOnScheduler(bundle), name=_PLUGIN_NAME)
+    client.register_plugin(_CodeOnWorkers(bundle), name=_PLUGIN_NAME)
     _shipped[scheduler_id] = digest
     return True
 

@@ -99,7 +99,7 @@ class DaskExecutor(Executor):
         offline); its HTML is then in :attr:`performance_report`.
     check_environment : bool
         Before the first task, ask the workers for the packages the flow's
-        tasks use and refuse to run (:class:`ClusterEnvironmentError`, one
+        tasks use and refuse to run (:class:`~nbflow.errors.ClusterEnvironmentError`, one
         line) when one is missing or has another major/minor version, or when
         their Python differs; False runs anyway. The user's own modules (not
         installed as a distribution) are sent to the cluster either way.

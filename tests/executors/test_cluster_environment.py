@@ -19,7 +19,7 @@ from _processes import start_scheduler, start_worker, stop, wait_for_workers
 
 from nbflow import Flow, task
 from nbflow.engine.runner import FlowRun
-from nbflow.errors import NbflowError
+from nbflow.errors import ClusterEnvironmentError
 from nbflow.executors import DaskExecutor
 from nbflow.executors.dask import client_environment
 from nbflow.notebook import register_cell, run_notebook_flow
@@ -177,7 +177,7 @@ def test_package_the_workers_lack_stops_the_run_before_anything_runs(
         touch(str(marker))
         use_only_client()
         use_versioned()
-    with pytest.raises(NbflowError, match="cannot run this flow") as caught:
+    with pytest.raises(ClusterEnvironmentError, match="cannot run this flow") as caught:
         _run(flow, address)
     message = str(caught.value)
     assert "\n" not in message and message.endswith(".")
@@ -285,7 +285,7 @@ def test_temporary_cluster_whose_workers_start_elsewhere(project, tmp_path):
     assert state.result[result].result == (10, 1), state.result[result].message
     with Flow("temporary-lacking") as flow:
         use_only_client()
-    with pytest.raises(NbflowError, match="'nbflowonlyclient' .* is missing"):
+    with pytest.raises(ClusterEnvironmentError, match="'nbflowonlyclient' .* is missing"):
         flow.run(executor=executor)
     # A factory that builds its workers from the client's environment.
     executor.cluster_kwargs["packages"] = ("nbflowonlyclient",)
