@@ -246,7 +246,7 @@ class FlowRun:
     def _execute(self, bus: EventBus | None) -> dict[Task, State]:
         executor = self.executor
         with executor.start():
-            executor.prepare({t.name: t.fn if t.fn is not None else t.run
+            executor.prepare({t.name: getattr(t, "fn", None) or t.run
                               for t in self.order if not isinstance(t, Parameter)})
             channel = executor.open_channel(bus.put if bus is not None else None)
             if bus is not None:
