@@ -155,6 +155,17 @@ class Executor(abc.ABC):
         An executor whose tasks run elsewhere makes them runnable there (sends
         the user's own modules), or raises why it cannot (a package the workers
         lack) before anything runs. By default: nothing.
+
+        Parameters
+        ----------
+        functions : Mapping
+            Task name -> the callable its ``submit`` will run (a notebook
+            cell's callable carries its ``source`` and ``namespace``).
+
+        Raises
+        ------
+        NbflowError
+            If the tasks cannot run where this executor runs them.
         """
         return
 

@@ -281,6 +281,18 @@ class DaskExecutor(Executor):
     def prepare(self, functions: Mapping[str, Callable[..., Any]]) -> None:
         """Check that the workers have the packages the tasks use (unless
         ``check_environment=False``) and send them the user's own modules.
+
+        Parameters
+        ----------
+        functions : Mapping
+            Task name -> the callable it runs.
+
+        Raises
+        ------
+        ClusterEnvironmentError
+            One line naming each package the workers (or the scheduler) lack
+            or have in another major/minor version, or another Python, with
+            the tasks that use it.
         """
         self._check_started()
         from nbflow.executors._environment import check_cluster, flow_needs, ship_code
