@@ -308,8 +308,8 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
     --------
     >>> import json
     >>> needs = flow_needs({"dump": json.dumps})
-    >>> needs.distributions, needs.bundle.files
-    ({}, ())
+    >>> sorted(needs.distributions), needs.bundle.files  # nbflow runs every task
+    (['nbflow'], ())
 
     """
     installed = _packages_distributions()
