@@ -65,6 +65,9 @@ __all__ = [
 _PLUGIN_NAME = "nbflow-user-code"
 #: Never shipped: the engine itself must be installed where tasks run.
 _NEVER_SHIPPED = frozenset({"nbflow", "__main__", "__mp_main__"})
+#: What every task on a cluster uses: the engine, and what moves the task graph
+#: (distributed's own version check says the same, in a wall of text).
+_EVERY_TASK = ("nbflow", "cloudpickle", "dask", "distributed")
 #: Larger user packages are not shipped (a project folder, not a module).
 _MAX_BUNDLE_BYTES = 20 * 2**20
 
@@ -308,8 +311,8 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
     --------
     >>> import json
     >>> needs = flow_needs({"dump": json.dumps})
-    >>> sorted(needs.distributions), needs.bundle.files  # nbflow runs every task
-    (['nbflow'], ())
+    >>> sorted(needs.distributions), needs.bundle.files  # what every task uses
+    (['cloudpickle', 'dask', 'distributed', 'nbflow'], ())
 
     """
     installed = _packages_distributions()
@@ -378,11 +381,11 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
                     users[sub][label] = None
                 if sub not in seen:
                     todo.append(sub)
-    nbflow = dists.get("nbflow")
-    if nbflow is None:
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            dists["nbflow"] = ("nbflow", importlib.metadata.version("nbflow"), ())
-        unpickled.add("nbflow")
+    for always in _EVERY_TASK:
+        if always not in dists:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                dists[always] = (always, importlib.metadata.version(always), ())
+        unpickled.add(always)
     bundle = CodeBundle(tuple(sorted(files.items())), tuple(sorted(shipped)))
     return FlowNeeds(dists, bundle, frozenset(unpickled))
 
