@@ -61,8 +61,8 @@ __all__ = [
     "ship_code",
 ]
 
-#: Plugin name on the scheduler and the workers (one bundle at a time).
-_PLUGIN_NAME = "nbflow-user-code"
+#: Plugin names on the scheduler and the workers start so; one per origin.
+_PLUGIN_PREFIX = "nbflow-user-code"
 #: Never shipped: the engine itself must be installed where tasks run.
 _NEVER_SHIPPED = frozenset({"nbflow", "__main__", "__mp_main__"})
 #: What every task on a cluster uses: the engine, and what moves the task graph
@@ -521,8 +521,9 @@ def _count(where: list[str]) -> str:
 
 # -- shipping the user's code ---------------------------------------------------------
 
-#: In each process that installs bundles: the digest and folder of the current one.
-_current: dict[str, Any] = {"digest": None, "path": None, "modules": ()}
+#: In each process that installs bundles, per origin (a kernel, a script): the
+#: digest, folder and top-level modules of its current bundle.
+_current: dict[tuple[str, int], tuple[str, str, tuple[str, ...]]] = {}
 
 
 def _install(bundle: CodeBundle, where: str | None) -> None:
@@ -533,7 +534,8 @@ def _install(bundle: CodeBundle, where: str | None) -> None:
     if bundle.origin == (socket.gethostname(), os.getpid()):
         return  # an in-process worker: the client's own modules are here
     digest = bundle.digest
-    if _current["digest"] == digest:
+    old_digest, old_path, old_modules = _current.get(bundle.origin, ("", "", ()))
+    if old_digest == digest:
         return
     base = Path(where or tempfile.gettempdir())
     folder = base / f"nbflow-code-{digest[:20]}"
@@ -548,28 +550,34 @@ def _install(bundle: CodeBundle, where: str | None) -> None:
         except OSError:  # another process on this machine was first
             if not folder.is_dir():
                 raise
-    old = _current["path"]
-    if old in sys.path:
-        sys.path.remove(old)
+    if old_path in sys.path:
+        sys.path.remove(old_path)
     sys.path.insert(0, str(folder))
-    # Forget every module of the old and the new bundle: the next import (or
-    # unpickling) reads the new source. All of them, since one may hold names
-    # imported from another.
-    tops = set(_current["modules"]) | set(bundle.modules)
+    # Forget every module of the origin's old and new bundle: the next import
+    # (or unpickling) reads the new source. All of them, since one may hold
+    # names imported from another. Other origins' bundles (other people on a
+    # shared cluster) stay, unless they use the same module names: one
+    # process holds one module of a name.
+    tops = set(old_modules) | set(bundle.modules)
     for name in list(sys.modules):
         if name.partition(".")[0] in tops:
             del sys.modules[name]
     importlib.invalidate_caches()
-    _current.update(digest=digest, path=str(folder), modules=bundle.modules)
+    _current[bundle.origin] = (digest, str(folder), bundle.modules)
+
+
+def _plugin_name(bundle: CodeBundle) -> str:
+    """One plugin per origin: a re-run replaces its own, not another kernel's."""
+    host, pid = bundle.origin
+    return f"{_PLUGIN_PREFIX}-{host}-{pid}"
 
 
 class _CodeOnWorkers(WorkerPlugin):
     """Installs a :class:`CodeBundle` on each worker, joining ones included."""
 
-    name = _PLUGIN_NAME
-
     def __init__(self, bundle: CodeBundle) -> None:
         self.bundle = bundle
+        self.name = _plugin_name(bundle)
 
     def setup(self, worker: Any) -> None:
         """Install the bundle."""
@@ -579,10 +587,9 @@ class _CodeOnWorkers(WorkerPlugin):
 class _CodeOnScheduler(SchedulerPlugin):
     """Installs a :class:`CodeBundle` on the scheduler (it unpickles graphs)."""
 
-    name = _PLUGIN_NAME
-
     def __init__(self, bundle: CodeBundle) -> None:
         self.bundle = bundle
+        self.name = _plugin_name(bundle)
 
     async def start(self, scheduler: Any) -> None:
         """Install the bundle."""
@@ -624,8 +631,9 @@ def ship_code(client: Any, bundle: CodeBundle) -> bool:
             f"{bundle.nbytes / 2**20:.0f} MiB of source; install them on the "
             "workers as a package instead (pip install -e on a shared folder)."
         )
-    client.register_plugin(_CodeOnScheduler(bundle), name=_PLUGIN_NAME)
-    client.register_plugin(_CodeOnWorkers(bundle), name=_PLUGIN_NAME)
+    name = _plugin_name(bundle)
+    client.register_plugin(_CodeOnScheduler(bundle), name=name)
+    client.register_plugin(_CodeOnWorkers(bundle), name=name)
     _shipped[scheduler_id] = digest
     return True
 

@@ -415,3 +415,25 @@ def test_the_scheduler_is_checked_for_what_unpickling_the_tasks_imports(
         found.problems)
     (detail,) = [d for d in found.details if d.startswith("'nbflowonlyclient'")]
     assert detail.endswith(", the scheduler, used by cell 'clean'")
+
+
+def test_two_people_on_one_cluster_keep_their_own_modules(far_cluster, project, tmp_path):
+    from _cli import run
+
+    address, _ = far_cluster
+    with Flow("mine") as flow:
+        result = use_module(3)
+    assert _run(flow, address).result[result].result == (6, 1)
+    # Someone else (another process, another folder) runs their own module.
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "otherlib.py").write_text("NAME = 'other'\n")
+    (theirs / "flow.py").write_text(
+        "from nbflow import Flow, task\nimport otherlib\n\n\n@task\ndef name():\n"
+        "    return otherlib.NAME\n\n\nwith Flow('theirs') as flow:\n    name()\n")
+    done = run("run", "flow.py", "--address", address, cwd=theirs)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "'other'" in done.stdout
+    # My module is still there for my next run (unchanged: not sent again).
+    state = _run(flow, address)
+    assert state.result[result].result == (6, 1), state.result[result].message
