@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -200,7 +201,14 @@ class DaskExecutor(Executor):
 
         self._performance_report = ""
         with contextlib.ExitStack() as stack:
-            self._connect(stack)
+            with warnings.catch_warnings():
+                if self.check_environment:
+                    # distributed's table of every mismatched version; prepare()
+                    # says in one line what matters to this flow.
+                    from distributed.versions import VersionMismatchWarning
+
+                    warnings.simplefilter("ignore", VersionMismatchWarning)
+                self._connect(stack)
             stack.enter_context(self._client.as_current())
             if self.performance_report_path:
                 stack.callback(self._read_report)

@@ -30,13 +30,17 @@ pytestmark = pytest.mark.slow
 WORKTREE = str(Path(__file__).resolve().parents[2])
 
 
-def _fake_distribution(site: Path, name: str, version: str) -> None:
-    """A tiny installed distribution: a package and its .dist-info."""
-    (site / name).mkdir(parents=True)
-    (site / name / "__init__.py").write_text(
-        f"VERSION = {version!r}\n\n\nclass Thing:\n    x = 1\n")
+def _fake_distribution(site: Path, name: str, version: str, *, package: bool = True
+                       ) -> None:
+    """A tiny installed distribution: a package (unless not ``package``: the
+    metadata only, claiming another version of one installed) and its .dist-info.
+    """
+    if package:
+        (site / name).mkdir(parents=True)
+        (site / name / "__init__.py").write_text(
+            f"VERSION = {version!r}\n\n\nclass Thing:\n    x = 1\n")
     info = site / f"{name}-{version}.dist-info"
-    info.mkdir()
+    info.mkdir(parents=True)
     (info / "METADATA").write_text(
         f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
     (info / "top_level.txt").write_text(f"{name}\n")
@@ -244,7 +248,7 @@ def test_worker_joining_after_the_run_started_gets_the_code(far_cluster, project
 
 
 def elsewhere_cluster(folder: str, n_workers: int = 1, packages: tuple[str, ...] = (),
-                      **kwargs):
+                      versions: tuple[tuple[str, str], ...] = (), **kwargs):
     """A ``cluster_class`` factory: a cluster whose workers are ``dask worker``
     processes started in their own folder, with only nbflow on their path and
     the ``packages`` "installed" (a stand-in for building an image) at the
@@ -258,6 +262,8 @@ def elsewhere_cluster(folder: str, n_workers: int = 1, packages: tuple[str, ...]
     for pin in client_environment().requirements(packages):
         name, _, version = pin.partition("==")
         _fake_distribution(site, name, version)
+    for name, version in versions:  # other versions, as far as metadata says
+        _fake_distribution(site, name, version, package=False)
 
     class ElsewhereCluster(LocalCluster):
         def close(self, *args, **kw):
@@ -437,3 +443,21 @@ def test_two_people_on_one_cluster_keep_their_own_modules(far_cluster, project, 
     # My module is still there for my next run (unchanged: not sent again).
     state = _run(flow, address)
     assert state.result[result].result == (6, 1), state.result[result].message
+
+
+def test_distributed_version_table_is_not_shown_for_what_the_flow_does_not_use(
+    project, tmp_path, recwarn
+):
+    from distributed.versions import VersionMismatchWarning
+
+    far = tmp_path / "elsewhere"
+    far.mkdir()
+    # The workers say they have toolz 0.1.0: distributed's check would print
+    # its table; no task of this flow uses toolz.
+    executor = DaskExecutor(cluster_class=elsewhere_cluster, cluster_kwargs={
+        "folder": str(far), "versions": (("toolz", "0.1.0"),)})
+    with Flow("quiet") as flow:
+        result = use_module(2)
+    state = flow.run(executor=executor)
+    assert state.result[result].result == (4, 1), state.result[result].message
+    assert not [w for w in recwarn if issubclass(w.category, VersionMismatchWarning)]
