@@ -10,6 +10,7 @@ lack or have in another major/minor version.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -87,11 +88,16 @@ def inspect_cluster(
 
     """
     from distributed import Client
+    from distributed.versions import VersionMismatchWarning
 
     try:
-        client: Any = Client(
-            address, timeout=timeout, set_as_default=False, **dict(client_kwargs or {})
-        )
+        with warnings.catch_warnings():
+            # Not distributed's table of versions: the summary says what matters.
+            warnings.simplefilter("ignore", VersionMismatchWarning)
+            client: Any = Client(
+                address, timeout=timeout, set_as_default=False,
+                **dict(client_kwargs or {})
+            )
     except (OSError, TimeoutError, TypeError) as exc:
         # distributed raises TypeError for a tls:// address without TLS settings.
         hint = (
