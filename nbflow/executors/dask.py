@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import re
 import threading
 import uuid
 import warnings
@@ -448,9 +449,12 @@ class ClientEnvironment:
 
     def requirements(self, names: Iterable[str] | None = None) -> list[str]:
         """``name==version`` pins (of ``names`` only, if given) for ``pip install``."""
-        wanted = None if names is None else {n.lower() for n in names}
+        def canonical(name: str) -> str:
+            return re.sub(r"[-_.]+", "-", name).lower()
+
+        wanted = None if names is None else {canonical(n) for n in names}
         return [f"{n}=={v}" for n, v in self.distributions.items()
-                if wanted is None or n.lower() in wanted]
+                if wanted is None or canonical(n) in wanted]
 
 
 def client_environment() -> ClientEnvironment:
