@@ -461,3 +461,69 @@ def test_distributed_version_table_is_not_shown_for_what_the_flow_does_not_use(
     state = flow.run(executor=executor)
     assert state.result[result].result == (4, 1), state.result[result].message
     assert not [w for w in recwarn if issubclass(w.category, VersionMismatchWarning)]
+
+
+def far_adaptive_cluster(folder: str, **kwargs):
+    """A ``cluster_class`` factory for adaptive scaling: a ``SpecCluster`` (its
+    scheduler in this process) whose workers are ``dask worker`` processes
+    started in ``folder`` with only nbflow on their path.
+    """
+    import asyncio
+    import subprocess
+
+    from _processes import DASK
+    from distributed import Scheduler, SpecCluster
+    from distributed.deploy.spec import ProcessInterface
+
+    class FarWorker(ProcessInterface):
+        def __init__(self, scheduler: str, name: str | None = None) -> None:
+            super().__init__()
+            self.scheduler_address = scheduler
+            self.name = name
+
+        async def start(self) -> None:
+            log = open(Path(folder) / f"adaptive-{self.name}.log", "wb")  # noqa: SIM115
+            self.proc = await asyncio.create_subprocess_exec(
+                DASK, "worker", self.scheduler_address, "--host", "127.0.0.1",
+                "--nthreads", "1", "--no-dashboard", "--name", str(self.name),
+                cwd=folder, env={**os.environ, "PYTHONPATH": WORKTREE},
+                stdout=log, stderr=subprocess.STDOUT)
+            await super().start()
+
+        async def close(self) -> None:
+            if self.proc.returncode is None:
+                self.proc.terminate()
+                await self.proc.wait()
+            await super().close()
+
+    return SpecCluster(
+        scheduler={"cls": Scheduler, "options": {
+            "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0"}},
+        worker={"cls": FarWorker, "options": {}},
+        **kwargs,
+    )
+
+
+@task
+def double_slowly(x: int) -> int:
+    import mylib
+
+    time.sleep(0.5)
+    return mylib.double(x)
+
+
+def test_adaptive_cluster_workers_that_start_later_elsewhere_get_the_code(
+    project, tmp_path, no_leaked_processes
+):
+    far = tmp_path / "adaptive"
+    far.mkdir()
+    executor = DaskExecutor(cluster_class=far_adaptive_cluster,
+                            cluster_kwargs={"folder": str(far)},
+                            adapt_kwargs={"minimum": 0, "maximum": 2})
+    with Flow("adaptive") as flow:
+        doubled = double_slowly.map([1, 2, 3, 4])
+    # No worker yet when the code is sent: the ones adaptive scaling starts get it.
+    state = flow.run(executor=executor)
+    assert state.is_successful(), [s.message for s in state.result[doubled].map_states]
+    assert state.result[doubled].result == [2, 4, 6, 8]
+    assert list(far.glob("adaptive-*.log"))  # it did start workers there
