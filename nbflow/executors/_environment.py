@@ -9,24 +9,28 @@ namespace values of cells) and splits it into
   folder), shipped as a :class:`CodeBundle`: a scheduler plugin and a worker
   plugin write their source into a folder on ``sys.path`` there (the scheduler
   unpickles the task graph, the workers run it; workers that join later get
-  the worker plugin too), and forget the modules of an older bundle so an
-  edited module is imported afresh;
-- installed distributions, checked against the workers in one round trip
-  (:func:`check_cluster`): missing ones, major/minor versions that differ from
-  the client's, and a different Python minor version are one line each.
+  the worker plugin too), and forget the modules of the older bundle of the
+  same origin (one kernel or script process) so an edited module is imported
+  afresh, while other people's bundles on a shared cluster stay;
+- installed distributions, checked against the workers and the scheduler in
+  one round trip each (:func:`check_cluster`): missing ones, major/minor
+  versions that differ from the client's, and a different Python minor version.
 
 Why a plugin and not ``cloudpickle.register_pickle_by_value``: distributed
 pickles a task graph with the standard pickler first, which pickles a function
 nested in the task's arguments (here: the task's function in its spec) by
-reference, whatever cloudpickle was told; and a cell that runs ``import mylib``
-needs the module importable on the worker anyway. ``Client.upload_file`` takes
-one file per call and keeps every upload as a plugin forever (its name has a
-uuid), so a notebook re-run after each edit would pile them up.
+reference, whatever cloudpickle was told (tried: the scheduler still fails with
+"Error during deserialization of the task graph"); and a cell that runs
+``import mylib`` needs the module importable on the worker anyway. Why not
+``Client.upload_file``: one file per call (a package must be zipped), and each
+call adds a plugin under a new uuid name that is never replaced, so a notebook
+re-run after each edit piles them up for every worker that joins later. The
+plugin here costs one round trip when the code changed (about 4 ms with two
+workers) and none when it did not.
 
 ``distributed`` is imported by the plugin classes: import this module only when
 a cluster is used.
 """
-
 from __future__ import annotations
 
 import ast
