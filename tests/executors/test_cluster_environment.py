@@ -280,7 +280,8 @@ def elsewhere_cluster(folder: str, n_workers: int = 1, packages: tuple[str, ...]
     return cluster
 
 
-def test_temporary_cluster_whose_workers_start_elsewhere(project, tmp_path):
+def test_temporary_cluster_whose_workers_start_elsewhere(project, tmp_path,
+                                                       no_leaked_processes):
     far = tmp_path / "elsewhere"
     far.mkdir()
     executor = DaskExecutor(cluster_class=elsewhere_cluster,
