@@ -589,18 +589,32 @@ class _CodeOnWorkers(WorkerPlugin):
 
 
 class _CodeOnScheduler(SchedulerPlugin):
-    """Installs a :class:`CodeBundle` on the scheduler (it unpickles graphs)."""
+    """Installs a :class:`CodeBundle` on the scheduler (it unpickles graphs),
+    and takes both plugins off when the client that sent them leaves.
+    """
 
-    def __init__(self, bundle: CodeBundle) -> None:
+    def __init__(self, bundle: CodeBundle, client: str) -> None:
         self.bundle = bundle
+        self.client = client
         self.name = _plugin_name(bundle)
 
     async def start(self, scheduler: Any) -> None:
         """Install the bundle."""
         _install(self.bundle, getattr(scheduler, "local_directory", None))
 
+    def remove_client(self, scheduler: Any, client: str) -> None:
+        """The run that sent the bundle is over (or its kernel is gone):
+        workers that join from now on need it no more, and a shared scheduler
+        keeps no plugin per kernel that ever connected. Workers keep what they
+        imported; the next run sends its bundle again.
+        """
+        if client != self.client or scheduler.plugins.get(self.name) is not self:
+            return  # another client, or the next run of this origin sent its own
+        scheduler.plugins.pop(self.name, None)
+        scheduler.worker_plugins.pop(self.name, None)
 
-#: Scheduler id -> digest of the bundle it has, in this process.
+
+#: Client id -> digest of the bundle it sent, in this process.
 _shipped: dict[str, str] = {}
 
 
@@ -625,9 +639,8 @@ def ship_code(client: Any, bundle: CodeBundle) -> bool:
     """
     if not bundle.files:
         return False
-    scheduler_id = str(client.scheduler_info(n_workers=0).get("id"))
     digest = bundle.digest
-    if _shipped.get(scheduler_id) == digest:
+    if _shipped.get(client.id) == digest:
         return False
     if bundle.nbytes > _MAX_BUNDLE_BYTES:
         raise ClusterEnvironmentError(
@@ -636,9 +649,9 @@ def ship_code(client: Any, bundle: CodeBundle) -> bool:
             "workers as a package instead (pip install -e on a shared folder)."
         )
     name = _plugin_name(bundle)
-    client.register_plugin(_CodeOnScheduler(bundle), name=name)
+    client.register_plugin(_CodeOnScheduler(bundle, client.id), name=name)
     client.register_plugin(_CodeOnWorkers(bundle), name=name)
-    _shipped[scheduler_id] = digest
+    _shipped[client.id] = digest
     return True
 
 

@@ -136,6 +136,18 @@ def test_user_module_of_the_client_folder_reaches_workers_elsewhere(far_cluster,
     # nbflowversioned differs on w1 (2.0 vs 2.1 here), but no task uses it.
     assert state.is_successful(), state.result[result].message
     assert state.result[result].result == (42, 1)
+    # The run is over: the shared scheduler keeps no plugin of it.
+    from distributed import Client
+
+    def ours(dask_scheduler):
+        return [n for n in [*dask_scheduler.plugins, *dask_scheduler.worker_plugins]
+                if n.startswith("nbflow")]
+
+    with Client(address, timeout=30, set_as_default=False) as client:
+        deadline = time.monotonic() + 30  # the scheduler sees the client go
+        while (left := client.run_on_scheduler(ours)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert left == []
 
 
 def test_cell_importing_a_module_of_the_notebook_folder_runs_elsewhere(
@@ -441,7 +453,7 @@ def test_two_people_on_one_cluster_keep_their_own_modules(far_cluster, project, 
     done = run("run", "flow.py", "--address", address, cwd=theirs)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "'other'" in done.stdout
-    # My module is still there for my next run (unchanged: not sent again).
+    # My module is still there for my next run.
     state = _run(flow, address)
     assert state.result[result].result == (6, 1), state.result[result].message
 
