@@ -25,8 +25,9 @@ reference, whatever cloudpickle was told (tried: the scheduler still fails with
 ``Client.upload_file``: one file per call (a package must be zipped), and each
 call adds a plugin under a new uuid name that is never replaced, so a notebook
 re-run after each edit piles them up for every worker that joins later. The
-plugin here costs one round trip when the code changed (about 4 ms with two
-workers) and none when it did not.
+plugins here are sent once per run (two round trips, about 4 ms with two
+workers; workers skip a bundle they have) and taken off the scheduler when the
+run's client leaves, so a shared scheduler keeps none of them.
 
 ``distributed`` is imported by the plugin classes: import this module only when
 a cluster is used.
@@ -619,8 +620,9 @@ _shipped: dict[str, str] = {}
 
 
 def ship_code(client: Any, bundle: CodeBundle) -> bool:
-    """Send ``bundle`` to the scheduler and every worker, now and joining ones;
-    nothing when they have it already. Returns whether it was sent.
+    """Send ``bundle`` to the scheduler and every worker, now and joining ones
+    while ``client`` is connected; nothing if this client sent it already.
+    Returns whether it was sent.
 
     Parameters
     ----------
