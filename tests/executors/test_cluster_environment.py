@@ -540,3 +540,37 @@ def test_adaptive_cluster_workers_that_start_later_elsewhere_get_the_code(
     assert state.is_successful(), [s.message for s in state.result[doubled].map_states]
     assert state.result[doubled].result == [2, 4, 6, 8]
     assert list(far.glob("adaptive-*.log"))  # it did start workers there
+
+
+def test_flow_run_magic_refuses_in_one_line_and_hints_at_data_files(far_cluster, project):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbflow.notebook import CellFailed, current_flow, reset_flow
+
+    address, _ = far_cluster
+    folder, _ = project
+    (folder / "data.csv").write_text("a,b\n")
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "nbflow")
+    reset_flow()
+    try:
+        current_flow().executor = DaskExecutor(address=address)
+        ip.run_cell_magic("flowtask", "clean",
+                          "import nbflowonlyclient\nv = nbflowonlyclient.VERSION")
+        with pytest.raises(UsageError) as refused:
+            ip.run_line_magic("flow", "run")
+        (line,) = str(refused.value).splitlines()
+        assert "'nbflowonlyclient' (1.2.0 here) is missing on " in line
+        assert "used by cell 'clean'" in line
+        ip.run_line_magic("flow", "remove clean")
+        # The notebook's module travels; its data file does not, and says so.
+        ip.run_cell_magic("flowtask", "load",
+                          "import mylib\nx = mylib.VALUE\ntext = open('data.csv').read()")
+        with pytest.raises(CellFailed, match="'data.csv' exists here but not where "
+                           "the task ran: data files do not travel"):
+            ip.run_line_magic("flow", "run")
+    finally:
+        reset_flow()
+        current_flow().executor = None
+        ip.run_line_magic("unload_ext", "nbflow")
