@@ -37,17 +37,28 @@ def run_and_report(
     describe: Callable[[Task, State], str | None] | None = None,
     output: Callable[[State], str] | None = None,
     clean: Callable[[str], str] | None = None,
+    check_environment: bool = True,
 ) -> State:
     """Run one flow with progress on ``out``; print its summary; return its state.
 
     ``run(listeners)`` runs it; ``output(state)`` is printed before the summary;
     ``describe`` and ``clean`` are passed on to :func:`print_summary`.
+    ``check_environment=False`` lets a ``DaskExecutor`` run on workers that
+    lack packages the flow uses (``--no-check-environment``).
     """
-    from nbflow.executors import LocalExecutor
+    from nbflow.executors import DaskExecutor, LocalExecutor
 
     on = executor or flow.executor or LocalExecutor()
     out.write(f"Running flow {flow.name!r} on {on!r}\n")
     out.flush()
+    if isinstance(on, DaskExecutor):
+        on.check_environment = on.check_environment and check_environment
+
+        def connected(text: str) -> None:
+            out.write(f"Cluster: {text}\n")
+            out.flush()
+
+        on.on_environment = connected
     started = time.monotonic()
     try:
         state = run([Progress(out, color=color)])

@@ -102,6 +102,7 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
         describe=cell_detail,
         clean=runtime.strip_runtime_frames,
         output=functools.partial(cell_output, flow=flow),
+        check_environment=args.check_environment,
     )
     plan = cache.last_plan()
     if plan is not None and (plan.enabled or plan.note):

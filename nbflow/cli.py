@@ -188,6 +188,13 @@ def _add_run(subparsers: Any) -> None:
         metavar="PATH",
         help="dask: write Dask's performance report (HTML) there",
     )
+    group.add_argument(
+        "--no-check-environment",
+        dest="check_environment",
+        action="store_false",
+        help="dask: run even if the workers lack packages the flow uses, or "
+        "have other versions of them",
+    )
     run.set_defaults(handler=_run)
 
 
@@ -233,6 +240,7 @@ def _run(args: argparse.Namespace) -> int:
             run=functools.partial(
                 _run_file_flow, flow, executor=executor, parameters=per_flow[flow]
             ),
+            check_environment=args.check_environment,
         )
         if not state.is_successful():
             status = 1

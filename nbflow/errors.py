@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "ClusterConnectionError",
+    "ClusterEnvironmentError",
     "ExecutorNotStartedError",
     "FlowContextError",
     "FlowValidationError",
@@ -48,6 +49,10 @@ class ExecutorNotStartedError(NbflowError, RuntimeError):
 
 class ClusterConnectionError(NbflowError, OSError):
     """A Dask scheduler could not be reached or was lost."""
+
+
+class ClusterEnvironmentError(NbflowError, RuntimeError):
+    """A cluster's workers lack a package the flow uses, or have other versions."""
 
 
 class RunCancelled(NbflowError, RuntimeError):

@@ -388,6 +388,69 @@ print("The cluster is still up:", cluster.status.name)
 """, "run-existing"),
     code("cluster.close()"),
     md("""
+## Moving to a real cluster
+
+On a real cluster the workers run on other machines, in other folders, with
+their own Python packages. What nbflow does about it:
+
+- **Your own code travels.** Modules that are part of your work rather than
+  installed packages (a `helpers.py` next to the notebook, a package in the
+  project folder) are sent to the scheduler and every worker before the first
+  task, also to workers that join later. Edit one and the next run uses the new
+  code.
+- **Packages are checked, not sent.** Before anything runs, nbflow asks the
+  workers (one round trip) for the versions of the packages your cells and
+  tasks use. A missing one, another major.minor version or another Python
+  stops the run with one line naming the package, the versions, the workers
+  and the cell, e.g. `'pandas' (2.2.3 here) is missing on tcp://10.0.0.7:40123,
+  used by cell 'clean'`. `DaskExecutor(check_environment=False)` (or
+  `nbflow run --no-check-environment`) runs anyway. **Test connection** in the
+  panel shows the same check.
+- **Data files do not travel.** `open("data.csv")` on a worker reads the
+  worker's folder. Put data where every worker can read it (a shared folder,
+  `s3://...`) or read it in the notebook and pass it on; a task that fails on a
+  relative path that exists here says so.
+
+Here a module of your own, next to the notebook, and a cell that imports it:
+"""),
+    code("""
+from pathlib import Path
+
+Path("helpers.py").write_text(
+    "def label(n):\\n    return f'{n} pieces, labelled by helpers.py'\\n")
+""", "helpers"),
+    code("""
+%%flowtask labelled
+import helpers
+labelled = helpers.label(len(pieces))
+"""),
+    md("""
+A `cluster_class` can be a function: it runs in this kernel, so it can build
+the workers from this environment, as Prefect 1's factories did from
+`prefect.context.image`. `client_environment()` gives this Python and the
+installed distributions; `requirements([...])` gives `pip install` pins. A real
+factory passes them on (`KubeCluster(env={"EXTRA_PIP_PACKAGES": " ".join(pins)})`,
+or builds its image from them); this one prints them and starts a
+`LocalCluster` as the stand-in.
+"""),
+    code("""
+from distributed import LocalCluster
+
+from nbflow.executors.dask import client_environment
+
+
+def team_cluster(**kwargs):
+    env = client_environment()
+    pins = env.requirements(["dask", "distributed", "nbflow"])
+    print(f"Workers to build: Python {env.python}, pip install {' '.join(pins)}")
+    return LocalCluster(processes=False, dashboard_address="127.0.0.1:0", **kwargs)
+
+
+flow.executor = DaskExecutor(cluster_class=team_cluster, cluster_kwargs={"n_workers": 1})
+%flow run
+print(labelled)
+""", "factory"),
+    md("""
 ## Which one should I pick?
 
 - **Debugging, or quick tasks:** `LocalExecutor`. Parallelism has a cost

@@ -264,6 +264,8 @@ class FlowRun:
     def _execute(self, bus: EventBus | None) -> dict[Task, State]:
         executor = self.executor
         with executor.start():
+            executor.prepare({t.name: getattr(t, "fn", None) or t.run
+                              for t in self.order if not isinstance(t, Parameter)})
             channel = executor.open_channel(bus.put if bus is not None else None)
             if bus is not None:
                 link = getattr(executor, "dashboard_link", None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from nbflow.errors import ExecutorNotStartedError
@@ -147,6 +147,27 @@ class Executor(abc.ABC):
         With ``return_exceptions=True`` a future that raised gives its exception
         in place of a value, instead of raising it.
         """
+
+    def prepare(self, functions: Mapping[str, Callable[..., Any]]) -> None:
+        """Called once a run, inside ``start()`` and before the first submit,
+        with each task's name and the callable it runs.
+
+        An executor whose tasks run elsewhere makes them runnable there (sends
+        the user's own modules), or raises why it cannot (a package the workers
+        lack) before anything runs. By default: nothing.
+
+        Parameters
+        ----------
+        functions : Mapping
+            Task name -> the callable its ``submit`` will run (a notebook
+            cell's callable carries its ``source`` and ``namespace``).
+
+        Raises
+        ------
+        NbflowError
+            If the tasks cannot run where this executor runs them.
+        """
+        return
 
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Return the channel that tasks of this run report through."""

@@ -10,11 +10,14 @@ client found"). ``distributed`` is imported only when the executor starts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
+import re
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from nbflow.errors import ClusterConnectionError
@@ -29,7 +32,8 @@ from nbflow.executors._dask_options import (
 from nbflow.executors._report import quiet_report
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
-__all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
+__all__ = ["ADAPT_KEYS", "ClientEnvironment", "DaskExecutor", "client_environment",
+           "validate_address"]
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +99,12 @@ class DaskExecutor(Executor):
     performance_report_path : str, optional
         Write Dask's performance report there (inline resources: it draws
         offline); its HTML is then in :attr:`performance_report`.
+    check_environment : bool
+        Before the first task, ask the workers for the packages the flow's
+        tasks use and refuse to run (:class:`~nbflow.errors.ClusterEnvironmentError`, one
+        line) when one is missing or has another major/minor version, or when
+        their Python differs; False runs anyway. The user's own modules (not
+        installed as a distribution) are sent to the cluster either way.
 
     Examples
     --------
@@ -112,6 +122,8 @@ class DaskExecutor(Executor):
         client_kwargs: dict[str, Any] | None = None,
         debug: bool = False,
         performance_report_path: str | os.PathLike[str] | None = None,
+        *,
+        check_environment: bool = True,
     ) -> None:
         super().__init__()
         check_options(address, cluster_class, cluster_kwargs, adapt_kwargs, client_kwargs)
@@ -124,6 +136,10 @@ class DaskExecutor(Executor):
         self.performance_report_path = (
             os.fspath(performance_report_path) if performance_report_path else None
         )
+        self.check_environment = check_environment
+        #: Called with one line about the workers when a run connects, e.g.
+        #: ``"2 workers, Python 3.11"`` (``nbflow run`` prints it); not pickled.
+        self.on_environment: Callable[[str], None] | None = None
         self._performance_report = ""
         #: The source shown under "Calling Code" in the performance report;
         #: None: the code that called ``flow.run`` (the notebook layer sets it
@@ -148,12 +164,14 @@ class DaskExecutor(Executor):
                 ("performance_report_path", self.performance_report_path),
             ) if v
         ]
+        if not self.check_environment:
+            given.append("check_environment=False")
         return f"DaskExecutor({', '.join(given)})"
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update(_client=None, _cluster=None, _topic=None, _results={},
-                     _submitted=[])
+                     _submitted=[], on_environment=None)
         return state
 
     @property
@@ -184,7 +202,14 @@ class DaskExecutor(Executor):
 
         self._performance_report = ""
         with contextlib.ExitStack() as stack:
-            self._connect(stack)
+            with warnings.catch_warnings():
+                if self.check_environment:
+                    # distributed's table of every mismatched version; prepare()
+                    # says in one line what matters to this flow.
+                    from distributed.versions import VersionMismatchWarning
+
+                    warnings.simplefilter("ignore", VersionMismatchWarning)
+                self._connect(stack)
             stack.enter_context(self._client.as_current())
             if self.performance_report_path:
                 stack.callback(self._read_report)
@@ -262,6 +287,34 @@ class DaskExecutor(Executor):
             with open(path, encoding="utf-8") as f:
                 self._performance_report = f.read()
 
+    def prepare(self, functions: Mapping[str, Callable[..., Any]]) -> None:
+        """Check that the workers have the packages the tasks use (unless
+        ``check_environment=False``) and send them the user's own modules.
+
+        Parameters
+        ----------
+        functions : Mapping
+            Task name -> the callable it runs.
+
+        Raises
+        ------
+        ClusterEnvironmentError
+            One line naming each package the workers (or the scheduler) lack
+            or have in another major/minor version, or another Python, with
+            the tasks that use it.
+        """
+        self._check_started()
+        from nbflow.executors._environment import check_cluster, flow_needs, ship_code
+
+        needs = flow_needs(functions)
+        if self.check_environment or self.on_environment is not None:
+            found = check_cluster(self._client, needs, self._scheduler_address())
+            if self.on_environment is not None:
+                self.on_environment(found.describe())
+            if found.problems and self.check_environment:
+                raise found.error()
+        ship_code(self._client, needs.bundle)
+
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Tasks report through Dask's event log to a topic of this run."""
         self._check_started()
@@ -273,7 +326,10 @@ class DaskExecutor(Executor):
         topic = self._topic
 
         def handler(event: tuple[float, Any]) -> None:
-            deliver(tuple(event[1]))
+            record = tuple(event[1])
+            if record[2] == "Failed":
+                record = _with_hint(record)
+            deliver(record)
 
         self._client.subscribe_topic(topic, handler)
         return _DaskChannel(_LogEvent(topic), crosses)
@@ -341,7 +397,7 @@ class DaskExecutor(Executor):
             if not isinstance(f, Future):
                 return f
             if f.key in values:
-                return values[f.key]
+                return _with_hint(values[f.key])
             return explain(self._client, f, address)
 
         return map_nested(value, futures)
@@ -380,6 +436,77 @@ class DaskExecutor(Executor):
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientEnvironment:
+    """The Python and the installed distributions where the flow is started."""
+
+    #: e.g. ``"3.11.7"``.
+    python: str
+    #: Each installed distribution's name and version, sorted by name.
+    distributions: Mapping[str, str]
+
+    def requirements(self, names: Iterable[str] | None = None) -> list[str]:
+        """``name==version`` pins (of ``names`` only, if given) for ``pip install``."""
+        def canonical(name: str) -> str:
+            return re.sub(r"[-_.]+", "-", name).lower()
+
+        wanted = None if names is None else {canonical(n) for n in names}
+        return [f"{n}=={v}" for n, v in self.distributions.items()
+                if wanted is None or canonical(n) in wanted]
+
+
+def client_environment() -> ClientEnvironment:
+    """What a ``cluster_class=`` factory builds workers with: this Python and
+    these distributions (nbflow's counterpart of Prefect 1's
+    ``prefect.context.image``).
+
+    The factory runs where the flow is started (the kernel, ``nbflow run``), so
+    it can pin the workers' image or ``pip install`` line to the same versions;
+    ``DaskExecutor`` then checks the workers before the first task.
+
+    Returns
+    -------
+    ClientEnvironment
+
+    Examples
+    --------
+    >>> env = client_environment()
+    >>> env.requirements(["dask"])                      # doctest: +SKIP
+    ['dask==2026.8.0']
+    >>> def team_cluster(**kwargs):                     # doctest: +SKIP
+    ...     pins = client_environment().requirements(["pandas", "dask", "distributed"])
+    ...     return KubeCluster(env={"EXTRA_PIP_PACKAGES": " ".join(pins)}, **kwargs)
+
+    """
+    import importlib.metadata
+    import platform
+
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name not in found:
+            found[name] = dist.version
+    return ClientEnvironment(
+        platform.python_version(), dict(sorted(found.items(), key=lambda kv: kv[0].lower())))
+
+
+def _with_hint(value: Any) -> Any:
+    """A failed task's record or state, with a hint when a data file it did
+    not find on the worker is here (data files do not travel).
+    """
+    from nbflow.engine.state import State
+    from nbflow.executors._environment import data_file_hint
+
+    if isinstance(value, tuple):  # an event record
+        hint = data_file_hint(value[4])
+        return value if hint is None else (*value[:4], f"{value[4]} ({hint})", *value[5:])
+    if isinstance(value, State) and value.is_failed():
+        hint = data_file_hint(value.message)
+        if hint is not None and hint not in (value.message or ""):
+            value.message = f"{value.message} ({hint})"
+    return value
 
 
 def _is_local_cluster(cls: Any) -> bool:

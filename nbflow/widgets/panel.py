@@ -214,7 +214,8 @@ class ExecutorPanel(w.VBox):
         address = config.address or ""
         try:
             summary = inspect_cluster(
-                address, timeout=timeout, client_kwargs=config.client_kwargs()
+                address, timeout=timeout, client_kwargs=config.client_kwargs(),
+                functions=_flow_functions(),
             )
         except Exception as exc:  # noqa: BLE001 - shown in the panel, not raised
             if not isinstance(exc, NbflowError):
@@ -355,3 +356,12 @@ def _current(flow: Any) -> ExecutorConfig | None:
 
 def _error_html(message: str) -> str:
     return f"<span style='color:#b00020'>{html.escape(message, quote=False)}</span>"
+
+
+def _flow_functions() -> dict[str, Any]:
+    """The notebook flow's tasks, whose packages Test connection checks."""
+    from nbflow.core.task import Parameter
+    from nbflow.notebook import current_flow
+
+    return {t.name: t.fn if t.fn is not None else t.run
+            for t in current_flow().ordered_tasks() if not isinstance(t, Parameter)}

@@ -225,6 +225,10 @@ def check_executors(nb: Any, cwd: Path) -> None:
     assert custom["nbflow-cluster_class"]["shown"] and custom["nbflow-cluster_kwargs"]["shown"]
     assert not custom["nbflow-address"]["shown"]
     _has(c["run-existing"], "The cluster is still up: running")
+    # Moving to a real cluster: a module of the notebook's folder, a factory.
+    shown = _has(c["factory"], "8 pieces, labelled by helpers.py")
+    assert re.search(r"^Workers to build: Python 3\.\d+\.\d+, pip install dask==\S+ "
+                     r"distributed==\S+ nbflow==\S+$", shown, re.M), shown
 
 
 def check_workload(nb: Any, cwd: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import sys
 import types
 
 import pytest
@@ -338,5 +339,5 @@ def test_panel_test_connection_shows_workers_threads_memory(existing_cluster):
     assert (summary.workers, summary.threads) == (2, 2) and summary.memory > 0
     text = html.unescape(panel._connection.value)
     assert text.startswith(f"<b>{existing_cluster}</b>: 2 workers, 2 threads, ")
-    assert text.endswith(" GiB memory")
+    assert text.endswith(f" GiB memory, Python {sys.version_info[0]}.{sys.version_info[1]}")
     assert not panel._test_connection.disabled
