@@ -9,6 +9,7 @@ its own traceback, as formatted where it ran.
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -17,12 +18,12 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from nbflow.cli.progress import Progress as TextProgress
 from nbflow.engine.events import Listener
 from nbflow.engine.runner import FlowRun
 from nbflow.engine.state import State
 from nbflow.errors import NbflowError
 from nbflow.notebook import (
-    TextProgress,
     cell_output,
     check_notebook_flow,
     current_flow,
@@ -185,11 +186,11 @@ class FlowMagics(Magics):  # type: ignore[misc]
         where ipywidgets is not installed.
         """
         if getattr(self.shell, "kernel", None) is None:
-            return TextProgress()
+            return TextProgress(sys.stdout)
         try:
             from nbflow.widgets.run_view import RunView
         except ImportError:
-            return TextProgress()
+            return TextProgress(sys.stdout)
         from IPython.display import display
 
         view = RunView(current_flow())

@@ -18,7 +18,7 @@ import os
 import re
 from typing import Any
 
-from nbflow._cli_options import UsageError
+from nbflow.cli.options import UsageError
 from nbflow.errors import NbflowError
 from nbflow.notebook.options import (
     FlowtaskOptions,

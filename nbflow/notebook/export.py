@@ -23,12 +23,12 @@ import re
 import tokenize
 from collections.abc import Iterable
 
-from nbflow._cli_options import UsageError
-from nbflow._notebook_file import Cell, NotebookParts
-from nbflow._notebook_run import register_cells
+from nbflow.cli.options import UsageError
+from nbflow.cli.run_notebook import register_cells
 from nbflow.core.flow import Flow
 from nbflow.notebook import CellTask, analyze_cell
 from nbflow.notebook.flow import cell_inputs
+from nbflow.notebook.ipynb import Cell, NotebookParts
 
 __all__ = ["export_notebook"]
 

@@ -22,10 +22,9 @@ import types
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow._cli_options import UsageError, executor_from_args, parse_params
-from nbflow._cli_run import run_and_report
-from nbflow._notebook_file import Cell, NotebookParts, read_notebook
-from nbflow._progress import use_color
+from nbflow.cli.options import UsageError, executor_from_args, parse_params
+from nbflow.cli.progress import use_color
+from nbflow.cli.run_flow import run_and_report
 from nbflow.core.flow import Flow
 from nbflow.errors import NbflowError
 from nbflow.notebook import (
@@ -39,6 +38,7 @@ from nbflow.notebook import (
     runtime,
 )
 from nbflow.notebook.flow import cell_inputs
+from nbflow.notebook.ipynb import Cell, NotebookParts, read_notebook
 from nbflow.notebook.run import namespace_reads
 
 if TYPE_CHECKING:

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from nbflow._cli_options import UsageError
-from nbflow._progress import Progress, print_summary
+from nbflow.cli.options import UsageError
+from nbflow.cli.progress import Progress, print_summary
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow

@@ -1,9 +1,9 @@
 """The ``nbflow`` command line: ``nbflow run``, ``nbflow export``.
 
 ``nbflow run -p FILE.py`` runs the flows a Python file builds; ``nbflow run
-NOTEBOOK.ipynb`` runs a notebook's flow (:mod:`nbflow._notebook_run`);
+NOTEBOOK.ipynb`` runs a notebook's flow (:mod:`nbflow.cli.run_notebook`);
 ``nbflow export NOTEBOOK.ipynb -o FLOW.py`` writes it as a Python file
-(:mod:`nbflow._export`). Part of the cli layer: it may import everything but
+(:mod:`nbflow.notebook.export`). Part of the cli layer: it may import everything but
 the widgets; IPython only for a notebook's setup cells, imported then. Each
 subcommand is a ``_add_<name>(subparsers)`` function that registers its options
 and a handler ``handler(args) -> exit status``. Exit status: 0 on success, 1
@@ -22,15 +22,15 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from nbflow._cli_options import (
+from nbflow.cli.options import (
     EXECUTOR_KINDS,
     UsageError,
     bind_params,
     executor_from_args,
     parse_params,
 )
-from nbflow._cli_run import run_and_report
-from nbflow._progress import use_color
+from nbflow.cli.progress import use_color
+from nbflow.cli.run_flow import run_and_report
 from nbflow.core.flow import Flow
 from nbflow.errors import NbflowError
 
@@ -234,14 +234,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_notebook(args: argparse.Namespace, path: str) -> int:
-    from nbflow._notebook_run import run_notebook_command
+    from nbflow.cli.run_notebook import run_notebook_command
 
     return run_notebook_command(args, path)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nbflow._export import export_notebook
-    from nbflow._notebook_file import read_notebook
+    from nbflow.notebook.export import export_notebook
+    from nbflow.notebook.ipynb import read_notebook
 
     path: str = args.notebook
     if not path.endswith(".ipynb"):
