@@ -9,11 +9,13 @@ from __future__ import annotations
 
 __all__ = [
     "ClusterConnectionError",
+    "CommandLineError",
     "ExecutorNotStartedError",
     "FlowContextError",
     "FlowValidationError",
     "NbflowError",
     "NbflowWarning",
+    "NotebookFileError",
     "RunCancelled",
     "TaskFailed",
 ]
@@ -48,6 +50,14 @@ class ExecutorNotStartedError(NbflowError, RuntimeError):
 
 class ClusterConnectionError(NbflowError, OSError):
     """A Dask scheduler could not be reached or was lost."""
+
+
+class CommandLineError(NbflowError, ValueError):
+    """``nbflow``'s options ask for something that cannot be done; exit status 2."""
+
+
+class NotebookFileError(NbflowError, ValueError):
+    """An ``.ipynb`` file cannot be read, run or exported as a flow."""
 
 
 class RunCancelled(NbflowError, RuntimeError):

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from nbflow.cli.options import (
     EXECUTOR_KINDS,
-    UsageError,
     bind_params,
     executor_from_args,
     parse_params,
@@ -32,14 +31,14 @@ from nbflow.cli.options import (
 from nbflow.cli.progress import use_color
 from nbflow.cli.run_flow import run_and_report
 from nbflow.core.flow import Flow
-from nbflow.errors import NbflowError
+from nbflow.errors import CommandLineError, NbflowError
 
 if TYPE_CHECKING:
     from nbflow.engine.events import Listener
     from nbflow.engine.state import State
     from nbflow.executors.base import Executor
 
-__all__ = ["UsageError", "build_parser", "load_flows", "main"]
+__all__ = ["build_parser", "load_flows", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -245,10 +244,12 @@ def _export(args: argparse.Namespace) -> int:
 
     path: str = args.notebook
     if not path.endswith(".ipynb"):
-        raise UsageError(f"{path!r} is not a notebook; give an .ipynb file to export.")
+        raise CommandLineError(
+            f"{path!r} is not a notebook; give an .ipynb file to export."
+        )
     target: str = args.output or path[: -len(".ipynb")] + ".py"
     if not target.endswith(".py"):
-        raise UsageError(
+        raise CommandLineError(
             f"-o {target!r} is not a Python file; give a path ending in .py."
         )
     code = export_notebook(read_notebook(path), os.path.basename(target))
@@ -256,7 +257,7 @@ def _export(args: argparse.Namespace) -> int:
         with open(target, "w", encoding="utf-8") as f:
             f.write(code)
     except OSError as exc:
-        raise UsageError(
+        raise CommandLineError(
             f"Cannot write {target!r} ({exc.strerror}); give -o a writable path."
         ) from None
     print(f"Wrote {target} from {path}; run it with `nbflow run -p {target}`.")
@@ -275,13 +276,13 @@ def _run_file_flow(
 
 def _source(args: argparse.Namespace) -> str:
     if args.file and args.path:
-        raise UsageError(
+        raise CommandLineError(
             f"Give the flow file once, as FILE or as -p FILE, not both "
             f"({args.file!r} and {args.path!r})."
         )
     path: str | None = args.path or args.file
     if not path:
-        raise UsageError("No flow file given; run `nbflow run -p FILE.py`.")
+        raise CommandLineError("No flow file given; run `nbflow run -p FILE.py`.")
     return path
 
 
@@ -304,17 +305,17 @@ def load_flows(path: str) -> list[Flow]:
 
     Raises
     ------
-    UsageError
+    CommandLineError
         If the file does not exist, raises while loading, or defines no Flow.
 
     """
     if not os.path.exists(path):
-        raise UsageError(
+        raise CommandLineError(
             f"File {path!r} does not exist; give the path of a Python "
             "file that builds a Flow."
         )
     if os.path.isdir(path):
-        raise UsageError(
+        raise CommandLineError(
             f"{path!r} is a directory; give the path of a Python file "
             "that builds a Flow."
         )
@@ -324,7 +325,7 @@ def load_flows(path: str) -> list[Flow]:
     try:
         namespace = runpy.run_path(path, run_name="__nbflow__")
     except (Exception, SystemExit) as exc:
-        raise UsageError(
+        raise CommandLineError(
             f"Loading {path!r} raised {type(exc).__name__}: {exc}{_where(exc, path)}; "
             f"fix the file (`python {path}` shows the traceback)."
         ) from None
@@ -333,7 +334,7 @@ def load_flows(path: str) -> list[Flow]:
         if isinstance(value, Flow) and not any(value is f for f in flows):
             flows.append(value)
     if not flows:
-        raise UsageError(
+        raise CommandLineError(
             f"File {path!r} defines no Flow; build one at module level with "
             '`with Flow("name") as flow:`.'
         )
@@ -359,5 +360,7 @@ def _select(flows: list[Flow], name: str | None, path: str) -> list[Flow]:
     chosen = [f for f in flows if f.name == name]
     if not chosen:
         names = ", ".join(repr(f.name) for f in flows)
-        raise UsageError(f"No flow named {name!r} in {path!r}; its flows are {names}.")
+        raise CommandLineError(
+            f"No flow named {name!r} in {path!r}; its flows are {names}."
+        )
     return chosen

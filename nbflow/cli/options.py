@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow.errors import NbflowError
+from nbflow.errors import CommandLineError, NbflowError
 from nbflow.executors._schedulers import normalize_scheduler
 from nbflow.executors.config import KINDS, ExecutorConfig, normalize_kind
 
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXECUTOR_KINDS",
-    "UsageError",
     "bind_params",
     "build_executor",
     "executor_from_args",
@@ -29,10 +28,6 @@ __all__ = [
 ]
 
 EXECUTOR_KINDS = KINDS
-
-
-class UsageError(NbflowError, ValueError):
-    """The command line asks for something that cannot be done; exit status 2."""
 
 
 def parse_params(items: Sequence[str]) -> dict[str, Any]:
@@ -49,7 +44,7 @@ def parse_params(items: Sequence[str]) -> dict[str, Any]:
         name, sep, text = item.partition("=")
         name = name.strip()
         if not sep or not name:
-            raise UsageError(
+            raise CommandLineError(
                 f"Malformed --param {item!r}; expected NAME=VALUE, e.g. --param n=10."
             )
         try:
@@ -69,7 +64,7 @@ def bind_params(
             which = (
                 f"flow {flows[0].name!r} has" if len(flows) == 1 else "the flows have"
             )
-            raise UsageError(
+            raise CommandLineError(
                 f"Unknown parameter {name!r}; {which} parameters {sorted(known)!r}."
             )
     per_flow: dict[Flow, dict[str, Any]] = {}
@@ -78,7 +73,7 @@ def bind_params(
         mine = {p.name: p for p in flow.parameters()}
         for p in sorted(mine.values(), key=lambda p: p.name):
             if p.required and p.name not in params:
-                raise UsageError(
+                raise CommandLineError(
                     f"Parameter {p.name!r} of flow {flow.name!r} is required; "
                     f"pass --param {p.name}=VALUE."
                 )
@@ -112,7 +107,7 @@ def build_executor(
 
     Raises
     ------
-    UsageError
+    CommandLineError
         For an unknown kind, an option that does not apply to it, or a bad value.
 
     """
@@ -132,7 +127,7 @@ def build_executor(
     try:
         kind = normalize_kind(kind)
     except NbflowError as exc:
-        raise UsageError(str(exc)) from None
+        raise CommandLineError(str(exc)) from None
     allowed = {
         "local": (),
         "local-dask": ("--scheduler", "--num-workers"),
@@ -142,7 +137,7 @@ def build_executor(
         allowed = ("--address", "--report")
     for option, value in given.items():
         if value is not None and option not in allowed:
-            raise UsageError(
+            raise CommandLineError(
                 f"{option} does not apply to --executor {kind}; it applies to "
                 f"{_applies_to(option)}."
             )
@@ -165,7 +160,7 @@ def build_executor(
         )
     problem = config.problem()
     if problem is not None:
-        raise UsageError(problem)
+        raise CommandLineError(problem)
     return config.build()
 
 
@@ -184,5 +179,7 @@ def _workers(value: str | int) -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise UsageError(f"--num-workers must be a whole number >= 1, got {value!r}.")
+        raise CommandLineError(
+            f"--num-workers must be a whole number >= 1, got {value!r}."
+        )
     return n

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from nbflow.cli.options import UsageError
 from nbflow.cli.progress import Progress, print_summary
+from nbflow.errors import CommandLineError
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -54,7 +54,7 @@ def run_and_report(
         package = (exc.name or "").partition(".")[0]
         if package not in _EXTRAS:
             raise
-        raise UsageError(
+        raise CommandLineError(
             f"{on!r} needs {package!r}, which is not installed; install it "
             "with `pip install 'nbflow[dask]'`."
         ) from None
