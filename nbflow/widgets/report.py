@@ -19,13 +19,13 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from nbflow.engine.run_state import STATE_COLORS
 from nbflow.errors import NbflowError
-from nbflow.widgets.run_state import STATE_COLORS
 
 if TYPE_CHECKING:
     import ipywidgets
 
-    from nbflow.widgets.run_state import RunSnapshot
+    from nbflow.engine.run_state import RunSnapshot
 
 __all__ = [
     "NoReportError",

@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets
 
 from nbflow.engine.events import Event, FlowFinished, FlowStarted
+from nbflow.engine.run_state import RunSnapshot, RunState
 from nbflow.engine.runner import FlowRun
 from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
 from nbflow.widgets.report import render_report, render_timeline
 from nbflow.widgets.run_html import header_html, snapshot_html, table_html
-from nbflow.widgets.run_state import RunSnapshot, RunState
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow

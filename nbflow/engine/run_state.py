@@ -1,4 +1,4 @@
-"""``RunState``: what a run view shows, kept from the engine's events; no ipywidgets.
+"""``RunState``: what a run view shows, kept from the engine's events; stdlib only.
 
 A :class:`RunState` is an events listener (see :mod:`nbflow.engine.events`):
 ``flow.run(listeners=[run_state])``. Batches arrive from the event bus thread
