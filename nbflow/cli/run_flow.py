@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from nbflow.cli.progress import Progress, print_summary
+from nbflow.cli.progress import TextProgress, print_summary
 from nbflow.errors import CommandLineError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def run_and_report(
     out.flush()
     started = time.monotonic()
     try:
-        state = run([Progress(out, color=color)])
+        state = run([TextProgress(out, color=color)])
     except ModuleNotFoundError as exc:
         package = (exc.name or "").partition(".")[0]
         if package not in _EXTRAS:

@@ -353,6 +353,12 @@ class RunState:
             if record.start is None:
                 record.start = when
 
+    def task(self, task: Task) -> TaskSnapshot | None:
+        """One task's snapshot now (cheaper than :meth:`snapshot`), or None."""
+        with self._lock:
+            record = self._tasks.get(task)
+            return None if record is None else record.snapshot()
+
     def snapshot(self) -> RunSnapshot:
         """A consistent, immutable copy of the run's state now."""
         with self._lock:

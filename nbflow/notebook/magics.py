@@ -9,7 +9,6 @@ its own traceback, as formatted where it ran.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -18,7 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
-from nbflow.cli.progress import Progress as TextProgress
+from nbflow.cli.progress import TextProgress
 from nbflow.engine.events import Listener
 from nbflow.engine.runner import FlowRun
 from nbflow.engine.state import State
@@ -186,11 +185,11 @@ class FlowMagics(Magics):  # type: ignore[misc]
         where ipywidgets is not installed.
         """
         if getattr(self.shell, "kernel", None) is None:
-            return TextProgress(sys.stdout)
+            return TextProgress(summary=True)
         try:
             from nbflow.widgets.run_view import RunView
         except ImportError:
-            return TextProgress(sys.stdout)
+            return TextProgress(summary=True)
         from IPython.display import display
 
         view = RunView(current_flow())

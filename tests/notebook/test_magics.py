@@ -58,7 +58,8 @@ def test_flow_run_writes_back_and_shows_output(ip, capsys):
     assert ip.user_ns["roots"] == [2.0, 4.0, 6.0, 0]
     assert ip.user_ns["half"] == [0.5, 2.0, 4.5]
     assert "[load] loading" in out
-    assert "3/3 done" in out  # the text progress of the run
+    assert "3/3 done" in out  # the text progress of the run ...
+    assert "Flow 'notebook': Success in " in out  # ... and how it ended
     # The next ordinary cell sees the results.
     ip.run_cell("check = sum(roots)")
     assert ip.user_ns["check"] == 12.0
