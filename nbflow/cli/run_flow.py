@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from nbflow.cli.progress import TextProgress, print_summary
 from nbflow.errors import CommandLineError
+from nbflow.executors.base import resolve_executor
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -42,9 +43,7 @@ def run_and_report(
     ``run(listeners)`` runs it; ``output(state)`` is printed before the summary;
     ``describe`` and ``clean`` are passed on to :func:`print_summary`.
     """
-    from nbflow.executors import LocalExecutor
-
-    on = executor or flow.executor or LocalExecutor()
+    on = resolve_executor(executor, flow.executor)
     out.write(f"Running flow {flow.name!r} on {on!r}\n")
     out.flush()
     started = time.monotonic()

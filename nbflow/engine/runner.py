@@ -44,6 +44,7 @@ from nbflow.errors import (
     NbflowError,
     RunCancelled,
 )
+from nbflow.executors.base import resolve_executor
 
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
@@ -113,14 +114,8 @@ class FlowRun:
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
     ) -> None:
-        if executor is None:
-            executor = flow.executor
-        if executor is None:
-            from nbflow.executors.local import LocalExecutor
-
-            executor = LocalExecutor()
         self.flow = flow
-        self.executor = executor
+        self.executor = resolve_executor(executor, flow.executor)
         self.order = flow.sorted_tasks()
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
@@ -248,7 +243,7 @@ class FlowRun:
         with executor.start():
             channel = executor.open_channel(bus.put if bus is not None else None)
             if bus is not None:
-                link = getattr(executor, "dashboard_link", None)
+                link = executor.dashboard_link
                 bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
             try:
                 with self._interrupter.guard():
@@ -286,8 +281,9 @@ class FlowRun:
         binding = self.flow.binding(task)
         spec, inputs, mapped = compile_task(self.flow, task, self._slots, self.index[task])
         submit = self.executor.submit
+        context = {"task_name": task.name}
         if not binding.mapped:
-            future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)
+            future = submit(run_task, spec, channel, None, *inputs, extra_context=context)
             self._slots[task] = (FUTURE, future)
             return
         size = map_size(task, mapped, self._slots, self._wait_one)
@@ -302,11 +298,11 @@ class FlowRun:
                                  for position, source in enumerate(inputs)])
             for i in range(size)
         ]
-        children = self.executor.submit_map(run_task, calls, dask_key_name=task.name)
+        children = self.executor.submit_map(run_task, calls, extra_context=context)
         self._slots[task] = (CHILDREN_SLOT, children)
 
     def _wait_one(self, future: Any) -> Any:
-        value = self.executor.wait([future], return_exceptions=True)[0]
+        value = self.executor.wait_outcomes([future])[0]
         return value
 
     # -- collecting ---------------------------------------------------------------------
@@ -322,7 +318,7 @@ class FlowRun:
 
     def _collect(self) -> dict[Task, State]:
         futures = self._all_futures()
-        values = self.executor.wait(futures, return_exceptions=True)
+        values = self.executor.wait_outcomes(futures)
         return self._states(values)
 
     def _collect_finished(self, futures: list[Any]) -> dict[Task, State]:

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from nbflow.errors import ClusterConnectionError
@@ -27,7 +27,14 @@ from nbflow.executors._dask_options import (
     validate_address,
 )
 from nbflow.executors._report import quiet_report
-from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
+from nbflow.executors.base import (
+    Deliver,
+    Executor,
+    TaskChannel,
+    calling_code,
+    map_nested,
+    work_name,
+)
 
 __all__ = ["ADAPT_KEYS", "DaskExecutor", "validate_address"]
 
@@ -124,11 +131,6 @@ class DaskExecutor(Executor):
         self.performance_report_path = (
             os.fspath(performance_report_path) if performance_report_path else None
         )
-        self._performance_report = ""
-        #: The source shown under "Calling Code" in the performance report;
-        #: None: the code that called ``flow.run`` (the notebook layer sets it
-        #: to the flow's ``%%flowtask`` cells for a ``%flow run``).
-        self.report_code: str | None = None
         self._client: Any = None
         self._cluster: Any = None
         self._topic: str | None = None
@@ -158,8 +160,23 @@ class DaskExecutor(Executor):
 
     @property
     def performance_report(self) -> str:
-        """The HTML of the last run's performance report ("" before one)."""
-        return self._performance_report
+        """The HTML of the performance report at ``performance_report_path``,
+        read whenever the file exists; "" when it does not (as Prefect 1).
+        """
+        path = self.performance_report_path
+        if not path:
+            return ""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except OSError as exc:
+            log.debug("No performance report at %r: %s", path, exc)
+            return ""
+
+    @property
+    def crosses_processes(self) -> bool:
+        """True: workers may be other processes and machines."""
+        return True
 
     @property
     def dashboard_link(self) -> str | None:
@@ -182,16 +199,14 @@ class DaskExecutor(Executor):
         """Start or connect to a cluster; close what was started on every way out."""
         from distributed import performance_report
 
-        self._performance_report = ""
         with contextlib.ExitStack() as stack:
             self._connect(stack)
             stack.enter_context(self._client.as_current())
             if self.performance_report_path:
-                stack.callback(self._read_report)
                 stack.enter_context(
                     quiet_report(performance_report(
                         filename=self.performance_report_path, mode="inline"
-                    ), code=self.report_code)
+                    ), code=calling_code())
                 )
             stack.enter_context(super().start())
             yield
@@ -256,12 +271,6 @@ class DaskExecutor(Executor):
         if self._topic is not None:
             self._topic = None
 
-    def _read_report(self) -> None:
-        path = self.performance_report_path
-        if path and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                self._performance_report = f.read()
-
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Tasks report through Dask's event log to a topic of this run."""
         self._check_started()
@@ -278,12 +287,18 @@ class DaskExecutor(Executor):
         self._client.subscribe_topic(topic, handler)
         return _DaskChannel(_LogEvent(topic), crosses)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        extra_context: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Submit ``fn`` to the cluster; futures among the arguments are resolved."""
         if self._client is None:
             self._check_started()
-        name = kwargs.pop("dask_key_name", None) or getattr(fn, "__name__", "task")
-        key = f"{name}-{uuid.uuid4().hex}"
+        key = f"{work_name(fn, extra_context)}-{uuid.uuid4().hex}"
         future = self._client.submit(fn, *args, key=key, pure=False, **kwargs)
         self._submitted.append(future)
         return future
@@ -293,7 +308,7 @@ class DaskExecutor(Executor):
         fn: Callable[..., Any],
         calls: Sequence[tuple[Any, ...]],
         *,
-        dask_key_name: str | None = None,
+        extra_context: Mapping[str, Any] | None = None,
     ) -> list[Any]:
         """Submit the children of a mapped task with one ``Client.map``: one
         message to the scheduler, arguments shared by all children (the task's
@@ -303,8 +318,7 @@ class DaskExecutor(Executor):
             self._check_started()
         if not calls:
             return []
-        name = dask_key_name or getattr(fn, "__name__", "task")
-        prefix = f"{name}-{uuid.uuid4().hex}"
+        prefix = f"{work_name(fn, extra_context)}-{uuid.uuid4().hex}"
         keys = [f"{prefix}-{i}" for i in range(len(calls))]
         futures = list(self._client.map(fn, *zip(*calls), key=keys, pure=False))
         self._submitted.extend(futures)
@@ -345,6 +359,10 @@ class DaskExecutor(Executor):
             return explain(self._client, f, address)
 
         return map_nested(value, futures)
+
+    def wait_outcomes(self, futures: Sequence[Any]) -> list[Any]:
+        """Gather them as they finish; a failure gives the error that explains it."""
+        return list(self.wait(list(futures), return_exceptions=True))
 
     def _scheduler_address(self) -> str:
         if self.address is not None:

@@ -18,6 +18,7 @@ from nbflow.core.flow import Flow
 from nbflow.core.task import Task
 from nbflow.engine.state import State, TriggerFailed
 from nbflow.errors import NbflowError, TaskFailed
+from nbflow.executors.base import report_code, resolve_executor
 from nbflow.notebook import runtime
 from nbflow.notebook.flow import CellTask, cell_inputs, current_flow, rebind
 from nbflow.notebook.runtime import CellResult, install_stdout, uninstall_stdout
@@ -117,16 +118,6 @@ def _check_sequence(task: CellTask, value: Any) -> None:
         )
 
 
-def _travels(executor: Executor) -> bool:
-    """Whether ``executor`` ships tasks and values to other processes."""
-    from nbflow.executors.dask import DaskExecutor
-    from nbflow.executors.local_dask import LocalDaskExecutor
-
-    if isinstance(executor, DaskExecutor):
-        return True
-    return isinstance(executor, LocalDaskExecutor) and executor.scheduler == "processes"
-
-
 def check_serialisable(
     flow: Flow, values: Mapping[CellTask, Mapping[str, Any]], executor: Executor
 ) -> None:
@@ -224,23 +215,14 @@ def run_notebook_flow(
     flow, executor, values = _checked(namespace, flow, executor)
     mapped = {t.map_var: namespace[t.map_var] for t in values
               if t.map_var and t.map_var in namespace}
-    portable = _travels(executor)
+    portable = executor.crosses_processes
     stream = install_stdout()
-    from nbflow.executors.dask import DaskExecutor
-
-    # Dask's performance report shows the cells, not the line `%flow run`.
-    dask = executor if isinstance(executor, DaskExecutor) else None
-    if dask is not None and dask.report_code is None:
-        dask.report_code = cells_source(flow)
-    else:
-        dask = None
     try:
-        with _prepared(flow, values, mapped, portable):
+        # A run's report (Dask's) shows the cells, not the line `%flow run`.
+        with _prepared(flow, values, mapped, portable), report_code(cells_source(flow)):
             state = (runner or _run)(flow, executor, listeners)
     finally:
         uninstall_stdout(stream)
-        if dask is not None:
-            dask.report_code = None
     write_back(state, namespace, flow)
     return state
 
@@ -270,15 +252,10 @@ def _checked(
     namespace: Mapping[str, Any], flow: Flow | None, executor: Executor | None
 ) -> tuple[Flow, Executor, Any]:
     flow = flow if flow is not None else current_flow()
-    if executor is None:
-        executor = flow.executor
-    if executor is None:
-        from nbflow.executors.local import LocalExecutor
-
-        executor = LocalExecutor()
+    executor = resolve_executor(executor, flow.executor)
     flow.validate()
     values = namespace_reads(flow, namespace)
-    if _travels(executor):
+    if executor.crosses_processes:
         check_serialisable(flow, values, executor)
     return flow, executor, values
 

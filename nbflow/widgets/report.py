@@ -133,7 +133,7 @@ def report_html(source: Any, *, path: str | None = None) -> str:
     if isinstance(source, str):
         document = source
     else:
-        document = getattr(source, "performance_report", "") or ""
+        document = source.performance_report
         if path is None:
             path = getattr(source, "performance_report_path", None)
     if not document:

@@ -284,7 +284,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
 
     def _show_report(self, snapshot: RunSnapshot) -> None:
         executor = self._executor()
-        if executor is not None and getattr(executor, "performance_report", None):
+        if executor is not None and executor.performance_report:
             self.report_area.children = (render_report(executor),)
         elif self.timeline:
             self.report_area.children = (render_timeline(snapshot),)
