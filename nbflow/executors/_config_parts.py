@@ -243,7 +243,7 @@ def dask_fields(executor: DaskExecutor) -> dict[str, Any]:
     fields.update(_tls_fields(executor))
     if executor.address is not None:
         return {**fields, "cluster": "existing", "address": executor.address}
-    cls = executor.cluster_class
+    cls = executor._cluster_class  # as given: an import path stays one
     if cls is not None and not isinstance(cls, str):
         path = f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', '')}"
         if _import_quietly(path) is not cls:

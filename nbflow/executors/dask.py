@@ -123,7 +123,8 @@ class DaskExecutor(Executor):
         super().__init__()
         check_options(address, cluster_class, cluster_kwargs, adapt_kwargs, client_kwargs)
         self.address = address
-        self.cluster_class = cluster_class
+        #: ``cluster_class`` as given (an import path stays a string here).
+        self._cluster_class = cluster_class
         self.cluster_kwargs = dict(cluster_kwargs or {})
         self.adapt_kwargs = dict(adapt_kwargs or {})
         self.client_kwargs = dict(client_kwargs or {})
@@ -142,7 +143,7 @@ class DaskExecutor(Executor):
     def __repr__(self) -> str:
         given = [
             f"{k}={v!r}" for k, v in (
-                ("address", self.address), ("cluster_class", self.cluster_class),
+                ("address", self.address), ("cluster_class", self._cluster_class),
                 ("cluster_kwargs", self.cluster_kwargs),
                 ("adapt_kwargs", self.adapt_kwargs),
                 ("client_kwargs", self.client_kwargs),
@@ -157,6 +158,22 @@ class DaskExecutor(Executor):
         state.update(_client=None, _cluster=None, _topic=None, _results={},
                      _submitted=[])
         return state
+
+    @property
+    def cluster_class(self) -> Callable[..., Any]:
+        """What makes the temporary cluster: the class or function, an import
+        path resolved (``distributed.LocalCluster`` by default, imported now).
+        """
+        cls = self._cluster_class
+        if cls is None:
+            from distributed import LocalCluster
+
+            return LocalCluster
+        return import_path(cls) if isinstance(cls, str) else cls
+
+    @cluster_class.setter
+    def cluster_class(self, value: str | Callable[..., Any] | None) -> None:
+        self._cluster_class = value
 
     @property
     def performance_report(self) -> str:
@@ -240,12 +257,6 @@ class DaskExecutor(Executor):
             stack.callback(close_client, self._client)
             return
         cls = self.cluster_class
-        if cls is None:
-            from distributed import LocalCluster
-
-            cls = LocalCluster
-        elif isinstance(cls, str):
-            cls = import_path(cls)
         kwargs = dict(self.cluster_kwargs)
         if _is_local_cluster(cls):
             defaults = dict(_LOCAL_CLUSTER_DEFAULTS)
@@ -253,8 +264,10 @@ class DaskExecutor(Executor):
                 # In-process clusters talk over inproc://, which takes no host.
                 defaults.pop("host")
             kwargs = {**defaults, **kwargs}
-            if not self.debug:
-                kwargs.setdefault("silence_logs", logging.ERROR)
+            # debug= sets silence_logs, as in Prefect 1 (which uses CRITICAL).
+            kwargs.setdefault(
+                "silence_logs", logging.WARNING if self.debug else logging.ERROR
+            )
         from nbflow.executors._dask_faults import sigint_ignored_by_children
 
         with sigint_ignored_by_children():  # a kernel interrupt must not kill them

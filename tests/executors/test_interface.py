@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import pytest
 from _flows import diamond_flow, inc
@@ -119,3 +120,34 @@ def test_report_code_is_set_for_its_block_only():
     with report_code("x = 1"):
         assert calling_code() == "x = 1"
     assert calling_code() is None
+
+
+def test_dask_cluster_class_resolves_to_the_class():
+    import distributed
+
+    assert DaskExecutor().cluster_class is distributed.LocalCluster
+    named = DaskExecutor(cluster_class="distributed.LocalCluster")
+    assert named.cluster_class is distributed.LocalCluster
+    assert repr(named) == "DaskExecutor(cluster_class='distributed.LocalCluster')"
+    assert repr(DaskExecutor()) == "DaskExecutor()"
+
+
+@pytest.mark.parametrize("debug, level", [(False, "ERROR"), (True, "WARNING")])
+def test_debug_sets_silence_logs(debug, level):
+    from distributed import LocalCluster
+
+    seen = []
+
+    class Recording(LocalCluster):
+        def __init__(self, **kwargs):
+            seen.append(kwargs.get("silence_logs"))
+            super().__init__(**kwargs)
+
+    ex = DaskExecutor(
+        cluster_class=Recording,
+        cluster_kwargs={"n_workers": 1, "processes": False},
+        debug=debug,
+    )
+    with ex.start():
+        pass
+    assert seen == [getattr(logging, level)]
