@@ -9,7 +9,6 @@ over the result of an unmapped task. It knows executors only through
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -41,8 +40,8 @@ from nbflow.engine.state import Cancelled, State, Success
 from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
     FlowValidationError,
-    NbflowError,
     RunCancelled,
+    RunStartedError,
 )
 from nbflow.executors.base import resolve_executor
 
@@ -140,8 +139,10 @@ class FlowRun:
         task that thread runs itself (LocalExecutor).
         """
         self._cancelled.set()
-        with contextlib.suppress(Exception):
+        try:
             self.executor.cancel(self._all_futures())
+        except Exception as exc:  # noqa: BLE001 - best effort; the interrupt follows
+            log.debug("Cancelling the futures of %r failed: %r", self.flow.name, exc)
         self._interrupter.interrupt()
 
     def start(self) -> FlowRun:
@@ -375,13 +376,3 @@ def _shielded(fn: Any, *args: Any) -> Any:
             return fn(*args)
         except KeyboardInterrupt:
             continue
-
-
-class RunStartedError(NbflowError, RuntimeError):
-    """A FlowRun was started twice."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"This run of flow {name!r} was already started; make a new "
-            "FlowRun for another run."
-        )

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-from nbflow.errors import NbflowError
+from nbflow.errors import ExecutorConfigError
 from nbflow.executors.base import Executor
 from nbflow.executors.dask import DaskExecutor
 
@@ -66,10 +66,6 @@ _MODE_ALIASES: dict[str, ClusterMode] = {
     "address": "existing",
     "connect": "existing",
 }
-
-
-class ExecutorConfigError(NbflowError, ValueError):
-    """An executor config cannot be built, parsed or read from an executor."""
 
 
 def normalize_kind(name: object) -> ExecutorKind:

@@ -394,8 +394,10 @@ class DaskExecutor(Executor):
         # Cancelling a finished future would release its result: keep those.
         pending = [f for f in flat if not f.done()]
         if self._client is not None and pending:
-            with contextlib.suppress(Exception):
+            try:
                 self._client.cancel(pending, asynchronous=False)
+            except Exception as exc:  # noqa: BLE001 - best effort (a lost scheduler)
+                log.debug("Cancelling %d futures failed: %r", len(pending), exc)
 
     def collect_finished(self, futures: list[Any]) -> list[Any]:
         """Values of the finished futures (one round trip), None for the others."""
@@ -405,9 +407,12 @@ class DaskExecutor(Executor):
         done = [f for f in futures if isinstance(f, Future) and f.status == "finished"
                 and f.key not in values]
         if done and self._client is not None:
-            with contextlib.suppress(Exception):
+            try:
                 values.update(zip((f.key for f in done),
                                   self._client.gather(done, errors="skip")))
+            except Exception as exc:  # noqa: BLE001 - they end Cancelled instead
+                log.warning("Results of %d finished tasks were lost while cancelling "
+                            "the run: %s", len(done), exc)
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]

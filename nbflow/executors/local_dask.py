@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from nbflow.errors import NbflowError, RunCancelled
+from nbflow.errors import NumWorkersError, RunCancelled
 from nbflow.executors._local_pools import (
     DaemonThreadPool,
     Guarded,
@@ -84,7 +84,7 @@ class LocalDaskExecutor(Executor):
             isinstance(num_workers, bool) or not isinstance(num_workers, int)
             or num_workers < 1
         ):
-            raise _BadWorkers(num_workers)
+            raise NumWorkersError(num_workers)
         self.num_workers: int = num_workers or os.cpu_count() or 1
         self.kwargs = kwargs
         self._graph: dict[str, Any] = {}
@@ -312,14 +312,6 @@ class LocalDaskExecutor(Executor):
             else:
                 out.append(None if isinstance(f, _Future) else f)
         return out
-
-
-class _BadWorkers(NbflowError, ValueError):
-    def __init__(self, given: object) -> None:
-        super().__init__(
-            f"num_workers must be a whole number >= 1, got {given!r}; "
-            "leave it out to use one worker per core."
-        )
 
 
 def _node(value: Any) -> Any:

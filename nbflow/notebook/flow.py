@@ -18,7 +18,7 @@ from typing import Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task, unmapped
-from nbflow.errors import FlowValidationError, NbflowError
+from nbflow.errors import FlowValidationError, RegistrationError
 from nbflow.executors.base import resolve_executor
 from nbflow.notebook.cells import CellAnalysis, analyze_cell, parse_cell
 from nbflow.notebook.runtime import CellFunction, Pick, register_source
@@ -38,10 +38,6 @@ __all__ = [
 
 FLOW_NAME = "notebook"
 _flow: Flow | None = None
-
-
-class RegistrationError(NbflowError, ValueError):
-    """A ``%%flowtask`` cell cannot be registered as given."""
 
 
 def current_flow() -> Flow:

@@ -13,7 +13,7 @@ import dataclasses
 import shlex
 from typing import NoReturn
 
-from nbflow.errors import NbflowError
+from nbflow.errors import FlowtaskOptionsError
 
 __all__ = [
     "FlowtaskOptions",
@@ -23,10 +23,6 @@ __all__ = [
 ]
 
 MAGIC = "%%flowtask"
-
-
-class FlowtaskOptionsError(NbflowError, ValueError):
-    """A ``%%flowtask`` line has an unknown or malformed option."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task
 from nbflow.engine.state import State, TriggerFailed
-from nbflow.errors import NbflowError, TaskFailed
+from nbflow.errors import (
+    CellFailed,
+    MapValueError,
+    UndefinedNameError,
+    UnserialisableValueError,
+)
 from nbflow.executors.base import report_code, resolve_executor
 from nbflow.notebook import runtime
 from nbflow.notebook.flow import CellTask, cell_inputs, current_flow, rebind
@@ -42,35 +47,6 @@ __all__ = [
     "run_notebook_flow",
     "write_back",
 ]
-
-
-class UndefinedNameError(NbflowError, NameError):
-    """A cell reads a name that no task above it provides and the namespace lacks."""
-
-
-class MapValueError(NbflowError, TypeError):
-    """A cell maps over a value that is not a sequence."""
-
-
-class UnserialisableValueError(NbflowError, TypeError):
-    """A value a cell needs cannot travel to another process."""
-
-
-class CellFailed(TaskFailed):
-    """A cell task failed; shows the cell's own traceback, from where it ran."""
-
-    def __init__(self, name: str, message: str, tracebacks: Sequence[str]) -> None:
-        super().__init__(name, message)
-        self.tracebacks = list(tracebacks)
-
-    def _render_traceback_(self) -> list[str]:
-        """What IPython shows instead of the driver's traceback."""
-        lines: list[str] = []
-        for text in self.tracebacks:
-            lines.extend(text.rstrip("\n").splitlines())
-            lines.append("")
-        lines.append(f"{type(self).__name__}: {self}")
-        return lines
 
 
 def namespace_reads(

@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as w
 
-from nbflow.errors import NbflowError
+from nbflow.errors import ParseError
 from nbflow.executors._schedulers import SCHEDULERS
 from nbflow.executors.config import CLUSTER_MODES, ExecutorConfig
 
@@ -47,10 +47,6 @@ _PLACEHOLDERS = {
 }
 _STYLE = {"description_width": "190px"}
 _WIDE = "480px"  # a width, not a shared Layout: hiding one control would hide all
-
-
-class ParseError(NbflowError, ValueError):
-    """A control holds text that is not a value of its field."""
 
 
 def to_control(field: str, value: Any) -> Any:

@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from nbflow.engine.run_state import STATE_COLORS
-from nbflow.errors import NbflowError
+from nbflow.errors import NoReportError
 
 if TYPE_CHECKING:
     import ipywidgets
@@ -37,17 +37,6 @@ __all__ = [
 ]
 
 _HEIGHT = 620
-
-
-class NoReportError(NbflowError, ValueError):
-    """There is no performance report to show."""
-
-    def __init__(self, source: object) -> None:
-        super().__init__(
-            f"{source!r} has no performance report; run a flow with "
-            "DaskExecutor(performance_report_path='report.html') first, or pass "
-            "the report's HTML."
-        )
 
 
 def embed_html(
