@@ -19,10 +19,10 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import NbflowError, NotebookFileError
-from nbflow.notebook.flow import register_cell
 from nbflow.notebook.options import (
     FlowtaskOptions,
     parse_flowtask_line,
+    register_flowtask,
     split_flowtask_cell,
 )
 
@@ -137,19 +137,8 @@ def register_cells(parts: NotebookParts, flow: Flow) -> list[CellTask]:
     """
     tasks = []
     for cell in parts.tasks:
-        o = cell.options
         try:
-            tasks.append(
-                register_cell(
-                    cell.body,
-                    o.name,
-                    map_var=o.map_var,
-                    retries=o.retries,
-                    retry_delay=o.retry_delay,
-                    after=o.after,
-                    flow=flow,
-                )
-            )
+            tasks.append(register_flowtask(cell.body, cell.options, flow=flow))
         except NbflowError as exc:
             raise NotebookFileError(
                 f"{cell.describe().capitalize()}: {' '.join(str(exc).split())}"

@@ -29,10 +29,14 @@ from nbflow.notebook import (
     describe_cell,
     describe_flow,
     failure,
-    register_cell,
     remove_task,
     reset_flow,
     run_notebook_flow,
+)
+from nbflow.notebook.options import (
+    flowtask_help,
+    parse_flowtask_line,
+    register_flowtask,
 )
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -99,28 +103,17 @@ def _run_in_background(namespace: Any, runner: _ViewRunner, output: Any) -> None
 class FlowMagics(Magics):  # type: ignore[misc]
     """``%%flowtask`` registers a cell as a task; ``%flow`` runs and inspects."""
 
-    @magic_arguments()
-    @argument("name", nargs="?", default=None,
-              help="Task name; default the first name the cell creates.")
-    @argument("--map", dest="map_var", metavar="VAR", default=None,
-              help="Run the cell once per element of VAR.")
-    @argument("--retries", type=int, default=0, help="Retries when the cell fails.")
-    @argument("--retry-delay", type=float, default=None, metavar="SECONDS",
-              help="Seconds between retries.")
-    @argument("--after", nargs="+", default=[], metavar="TASK",
-              help="Tasks this one runs after, besides its data inputs.")
     @cell_magic  # type: ignore[misc]
     def flowtask(self, line: str, cell: str) -> None:
         """Register this cell as a task of the notebook flow (it does not run)."""
-        args = parse_argstring(self.flowtask, line)
+        # The grammar is nbflow.notebook.options's, shared with `nbflow run`.
         try:
-            task = register_cell(
-                cell, args.name, map_var=args.map_var, retries=args.retries,
-                retry_delay=args.retry_delay, after=args.after,
-            )
+            task = register_flowtask(cell, parse_flowtask_line(line))
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         print(describe_cell(task))
+
+    flowtask.__doc__ = flowtask_help()
 
     @magic_arguments()
     @argument("command", choices=_COMMANDS, help="What to do.")

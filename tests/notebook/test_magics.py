@@ -167,3 +167,18 @@ def test_flow_panel_shows_executor_panel(ip):
     panel_module = pytest.importorskip("nbflow.widgets.panel")
     panel = ip.run_line_magic("flow", "panel")
     assert isinstance(panel, panel_module.ExecutorPanel)
+
+
+def test_flowtask_magic_and_nbflow_run_share_one_grammar(ip):
+    from nbflow.errors import FlowtaskOptionsError
+    from nbflow.notebook.magics import FlowMagics
+    from nbflow.notebook.options import parse_flowtask_line
+
+    line = "square --map xs --bogus"
+    with pytest.raises(UsageError) as magic:
+        ip.run_cell_magic("flowtask", line, "y = xs")
+    with pytest.raises(FlowtaskOptionsError) as parsed:
+        parse_flowtask_line(line)  # what `nbflow run NOTEBOOK` reads the line with
+    assert str(magic.value) == str(parsed.value)
+    help_text = FlowMagics.flowtask.__doc__
+    assert "--retry-delay SECONDS" in help_text and "Seconds between retries." in help_text
