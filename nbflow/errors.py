@@ -25,7 +25,6 @@ __all__ = [
     "NbflowWarning",
     "NoReportError",
     "NotebookFileError",
-    "NumWorkersError",
     "ParseError",
     "RegistrationError",
     "RunCancelled",
@@ -35,6 +34,7 @@ __all__ = [
     "UnknownSchedulerError",
     "UnserialisableResultError",
     "UnserialisableValueError",
+    "WholeNumberError",
     "WorkerDiedError",
 ]
 
@@ -121,14 +121,32 @@ class UnknownSchedulerError(NbflowError, ValueError):
         super().__init__(f"Unknown scheduler {given!r}; expected one of {listed}.")
 
 
-class NumWorkersError(NbflowError, ValueError):
-    """``num_workers`` is not a whole number >= 1."""
+class WholeNumberError(NbflowError, ValueError):
+    """A count (workers, threads) is not a whole number in range.
 
-    def __init__(self, given: object) -> None:
+    :meth:`check` is the one check of every count option, wherever it is
+    given (``LocalDaskExecutor``, the config and its panel, ``nbflow run``).
+    """
+
+    def __init__(self, name: str, given: object, minimum: int, default: str) -> None:
         super().__init__(
-            f"num_workers must be a whole number >= 1, got {given!r}; "
-            "leave it out to use one worker per core."
+            f"{name} must be a whole number >= {minimum}, got {given!r}; "
+            f"leave it out for {default}."
         )
+
+    @classmethod
+    def check(cls, name: str, value: object, *, minimum: int, default: str) -> int:
+        """Return ``value`` if it is an int (not a bool) >= ``minimum``; else raise.
+
+        Examples
+        --------
+        >>> WholeNumberError.check("num_workers", 2, minimum=1, default="one per core")
+        2
+
+        """
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise cls(name, value, minimum, default)
+        return value
 
 
 class DaskExecutorError(NbflowError, ValueError):

@@ -9,7 +9,7 @@ import pytest
 
 import nbflow
 import nbflow.errors
-from nbflow.errors import NbflowError, NumWorkersError
+from nbflow.errors import NbflowError, WholeNumberError
 from nbflow.executors import LocalDaskExecutor
 
 BUILTINS = (ValueError, TypeError, RuntimeError, OSError, NameError, SyntaxError)
@@ -43,5 +43,5 @@ def test_every_nbflow_error_is_public_in_nbflow_errors():
 
 
 def test_a_user_facing_error_names_no_private_class():
-    with pytest.raises(NumWorkersError, match=r"num_workers must be a whole number >= 1"):
+    with pytest.raises(WholeNumberError, match=r"num_workers must be a whole number >= 1"):
         LocalDaskExecutor(num_workers=0)

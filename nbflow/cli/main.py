@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from nbflow.cli.options import EXECUTOR_KINDS
+from nbflow.cli.options import EXECUTOR_KINDS, add_executor_options
 from nbflow.cli.run_file import run_file_command
 from nbflow.errors import CommandLineError, NbflowError
 
@@ -140,26 +140,7 @@ def _add_run(subparsers: Any) -> None:
     group.add_argument(
         "--executor", metavar="KIND", help=f"one of {', '.join(EXECUTOR_KINDS)}"
     )
-    group.add_argument(
-        "--scheduler",
-        metavar="NAME",
-        help="local-dask: threads, processes or synchronous",
-    )
-    group.add_argument(
-        "--num-workers",
-        metavar="N",
-        help="local-dask: threads or processes; dask: workers of the temporary cluster",
-    )
-    group.add_argument(
-        "--address",
-        metavar="tcp://HOST:PORT",
-        help="dask: an existing scheduler (left running)",
-    )
-    group.add_argument(
-        "--report",
-        metavar="PATH",
-        help="dask: write Dask's performance report (HTML) there",
-    )
+    add_executor_options(group)
     run.set_defaults(handler=_run)
 
 

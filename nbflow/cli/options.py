@@ -2,18 +2,27 @@
 
 Part of the cli layer (see :mod:`nbflow.cli`): pure argument handling, no
 terminal output. It imports the executors, which import dask only when started.
+The executor options are the :class:`~nbflow.executors.config.ExecutorConfig`
+fields whose metadata names a flag: which executor and cluster mode each applies
+to, its count check and its help come from there.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow.errors import CommandLineError, NbflowError
-from nbflow.executors._schedulers import normalize_scheduler
-from nbflow.executors.config import KINDS, ExecutorConfig, normalize_kind
+from nbflow.errors import CommandLineError, NbflowError, WholeNumberError
+from nbflow.executors.config import (
+    KINDS,
+    OPTIONS,
+    ExecutorConfig,
+    ExecutorKind,
+    normalize_kind,
+)
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -21,6 +30,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXECUTOR_KINDS",
+    "FLAGS",
+    "add_executor_options",
     "bind_params",
     "build_executor",
     "executor_from_args",
@@ -81,29 +92,57 @@ def bind_params(
     return per_flow
 
 
+#: Each ``nbflow run`` executor option and the config fields it sets, from the
+#: fields' metadata (``--num-workers`` is ``num_workers`` or ``n_workers``).
+FLAGS: dict[str, list[str]] = {}
+for _name, _spec in OPTIONS.items():
+    if _spec.flag is not None:
+        FLAGS.setdefault(_spec.flag, []).append(_name)
+
+#: The executor (and cluster mode) a config section stands for, in words.
+_KIND_OF = {
+    "local-dask": "local-dask",
+    "temporary": "dask",
+    "existing": "dask",
+    "report": "dask",
+}
+_WHERE = {
+    "local-dask": "--executor local-dask",
+    "temporary": "--executor dask without --address",
+    "existing": "--executor dask with --address",
+    "report": "--executor dask",
+}
+
+
+def add_executor_options(group: Any) -> None:
+    """Add ``nbflow run``'s executor options (all but ``--executor``) to ``group``."""
+    for flag, names in FLAGS.items():
+        specs = [OPTIONS[n] for n in names]
+        group.add_argument(
+            flag,
+            metavar=specs[0].metavar,
+            help="; ".join(f"{_KIND_OF[s.section]}: {s.help}" for s in specs),
+        )
+
+
 def executor_from_args(args: argparse.Namespace) -> Executor | None:
     """:func:`build_executor` from ``nbflow run``'s parsed options."""
-    return build_executor(
-        args.executor,
-        scheduler=args.scheduler,
-        num_workers=args.num_workers,
-        address=args.address,
-        report=args.report,
-    )
+    given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in FLAGS}
+    return build_executor(args.executor, given)
 
 
 def build_executor(
-    kind: str | None,
-    *,
-    scheduler: str | None = None,
-    num_workers: str | int | None = None,
-    address: str | None = None,
-    report: str | None = None,
+    kind: str | None, given: Mapping[str, str | int | None]
 ) -> Executor | None:
     """The executor the options ask for, or None when none is given.
 
-    Without ``kind``, ``address`` or ``report`` mean ``dask`` and ``scheduler``
-    or ``num_workers`` mean ``local-dask``.
+    Parameters
+    ----------
+    kind : str, optional
+        ``--executor``; without it, the first of ``local-dask`` and ``dask``
+        to which every option given applies.
+    given : mapping
+        Option (e.g. ``"--num-workers"``) to its value, None when not given.
 
     Raises
     ------
@@ -111,75 +150,60 @@ def build_executor(
         For an unknown kind, an option that does not apply to it, or a bad value.
 
     """
-    given = {
-        "--scheduler": scheduler,
-        "--num-workers": num_workers,
-        "--address": address,
-        "--report": report,
-    }
-    if kind is None:
-        if address is not None or report is not None:
-            kind = "dask"
-        elif scheduler is not None or num_workers is not None:
-            kind = "local-dask"
-        else:
-            return None
+    values = {flag: v for flag, v in given.items() if v is not None}
+    if kind is None and not values:
+        return None
     try:
-        kind = normalize_kind(kind)
+        kinds: list[ExecutorKind] = (
+            ["local-dask", "dask"] if kind is None else [normalize_kind(kind)]
+        )
     except NbflowError as exc:
         raise CommandLineError(str(exc)) from None
-    allowed = {
-        "local": (),
-        "local-dask": ("--scheduler", "--num-workers"),
-        "dask": ("--num-workers", "--address", "--report"),
-    }[kind]
-    if address is not None and num_workers is not None:
-        allowed = ("--address", "--report")
-    for option, value in given.items():
-        if value is not None and option not in allowed:
-            raise CommandLineError(
-                f"{option} does not apply to --executor {kind}; it applies to "
-                f"{_applies_to(option)}."
-            )
-    workers = None if num_workers is None else _workers(num_workers)
-
-    if kind == "dask":
+    existing = any(
+        OPTIONS[n].section == "existing" for flag in values for n in FLAGS[flag]
+    )
+    for chosen in kinds:
         config = ExecutorConfig(
-            kind="dask",
-            cluster="existing" if address is not None else "temporary",
-            address=address,
-            n_workers=workers,
-            performance_report=report is not None,
-            performance_report_path=report,
+            kind=chosen, cluster="existing" if existing else "temporary"
         )
+        fields = {flag: _field_for(config, flag) for flag in values}
+        if all(fields.values()):
+            break
     else:
-        config = ExecutorConfig(
-            kind=kind,
-            scheduler=normalize_scheduler(scheduler or "threads"),
-            num_workers=workers,
+        flag = next(f for f, name in fields.items() if name is None)
+        where = ", or ".join(_WHERE[OPTIONS[n].section] for n in FLAGS[flag])
+        mode = " with --address" if chosen == "dask" and existing else ""
+        raise CommandLineError(
+            f"{flag} does not apply to --executor {chosen}{mode}; it applies to "
+            f"{where}."
         )
+    changes: dict[str, Any] = {}
+    for flag, value in values.items():
+        name = str(fields[flag])
+        spec = OPTIONS[name]
+        if spec.control == "count":
+            value = WholeNumberError.check(
+                flag, _integer(value), minimum=spec.minimum or 0, default=spec.default
+            )
+        if spec.switch is not None:
+            changes[spec.switch] = True
+        changes[name] = value
+    config = dataclasses.replace(config, **changes)
     problem = config.problem()
     if problem is not None:
         raise CommandLineError(problem)
     return config.build()
 
 
-def _applies_to(option: str) -> str:
-    return {
-        "--scheduler": "--executor local-dask",
-        "--num-workers": "--executor local-dask, or dask without --address",
-        "--address": "--executor dask",
-        "--report": "--executor dask",
-    }[option]
+def _field_for(config: ExecutorConfig, flag: str) -> str | None:
+    """The field ``flag`` sets in ``config``'s kind and mode, or None."""
+    shown = config.sections()
+    return next((n for n in FLAGS[flag] if OPTIONS[n].section in shown), None)
 
 
-def _workers(value: str | int) -> int:
+def _integer(value: str | int) -> object:
+    """``value`` as an int if it is one written as text, else as given."""
     try:
-        n = int(value)
+        return int(value)
     except ValueError:
-        n = 0
-    if n < 1:
-        raise CommandLineError(
-            f"--num-workers must be a whole number >= 1, got {value!r}."
-        )
-    return n
+        return value

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from nbflow.errors import NumWorkersError, RunCancelled
+from nbflow.errors import RunCancelled, WholeNumberError
 from nbflow.executors._local_pools import (
     DaemonThreadPool,
     Guarded,
@@ -80,11 +80,10 @@ class LocalDaskExecutor(Executor):
     ) -> None:
         super().__init__()
         self.scheduler: Scheduler = normalize_scheduler(scheduler)
-        if num_workers is not None and (
-            isinstance(num_workers, bool) or not isinstance(num_workers, int)
-            or num_workers < 1
-        ):
-            raise NumWorkersError(num_workers)
+        if num_workers is not None:
+            WholeNumberError.check(
+                "num_workers", num_workers, minimum=1, default="one worker per core"
+            )
         self.num_workers: int = num_workers or os.cpu_count() or 1
         self.kwargs = kwargs
         self._graph: dict[str, Any] = {}
