@@ -171,7 +171,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
     Parameters
     ----------
     snapshot : RunSnapshot
-        Of a :class:`~nbflow.widgets.run_state.RunState`, usually at the end.
+        Of a :class:`~nbflow.engine.run_state.RunState`, usually at the end.
 
     Returns
     -------

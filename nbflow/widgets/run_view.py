@@ -1,7 +1,7 @@
 """``RunView``: a flow run watched live in the notebook, and runs in the background.
 
 A :class:`RunView` is an ipywidgets ``VBox`` and an events listener:
-``flow.run(listeners=[view])``. It feeds a :class:`~nbflow.widgets.run_state.RunState`
+``flow.run(listeners=[view])``. It feeds a :class:`~nbflow.engine.run_state.RunState`
 and redraws from its snapshot in a thread of its own at most every ``interval``
 seconds (0.1 by default), so a 10,000-child map is not slowed by its display;
 the final state is always drawn, in the event bus thread, before ``run()``
