@@ -313,7 +313,8 @@ def test_run_unreachable_address_is_one_line(tmp_path):
 # -- bad usage ------------------------------------------------------------------------
 
 BAD = [
-    (["--num-workers", "0"], "--num-workers must be a whole number >= 1, got '0'."),
+    (["--num-workers", "0"], "--num-workers must be a whole number >= 1, got 0;"),
+    (["--num-workers", "x"], "--num-workers must be a whole number >= 1, got 'x';"),
     (["--scheduler", "bogus"], "Unknown scheduler 'bogus'; expected one of"),
     (["--address", "nonsense"], "Malformed scheduler address 'nonsense'"),
     (["--executor", "bogus"], "Unknown executor kind 'bogus'"),

@@ -217,11 +217,11 @@ def test_export_runs_with_the_same_results(pipeline, tmp_path):
 def test_export_flow_in_process_gives_the_notebooks_values(pipeline, tmp_path):
     from IPython.core.interactiveshell import InteractiveShell
 
-    from nbflow._export import export_notebook
-    from nbflow._notebook_file import read_notebook
-    from nbflow._notebook_run import register_cells, run_setup
+    from nbflow.cli.run_notebook import run_setup
     from nbflow.core.flow import Flow
     from nbflow.notebook import run_notebook_flow
+    from nbflow.notebook.export import export_notebook
+    from nbflow.notebook.ipynb import read_notebook, register_cells
 
     parts = read_notebook(str(pipeline))
     existing = InteractiveShell.initialized()

@@ -183,30 +183,18 @@ def test_signals_carry_their_states():
 def test_text_progress_counts_every_kind_of_failure():
     import io
 
-    from nbflow.notebook.progress import TextProgress
+    from nbflow.cli.progress import TextProgress
 
     @task(timeout=0.2)
-    def stuck():
+    def maybe_stuck(x):
         import time
 
-        time.sleep(30)
+        if x:
+            time.sleep(30)
+        return x
 
     with Flow("p") as flow:
-        stuck()
-        inc(1)
+        maybe_stuck.map([0, 1])
     out = io.StringIO()
     flow.run(listeners=[TextProgress(out)])
-    assert out.getvalue().splitlines()[-1].startswith("2/2 tasks finished, 1 failed;")
-
-
-def test_nout_unpacks_and_a_task_is_not_iterable_without_it():
-    @task(nout=2)
-    def split(x):
-        return x, x * 10
-
-    with Flow("n") as flow:
-        a, b = split(3)
-        total = add(a, b)
-        with pytest.raises(TypeError, match=r"is not iterable; .* pass nout="):
-            list(inc(1))
-    assert flow.run().result[total].result == 33
+    assert "2/2 done, 1 failed" in out.getvalue()  # the TimedOut child counts

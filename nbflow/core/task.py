@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import datetime
 import inspect
-import itertools
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
 __all__ = ["Parameter", "Task", "flatten", "mapped", "task", "unmapped"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_ids = itertools.count()
 #: Flows entered with ``with``; the last one is where tasks are added.
 _flow_stack: list[Flow] = []
 #: ``case`` blocks entered with ``with`` (nbflow.tasks.control_flow); the
@@ -188,7 +186,6 @@ class Task:
         )
         self._cache_validator = cache_validator
         self.cache_key = cache_key
-        self._id = next(_ids)
         if fn is not None:
             self.__doc__ = fn.__doc__
 
@@ -250,7 +247,6 @@ class Task:
                     "retry_delay, timeout or tags."
                 )
             setattr(new, key, value)
-        new._id = next(_ids)
         return new
 
     def __call__(

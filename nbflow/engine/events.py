@@ -232,8 +232,3 @@ class EventBus:
                 if i not in self._broken:
                     self._broken.add(i)
                     log.exception("nbflow event listener %r raised; the run goes on", listener)
-
-
-def now() -> float:
-    """The time events carry (seconds since the epoch)."""
-    return time.time()

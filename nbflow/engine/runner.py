@@ -9,7 +9,6 @@ over the result of an unmapped task. It knows executors only through
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -48,9 +47,10 @@ from nbflow.engine.state import Cached, Cancelled, Resume, Retrying, State, Succ
 from nbflow.engine.task_runner import run_task
 from nbflow.errors import (
     FlowValidationError,
-    NbflowError,
     RunCancelled,
+    RunStartedError,
 )
+from nbflow.executors.base import resolve_executor
 from nbflow.triggers import manual_only
 
 if TYPE_CHECKING:
@@ -127,14 +127,8 @@ class FlowRun:
         listeners: Sequence[Listener] = (),
         task_states: Mapping[Task, State] | None = None,
     ) -> None:
-        if executor is None:
-            executor = flow.executor
-        if executor is None:
-            from nbflow.executors.local import LocalExecutor
-
-            executor = LocalExecutor()
         self.flow = flow
-        self.executor = executor
+        self.executor = resolve_executor(executor, flow.executor)
         self.order = flow.sorted_tasks()
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
@@ -162,8 +156,10 @@ class FlowRun:
         task that thread runs itself (LocalExecutor).
         """
         self._cancelled.set()
-        with contextlib.suppress(Exception):
+        try:
             self.executor.cancel(self._all_futures())
+        except Exception as exc:  # noqa: BLE001 - best effort; the interrupt follows
+            log.debug("Cancelling the futures of %r failed: %r", self.flow.name, exc)
         self._interrupter.interrupt()
 
     def start(self) -> FlowRun:
@@ -268,7 +264,7 @@ class FlowRun:
                               for t in self.order if not isinstance(t, Parameter)})
             channel = executor.open_channel(bus.put if bus is not None else None)
             if bus is not None:
-                link = getattr(executor, "dashboard_link", None)
+                link = executor.dashboard_link
                 bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
             try:
                 with self._interrupter.guard():
@@ -323,8 +319,9 @@ class FlowRun:
         elif isinstance(given, Resume) and spec.trigger is manual_only:
             spec.trigger = None  # resumed by hand: Prefect's context "resume"
         submit = self.executor.submit
+        context = {"task_name": task.name}
         if not binding.mapped:
-            future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)
+            future = submit(run_task, spec, channel, None, *inputs, extra_context=context)
             self._slots[task] = (FUTURE, future)
             return
         size = map_size(task, mapped, self._slots, self._wait_one)
@@ -340,11 +337,11 @@ class FlowRun:
                                  for position, source in enumerate(inputs)])
             for i in range(size)
         ]
-        children = self.executor.submit_map(run_task, calls, dask_key_name=task.name)
+        children = self.executor.submit_map(run_task, calls, extra_context=context)
         self._slots[task] = (CHILDREN_SLOT, children)
 
     def _wait_one(self, future: Any) -> Any:
-        value = self.executor.wait([future], return_exceptions=True)[0]
+        value = self.executor.wait_outcomes([future])[0]
         return value
 
     # -- collecting ---------------------------------------------------------------------
@@ -360,7 +357,7 @@ class FlowRun:
 
     def _collect(self) -> dict[Task, State]:
         futures = self._all_futures()
-        values = self.executor.wait(futures, return_exceptions=True)
+        values = self.executor.wait_outcomes(futures)
         return self._states(values)
 
     def _collect_finished(self, futures: list[Any]) -> dict[Task, State]:
@@ -417,13 +414,3 @@ def _shielded(fn: Any, *args: Any) -> Any:
             return fn(*args)
         except KeyboardInterrupt:
             continue
-
-
-class RunStartedError(NbflowError, RuntimeError):
-    """A FlowRun was started twice."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(
-            f"This run of flow {name!r} was already started; make a new "
-            "FlowRun for another run."
-        )

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
-from nbflow.errors import NbflowError
+from nbflow.errors import ExecutorConfigError
 from nbflow.executors.base import Executor
 from nbflow.executors.dask import DaskExecutor
 
@@ -27,6 +27,8 @@ __all__ = [
     "ClusterMode",
     "ExecutorConfigError",
     "ExecutorKind",
+    "Option",
+    "Section",
     "SecurityPaths",
     "check_cluster_kwargs",
     "check_report_path",
@@ -35,11 +37,18 @@ __all__ = [
     "literal",
     "normalize_cluster_mode",
     "normalize_kind",
+    "option",
     "unheld",
 ]
 
 TLS_FIELDS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 
+#: Where a field applies, and where the panel shows it: always (``kind``), to one
+#: executor kind, to the temporary (and adaptive) or adaptive or existing
+#: cluster modes, or to every DaskExecutor (``dask``, ``report``).
+Section = Literal[
+    "kind", "local-dask", "dask", "temporary", "adaptive", "existing", "report"
+]
 ExecutorKind = Literal["local", "local-dask", "dask"]
 ClusterMode = Literal["temporary", "adaptive", "existing"]
 KINDS: tuple[ExecutorKind, ...] = get_args(ExecutorKind)
@@ -68,8 +77,35 @@ _MODE_ALIASES: dict[str, ClusterMode] = {
 }
 
 
-class ExecutorConfigError(NbflowError, ValueError):
-    """An executor config cannot be built, parsed or read from an executor."""
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """What the config, its panel and ``nbflow run`` know of one config field.
+
+    The field's metadata (:func:`option`): adding an option is one field of
+    ``ExecutorConfig`` with its ``Option``, plus what it builds.
+    """
+
+    #: Where it applies (and is shown); see :data:`Section`.
+    section: Section
+    #: Its control: a choice of buttons, a count, a text, JSON, a checkbox.
+    control: Literal["choice", "count", "text", "json", "flag"]
+    #: What an empty control means, shown in it.
+    placeholder: str = ""
+    #: For a count: the least value, checked where the field applies (None:
+    #: the executor checks it), and what leaving it out gives.
+    minimum: int | None = None
+    default: str = "the default"
+    #: The ``flag`` field that turns this one on (it is shown only then).
+    switch: str | None = None
+    #: Its ``nbflow run`` option, if it has one, its value's name and help.
+    flag: str | None = None
+    metavar: str | None = None
+    help: str = ""
+
+
+def option(section: Section, control: Any, **more: Any) -> dict[str, Option]:
+    """The metadata of an ``ExecutorConfig`` field: ``field(metadata=option(...))``."""
+    return {"option": Option(section, control, **more)}
 
 
 def normalize_kind(name: object) -> ExecutorKind:
@@ -156,15 +192,9 @@ def check_cluster_kwargs(extra: object, sizes: Mapping[str, object]) -> dict[str
             "numbers, booleans, lists and dicts only."
         ) from None
     merged: dict[str, Any] = {}
-    for name, low in (("n_workers", 0), ("threads_per_worker", 1)):
-        value = sizes.get(name)
+    for name, value in sizes.items():
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ExecutorConfigError(
-                f"{name} must be a whole number >= {low}, got {value!r}; leave "
-                "it empty for the cluster's default."
-            )
         if name in extra:
             raise ExecutorConfigError(
                 f"{name} is given both as {value!r} and in cluster_kwargs as "
@@ -243,7 +273,7 @@ def dask_fields(executor: DaskExecutor) -> dict[str, Any]:
     fields.update(_tls_fields(executor))
     if executor.address is not None:
         return {**fields, "cluster": "existing", "address": executor.address}
-    cls = executor.cluster_class
+    cls = executor._cluster_class  # as given: an import path stays one
     if cls is not None and not isinstance(cls, str):
         path = f"{getattr(cls, '__module__', '')}.{getattr(cls, '__qualname__', '')}"
         if _import_quietly(path) is not cls:

@@ -23,7 +23,7 @@ from concurrent.futures import CancelledError
 from typing import Any
 
 from nbflow.engine.state import State, TriggerFailed
-from nbflow.errors import ClusterConnectionError, NbflowError
+from nbflow.errors import ClusterConnectionError, WorkerDiedError
 
 __all__ = [
     "WorkerDiedError",
@@ -44,10 +44,6 @@ _IDLE = 0.05
 #: How long to look for the nanny's "restarted for memory" event (seconds).
 _MEMORY_EVENT_WAIT = 2.0
 _KEY_SUFFIX = re.compile(r"-[0-9a-f]{32}(?:-\d+)?$")
-
-
-class WorkerDiedError(NbflowError, RuntimeError):
-    """The workers running a task died under it (Dask's ``KilledWorker``)."""
 
 
 def task_name(key: object) -> str:

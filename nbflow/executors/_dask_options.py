@@ -6,7 +6,7 @@ import importlib
 import re
 from typing import Any
 
-from nbflow.errors import NbflowError
+from nbflow.errors import DaskExecutorError
 
 __all__ = [
     "ADAPT_KEYS",
@@ -25,10 +25,6 @@ ADAPT_KEYS = frozenset({
 _ADDRESS = re.compile(
     r"^(?:(tcp|tls|inproc|ucx|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)(?::(\d{1,5}))?/?$"
 )
-
-
-class DaskExecutorError(NbflowError, ValueError):
-    """A DaskExecutor option is invalid."""
 
 
 def validate_address(address: object) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from nbflow.errors import NbflowError
+from nbflow.errors import UnknownSchedulerError
 
 __all__ = ["SCHEDULERS", "Scheduler", "UnknownSchedulerError", "normalize_scheduler"]
 
@@ -21,14 +21,6 @@ _ALIASES: dict[str, Scheduler] = {
 }
 
 
-class UnknownSchedulerError(NbflowError, ValueError):
-    """A scheduler name dask does not know."""
-
-    def __init__(self, given: object) -> None:
-        choices = ", ".join(repr(s) for s in SCHEDULERS)
-        super().__init__(f"Unknown scheduler {given!r}; expected one of {choices}.")
-
-
 def normalize_scheduler(name: object) -> Scheduler:
     """Return the canonical name of a dask local scheduler.
 
@@ -40,4 +32,4 @@ def normalize_scheduler(name: object) -> Scheduler:
     """
     if isinstance(name, str) and name.lower() in _ALIASES:
         return _ALIASES[name.lower()]
-    raise UnknownSchedulerError(name)
+    raise UnknownSchedulerError(name, SCHEDULERS)

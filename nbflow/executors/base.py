@@ -4,23 +4,43 @@ An executor is a plain, picklable configuration object until ``start()``; inside
 ``with executor.start():`` it accepts work through ``submit`` and resolves it
 through ``wait``. It knows nothing of flows, widgets or magics.
 
-Besides the three calls of the contract, an executor hands the engine a
+The contract is Prefect 1's: ``start()``, ``submit(fn, *args,
+extra_context=None, **kwargs)`` and ``wait(futures)``; a subclass that
+implements only these runs flows. Everything else the engine and the outer
+layers use is an optional member declared here, with a default built on the
+three, so no caller asks which executor it holds: submitting a map's children
+(:meth:`Executor.submit_map`), waiting without raising
+(:meth:`Executor.wait_outcomes`), cancelling, collecting what finished, whether
+it crosses processes, ``dashboard_link``, ``performance_report``, and the
 *channel* (:meth:`Executor.open_channel`): a small picklable object that a task
 uses, wherever it runs, to report its state changes to the driver and to ask
-whether the run was cancelled. Each executor gives the channel that fits it.
+whether the run was cancelled. :func:`resolve_executor` is the one place the
+default executor is chosen; :func:`report_code` gives a run's report its
+"Calling Code".
 """
 
 from __future__ import annotations
 
 import abc
 import contextlib
+import contextvars
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from nbflow.errors import ExecutorNotStartedError
 
-__all__ = ["Executor", "InProcessChannel", "Record", "TaskChannel", "map_nested"]
+__all__ = [
+    "Executor",
+    "InProcessChannel",
+    "Record",
+    "TaskChannel",
+    "calling_code",
+    "map_nested",
+    "report_code",
+    "resolve_executor",
+    "work_name",
+]
 
 T = TypeVar("T")
 #: ``(task_index, map_index, state_name, time, message, traceback, where)``;
@@ -76,8 +96,84 @@ def map_nested(fn: Callable[[Any], Any], value: Any) -> Any:
     return fn(value)
 
 
-class Executor(abc.ABC):
+#: What a run's report shows under "Calling Code" (set by :func:`report_code`).
+_CALLING_CODE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "nbflow_calling_code", default=None
+)
+
+
+@contextlib.contextmanager
+def report_code(code: str | None) -> Iterator[None]:
+    """Show ``code`` as the "Calling Code" of the runs started in this block.
+
+    An executor that writes a report of its run (``DaskExecutor``'s performance
+    report) reads it with :func:`calling_code` when it starts; by default the
+    report shows the code that called ``flow.run``. The notebook layer passes a
+    flow's ``%%flowtask`` cells.
+
+    Examples
+    --------
+    >>> with report_code("print('hi')"):
+    ...     calling_code()
+    "print('hi')"
+
+    """
+    token = _CALLING_CODE.set(code)
+    try:
+        yield
+    finally:
+        _CALLING_CODE.reset(token)
+
+
+def calling_code() -> str | None:
+    """The code :func:`report_code` set for this context, or None."""
+    return _CALLING_CODE.get()
+
+
+def resolve_executor(*choices: Executor | None) -> Executor:
+    """The first of ``choices`` that is not None, else a new ``LocalExecutor``.
+
+    The one place nbflow's default executor is decided: ``flow.run()``,
+    ``nbflow run`` and the notebook flow all resolve theirs here, e.g.
+    ``resolve_executor(executor, flow.executor)``.
+
+    Examples
+    --------
+    >>> resolve_executor(None, None)
+    LocalExecutor()
+
+    """
+    for choice in choices:
+        if choice is not None:
+            return choice
+    from nbflow.executors.local import LocalExecutor
+
+    return LocalExecutor()
+
+
+def work_name(fn: Callable[..., Any], extra_context: Mapping[str, Any] | None) -> str:
+    """How an executor names one submission: ``task_name`` (``-task_index`` for a
+    map's child) from ``extra_context``, else the function's name.
+
+    Examples
+    --------
+    >>> work_name(print, {"task_name": "square", "task_index": 3})
+    'square-3'
+    >>> work_name(print, None)
+    'print'
+
+    """
+    context = extra_context or {}
+    name = context.get("task_name") or getattr(fn, "__name__", "task")
+    index = context.get("task_index")
+    return str(name) if index is None else f"{name}-{index}"
+
+
+class Executor:
     """Run task callables for one flow run; subclasses choose where.
+
+    A subclass implements :meth:`start`, :meth:`submit` and :meth:`wait`
+    (Prefect 1's contract); the other members have working defaults.
 
     Examples
     --------
@@ -90,8 +186,12 @@ class Executor(abc.ABC):
 
     """
 
+    # Class-level defaults: a subclass need not call ``Executor.__init__``.
+    _channel: InProcessChannel | None = None
+    _started = False
+
     def __init__(self) -> None:
-        self._channel: InProcessChannel | None = None
+        self._channel = None
         self._started = False
 
     def __repr__(self) -> str:
@@ -117,36 +217,80 @@ class Executor(abc.ABC):
         if not self._started:
             raise ExecutorNotStartedError(self)
 
-    @abc.abstractmethod
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Any:
-        """Schedule ``fn``; futures among the arguments are resolved first.
+    def submit(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        extra_context: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Schedule ``fn(*args, **kwargs)``; futures among the arguments are
+        resolved first.
 
-        ``dask_key_name=`` (dask's spelling) names the work where the executor
-        shows names, as in the Dask dashboard; other executors ignore it.
+        ``extra_context`` holds executor-neutral facts about the work,
+        ``task_name`` and, for a child of a mapped task, ``task_index`` (Prefect
+        1's keys); an executor that names work (Dask keys) makes its names from
+        them. It never reaches ``fn``.
         """
+        raise NotImplementedError(f"{type(self).__name__} does not implement submit().")
 
     def submit_map(
         self,
         fn: Callable[..., Any],
         calls: Sequence[tuple[Any, ...]],
         *,
-        dask_key_name: str | None = None,
+        extra_context: Mapping[str, Any] | None = None,
     ) -> list[Any]:
         """Submit ``fn(*args)`` for each ``args`` in ``calls`` (the children of
         a mapped task); return their futures in order.
 
-        The same as one :meth:`submit` each, which is what this does; an
-        executor that can batch them (``Client.map``) does that instead.
+        The same as one :meth:`submit` each, with ``task_index`` added to
+        ``extra_context``, which is what this does; an executor that can batch
+        them (``Client.map``) does that instead.
         """
-        return [self.submit(fn, *args, dask_key_name=dask_key_name) for args in calls]
+        context = dict(extra_context or {})
+        return [
+            self.submit(fn, *args, extra_context={**context, "task_index": i})
+            for i, args in enumerate(calls)
+        ]
 
-    @abc.abstractmethod
-    def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:
-        """Block until every future in ``futures`` is done; return their values.
-
-        With ``return_exceptions=True`` a future that raised gives its exception
-        in place of a value, instead of raising it.
+    def wait(self, futures: Any) -> Any:
+        """Block until every future in ``futures`` (a future, or lists, tuples
+        and dicts of them) is done; return their values.
         """
+        raise NotImplementedError(f"{type(self).__name__} does not implement wait().")
+
+    def wait_outcomes(self, futures: Sequence[Any]) -> list[Any]:
+        """The value of each of ``futures``, or the exception it raised instead.
+
+        By default one :meth:`wait` each; the executors nbflow ships do it in
+        one call.
+        """
+        outcomes: list[Any] = []
+        for future in futures:
+            try:
+                outcomes.append(self.wait(future))
+            except Exception as exc:  # noqa: BLE001 - returned in its place
+                outcomes.append(exc)
+        return outcomes
+
+    @property
+    def crosses_processes(self) -> bool:
+        """Whether tasks, their inputs and results may travel to other processes
+        (then they must pickle); False: everything stays in this process.
+        """
+        return False
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """Where to watch the running work in a browser, or None."""
+        return None
+
+    @property
+    def performance_report(self) -> str:
+        """The HTML of a report of the last run, or "" when there is none."""
+        return ""
 
     def prepare(self, functions: Mapping[str, Callable[..., Any]]) -> None:
         """Called once a run, inside ``start()`` and before the first submit,
@@ -171,7 +315,6 @@ class Executor(abc.ABC):
 
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Return the channel that tasks of this run report through."""
-        self._check_started()
         self._channel = InProcessChannel(deliver)
         return self._channel
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
-from nbflow.errors import NbflowError
+from nbflow.errors import NbflowError, WholeNumberError
 from nbflow.executors._config_parts import (
     CLUSTER_MODES,
     KINDS,
@@ -24,6 +25,8 @@ from nbflow.executors._config_parts import (
     ClusterMode,
     ExecutorConfigError,
     ExecutorKind,
+    Option,
+    Section,
     SecurityPaths,
     check_cluster_kwargs,
     check_report_path,
@@ -32,6 +35,7 @@ from nbflow.executors._config_parts import (
     literal,
     normalize_cluster_mode,
     normalize_kind,
+    option,
     unheld,
 )
 from nbflow.executors._schedulers import Scheduler, normalize_scheduler
@@ -49,12 +53,19 @@ __all__ = [
     "ExecutorConfig",
     "ExecutorConfigError",
     "ExecutorKind",
+    "OPTIONS",
+    "Option",
+    "Section",
     "inspect_cluster",
     "normalize_cluster_mode",
     "normalize_kind",
 ]
 
-_TEXT_FIELDS = ("cluster_class", "address", "performance_report_path", *TLS_FIELDS)
+
+
+def _field(default: Any, metadata: dict[str, Option]) -> Any:
+    return dataclasses.field(default=default, metadata=metadata)
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,23 +111,80 @@ class ExecutorConfig:
 
     """
 
-    kind: ExecutorKind = "local"
-    scheduler: Scheduler = "threads"
-    num_workers: int | None = None
-    cluster: ClusterMode = "temporary"
-    n_workers: int | None = None
-    threads_per_worker: int | None = None
-    cluster_class: str | None = None
-    cluster_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
-    address: str | None = None
-    minimum: int = 0
-    maximum: int | None = None
-    performance_report: bool = False
-    performance_report_path: str | None = None
-    tls_ca_file: str | None = None
-    tls_client_cert: str | None = None
-    tls_client_key: str | None = None
-    debug: bool = False
+    # Each field's metadata says where it applies, how the panel edits it and
+    # its `nbflow run` option (see Option); OPTIONS collects them.
+    kind: ExecutorKind = _field("local", option("kind", "choice"))
+    scheduler: Scheduler = _field(
+        "threads",
+        option(
+            "local-dask", "choice", flag="--scheduler", metavar="NAME",
+            help="threads, processes or synchronous",
+        ),
+    )
+    num_workers: int | None = _field(
+        None,
+        option(
+            "local-dask", "count", placeholder=f"one per core ({os.cpu_count()})",
+            minimum=1, default="one worker per core", flag="--num-workers",
+            metavar="N", help="threads or processes",
+        ),
+    )
+    cluster: ClusterMode = _field("temporary", option("dask", "choice"))
+    n_workers: int | None = _field(
+        None,
+        option(
+            "temporary", "count", placeholder="LocalCluster's default", minimum=0,
+            default="the cluster's default", flag="--num-workers", metavar="N",
+            help="workers of the temporary cluster",
+        ),
+    )
+    threads_per_worker: int | None = _field(
+        None,
+        option(
+            "temporary", "count", placeholder="LocalCluster's default", minimum=1,
+            default="the cluster's default",
+        ),
+    )
+    cluster_class: str | None = _field(
+        None, option("temporary", "text", placeholder="distributed.LocalCluster")
+    )
+    cluster_kwargs: dict[str, Any] = dataclasses.field(
+        default_factory=dict,
+        metadata=option(
+            "temporary", "json", placeholder='{"processes": false}  (JSON)'
+        ),
+    )
+    address: str | None = _field(
+        None,
+        option(
+            "existing", "text", placeholder="tcp://HOST:8786", flag="--address",
+            metavar="tcp://HOST:PORT", help="an existing scheduler (left running)",
+        ),
+    )
+    minimum: int = _field(0, option("adaptive", "count", placeholder="0"))
+    maximum: int | None = _field(
+        None, option("adaptive", "count", placeholder="no limit")
+    )
+    performance_report: bool = _field(False, option("report", "flag"))
+    performance_report_path: str | None = _field(
+        None,
+        option(
+            "report", "text", placeholder="report.html",
+            switch="performance_report", flag="--report", metavar="PATH",
+            help="write Dask's performance report (HTML) there",
+        ),
+    )
+    tls_ca_file: str | None = _field(
+        None, option("existing", "text", placeholder="path of the CA certificate (PEM)")
+    )
+    tls_client_cert: str | None = _field(
+        None,
+        option("existing", "text", placeholder="path of the client certificate (PEM)"),
+    )
+    tls_client_key: str | None = _field(
+        None, option("existing", "text", placeholder="path of the client key (PEM)")
+    )
+    debug: bool = _field(False, option("report", "flag"))
 
     def __post_init__(self) -> None:
         # Canonical names where they are recognisable; anything else is kept
@@ -137,6 +205,34 @@ class ExecutorConfig:
 
     # -- validation and building ------------------------------------------------
 
+    def sections(self) -> set[Section]:
+        """The sections whose fields apply to this config's kind and cluster mode.
+
+        Examples
+        --------
+        >>> sorted(ExecutorConfig(kind="dask", cluster="adaptive").sections())
+        ['adaptive', 'dask', 'kind', 'report', 'temporary']
+
+        """
+        shown: set[Section] = {"kind"}
+        if self.kind == "local-dask":
+            shown.add("local-dask")
+        elif self.kind == "dask":
+            shown |= {"dask", "report"}
+            if self.cluster in ("temporary", "adaptive"):
+                shown.add("temporary")
+            if self.cluster == "adaptive":
+                shown.add("adaptive")
+            if self.cluster == "existing":
+                shown.add("existing")
+        return shown
+
+    def applies(self, name: str) -> bool:
+        """Whether field ``name`` is used for this kind and mode (and switched on)."""
+        spec = OPTIONS[name]
+        switch = spec.switch is None or bool(getattr(self, spec.switch))
+        return spec.section in self.sections() and switch
+
     def problem(self) -> str | None:
         """Return why this config cannot be built, or None if it can.
 
@@ -148,7 +244,7 @@ class ExecutorConfig:
         Examples
         --------
         >>> ExecutorConfig(kind="local-dask", num_workers=0).problem()
-        'num_workers must be a whole number >= 1, got 0; leave it out to use one worker per core.'
+        'num_workers must be a whole number >= 1, got 0; leave it out for one worker per core.'
 
         """
         try:
@@ -238,6 +334,12 @@ class ExecutorConfig:
     def _arguments(self) -> tuple[type[Executor], dict[str, Any]]:
         """The executor class and its arguments (TLS as paths); raise if invalid."""
         kind = normalize_kind(self.kind)
+        for name, spec in OPTIONS.items():
+            value = getattr(self, name)
+            if spec.minimum is not None and value is not None and self.applies(name):
+                WholeNumberError.check(
+                    name, value, minimum=spec.minimum, default=spec.default
+                )
         if kind == "local":
             return LocalExecutor, {}
         if kind == "local-dask":
@@ -352,3 +454,10 @@ class ExecutorConfig:
         if type(executor) is DaskExecutor:
             return cls(**dask_fields(executor))
         raise unheld(executor, f"the executor type {type(executor).__name__}")
+
+
+#: Each field's :class:`Option`: where it applies, its control, its CLI flag.
+OPTIONS: dict[str, Option] = {
+    f.name: f.metadata["option"] for f in dataclasses.fields(ExecutorConfig)
+}
+_TEXT_FIELDS = tuple(n for n, o in OPTIONS.items() if o.control == "text")

@@ -30,7 +30,14 @@ from nbflow.executors._dask_options import (
     validate_address,
 )
 from nbflow.executors._report import quiet_report
-from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
+from nbflow.executors.base import (
+    Deliver,
+    Executor,
+    TaskChannel,
+    calling_code,
+    map_nested,
+    work_name,
+)
 
 __all__ = ["ADAPT_KEYS", "ClientEnvironment", "DaskExecutor", "client_environment",
            "validate_address"]
@@ -128,7 +135,8 @@ class DaskExecutor(Executor):
         super().__init__()
         check_options(address, cluster_class, cluster_kwargs, adapt_kwargs, client_kwargs)
         self.address = address
-        self.cluster_class = cluster_class
+        #: ``cluster_class`` as given (an import path stays a string here).
+        self._cluster_class = cluster_class
         self.cluster_kwargs = dict(cluster_kwargs or {})
         self.adapt_kwargs = dict(adapt_kwargs or {})
         self.client_kwargs = dict(client_kwargs or {})
@@ -140,11 +148,6 @@ class DaskExecutor(Executor):
         #: Called with one line about the workers when a run connects, e.g.
         #: ``"2 workers, Python 3.11"`` (``nbflow run`` prints it); not pickled.
         self.on_environment: Callable[[str], None] | None = None
-        self._performance_report = ""
-        #: The source shown under "Calling Code" in the performance report;
-        #: None: the code that called ``flow.run`` (the notebook layer sets it
-        #: to the flow's ``%%flowtask`` cells for a ``%flow run``).
-        self.report_code: str | None = None
         self._client: Any = None
         self._cluster: Any = None
         self._topic: str | None = None
@@ -156,7 +159,7 @@ class DaskExecutor(Executor):
     def __repr__(self) -> str:
         given = [
             f"{k}={v!r}" for k, v in (
-                ("address", self.address), ("cluster_class", self.cluster_class),
+                ("address", self.address), ("cluster_class", self._cluster_class),
                 ("cluster_kwargs", self.cluster_kwargs),
                 ("adapt_kwargs", self.adapt_kwargs),
                 ("client_kwargs", self.client_kwargs),
@@ -175,9 +178,40 @@ class DaskExecutor(Executor):
         return state
 
     @property
+    def cluster_class(self) -> Callable[..., Any]:
+        """What makes the temporary cluster: the class or function, an import
+        path resolved (``distributed.LocalCluster`` by default, imported now).
+        """
+        cls = self._cluster_class
+        if cls is None:
+            from distributed import LocalCluster
+
+            return LocalCluster
+        return import_path(cls) if isinstance(cls, str) else cls
+
+    @cluster_class.setter
+    def cluster_class(self, value: str | Callable[..., Any] | None) -> None:
+        self._cluster_class = value
+
+    @property
     def performance_report(self) -> str:
-        """The HTML of the last run's performance report ("" before one)."""
-        return self._performance_report
+        """The HTML of the performance report at ``performance_report_path``,
+        read whenever the file exists; "" when it does not (as Prefect 1).
+        """
+        path = self.performance_report_path
+        if not path:
+            return ""
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except OSError as exc:
+            log.debug("No performance report at %r: %s", path, exc)
+            return ""
+
+    @property
+    def crosses_processes(self) -> bool:
+        """True: workers may be other processes and machines."""
+        return True
 
     @property
     def dashboard_link(self) -> str | None:
@@ -200,7 +234,6 @@ class DaskExecutor(Executor):
         """Start or connect to a cluster; close what was started on every way out."""
         from distributed import performance_report
 
-        self._performance_report = ""
         with contextlib.ExitStack() as stack:
             with warnings.catch_warnings():
                 if self.check_environment:
@@ -212,11 +245,10 @@ class DaskExecutor(Executor):
                 self._connect(stack)
             stack.enter_context(self._client.as_current())
             if self.performance_report_path:
-                stack.callback(self._read_report)
                 stack.enter_context(
                     quiet_report(performance_report(
                         filename=self.performance_report_path, mode="inline"
-                    ), code=self.report_code)
+                    ), code=calling_code())
                 )
             stack.enter_context(super().start())
             yield
@@ -250,12 +282,6 @@ class DaskExecutor(Executor):
             stack.callback(close_client, self._client)
             return
         cls = self.cluster_class
-        if cls is None:
-            from distributed import LocalCluster
-
-            cls = LocalCluster
-        elif isinstance(cls, str):
-            cls = import_path(cls)
         kwargs = dict(self.cluster_kwargs)
         if _is_local_cluster(cls):
             defaults = dict(_LOCAL_CLUSTER_DEFAULTS)
@@ -263,8 +289,10 @@ class DaskExecutor(Executor):
                 # In-process clusters talk over inproc://, which takes no host.
                 defaults.pop("host")
             kwargs = {**defaults, **kwargs}
-            if not self.debug:
-                kwargs.setdefault("silence_logs", logging.ERROR)
+            # debug= sets silence_logs, as in Prefect 1 (which uses CRITICAL).
+            kwargs.setdefault(
+                "silence_logs", logging.WARNING if self.debug else logging.ERROR
+            )
         from nbflow.executors._dask_faults import sigint_ignored_by_children
 
         with sigint_ignored_by_children():  # a kernel interrupt must not kill them
@@ -280,12 +308,6 @@ class DaskExecutor(Executor):
         self._results, self._submitted = {}, []
         if self._topic is not None:
             self._topic = None
-
-    def _read_report(self) -> None:
-        path = self.performance_report_path
-        if path and os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                self._performance_report = f.read()
 
     def prepare(self, functions: Mapping[str, Callable[..., Any]]) -> None:
         """Check that the workers have the packages the tasks use (unless
@@ -334,12 +356,18 @@ class DaskExecutor(Executor):
         self._client.subscribe_topic(topic, handler)
         return _DaskChannel(_LogEvent(topic), crosses)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        extra_context: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Submit ``fn`` to the cluster; futures among the arguments are resolved."""
         if self._client is None:
             self._check_started()
-        name = kwargs.pop("dask_key_name", None) or getattr(fn, "__name__", "task")
-        key = f"{name}-{uuid.uuid4().hex}"
+        key = f"{work_name(fn, extra_context)}-{uuid.uuid4().hex}"
         future = self._client.submit(fn, *args, key=key, pure=False, **kwargs)
         self._submitted.append(future)
         return future
@@ -349,7 +377,7 @@ class DaskExecutor(Executor):
         fn: Callable[..., Any],
         calls: Sequence[tuple[Any, ...]],
         *,
-        dask_key_name: str | None = None,
+        extra_context: Mapping[str, Any] | None = None,
     ) -> list[Any]:
         """Submit the children of a mapped task with one ``Client.map``: one
         message to the scheduler, arguments shared by all children (the task's
@@ -359,8 +387,7 @@ class DaskExecutor(Executor):
             self._check_started()
         if not calls:
             return []
-        name = dask_key_name or getattr(fn, "__name__", "task")
-        prefix = f"{name}-{uuid.uuid4().hex}"
+        prefix = f"{work_name(fn, extra_context)}-{uuid.uuid4().hex}"
         keys = [f"{prefix}-{i}" for i in range(len(calls))]
         futures = list(self._client.map(fn, *zip(*calls), key=keys, pure=False))
         self._submitted.extend(futures)
@@ -402,6 +429,10 @@ class DaskExecutor(Executor):
 
         return map_nested(value, futures)
 
+    def wait_outcomes(self, futures: Sequence[Any]) -> list[Any]:
+        """Gather them as they finish; a failure gives the error that explains it."""
+        return list(self.wait(list(futures), return_exceptions=True))
+
     def _scheduler_address(self) -> str:
         if self.address is not None:
             return self.address
@@ -419,8 +450,10 @@ class DaskExecutor(Executor):
         # Cancelling a finished future would release its result: keep those.
         pending = [f for f in flat if not f.done()]
         if self._client is not None and pending:
-            with contextlib.suppress(Exception):
+            try:
                 self._client.cancel(pending, asynchronous=False)
+            except Exception as exc:  # noqa: BLE001 - best effort (a lost scheduler)
+                log.debug("Cancelling %d futures failed: %r", len(pending), exc)
 
     def collect_finished(self, futures: list[Any]) -> list[Any]:
         """Values of the finished futures (one round trip), None for the others."""
@@ -430,9 +463,12 @@ class DaskExecutor(Executor):
         done = [f for f in futures if isinstance(f, Future) and f.status == "finished"
                 and f.key not in values]
         if done and self._client is not None:
-            with contextlib.suppress(Exception):
+            try:
                 values.update(zip((f.key for f in done),
                                   self._client.gather(done, errors="skip")))
+            except Exception as exc:  # noqa: BLE001 - they end Cancelled instead
+                log.warning("Results of %d finished tasks were lost while cancelling "
+                            "the run: %s", len(done), exc)
         return [
             values.get(f.key) if isinstance(f, Future) else f for f in futures
         ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from nbflow.executors.base import Executor
@@ -25,12 +25,15 @@ class LocalExecutor(Executor):
 
     """
 
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """Run ``fn`` now and return its value."""
-        if not self._started:
-            self._check_started()
-        if "dask_key_name" in kwargs:
-            del kwargs["dask_key_name"]
+    def submit(
+        self,
+        fn: Callable[..., T],
+        /,
+        *args: Any,
+        extra_context: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn`` now and return its value (also outside ``start()``)."""
         return fn(*args, **kwargs)
 
     def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:

@@ -13,10 +13,10 @@ import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
-from nbflow.errors import NbflowError, RunCancelled
+from nbflow.errors import RunCancelled, WholeNumberError
 from nbflow.executors._local_pools import (
     DaemonThreadPool,
     Guarded,
@@ -28,7 +28,13 @@ from nbflow.executors._local_pools import (
     unwrap,
 )
 from nbflow.executors._schedulers import Scheduler, normalize_scheduler
-from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
+from nbflow.executors.base import (
+    Deliver,
+    Executor,
+    TaskChannel,
+    map_nested,
+    work_name,
+)
 
 __all__ = ["LocalDaskExecutor"]
 
@@ -74,11 +80,10 @@ class LocalDaskExecutor(Executor):
     ) -> None:
         super().__init__()
         self.scheduler: Scheduler = normalize_scheduler(scheduler)
-        if num_workers is not None and (
-            isinstance(num_workers, bool) or not isinstance(num_workers, int)
-            or num_workers < 1
-        ):
-            raise _BadWorkers(num_workers)
+        if num_workers is not None:
+            WholeNumberError.check(
+                "num_workers", num_workers, minimum=1, default="one worker per core"
+            )
         self.num_workers: int = num_workers or os.cpu_count() or 1
         self.kwargs = kwargs
         self._graph: dict[str, Any] = {}
@@ -162,14 +167,20 @@ class LocalDaskExecutor(Executor):
             self._reader = reader
         return ProcessChannel(deliver is not None)
 
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> _Future:
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        extra_context: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> _Future:
         """Add ``fn(*args, **kwargs)`` to the graph; run it at the next ``wait``."""
         from dask._task_spec import Task
 
         if not self._started:
             self._check_started()
-        name = kwargs.pop("dask_key_name", None) or getattr(fn, "__name__", "task")
-        key = f"{name}-{next(_keys)}"
+        key = f"{work_name(fn, extra_context)}-{next(_keys)}"
         guarded = Guarded(fn, self.scheduler == "processes")
         self._graph[key] = Task(key, guarded, *map(_node, args), **kwargs)
         return _Future(key)
@@ -195,6 +206,15 @@ class LocalDaskExecutor(Executor):
             return result
 
         return map_nested(value, futures)
+
+    def wait_outcomes(self, futures: Sequence[Any]) -> list[Any]:
+        """Compute them all at once; a failure gives its exception."""
+        return list(self.wait(list(futures), return_exceptions=True))
+
+    @property
+    def crosses_processes(self) -> bool:
+        """True on the ``processes`` scheduler."""
+        return self.scheduler == "processes"
 
     def _compute(self, keys: list[str]) -> None:
         """Run the graph ``keys`` need in a helper thread, so waiting stays
@@ -291,14 +311,6 @@ class LocalDaskExecutor(Executor):
             else:
                 out.append(None if isinstance(f, _Future) else f)
         return out
-
-
-class _BadWorkers(NbflowError, ValueError):
-    def __init__(self, given: object) -> None:
-        super().__init__(
-            f"num_workers must be a whole number >= 1, got {given!r}; "
-            "leave it out to use one worker per core."
-        )
 
 
 def _node(value: Any) -> Any:

@@ -20,7 +20,6 @@ from nbflow.notebook.flow import (
     remove_task,
     reset_flow,
 )
-from nbflow.notebook.progress import TextProgress
 from nbflow.notebook.run import (
     CellFailed,
     MapValueError,
@@ -43,7 +42,6 @@ __all__ = [
     "CellTask",
     "MapValueError",
     "RegistrationError",
-    "TextProgress",
     "UndefinedNameError",
     "UnserialisableValueError",
     "analyze_cell",

@@ -21,7 +21,7 @@ import time
 import zlib
 from typing import Any
 
-from nbflow.errors import NbflowError
+from nbflow.errors import StoredResultError
 from nbflow.notebook import runtime
 from nbflow.notebook.runtime import CellResult
 
@@ -239,10 +239,6 @@ def read_values(handle: Any, header: dict[str, Any]) -> dict[str, bytes]:
             raise Unreadable(f"the value of {name!r} does not match its checksum")
         blobs[name] = blob
     return blobs
-
-
-class StoredResultError(NbflowError, RuntimeError):
-    """A stored result that was there when a run began cannot be read where it is used."""
 
 
 class StoredResult(CellResult):

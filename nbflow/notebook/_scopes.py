@@ -37,7 +37,6 @@ class ScopeCollector(ast.NodeVisitor):
         self.stores: set[str] = set()
         self.globals: set[str] = set()
         self.nonlocals: set[str] = set()
-        self.walrus: set[str] = set()
         self.nested: list[Needs] = []
         self.is_class = is_class
 

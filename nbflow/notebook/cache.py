@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nbflow.engine.state import Cached, State
-from nbflow.errors import NbflowError
+from nbflow.errors import CacheSettingsError
 from nbflow.notebook._cache_store import (
     Store,
     StoredResult,
@@ -76,10 +76,6 @@ __all__ = [
 FORMAT = "nbflow-cell-cache-1"
 DEFAULT_SIZE_LIMIT = 2**30  # 1 GiB
 _OFF = frozenset({"0", "off", "false", "no"})
-
-
-class CacheSettingsError(NbflowError, ValueError):
-    """A cache option (a duration, a size, a location) is not valid."""
 
 
 # -- settings -------------------------------------------------------------------------

@@ -15,7 +15,7 @@ import ast
 import builtins
 import dataclasses
 
-from nbflow.errors import NbflowError
+from nbflow.errors import CellSyntaxError
 from nbflow.notebook._scopes import (
     COMPREHENSIONS,
     FUNCTIONS,
@@ -29,22 +29,6 @@ __all__ = ["CellAnalysis", "CellSyntaxError", "analyze_cell", "parse_cell"]
 _BUILTINS = frozenset(dir(builtins))
 #: Names the exec globals of a cell define, so never read from elsewhere.
 _PROVIDED_BY_EXEC = frozenset({"__name__", "__builtins__", "__doc__"})
-
-
-class CellSyntaxError(NbflowError, SyntaxError):
-    """A ``%%flowtask`` cell does not parse."""
-
-    def __init__(self, cell: str | None, error: SyntaxError) -> None:
-        self.cell = cell
-        self.line = error.lineno
-        text = (error.text or "").strip()
-        where = f" on line {error.lineno}" if error.lineno else ""
-        shown = f" ({text!r})" if text else ""
-        super().__init__(
-            f"{f'Cell {cell!r}' if cell else 'The cell'} has a syntax error{where}: "
-            f"{error.msg}{shown}; "
-            "fix it and run the cell again."
-        )
 
 
 @dataclasses.dataclass(frozen=True)

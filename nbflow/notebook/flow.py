@@ -18,7 +18,8 @@ from typing import Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task, unmapped
-from nbflow.errors import FlowValidationError, NbflowError
+from nbflow.errors import FlowValidationError, RegistrationError
+from nbflow.executors.base import resolve_executor
 from nbflow.notebook.cells import CellAnalysis, analyze_cell, parse_cell
 from nbflow.notebook.runtime import CellFunction, Pick, register_source
 
@@ -37,10 +38,6 @@ __all__ = [
 
 FLOW_NAME = "notebook"
 _flow: Flow | None = None
-
-
-class RegistrationError(NbflowError, ValueError):
-    """A ``%%flowtask`` cell cannot be registered as given."""
 
 
 def current_flow() -> Flow:
@@ -379,7 +376,7 @@ def describe_flow(flow: Flow | None = None) -> str:
     are not listed: their edges are shown as going from that cell.
     """
     flow = flow if flow is not None else current_flow()
-    executor = repr(flow.executor) if flow.executor is not None else "LocalExecutor()"
+    executor = repr(resolve_executor(flow.executor))
     shown = [t for t in flow.ordered_tasks() if not isinstance(t, PickTask)]
     noun = "task" if len(shown) == 1 else "tasks"
     lines = [f"Flow {flow.name!r}: {len(shown)} {noun}, executor {executor}."]

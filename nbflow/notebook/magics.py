@@ -19,19 +19,18 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
+from nbflow.cli.progress import TextProgress
 from nbflow.engine.events import Listener
 from nbflow.engine.runner import FlowRun
 from nbflow.engine.state import State
 from nbflow.errors import NbflowError
 from nbflow.notebook import (
-    TextProgress,
     cell_output,
     check_notebook_flow,
     current_flow,
     describe_cell,
     describe_flow,
     failure,
-    register_cell,
     remove_task,
     reset_flow,
     run_notebook_flow,
@@ -42,7 +41,11 @@ from nbflow.notebook.cache import (
     configure_cache,
     describe_cache,
     last_plan,
-    parse_duration,
+)
+from nbflow.notebook.options import (
+    flowtask_help,
+    parse_flowtask_line,
+    register_flowtask,
 )
 
 __all__ = ["FlowMagics", "load_ipython_extension", "unload_ipython_extension"]
@@ -169,36 +172,17 @@ def _run_in_background(
 class FlowMagics(Magics):  # type: ignore[misc]
     """``%%flowtask`` registers a cell as a task; ``%flow`` runs and inspects."""
 
-    @magic_arguments()
-    @argument("name", nargs="?", default=None,
-              help="Task name; default the first name the cell creates.")
-    @argument("--map", dest="map_var", metavar="VAR", default=None,
-              help="Run the cell once per element of VAR.")
-    @argument("--retries", type=int, default=0, help="Retries when the cell fails.")
-    @argument("--retry-delay", type=float, default=None, metavar="SECONDS",
-              help="Seconds between retries.")
-    @argument("--after", nargs="+", default=[], metavar="TASK",
-              help="Tasks this one runs after, besides its data inputs.")
-    @argument("--cache", action=argparse.BooleanOptionalAction, default=True,
-              help="Reuse the stored result when code and inputs are unchanged "
-                   "(default); --no-cache for cells that read files or the network.")
-    @argument("--cache-for", default=None, metavar="DURATION",
-              help="Reuse a stored result for this long at most (30s, 10m, 2h, 1d).")
     @cell_magic  # type: ignore[misc]
     def flowtask(self, line: str, cell: str) -> None:
         """Register this cell as a task of the notebook flow (it does not run)."""
-        args = parse_argstring(self.flowtask, line)
+        # The grammar is nbflow.notebook.options's, shared with `nbflow run`.
         try:
-            cache_for = (parse_duration(args.cache_for) if args.cache_for is not None
-                         else None)
-            task = register_cell(
-                cell, args.name, map_var=args.map_var, retries=args.retries,
-                retry_delay=args.retry_delay, after=args.after, cache=args.cache,
-                cache_for=cache_for,
-            )
+            task = register_flowtask(cell, parse_flowtask_line(line))
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         print(describe_cell(task))
+
+    flowtask.__doc__ = flowtask_help()
 
     @magic_arguments()
     @argument("command", choices=_COMMANDS, help="What to do.")
@@ -288,11 +272,11 @@ class FlowMagics(Magics):  # type: ignore[misc]
         where ipywidgets is not installed.
         """
         if getattr(self.shell, "kernel", None) is None:
-            return TextProgress()
+            return TextProgress(summary=True)
         try:
             from nbflow.widgets.run_view import RunView
         except ImportError:
-            return TextProgress()
+            return TextProgress(summary=True)
         from IPython.display import display
 
         view = RunView(current_flow())

@@ -1,10 +1,14 @@
 """The options of a ``%%flowtask`` line, parsed without IPython.
 
-Notebook layer: standard library only. The magic and ``nbflow run NOTEBOOK``
-/ ``nbflow export`` read the same grammar: ``%%flowtask [NAME] [--map VAR]
+Notebook layer: no IPython. The one grammar of ``%%flowtask [NAME] [--map VAR]
 [--retries N] [--retry-delay SECONDS] [--after TASK ...] [--cache | --no-cache]
 [--cache-for DURATION]``, split like a shell
-line. :func:`split_flowtask_cell` tells a ``%%flowtask`` cell from any other.
+line: the magic (in a kernel) and ``nbflow run NOTEBOOK`` / ``nbflow export``
+all parse it with :func:`parse_flowtask_line` and register the cell with
+:func:`register_flowtask`; :func:`flowtask_help` is the magic's help text.
+:func:`split_flowtask_cell` tells a ``%%flowtask`` cell from any other. A new
+option is a field of :class:`FlowtaskOptions`, an argument of the parser and
+its keyword in :func:`register_flowtask`.
 """
 
 from __future__ import annotations
@@ -12,22 +16,24 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from nbflow.errors import NbflowError
+from nbflow.errors import FlowtaskOptionsError
+
+if TYPE_CHECKING:
+    from nbflow.core.flow import Flow
+    from nbflow.notebook.flow import CellTask
 
 __all__ = [
     "FlowtaskOptions",
     "FlowtaskOptionsError",
+    "flowtask_help",
     "parse_flowtask_line",
+    "register_flowtask",
     "split_flowtask_cell",
 ]
 
 MAGIC = "%%flowtask"
-
-
-class FlowtaskOptionsError(NbflowError, ValueError):
-    """A ``%%flowtask`` line has an unknown or malformed option."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,15 +59,48 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> _Parser:
-    parser = _Parser(prog=MAGIC, add_help=False, allow_abbrev=False)
-    parser.add_argument("name", nargs="?", default=None)
-    parser.add_argument("--map", dest="map_var", default=None)
-    parser.add_argument("--retries", type=int, default=0)
-    parser.add_argument("--retry-delay", type=float, default=None)
-    parser.add_argument("--after", nargs="+", default=[])
-    parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True)
-    parser.add_argument("--cache-for", default=None)
+    parser = _Parser(
+        prog=MAGIC,
+        add_help=False,
+        allow_abbrev=False,
+        description="Register this cell as a task of the notebook flow (it does "
+        "not run).",
+    )
+    parser.add_argument(
+        "name", nargs="?", default=None,
+        help="Task name; default the first name the cell creates.",
+    )
+    parser.add_argument(
+        "--map", dest="map_var", metavar="VAR", default=None,
+        help="Run the cell once per element of VAR.",
+    )
+    parser.add_argument(
+        "--retries", type=int, default=0, metavar="N",
+        help="Retries when the cell fails.",
+    )
+    parser.add_argument(
+        "--retry-delay", type=float, default=None, metavar="SECONDS",
+        help="Seconds between retries.",
+    )
+    parser.add_argument(
+        "--after", nargs="+", default=[], metavar="TASK",
+        help="Tasks this one runs after, besides its data inputs.",
+    )
+    parser.add_argument(
+        "--cache", action=argparse.BooleanOptionalAction, default=True,
+        help="Reuse the stored result when nothing the cell depends on changed "
+        "(--no-cache: always run it).",
+    )
+    parser.add_argument(
+        "--cache-for", default=None, metavar="DURATION",
+        help="How long a stored result stays valid, e.g. 30m, 2h, 1d.",
+    )
     return parser
+
+
+def flowtask_help() -> str:
+    """The usage and options of ``%%flowtask`` (the magic's ``?`` help)."""
+    return _parser().format_help()
 
 
 def parse_flowtask_line(line: str) -> FlowtaskOptions:
@@ -103,6 +142,34 @@ after=('load',), cache=True, cache_for=None)
         after=tuple(args.after),
         cache=args.cache,
         cache_for=args.cache_for,
+    )
+
+
+def register_flowtask(
+    body: str, options: FlowtaskOptions, *, flow: Flow | None = None
+) -> CellTask:
+    """Register a ``%%flowtask`` cell's ``body`` with its parsed ``options``.
+
+    Raises
+    ------
+    NbflowError
+        What :func:`~nbflow.notebook.register_cell` raises.
+
+    """
+    from nbflow.notebook.cache import parse_duration
+    from nbflow.notebook.flow import register_cell
+
+    return register_cell(
+        body,
+        options.name,
+        map_var=options.map_var,
+        retries=options.retries,
+        retry_delay=options.retry_delay,
+        after=options.after,
+        flow=flow,
+        cache=options.cache,
+        cache_for=(None if options.cache_for is None
+                   else parse_duration(options.cache_for)),
     )
 
 

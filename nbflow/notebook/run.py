@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task
 from nbflow.engine.state import State, TriggerFailed
-from nbflow.errors import NbflowError, TaskFailed
+from nbflow.errors import (
+    CellFailed,
+    MapValueError,
+    UndefinedNameError,
+    UnserialisableValueError,
+)
+from nbflow.executors.base import report_code, resolve_executor
 from nbflow.notebook import runtime
 from nbflow.notebook.flow import CellTask, cell_inputs, current_flow, rebind
 from nbflow.notebook.runtime import CellResult, install_stdout, uninstall_stdout
@@ -49,35 +55,6 @@ __all__ = [
     "run_notebook_flow",
     "write_back",
 ]
-
-
-class UndefinedNameError(NbflowError, NameError):
-    """A cell reads a name that no task above it provides and the namespace lacks."""
-
-
-class MapValueError(NbflowError, TypeError):
-    """A cell maps over a value that is not a sequence."""
-
-
-class UnserialisableValueError(NbflowError, TypeError):
-    """A value a cell needs cannot travel to another process."""
-
-
-class CellFailed(TaskFailed):
-    """A cell task failed; shows the cell's own traceback, from where it ran."""
-
-    def __init__(self, name: str, message: str, tracebacks: Sequence[str]) -> None:
-        super().__init__(name, message)
-        self.tracebacks = list(tracebacks)
-
-    def _render_traceback_(self) -> list[str]:
-        """What IPython shows instead of the driver's traceback."""
-        lines: list[str] = []
-        for text in self.tracebacks:
-            lines.extend(text.rstrip("\n").splitlines())
-            lines.append("")
-        lines.append(f"{type(self).__name__}: {self}")
-        return lines
 
 
 def namespace_reads(
@@ -123,16 +100,6 @@ def _check_sequence(task: CellTask, value: Any) -> None:
             f"{type(value).__name__} and not a sequence; make {task.map_var!r} a "
             "list, or drop --map."
         )
-
-
-def _travels(executor: Executor) -> bool:
-    """Whether ``executor`` ships tasks and values to other processes."""
-    from nbflow.executors.dask import DaskExecutor
-    from nbflow.executors.local_dask import LocalDaskExecutor
-
-    if isinstance(executor, DaskExecutor):
-        return True
-    return isinstance(executor, LocalDaskExecutor) and executor.scheduler == "processes"
 
 
 def check_serialisable(
@@ -246,23 +213,16 @@ def run_notebook_flow(
                           cluster=isinstance(executor, DaskExecutor))
     mapped = {t.map_var: namespace[t.map_var] for t in values
               if t.map_var and t.map_var in namespace}
-    portable = _travels(executor)
+    portable = executor.crosses_processes
     stream = install_stdout()
-    # Dask's performance report shows the cells, not the line `%flow run`.
-    dask = executor if isinstance(executor, DaskExecutor) else None
-    if dask is not None and dask.report_code is None:
-        dask.report_code = cells_source(flow)
-    else:
-        dask = None
     try:
-        with _prepared(flow, values, mapped, portable):
+        # A run's report (Dask's) shows the cells, not the line `%flow run`.
+        with _prepared(flow, values, mapped, portable), report_code(cells_source(flow)):
             for task in values:
                 plan.wrap(task)
             state = (runner or _run)(flow, executor, listeners, plan.task_states)
     finally:
         uninstall_stdout(stream)
-        if dask is not None:
-            dask.report_code = None
     cache.remember(plan, state.result if isinstance(state.result, dict) else {})
     write_back(state, namespace, flow)
     return state
@@ -293,15 +253,10 @@ def _checked(
     namespace: Mapping[str, Any], flow: Flow | None, executor: Executor | None
 ) -> tuple[Flow, Executor, Any]:
     flow = flow if flow is not None else current_flow()
-    if executor is None:
-        executor = flow.executor
-    if executor is None:
-        from nbflow.executors.local import LocalExecutor
-
-        executor = LocalExecutor()
+    executor = resolve_executor(executor, flow.executor)
     flow.validate()
     values = namespace_reads(flow, namespace)
-    if _travels(executor):
+    if executor.crosses_processes:
         check_serialisable(flow, values, executor)
     return flow, executor, values
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from nbflow.errors import NbflowError
+from nbflow.errors import UnserialisableResultError
 
 __all__ = [
     "RUNTIME_FILES",
@@ -57,10 +57,6 @@ def _code(filename: str, source: str) -> Any:
     if code is None:
         code = _compiled[(filename, source)] = compile(source, filename, "exec")
     return code
-
-
-class UnserialisableResultError(NbflowError, TypeError):
-    """A value a cell provides cannot travel to other tasks or the notebook."""
 
 
 class CellResult:

@@ -20,10 +20,10 @@ __all__ = [
     "run_with_view",
 ]
 
-#: Public name -> the module of this package that defines it.
+#: Public name -> the module (of this package unless dotted) that defines it.
 _MODULES = {
     "ExecutorPanel": "panel",
-    "RunState": "run_state",
+    "RunState": "nbflow.engine.run_state",  # the model, below the widgets
     "RunView": "run_view",
     "render_report": "report",
     "render_timeline": "report",
@@ -35,7 +35,8 @@ def __getattr__(name: str) -> Any:
     module = _MODULES.get(name)
     if module is None:
         raise AttributeError(f"module 'nbflow.widgets' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    path = module if "." in module else f"{__name__}.{module}"
+    value = getattr(importlib.import_module(path), name)
     globals()[name] = value
     return value
 

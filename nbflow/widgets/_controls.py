@@ -2,55 +2,32 @@
 
 Each control is named after its field, carries the CSS class ``nbflow-<field>``
 and shows the field's value as text where the value may be empty (optional
-numbers, paths, JSON); :func:`from_control` reads it back or says why not.
+numbers, paths, JSON); :func:`from_control` reads it back or says why not. The
+kind of control and its placeholder come from the field's
+:class:`~nbflow.executors.config.Option`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
 
 import ipywidgets as w
 
-from nbflow.errors import NbflowError
+from nbflow.errors import ParseError, WholeNumberError
 from nbflow.executors._schedulers import SCHEDULERS
-from nbflow.executors.config import CLUSTER_MODES, ExecutorConfig
+from nbflow.executors.config import CLUSTER_MODES, OPTIONS, ExecutorConfig
 
 __all__ = ["FIELDS", "ParseError", "from_control", "make_control", "to_control"]
 
 _KIND_LABELS = [("Local", "local"), ("LocalDask", "local-dask"), ("Dask", "dask")]
-_INT_FIELDS = ("num_workers", "n_workers", "threads_per_worker", "minimum", "maximum")
-_TEXT_FIELDS = (
-    "cluster_class",
-    "address",
-    "performance_report_path",
-    "tls_ca_file",
-    "tls_client_cert",
-    "tls_client_key",
-)
-FIELDS = tuple(f.name for f in dataclasses.fields(ExecutorConfig))
-_PLACEHOLDERS = {
-    "num_workers": f"one per core ({os.cpu_count()})",
-    "n_workers": "LocalCluster's default",
-    "threads_per_worker": "LocalCluster's default",
-    "minimum": "0",
-    "maximum": "no limit",
-    "cluster_class": "distributed.LocalCluster",
-    "cluster_kwargs": '{"processes": false}  (JSON)',
-    "address": "tcp://HOST:8786",
-    "performance_report_path": "report.html",
-    "tls_ca_file": "path of the CA certificate (PEM)",
-    "tls_client_cert": "path of the client certificate (PEM)",
-    "tls_client_key": "path of the client key (PEM)",
-}
+_INT_FIELDS = tuple(n for n, o in OPTIONS.items() if o.control == "count")
+_TEXT_FIELDS = tuple(n for n, o in OPTIONS.items() if o.control == "text")
+FIELDS = tuple(OPTIONS)
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExecutorConfig)}
 _STYLE = {"description_width": "190px"}
 _WIDE = "480px"  # a width, not a shared Layout: hiding one control would hide all
-
-
-class ParseError(NbflowError, ValueError):
-    """A control holds text that is not a value of its field."""
 
 
 def to_control(field: str, value: Any) -> Any:
@@ -63,17 +40,17 @@ def to_control(field: str, value: Any) -> Any:
 
 
 def from_control(field: str, raw: Any) -> Any:
-    """A control's value as the config field's value; raise ParseError."""
+    """A control's value as the config field's value; raise ParseError or WholeNumberError."""
     if field in _INT_FIELDS:
         text = raw.strip()
         if not text:
-            return 0 if field == "minimum" else None
+            return _DEFAULTS[field]
         try:
             return int(text)
         except ValueError:
-            raise ParseError(
-                f"{field} must be a whole number, got {text!r}; type digits or "
-                "leave it empty for the default."
+            spec = OPTIONS[field]
+            raise WholeNumberError(
+                field, text, spec.minimum or 0, spec.default
             ) from None
     if field == "cluster_kwargs":
         try:
@@ -110,7 +87,7 @@ def make_control(field: str) -> w.Widget:
     if not isinstance(control, w.Checkbox):  # a checkbox's label follows the box
         control.style = _STYLE
     if hasattr(control, "placeholder"):
-        control.placeholder = _PLACEHOLDERS.get(field, "")
+        control.placeholder = OPTIONS[field].placeholder
     if field in ("cluster_class", "cluster_kwargs"):
         # Sent on Enter or leaving the box: a half-typed import path would
         # import whatever module it names so far, half-typed JSON never parses.

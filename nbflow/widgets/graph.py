@@ -17,7 +17,7 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow.widgets.run_state import TaskSnapshot, state_class, task_labels
+from nbflow.engine.run_state import TaskSnapshot, state_class, task_labels
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow

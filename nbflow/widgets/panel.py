@@ -25,6 +25,7 @@ from nbflow.executors._schedulers import normalize_scheduler
 from nbflow.executors.base import Executor
 from nbflow.executors.cluster_info import ClusterSummary, inspect_cluster
 from nbflow.executors.config import (
+    OPTIONS,
     ExecutorConfig,
     ExecutorConfigError,
     normalize_cluster_mode,
@@ -32,7 +33,6 @@ from nbflow.executors.config import (
 )
 from nbflow.widgets._controls import (
     FIELDS,
-    ParseError,
     from_control,
     make_control,
     to_control,
@@ -239,12 +239,11 @@ class ExecutorPanel(w.VBox):
         for field, control in self.controls.items():
             try:
                 values[field] = from_control(field, control.value)
-            except ParseError as exc:
+            except NbflowError as exc:  # ParseError, WholeNumberError
                 values[field] = getattr(self.config, field)
                 errors[field] = str(exc)
         draft = ExecutorConfig(**values)
-        shown = _shown_sections(draft)
-        used = [e for f, e in errors.items() if _SECTION_OF.get(f, "kind") in shown]
+        used = [e for f, e in errors.items() if draft.applies(f)]
         return draft, used[0] if used else None
 
     def _show(self, config: ExecutorConfig, *, apply: bool) -> None:
@@ -303,48 +302,13 @@ class ExecutorPanel(w.VBox):
         )
 
     def _show_sections(self, draft: ExecutorConfig) -> None:
-        shown = _shown_sections(draft)
+        shown = draft.sections()
         for name, box in self._sections.items():
             box.layout.display = "" if name in shown else "none"
-        path = self.controls["performance_report_path"]
-        path.layout.display = "" if draft.performance_report else "none"
-
-
-#: The section of the panel each control is in (``kind`` is always shown).
-_SECTION_OF = {
-    "scheduler": "local-dask",
-    "num_workers": "local-dask",
-    "cluster": "dask",
-    "n_workers": "temporary",
-    "threads_per_worker": "temporary",
-    "cluster_class": "temporary",
-    "cluster_kwargs": "temporary",
-    "minimum": "adaptive",
-    "maximum": "adaptive",
-    "address": "existing",
-    "tls_ca_file": "existing",
-    "tls_client_cert": "existing",
-    "tls_client_key": "existing",
-    "performance_report": "report",
-    "performance_report_path": "report",
-    "debug": "report",
-}
-
-
-def _shown_sections(draft: ExecutorConfig) -> set[str]:
-    """The sections of the controls that apply to ``draft``'s kind and mode."""
-    shown = {"kind"}
-    if draft.kind == "local-dask":
-        shown.add("local-dask")
-    elif draft.kind == "dask":
-        shown |= {"dask", "report"}
-        if draft.cluster in ("temporary", "adaptive"):
-            shown.add("temporary")
-        if draft.cluster == "adaptive":
-            shown.add("adaptive")
-        if draft.cluster == "existing":
-            shown.add("existing")
-    return shown
+        for field, spec in OPTIONS.items():
+            if spec.switch is not None:  # shown when its checkbox is on
+                display = "" if getattr(draft, spec.switch) else "none"
+                self.controls[field].layout.display = display
 
 
 def _current(flow: Any) -> ExecutorConfig | None:

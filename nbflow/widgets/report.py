@@ -19,13 +19,13 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from nbflow.errors import NbflowError
-from nbflow.widgets.run_state import STATE_COLORS
+from nbflow.engine.run_state import STATE_COLORS
+from nbflow.errors import NoReportError
 
 if TYPE_CHECKING:
     import ipywidgets
 
-    from nbflow.widgets.run_state import RunSnapshot
+    from nbflow.engine.run_state import RunSnapshot
 
 __all__ = [
     "NoReportError",
@@ -34,20 +34,10 @@ __all__ = [
     "render_timeline",
     "report_html",
     "timeline_html",
+    "timeline_rows",
 ]
 
 _HEIGHT = 620
-
-
-class NoReportError(NbflowError, ValueError):
-    """There is no performance report to show."""
-
-    def __init__(self, source: object) -> None:
-        super().__init__(
-            f"{source!r} has no performance report; run a flow with "
-            "DaskExecutor(performance_report_path='report.html') first, or pass "
-            "the report's HTML."
-        )
 
 
 def embed_html(
@@ -133,7 +123,7 @@ def report_html(source: Any, *, path: str | None = None) -> str:
     if isinstance(source, str):
         document = source
     else:
-        document = getattr(source, "performance_report", "") or ""
+        document = source.performance_report
         if path is None:
             path = getattr(source, "performance_report_path", None)
     if not document:
@@ -181,7 +171,7 @@ def timeline_html(snapshot: RunSnapshot) -> str:
     Parameters
     ----------
     snapshot : RunSnapshot
-        Of a :class:`~nbflow.widgets.run_state.RunState`, usually at the end.
+        Of a :class:`~nbflow.engine.run_state.RunState`, usually at the end.
 
     Returns
     -------
@@ -190,19 +180,24 @@ def timeline_html(snapshot: RunSnapshot) -> str:
 
     """
     from bokeh.embed import file_html
-    from bokeh.layouts import column
-    from bokeh.models import (
-        BasicTickFormatter,
-        ColumnDataSource,
-        FactorRange,
-        HoverTool,
-    )
-    from bokeh.plotting import figure
     from bokeh.resources import INLINE
 
+    layout = _timeline_plot(snapshot, timeline_rows(snapshot))
+    return str(
+        file_html(
+            layout, resources=INLINE, title=f"nbflow run timeline: {snapshot.flow_name}"
+        )
+    )
+
+
+def timeline_rows(snapshot: RunSnapshot) -> dict[str, list[Any]]:
+    """The bars of the run timeline, as columns (no Bokeh needed).
+
+    One bar per task that started (height 0.7) and one per kept child of a
+    mapped task (height 0.3); times in seconds since the run started.
+    """
     zero = snapshot.started or 0.0
     end = snapshot.finished or time.time()
-    names = [t.name for t in snapshot.tasks]
     rows: dict[str, list[Any]] = {
         k: []
         for k in (
@@ -268,6 +263,21 @@ def timeline_html(snapshot: RunSnapshot) -> str:
                 f"child {index}",
                 where,
             )
+    return rows
+
+
+def _timeline_plot(snapshot: RunSnapshot, rows: dict[str, list[Any]]) -> Any:
+    """The Bokeh layout of the timeline: tasks, then places, over ``rows``."""
+    from bokeh.layouts import column
+    from bokeh.models import (
+        BasicTickFormatter,
+        ColumnDataSource,
+        FactorRange,
+        HoverTool,
+    )
+    from bokeh.plotting import figure
+
+    names = [t.name for t in snapshot.tasks]
     plot = figure(
         title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
         y_range=FactorRange(factors=list(reversed(names))),
@@ -299,16 +309,9 @@ def timeline_html(snapshot: RunSnapshot) -> str:
         )
     )
     places = _places(rows)
-    layout: Any = plot
-    if places:
-        layout = column(
-            plot, _by_place(rows, places, plot), sizing_mode="stretch_width"
-        )
-    return str(
-        file_html(
-            layout, resources=INLINE, title=f"nbflow run timeline: {snapshot.flow_name}"
-        )
-    )
+    if not places:
+        return plot
+    return column(plot, _by_place(rows, places, plot), sizing_mode="stretch_width")
 
 
 def _places(rows: dict[str, list[Any]]) -> list[str]:

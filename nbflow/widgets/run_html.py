@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import html
 
-from nbflow.widgets.run_state import RunSnapshot, TaskSnapshot, state_class
+from nbflow.engine.run_state import RunSnapshot, TaskSnapshot, state_class
 
 __all__ = ["format_seconds", "header_html", "snapshot_html", "table_html"]
 

@@ -1,7 +1,7 @@
 """``RunView``: a flow run watched live in the notebook, and runs in the background.
 
 A :class:`RunView` is an ipywidgets ``VBox`` and an events listener:
-``flow.run(listeners=[view])``. It feeds a :class:`~nbflow.widgets.run_state.RunState`
+``flow.run(listeners=[view])``. It feeds a :class:`~nbflow.engine.run_state.RunState`
 and redraws from its snapshot in a thread of its own at most every ``interval``
 seconds (0.1 by default), so a 10,000-child map is not slowed by its display;
 the final state is always drawn, in the event bus thread, before ``run()``
@@ -31,12 +31,12 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets
 
 from nbflow.engine.events import Event, FlowFinished, FlowStarted
+from nbflow.engine.run_state import RunSnapshot, RunState
 from nbflow.engine.runner import FlowRun
 from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
 from nbflow.widgets.report import render_report, render_timeline
 from nbflow.widgets.run_html import header_html, snapshot_html, table_html
-from nbflow.widgets.run_state import RunSnapshot, RunState
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -284,7 +284,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
 
     def _show_report(self, snapshot: RunSnapshot) -> None:
         executor = self._executor()
-        if executor is not None and getattr(executor, "performance_report", None):
+        if executor is not None and executor.performance_report:
             self.report_area.children = (render_report(executor),)
         elif self.timeline:
             self.report_area.children = (render_timeline(snapshot),)

@@ -60,7 +60,8 @@ def test_flow_run_writes_back_and_shows_output(ip, capsys):
     assert ip.user_ns["roots"] == [2.0, 4.0, 6.0, 0]
     assert ip.user_ns["half"] == [0.5, 2.0, 4.5]
     assert "[load] loading" in out
-    assert "5/5 tasks finished; flow Success" in out
+    assert "3/3 done" in out  # the text progress of the run ...
+    assert "Flow 'notebook': Success in " in out  # ... and how it ended
     # The next ordinary cell sees the results.
     ip.run_cell("check = sum(roots)")
     assert ip.user_ns["check"] == 12.0
@@ -196,3 +197,18 @@ def test_flow_run_help_shows_every_option_and_runs_nothing(ip, capsys):
     assert "help_ran_it" not in ip.user_ns
     ip.run_line_magic("flow", "remove --help")
     assert capsys.readouterr().out.startswith("usage: %flow remove NAME\n\nRemove ")
+
+
+def test_flowtask_magic_and_nbflow_run_share_one_grammar(ip):
+    from nbflow.errors import FlowtaskOptionsError
+    from nbflow.notebook.magics import FlowMagics
+    from nbflow.notebook.options import parse_flowtask_line
+
+    line = "square --map xs --bogus"
+    with pytest.raises(UsageError) as magic:
+        ip.run_cell_magic("flowtask", line, "y = xs")
+    with pytest.raises(FlowtaskOptionsError) as parsed:
+        parse_flowtask_line(line)  # what `nbflow run NOTEBOOK` reads the line with
+    assert str(magic.value) == str(parsed.value)
+    help_text = FlowMagics.flowtask.__doc__
+    assert "--retry-delay SECONDS" in help_text and "Seconds between retries." in help_text

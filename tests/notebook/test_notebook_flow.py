@@ -285,7 +285,9 @@ def test_performance_report_shows_the_cells_as_calling_code(flow, tmp_path):
     assert state.is_successful()
     html = executor.performance_report
     assert f"%%flowtask {task_name}" in html and f"{marker} = 1" in html
-    assert executor.report_code is None  # set for the run only
+    from nbflow.executors.base import calling_code
+
+    assert calling_code() is None  # set for the run only
 
 
 def test_a_mapped_cell_after_another_waits_for_it_without_mapping_over_it(flow):

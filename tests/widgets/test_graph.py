@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from nbflow import Flow, Task, task
+from nbflow.engine.run_state import RunState, state_class, task_labels
 from nbflow.widgets.graph import MAX_NODES, flow_layout, layout_graph, render_svg
-from nbflow.widgets.run_state import RunState, state_class, task_labels
 
 SVG = "{http://www.w3.org/2000/svg}"
 

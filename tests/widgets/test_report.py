@@ -107,3 +107,17 @@ def test_run_view_shows_the_dask_performance_report_inline(
     snapshot = view.run_state.snapshot()
     assert snapshot.dashboard_link and snapshot.dashboard_link.startswith("http")
     assert 'class="nbflow-dashboard"' in view.header.value
+
+
+def test_timeline_rows_are_the_bars_without_bokeh():
+    from nbflow.widgets.report import timeline_rows
+
+    run_state = RunState()
+    small_flow().run(executor=LocalDaskExecutor(num_workers=2), listeners=[run_state])
+    rows = timeline_rows(run_state.snapshot())
+    bars = list(zip(rows["task"], rows["height"], rows["what"]))
+    assert ("double", 0.7, "5 children") in bars and ("total", 0.7, "task") in bars
+    children = sorted(w for t, h, w in bars if t == "double" and h == 0.3)
+    assert children == [f"child {i}" for i in range(5)]
+    assert all(0 <= left <= right for left, right in zip(rows["left"], rows["right"]))
+    assert {w for t, w in zip(rows["task"], rows["where"]) if t == "total"} != {""}

@@ -10,11 +10,11 @@ import time
 import pytest
 
 from nbflow import Flow, task
+from nbflow.engine.run_state import CHILD_SPANS
 from nbflow.engine.runner import FlowRun, RunStartedError
 from nbflow.engine.state import Cancelled, Failed, Success
 from nbflow.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
 from nbflow.widgets import RunState, RunView, run_with_view
-from nbflow.widgets.run_state import CHILD_SPANS
 
 TIMEOUT = 60
 RELEASE = threading.Event()  # lets a `slow` task left running in a pool end
@@ -371,8 +371,8 @@ def test_the_executed_notebook_keeps_the_final_states_as_html(tmp_path):
 
 
 def test_cancelled_children_are_counted_apart_from_the_ones_that_succeeded():
+    from nbflow.engine.run_state import TaskSnapshot
     from nbflow.widgets.run_html import _bar
-    from nbflow.widgets.run_state import TaskSnapshot
 
     snap = TaskSnapshot(
         name="m", state="Cancelled", color="#6c757d", start=None, end=None,

@@ -1,6 +1,6 @@
 """A notebook file read for ``nbflow run NOTEBOOK`` and ``nbflow export``.
 
-Part of the cli layer: no IPython, no terminal output. :func:`read_notebook`
+Notebook layer: no IPython, no terminal output. :func:`read_notebook`
 reads an ``.ipynb`` file (format 4, what Jupyter writes, as plain JSON: importing
 ``nbformat`` and its schema validator costs seconds; older formats through
 ``nbformat``, which converts them) and splits its code cells into
@@ -16,15 +16,19 @@ import dataclasses
 import json
 import os
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from nbflow._cli_options import UsageError
-from nbflow.errors import NbflowError
+from nbflow.errors import NbflowError, NotebookFileError
 from nbflow.notebook.options import (
     FlowtaskOptions,
     parse_flowtask_line,
+    register_flowtask,
     split_flowtask_cell,
 )
+
+if TYPE_CHECKING:
+    from nbflow.core.flow import Flow
+    from nbflow.notebook.flow import CellTask
 
 __all__ = [
     "Cell",
@@ -32,6 +36,7 @@ __all__ = [
     "NotebookParts",
     "is_flow_run",
     "read_notebook",
+    "register_cells",
 ]
 
 #: A ``%flow run`` line (any options); the flow runs once, at the end, instead.
@@ -88,7 +93,7 @@ def read_notebook(path: str) -> NotebookParts:
 
     Raises
     ------
-    UsageError
+    NotebookFileError
         The file does not exist, is not a notebook, has a malformed
         ``%%flowtask`` line, or has no ``%%flowtask`` cell.
 
@@ -113,7 +118,7 @@ def read_notebook(path: str) -> NotebookParts:
         if ran and before != source and source[len(before) :].strip():
             after.append(index)
     if not tasks:
-        raise UsageError(
+        raise NotebookFileError(
             f"Notebook {path!r} has no %%flowtask cell, so no flow to run; mark "
             "the cells of the pipeline with %%flowtask on their first line."
         )
@@ -121,14 +126,36 @@ def read_notebook(path: str) -> NotebookParts:
     return NotebookParts(path, name, tuple(setup), tuple(tasks), tuple(after))
 
 
+def register_cells(parts: NotebookParts, flow: Flow) -> list[CellTask]:
+    """Register the ``%%flowtask`` cells in notebook order as tasks of ``flow``.
+
+    Raises
+    ------
+    NotebookFileError
+        A cell cannot be registered (a syntax error, an unknown ``--after``).
+
+    """
+    tasks = []
+    for cell in parts.tasks:
+        try:
+            tasks.append(register_flowtask(cell.body, cell.options, flow=flow))
+        except NbflowError as exc:
+            raise NotebookFileError(
+                f"{cell.describe().capitalize()}: {' '.join(str(exc).split())}"
+            ) from None
+    return tasks
+
+
 def _code_cells(path: str) -> list[tuple[int, str]]:
     """``(number, source)`` of each code cell; refuse what is not a notebook."""
     if not os.path.exists(path):
-        raise UsageError(
+        raise NotebookFileError(
             f"Notebook {path!r} does not exist; give the path of an .ipynb file."
         )
     if os.path.isdir(path):
-        raise UsageError(f"{path!r} is a directory; give the path of an .ipynb file.")
+        raise NotebookFileError(
+            f"{path!r} is a directory; give the path of an .ipynb file."
+        )
     try:
         with open(path, encoding="utf-8") as f:
             nb = json.load(f)
@@ -138,13 +165,13 @@ def _code_cells(path: str) -> list[tuple[int, str]]:
             for i, c in enumerate(nb["cells"], 1)
             if c["cell_type"] == "code"
         ]
-    except UsageError:
+    except NotebookFileError:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever the cause, it is no notebook
         reason = " ".join(str(exc).split())[:120] or type(exc).__name__
         if isinstance(exc, KeyError):
             reason = f"a cell has no {exc.args[0]!r}"
-        raise UsageError(
+        raise NotebookFileError(
             f"{path!r} is not a Jupyter notebook ({reason}); give an .ipynb file "
             "saved by Jupyter."
         ) from None
@@ -170,7 +197,7 @@ def _older_format(path: str) -> Any:
     try:
         import nbformat
     except ModuleNotFoundError:
-        raise UsageError(
+        raise NotebookFileError(
             f"Reading notebook {path!r}, which is not in format 4, needs "
             "'nbformat'; install it with `pip install jupyter-nbflow`."
         ) from None
@@ -190,7 +217,7 @@ def _flowtask(index: int, source: str, line: str, body: str) -> FlowtaskCell:
     try:
         options = parse_flowtask_line(line)
     except NbflowError as exc:
-        raise UsageError(
+        raise NotebookFileError(
             f"Cell {index} ({'%%flowtask ' + line!r}): {str(exc).rstrip('.')}."
         ) from None
     return FlowtaskCell(index, source, options=options, body=body)

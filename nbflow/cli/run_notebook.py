@@ -23,24 +23,23 @@ import types
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow._cli_options import UsageError, executor_from_args, parse_params
-from nbflow._cli_run import run_and_report
-from nbflow._notebook_file import Cell, NotebookParts, read_notebook
-from nbflow._progress import use_color
+from nbflow.cli.options import executor_from_args, parse_params
+from nbflow.cli.progress import use_color
+from nbflow.cli.run_flow import run_and_report
 from nbflow.core.flow import Flow
-from nbflow.errors import NbflowError
+from nbflow.errors import CommandLineError
 from nbflow.notebook import (
     CellResult,
     CellTask,
     cache,
     cell_output,
     current_flow,
-    register_cell,
     reset_flow,
     run_notebook_flow,
     runtime,
 )
 from nbflow.notebook.flow import cell_inputs
+from nbflow.notebook.ipynb import Cell, NotebookParts, read_notebook, register_cells
 from nbflow.notebook.run import namespace_reads
 
 if TYPE_CHECKING:
@@ -53,7 +52,6 @@ __all__ = [
     "run_notebook_command",
     "cell_detail",
     "notebook_flow",
-    "register_cells",
     "run_setup",
 ]
 
@@ -65,7 +63,7 @@ _repr.maxlist = _repr.maxtuple = _repr.maxdict = _repr.maxset = 6
 def run_notebook_command(args: argparse.Namespace, path: str) -> int:
     """``nbflow run NOTEBOOK.ipynb``: its setup, then its flow; the exit status."""
     if args.name is not None:
-        raise UsageError(
+        raise CommandLineError(
             f"--name selects a flow of a Python file; notebook {path!r} has one "
             "flow, so leave --name out."
         )
@@ -144,7 +142,7 @@ def run_setup(parts: NotebookParts) -> tuple[dict[str, Any], list[str]]:
 
     Raises
     ------
-    UsageError
+    CommandLineError
         A cell raised (the message names the cell, its line and the error).
 
     """
@@ -160,7 +158,7 @@ def run_setup(parts: NotebookParts) -> tuple[dict[str, Any], list[str]]:
             if isinstance(error, KeyboardInterrupt):
                 raise KeyboardInterrupt
             if error is not None:
-                raise UsageError(_setup_failed(cell, error))
+                raise CommandLineError(_setup_failed(cell, error))
     finally:
         os.chdir(before)
     user_ns: dict[str, Any] = shell.user_ns
@@ -173,7 +171,7 @@ def _shell() -> Any:
         from IPython.core.interactiveshell import InteractiveShell
         from traitlets.config import Config
     except ModuleNotFoundError:
-        raise UsageError(
+        raise CommandLineError(
             "Running a notebook needs 'IPython'; install it with "
             "`pip install jupyter-nbflow`."
         ) from None
@@ -228,40 +226,6 @@ def _cell_line(error: BaseException) -> int | None:
     return None
 
 
-def register_cells(parts: NotebookParts, flow: Flow) -> list[CellTask]:
-    """Register the ``%%flowtask`` cells in notebook order as tasks of ``flow``.
-
-    Raises
-    ------
-    UsageError
-        A cell cannot be registered (a syntax error, an unknown ``--after``).
-
-    """
-    tasks = []
-    for cell in parts.tasks:
-        o = cell.options
-        try:
-            tasks.append(
-                register_cell(
-                    cell.body,
-                    o.name,
-                    map_var=o.map_var,
-                    retries=o.retries,
-                    retry_delay=o.retry_delay,
-                    after=o.after,
-                    flow=flow,
-                    cache=o.cache,
-                    cache_for=(cache.parse_duration(o.cache_for)
-                               if o.cache_for is not None else None),
-                )
-            )
-        except NbflowError as exc:
-            raise UsageError(
-                f"{cell.describe().capitalize()}: {' '.join(str(exc).split())}"
-            ) from None
-    return tasks
-
-
 def apply_params(
     namespace: MutableMapping[str, Any],
     params: Mapping[str, Any],
@@ -281,7 +245,7 @@ def apply_params(
         known.update(variables(namespace, read))
     for name in params:
         if name not in known:
-            raise UsageError(
+            raise CommandLineError(
                 f"Unknown parameter {name!r}; the parameters of a notebook are the "
                 f"variables its setup defines or its cells read: {sorted(known)!r}."
             )

@@ -1,6 +1,6 @@
 """``nbflow export NOTEBOOK.ipynb``: a notebook's flow as a plain Python file.
 
-Part of the cli layer: no IPython. The cells are registered with the notebook
+Notebook layer: no IPython. The cells are registered with the notebook
 layer's own :func:`~nbflow.notebook.register_cell` into a fresh flow, so the
 file has the same tasks, edges and options as ``nbflow run NOTEBOOK``:
 
@@ -23,12 +23,11 @@ import re
 import tokenize
 from collections.abc import Iterable
 
-from nbflow._cli_options import UsageError
-from nbflow._notebook_file import Cell, NotebookParts
-from nbflow._notebook_run import register_cells
 from nbflow.core.flow import Flow
+from nbflow.errors import NotebookFileError
 from nbflow.notebook import CellTask, analyze_cell
 from nbflow.notebook.flow import cell_inputs
+from nbflow.notebook.ipynb import Cell, NotebookParts, register_cells
 
 __all__ = ["export_notebook"]
 
@@ -53,7 +52,7 @@ def export_notebook(parts: NotebookParts, filename: str | None = None) -> str:
 
     Raises
     ------
-    UsageError
+    NotebookFileError
         A cell cannot be registered, or a setup cell is not Python.
 
     """
@@ -85,7 +84,7 @@ def _python(cell: Cell) -> str:
     try:
         ast.parse(code)
     except SyntaxError as exc:
-        raise UsageError(
+        raise NotebookFileError(
             f"Setup {cell.describe()} is not Python ({exc.msg} on line "
             f"{exc.lineno}); fix it before exporting."
         ) from None

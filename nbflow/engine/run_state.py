@@ -1,4 +1,4 @@
-"""``RunState``: what a run view shows, kept from the engine's events; no ipywidgets.
+"""``RunState``: what a run view shows, kept from the engine's events; stdlib only.
 
 A :class:`RunState` is an events listener (see :mod:`nbflow.engine.events`):
 ``flow.run(listeners=[run_state])``. Batches arrive from the event bus thread
@@ -352,6 +352,12 @@ class RunState:
                 record.end = when
             if record.start is None:
                 record.start = when
+
+    def task(self, task: Task) -> TaskSnapshot | None:
+        """One task's snapshot now (cheaper than :meth:`snapshot`), or None."""
+        with self._lock:
+            record = self._tasks.get(task)
+            return None if record is None else record.snapshot()
 
     def snapshot(self) -> RunSnapshot:
         """A consistent, immutable copy of the run's state now."""

@@ -1,11 +1,15 @@
-"""Terminal progress and the final summary of ``nbflow run``; standard library only.
+"""Text progress of a flow run and its final summary; standard library only.
 
 Part of the cli layer: it must not import widgets, IPython, dask or distributed.
-:class:`Progress` is an events listener (see :mod:`nbflow.engine.events`): one
-line per state change of an unmapped task, and for a mapped task a count of its
-children done, so a 10,000-child map prints a handful of lines, not 10,000. On a
-terminal the counts are redrawn in place on one status line; elsewhere (CI, a
-pipe) they are plain lines, at most one every ``interval`` seconds per task.
+:class:`TextProgress` is the text view of a run, as ``RunView`` is its widget
+view: both are events listeners (see :mod:`nbflow.engine.events`) over one model,
+:class:`~nbflow.engine.run_state.RunState`, and name tasks the same way
+(:func:`~nbflow.engine.run_state.task_labels`). It prints one line per state
+change of an unmapped task, and for a mapped task a count of its children done,
+so a 10,000-child map prints a handful of lines, not 10,000. On a terminal the
+counts are redrawn in place on one status line; elsewhere (CI, a pipe, a
+notebook's output) they are plain lines, at most one every ``interval`` seconds
+per task. ``nbflow run`` and ``%flow run`` outside a widget front end use it.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 import os
 import reprlib
 import shutil
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from nbflow.engine.events import (
@@ -25,12 +30,14 @@ from nbflow.engine.events import (
     TaskMapped,
     TaskStateChanged,
 )
+from nbflow.engine.run_state import RunState, task_labels
 from nbflow.engine.state import Failed, State, TriggerFailed
 
 if TYPE_CHECKING:
     from nbflow.core.task import Task
+    from nbflow.engine.run_state import TaskSnapshot
 
-__all__ = ["Progress", "display_names", "print_summary", "use_color"]
+__all__ = ["TextProgress", "print_summary", "use_color"]
 
 #: ANSI colours of the state kinds (the widgets use ``State.color`` instead).
 _ANSI = {
@@ -57,82 +64,93 @@ def _is_tty(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def display_names(tasks: Iterable[Task]) -> dict[Task, str]:
-    """Name each task; a name used more than once gets `` (2)``, `` (3)``..."""
-    names: dict[Task, str] = {}
-    seen: dict[str, int] = {}
-    tasks = list(tasks)
-    total = {t.name: 0 for t in tasks}
-    for t in tasks:
-        total[t.name] += 1
-    for t in tasks:
-        seen[t.name] = seen.get(t.name, 0) + 1
-        names[t] = t.name if total[t.name] == 1 else f"{t.name} ({seen[t.name]})"
-    return names
+def _paint(kind: str, text: str | None = None, *, color: bool) -> str:
+    text = kind if text is None else text
+    code = _ANSI.get(kind)
+    return f"\x1b[{code}m{text}\x1b[0m" if color and code else text
 
 
-class _MapCount:
-    """How far the children of one mapped task are."""
-
-    __slots__ = ("size", "done", "failed", "printed", "shown_failure", "dirty")
-
-    def __init__(self, size: int) -> None:
-        self.size, self.done, self.failed, self.printed = size, 0, 0, 0.0
-        self.shown_failure, self.dirty = False, False
+def _flow_line(name: str, state: State, seconds: float | None, color: bool) -> str:
+    """``Flow 'name': Success in 0.12 s  (message)``: how a run ends."""
+    message = f"  ({state.message})" if state.message else ""
+    took = "" if seconds is None else f" in {seconds:.2f} s"
+    return f"Flow {name!r}: {_paint(state.name, color=color)}{took}{message}"
 
 
-class Progress:
+class _Shown:
+    """What the view has shown of one mapped task's children."""
+
+    __slots__ = ("printed", "shown_failure", "dirty", "complete")
+
+    def __init__(self) -> None:
+        self.printed, self.shown_failure = 0.0, False
+        self.dirty, self.complete = False, False
+
+
+class TextProgress:
     """Print a flow run as it goes; give it to ``flow.run(listeners=[...])``.
 
     Parameters
     ----------
-    stream : file
-        Where to write, e.g. ``sys.stdout``.
+    stream : file, optional
+        Where to write; default ``sys.stdout`` at the time of each write.
     live : bool, optional
         Redraw map counts in place; default whether ``stream`` is a terminal.
     color : bool, optional
         Colour the state names; default :func:`use_color`.
     interval : float
         Seconds between two plain count lines of the same mapped task.
+    summary : bool
+        End with the flow's final state line (``nbflow run`` prints a fuller
+        summary itself, with :func:`print_summary`).
 
     Examples
     --------
     >>> import sys
-    >>> state = flow.run(listeners=[Progress(sys.stdout)])  # doctest: +SKIP
+    >>> state = flow.run(listeners=[TextProgress(sys.stdout)])  # doctest: +SKIP
 
     """
 
     def __init__(
         self,
-        stream: TextIO,
+        stream: TextIO | None = None,
         *,
         live: bool | None = None,
         color: bool | None = None,
         interval: float = 2.0,
+        summary: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._stream = stream
-        self._live = _is_tty(stream) if live is None else live
-        self._color = use_color(stream) if color is None else color
+        self._given = stream
+        self._live = _is_tty(self._stream) if live is None else live
+        self._color = use_color(self._stream) if color is None else color
         self._interval = interval
+        self._summary = summary
         self._clock = clock
         self._lock = threading.Lock()
-        self._names: dict[Task, str] = {}
+        self._model = RunState()
         self._width = 12
         self._start = time.time()
-        self._maps: dict[Task, _MapCount] = {}
+        self._flow_name = ""
+        self._maps: dict[Task, _Shown] = {}
         self._status = False
+
+    @property
+    def _stream(self) -> TextIO:
+        return self._given if self._given is not None else sys.stdout
 
     def __call__(self, events: Sequence[Event]) -> None:
         """Take a batch of events (called from the event bus's thread)."""
         with self._lock:
             # Records from pools and workers can overtake the driver's own
             # events by a little; put each batch back in time order.
-            for event in sorted(events, key=_time):
+            ordered = sorted(events, key=_time)
+            self._model(ordered)
+            for event in ordered:
                 if isinstance(event, TaskStateChanged):
                     self._on_state(event)
                 elif isinstance(event, TaskMapped):
-                    self._maps[event.task] = _MapCount(event.size)
+                    self._maps[event.task] = _Shown()
                     self._line(
                         event.time, event.task, f"mapped over {event.size} items"
                     )
@@ -140,13 +158,21 @@ class Progress:
                     self._on_started(event)
                 elif isinstance(event, FlowFinished):
                     self._counts(final=True)
+                    if self._summary:
+                        seconds = event.time - self._start
+                        self._write(
+                            _flow_line(
+                                self._flow_name, event.state, seconds, self._color
+                            )
+                        )
             self._counts(final=False)
             self._stream.flush()
 
     def _on_started(self, event: FlowStarted) -> None:
-        self._names = display_names(event.tasks)
-        self._width = min(max((len(n) for n in self._names.values()), default=4), 24)
+        labels = task_labels(event.tasks)
+        self._width = min(max((len(n) for n in labels), default=4), 24)
         self._start = event.time
+        self._flow_name = event.flow_name
         self._maps.clear()
         if event.dashboard_link:
             self._write(f"Dask dashboard: {event.dashboard_link}")
@@ -159,55 +185,47 @@ class Progress:
             message = event.message if shows else None
             self._line(event.time, event.task, self._paint(event.new.name), message)
             return
-        count = self._maps.get(event.task)
-        if count is None:  # a child reported before the TaskMapped event arrived
+        shown = self._maps.get(event.task)
+        if shown is None:  # a child reported before the TaskMapped event arrived
             return
-        was_finished = event.old is not None and event.old.is_finished()
-        if event.new.is_finished() and not was_finished:
-            count.done += 1
-            count.dirty = True
-            if event.new.is_failed():
-                count.failed += 1
-                if not count.shown_failure:
-                    count.shown_failure = True
-                    where = f"[{event.map_index}]"
-                    self._line(
-                        event.time,
-                        event.task,
-                        self._paint(event.new.name),
-                        event.message,
-                        suffix=where,
-                    )
-            if count.done >= count.size:
-                count.dirty = False
-                self._line(event.time, event.task, self._count_text(count))
+        shown.dirty = True
+        if event.new.is_failed() and not shown.shown_failure:
+            shown.shown_failure = True
+            self._line(
+                event.time,
+                event.task,
+                self._paint(event.new.name),
+                event.message,
+                suffix=f"[{event.map_index}]",
+            )
 
     def _counts(self, *, final: bool) -> None:
         """Show the map counts that changed: plain lines, or the status line."""
         now = self._clock()
         active = []
-        for task, count in self._maps.items():
-            complete = count.done >= count.size
-            if count.dirty and (
-                complete
-                or final
-                or (not self._live and now - count.printed >= self._interval)
+        for task, shown in self._maps.items():
+            if not shown.dirty or shown.complete:
+                continue
+            snap = self._model.task(task)
+            if snap is None or snap.size is None:
+                continue
+            complete = snap.done >= snap.size
+            if complete or final or (
+                not self._live and now - shown.printed >= self._interval
             ):
-                count.dirty, count.printed = False, now
-                self._line(time.time(), task, self._count_text(count))
-            elif not complete:
-                active.append(
-                    f"{self._names.get(task, task.name)} {count.done}/{count.size}"
-                )
+                shown.dirty, shown.printed, shown.complete = False, now, complete
+                self._line(time.time(), task, self._count_text(snap))
+            else:
+                active.append(f"{snap.name} {snap.done}/{snap.size}")
         if self._live and not final and active:
             width = shutil.get_terminal_size().columns - 1
             self._stream.write("\r\x1b[K" + ("  " + " · ".join(active))[:width])
             self._status = True
 
-    def _count_text(self, count: _MapCount) -> str:
-        text = f"{count.done}/{count.size} done"
-        if count.failed:
-            text += f", {self._paint('Failed', f'{count.failed} failed')}"
+    def _count_text(self, snap: TaskSnapshot) -> str:
+        text = f"{snap.done}/{snap.size} done"
+        if snap.failed:
+            text += f", {self._paint('Failed', f'{snap.failed} failed')}"
         return text
 
     def _line(
@@ -219,7 +237,8 @@ class Progress:
         *,
         suffix: str = "",
     ) -> None:
-        name = self._names.get(task, task.name) + suffix
+        snap = self._model.task(task)
+        name = (snap.name if snap is not None else task.name) + suffix
         line = f"{when - self._start:7.2f}s  {name:<{self._width}}  {text}"
         self._write(f"{line}  {message}" if message else line)
 
@@ -230,9 +249,7 @@ class Progress:
         self._stream.write(line + "\n")
 
     def _paint(self, kind: str, text: str | None = None) -> str:
-        text = kind if text is None else text
-        code = _ANSI.get(kind)
-        return f"\x1b[{code}m{text}\x1b[0m" if self._color and code else text
+        return _paint(kind, text, color=self._color)
 
 
 def _time(event: Event) -> float:
@@ -282,9 +299,8 @@ def print_summary(
         of nbflow's own.
 
     """
-    paint = Progress(stream, live=False, color=color)._paint
     states = state.result if isinstance(state.result, dict) else {}
-    names = display_names(tasks)
+    names = dict(zip(tasks, task_labels(tasks)))
     width = min(max((len(n) for n in names.values()), default=4), 24)
     kind_width = max((len(s.name) for s in states.values()), default=7)
     tracebacks: list[tuple[str, str]] = []
@@ -295,7 +311,7 @@ def print_summary(
         detail = describe(t, s) if describe is not None else None
         if detail is None:
             detail = _detail(s)
-        kind = paint(s.name) + " " * (kind_width - len(s.name))
+        kind = _paint(s.name, color=color) + " " * (kind_width - len(s.name))
         stream.write(f"  {names[t]:<{width}}  {kind}  {detail}".rstrip() + "\n")
         if isinstance(s, Failed) and not isinstance(s, TriggerFailed):
             found = _traceback(s)
@@ -306,9 +322,7 @@ def print_summary(
         stream.write(f"\nTraceback of task {name!r}:\n{text.rstrip()}\n")
     if tracebacks:
         stream.write("\n")
-    message = f"  ({state.message})" if state.message else ""
-    took = "" if seconds is None else f" in {seconds:.2f} s"
-    stream.write(f"Flow {flow_name!r}: {paint(state.name)}{took}{message}\n")
+    stream.write(_flow_line(flow_name, state, seconds, color) + "\n")
     stream.flush()
 
 

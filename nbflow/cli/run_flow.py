@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from nbflow._cli_options import UsageError
-from nbflow._progress import Progress, print_summary
+from nbflow.cli.progress import TextProgress, print_summary
+from nbflow.errors import CommandLineError
+from nbflow.executors.base import resolve_executor
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -46,9 +47,9 @@ def run_and_report(
     ``check_environment=False`` lets a ``DaskExecutor`` run on workers that
     lack packages the flow uses (``--no-check-environment``).
     """
-    from nbflow.executors import DaskExecutor, LocalExecutor
+    from nbflow.executors import DaskExecutor
 
-    on = executor or flow.executor or LocalExecutor()
+    on = resolve_executor(executor, flow.executor)
     out.write(f"Running flow {flow.name!r} on {on!r}\n")
     out.flush()
     if isinstance(on, DaskExecutor):
@@ -61,12 +62,12 @@ def run_and_report(
         on.on_environment = connected
     started = time.monotonic()
     try:
-        state = run([Progress(out, color=color)])
+        state = run([TextProgress(out, color=color)])
     except ModuleNotFoundError as exc:
         package = (exc.name or "").partition(".")[0]
         if package not in _EXTRAS:
             raise
-        raise UsageError(
+        raise CommandLineError(
             f"{on!r} needs {package!r}, which is not installed; install it "
             "with `pip install jupyter-nbflow`."
         ) from None

@@ -1,9 +1,9 @@
 """The ``nbflow`` command line: ``nbflow run``, ``nbflow export``.
 
 ``nbflow run -p FILE.py`` runs the flows a Python file builds; ``nbflow run
-NOTEBOOK.ipynb`` runs a notebook's flow (:mod:`nbflow._notebook_run`);
+NOTEBOOK.ipynb`` runs a notebook's flow (:mod:`nbflow.cli.run_notebook`);
 ``nbflow export NOTEBOOK.ipynb -o FLOW.py`` writes it as a Python file
-(:mod:`nbflow._export`). Part of the cli layer: it may import everything but
+(:mod:`nbflow.notebook.export`). Part of the cli layer: it may import everything but
 the widgets; IPython only for a notebook's setup cells, imported then. Each
 subcommand is a ``_add_<name>(subparsers)`` function that registers its options
 and a handler ``handler(args) -> exit status``. Exit status: 0 on success, 1
@@ -14,32 +14,16 @@ line, ``nbflow: error: ...``, with no traceback.
 from __future__ import annotations
 
 import argparse
-import functools
 import os
-import runpy
 import sys
-import traceback
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
-from nbflow._cli_options import (
-    EXECUTOR_KINDS,
-    UsageError,
-    bind_params,
-    executor_from_args,
-    parse_params,
-)
-from nbflow._cli_run import run_and_report
-from nbflow._progress import use_color
-from nbflow.core.flow import Flow
-from nbflow.errors import NbflowError
+from nbflow.cli.options import EXECUTOR_KINDS, add_executor_options
+from nbflow.cli.run_file import run_file_command
+from nbflow.errors import CommandLineError, NbflowError
 
-if TYPE_CHECKING:
-    from nbflow.engine.events import Listener
-    from nbflow.engine.state import State
-    from nbflow.executors.base import Executor
-
-__all__ = ["UsageError", "build_parser", "load_flows", "main"]
+__all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -168,26 +152,7 @@ def _add_run(subparsers: Any) -> None:
     group.add_argument(
         "--executor", metavar="KIND", help=f"one of {', '.join(EXECUTOR_KINDS)}"
     )
-    group.add_argument(
-        "--scheduler",
-        metavar="NAME",
-        help="local-dask: threads, processes or synchronous",
-    )
-    group.add_argument(
-        "--num-workers",
-        metavar="N",
-        help="local-dask: threads or processes; dask: workers of the temporary cluster",
-    )
-    group.add_argument(
-        "--address",
-        metavar="tcp://HOST:PORT",
-        help="dask: an existing scheduler (left running)",
-    )
-    group.add_argument(
-        "--report",
-        metavar="PATH",
-        help="dask: write Dask's performance report (HTML) there",
-    )
+    add_executor_options(group)
     group.add_argument(
         "--no-check-environment",
         dest="check_environment",
@@ -223,52 +188,24 @@ def _add_export(subparsers: Any) -> None:
 def _run(args: argparse.Namespace) -> int:
     path = _source(args)
     if path.endswith(".ipynb"):
-        return _run_notebook(args, path)
-    executor = executor_from_args(args)
-    flows = _select(load_flows(path), args.name, path)
-    params = parse_params(args.param)
-    per_flow = bind_params(flows, params)
-    out = sys.stdout
-    color = use_color(out)
-    status = 0
-    for i, flow in enumerate(flows):
-        state = run_and_report(
-            flow,
-            executor,
-            out,
-            color=color,
-            run=functools.partial(
-                _run_file_flow, flow, executor=executor, parameters=per_flow[flow]
-            ),
-            check_environment=args.check_environment,
-        )
-        if not state.is_successful():
-            status = 1
-        if state.is_cancelled():
-            for rest in flows[i + 1 :]:
-                out.write(f"Skipped flow {rest.name!r}: the run was cancelled.\n")
-            break
-        if i + 1 < len(flows):
-            out.write("\n")
-    return status
+        from nbflow.cli.run_notebook import run_notebook_command
 
-
-def _run_notebook(args: argparse.Namespace, path: str) -> int:
-    from nbflow._notebook_run import run_notebook_command
-
-    return run_notebook_command(args, path)
+        return run_notebook_command(args, path)
+    return run_file_command(args, path)
 
 
 def _export(args: argparse.Namespace) -> int:
-    from nbflow._export import export_notebook
-    from nbflow._notebook_file import read_notebook
+    from nbflow.notebook.export import export_notebook
+    from nbflow.notebook.ipynb import read_notebook
 
     path: str = args.notebook
     if not path.endswith(".ipynb"):
-        raise UsageError(f"{path!r} is not a notebook; give an .ipynb file to export.")
+        raise CommandLineError(
+            f"{path!r} is not a notebook; give an .ipynb file to export."
+        )
     target: str = args.output or path[: -len(".ipynb")] + ".py"
     if not target.endswith(".py"):
-        raise UsageError(
+        raise CommandLineError(
             f"-o {target!r} is not a Python file; give a path ending in .py."
         )
     code = export_notebook(read_notebook(path), os.path.basename(target))
@@ -276,108 +213,20 @@ def _export(args: argparse.Namespace) -> int:
         with open(target, "w", encoding="utf-8") as f:
             f.write(code)
     except OSError as exc:
-        raise UsageError(
+        raise CommandLineError(
             f"Cannot write {target!r} ({exc.strerror}); give -o a writable path."
         ) from None
     print(f"Wrote {target} from {path}; run it with `nbflow run -p {target}`.")
     return 0
 
 
-def _run_file_flow(
-    flow: Flow,
-    listeners: list[Listener],
-    *,
-    executor: Executor | None,
-    parameters: dict[str, Any],
-) -> State:
-    return flow.run(parameters=parameters, executor=executor, listeners=listeners)
-
-
 def _source(args: argparse.Namespace) -> str:
     if args.file and args.path:
-        raise UsageError(
+        raise CommandLineError(
             f"Give the flow file once, as FILE or as -p FILE, not both "
             f"({args.file!r} and {args.path!r})."
         )
     path: str | None = args.path or args.file
     if not path:
-        raise UsageError("No flow file given; run `nbflow run -p FILE.py`.")
+        raise CommandLineError("No flow file given; run `nbflow run -p FILE.py`.")
     return path
-
-
-def load_flows(path: str) -> list[Flow]:
-    """Execute the Python file ``path`` and return the Flows it defines.
-
-    The file runs as module ``__nbflow__``, so an ``if __name__ == "__main__":``
-    block in it does not run; its directory is put first on ``sys.path``, as
-    ``python FILE`` does.
-
-    Parameters
-    ----------
-    path : str
-        A Python file.
-
-    Returns
-    -------
-    list of Flow
-        Its module-level flows, in the order they were first assigned.
-
-    Raises
-    ------
-    UsageError
-        If the file does not exist, raises while loading, or defines no Flow.
-
-    """
-    if not os.path.exists(path):
-        raise UsageError(
-            f"File {path!r} does not exist; give the path of a Python "
-            "file that builds a Flow."
-        )
-    if os.path.isdir(path):
-        raise UsageError(
-            f"{path!r} is a directory; give the path of a Python file "
-            "that builds a Flow."
-        )
-    directory = os.path.dirname(os.path.abspath(path))
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
-    try:
-        namespace = runpy.run_path(path, run_name="__nbflow__")
-    except (Exception, SystemExit) as exc:
-        raise UsageError(
-            f"Loading {path!r} raised {type(exc).__name__}: {exc}{_where(exc, path)}; "
-            f"fix the file (`python {path}` shows the traceback)."
-        ) from None
-    flows: list[Flow] = []
-    for value in namespace.values():
-        if isinstance(value, Flow) and not any(value is f for f in flows):
-            flows.append(value)
-    if not flows:
-        raise UsageError(
-            f"File {path!r} defines no Flow; build one at module level with "
-            '`with Flow("name") as flow:`.'
-        )
-    return flows
-
-
-def _where(exc: BaseException, path: str) -> str:
-    """`` (line N)``: the last line of ``path`` in ``exc``'s traceback."""
-    if isinstance(exc, SyntaxError) and exc.lineno:
-        return ""  # its message already names the line
-    target = os.path.abspath(path)
-    lines = [
-        f.lineno
-        for f in traceback.extract_tb(exc.__traceback__)
-        if os.path.abspath(f.filename) == target
-    ]
-    return f" (line {lines[-1]})" if lines else ""
-
-
-def _select(flows: list[Flow], name: str | None, path: str) -> list[Flow]:
-    if name is None:
-        return flows
-    chosen = [f for f in flows if f.name == name]
-    if not chosen:
-        names = ", ".join(repr(f.name) for f in flows)
-        raise UsageError(f"No flow named {name!r} in {path!r}; its flows are {names}.")
-    return chosen

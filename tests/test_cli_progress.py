@@ -1,0 +1,61 @@
+"""The text progress view: the same model and task labels as the widget view."""
+
+from __future__ import annotations
+
+import io
+
+from nbflow import Flow, task
+from nbflow.cli.progress import TextProgress
+from nbflow.engine.run_state import RunState
+
+
+@task
+def one() -> int:
+    return 1
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def spread(n: int) -> list[int]:
+    return [n] * 3
+
+
+@task
+def double(x: int) -> int:
+    return 2 * x
+
+
+def _flow() -> Flow:
+    with Flow("labels") as flow:
+        a = one()
+        b = one()  # the same name twice
+        total = add(a, b)
+        double.map(spread(total))
+    return flow
+
+
+def test_text_progress_labels_tasks_as_the_run_model():
+    flow = _flow()
+    out = io.StringIO()
+    model = RunState()
+    state = flow.run(listeners=[TextProgress(out, color=False), model])
+    assert state.is_successful()
+    text = out.getvalue()
+    labels = [t.name for t in model.snapshot().tasks]
+    assert "one-2" in labels
+    for label in labels:
+        assert f"  {label} " in text, (label, text)
+    assert "one (2)" not in text
+    assert "3/3 done" in text
+
+
+def test_text_progress_summary_ends_with_the_flows_state():
+    out = io.StringIO()
+    state = _flow().run(listeners=[TextProgress(out, color=False, summary=True)])
+    assert state.is_successful()
+    last = out.getvalue().splitlines()[-1]
+    assert last.startswith("Flow 'labels': Success in "), last
