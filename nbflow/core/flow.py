@@ -318,6 +318,8 @@ class Flow:
         *,
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
+        return_tasks: Iterable[Task] | None = None,
+        memory_budget: int | None = None,
         **kwargs: Any,
     ) -> State:
         """Run the flow to its end and return its state.
@@ -331,6 +333,14 @@ class Flow:
             Overrides ``flow.executor`` for this run.
         listeners : sequence of callables
             Each is called with batches of :mod:`nbflow.engine.events` events.
+        return_tasks : iterable of Task, optional
+            Tasks whose results to bring home, besides the reference tasks'.
+            On a Dask cluster every other result stays where it was computed:
+            reading it fetches it while the cluster is there (an existing one,
+            ``DaskExecutor(address=...)``); a temporary cluster takes it along.
+        memory_budget : int, optional
+            Bring home at most this many bytes of those results; the largest
+            stay on the cluster, fetched on first read.
 
         Returns
         -------
@@ -354,7 +364,8 @@ class Flow:
             )
         return run_flow(
             self, parameters=params, executor=executor or self.executor,
-            listeners=listeners,
+            listeners=listeners, return_tasks=return_tasks,
+            memory_budget=memory_budget,
         )
 
 

@@ -12,9 +12,20 @@ from typing import Any
 from nbflow.core._values import iter_tasks
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task, _VarArgs, _VarKwargs, unmapped
-from nbflow.engine.state import Cancelled, Failed, Mapped, State, Success, TriggerFailed
+from nbflow.engine._outcome import task_state
+from nbflow.engine.state import (
+    Cancelled,
+    DeferredResult,
+    Failed,
+    Mapped,
+    State,
+    Success,
+    TriggerFailed,
+    fetch_results,
+)
 from nbflow.engine.task_runner import (
     CHILDREN,
+    ELEMENT,
     NESTED,
     SINGLE,
     SLOT,
@@ -28,6 +39,7 @@ __all__ = [
     "FINAL",
     "FUTURE",
     "ChildFutures",
+    "Remote",
     "Slots",
     "compile_task",
     "kind_of",
@@ -64,11 +76,15 @@ def compile_task(
         if isinstance(raw, Task):
             kind, source = slots[raw]
             if binding.mapped and not is_unmapped:
-                # A mapped upstream: child i feeds child i. Any other: its
-                # result is split when the task is (see map_size).
+                # A mapped upstream: child i feeds child i. A running one: each
+                # child takes its element where it runs (see map_size). A
+                # decided one (a parameter): its result is split here.
                 if kind == CHILDREN_SLOT:
                     mapped[len(inputs)] = ChildFutures(raw.name, source)
                     plan.append((key, SINGLE, raw.name))
+                elif kind == FUTURE:
+                    mapped[len(inputs)] = Remote(raw.name, source)
+                    plan.append((key, ELEMENT, raw.name))
                 else:
                     mapped[len(inputs)] = raw
                     plan.append((key, VALUE, raw.name))
@@ -100,17 +116,29 @@ def compile_task(
 
 
 def map_size(
-    task: Task, mapped: dict[int, Any], slots: Slots, wait_one: Callable[[Any], Any]
+    task: Task, mapped: dict[int, Any], slots: Slots,
+    length: Callable[[Any, str], Any],
 ) -> int | State:
-    """How many children ``task`` has; wait for unmapped upstream results
-    it maps over. Returns a final State when it cannot be mapped.
+    """How many children ``task`` has. The length of a running upstream's
+    result is asked of ``length(future, upstream_name)`` (computed where the
+    result is: an int, a final State, or the exception of a lost future).
+    Returns a final State when it cannot be mapped. ``mapped`` keeps only the
+    inputs that differ per child.
     """
     sizes: dict[str, int] = {}
     for position, source in list(mapped.items()):
+        if isinstance(source, Remote):
+            del mapped[position]  # every child gets the same future
+            answer = length(source.future, source.name)
+            if isinstance(answer, State):
+                return answer
+            if isinstance(answer, BaseException):
+                return task_state(task, answer, None, False)
+            sizes[repr(source.name)] = answer
+            continue
         if isinstance(source, Task):
             name = repr(source.name)
-            kind, future = slots[source]
-            state = future if kind == FINAL else wait_one(future)
+            kind, state = slots[source]  # FINAL: a parameter, or decided
             if not isinstance(state, Success):
                 if isinstance(state, Cancelled):
                     return Cancelled(f"Upstream task {name} was cancelled.")
@@ -142,6 +170,16 @@ def map_size(
     return next(iter(sizes.values()), 0)
 
 
+class Remote:
+    """The future of the running unmapped upstream task ``name``, mapped over."""
+
+    __slots__ = ("name", "future")
+
+    def __init__(self, name: str, future: Any) -> None:
+        self.name = name
+        self.future = future
+
+
 class ChildFutures(list):  # type: ignore[type-arg]
     """The child futures of the mapped upstream task ``name``."""
 
@@ -156,9 +194,11 @@ def parent_state(task: Task, children: list[State]) -> State:
     """A mapped task's state from its children's."""
     n = len(children)
     bad = [c for c in children if not c.is_successful()]
+    results: Any = (_ChildResults(children)
+                    if any(c.is_result_deferred() for c in children)
+                    else [c.result for c in children])
     if not bad:
-        return Mapped(f"Mapped {n} children.", [c.result for c in children],
-                      map_states=children)
+        return Mapped(f"Mapped {n} children.", results, map_states=children)
     if all(isinstance(c, Cancelled) for c in bad):
         cls: type[State] = Cancelled
     elif all(isinstance(c, (TriggerFailed, Cancelled)) for c in bad):
@@ -169,8 +209,33 @@ def parent_state(task: Task, children: list[State]) -> State:
     return cls(
         f"{len(bad)} of {n} mapped children of {task.name!r} did not succeed; "
         f"first: {first.message}",
-        [c.result for c in children], map_states=children,
+        results, map_states=children,
     )
+
+
+class _ChildResults(DeferredResult):
+    """A mapped task's results, some kept on a cluster: fetched together."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[State]) -> None:
+        self.children = children
+
+    def fetch(self) -> list[Any]:
+        """Fetch the children's results at once; return them in order."""
+        fetch_results(self.children)
+        return [c.result for c in self.children]
+
+    @classmethod
+    def sizes(cls, items: list[DeferredResult]) -> list[int | None]:
+        """The sum of the children's sizes (None if one is unknown)."""
+        out: list[int | None] = []
+        for item in items:
+            assert isinstance(item, _ChildResults)
+            deferred = [c._result for c in item.children if c.is_result_deferred()]
+            found = type(deferred[0]).sizes(deferred) if deferred else []
+            out.append(None if None in found else sum(n or 0 for n in found))
+        return out
 
 
 def template(value: Any) -> Any:

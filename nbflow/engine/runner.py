@@ -2,18 +2,26 @@
 
 The runner submits every task as soon as the futures of its upstream tasks
 exist, so tasks start when their inputs are ready (no level-by-level barrier).
-It waits only where it must know a value to go on: to split a task that maps
-over the result of an unmapped task. It knows executors only through
+It waits only where it must know something to go on: how many children a
+task has that maps over the result of an unmapped task (a length computed
+where that result is). It knows executors only through
 :class:`~nbflow.executors.base.Executor`.
+
+What the driver holds: every task's final state; the results of the
+reference tasks and of ``return_tasks`` (at most ``memory_budget`` bytes of
+them); nothing else. On a cluster the other results stay where they were
+computed and are fetched when ``state.result`` is first read (see
+:class:`~nbflow.engine.state.DeferredResult`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
@@ -38,7 +46,7 @@ from nbflow.engine.events import (
     global_listeners,
 )
 from nbflow.engine.state import Cancelled, State, Success
-from nbflow.engine.task_runner import run_task
+from nbflow.engine.task_runner import map_length, run_task
 from nbflow.errors import (
     FlowValidationError,
     NbflowError,
@@ -48,9 +56,30 @@ from nbflow.errors import (
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
 
-__all__ = ["FlowRun", "RunStartedError", "run_flow"]
+__all__ = ["FlowRun", "RunStartedError", "bringing_home", "run_flow"]
 
 log = logging.getLogger(__name__)
+
+#: (return_tasks, memory_budget) for the runs made in a ``bringing_home`` block.
+_HOME: contextvars.ContextVar[tuple[tuple[Task, ...], int | None]] = (
+    contextvars.ContextVar("nbflow_home", default=((), None))
+)
+
+
+@contextlib.contextmanager
+def bringing_home(
+    tasks: Iterable[Task], memory_budget: int | None = None
+) -> Iterator[None]:
+    """Make the runs created in this block (in this thread) bring ``tasks``'
+    results home, as ``return_tasks=`` and ``memory_budget=`` would.
+
+    For a caller that does not create the run itself (the notebook's write-back).
+    """
+    token = _HOME.set((tuple(tasks), memory_budget))
+    try:
+        yield
+    finally:
+        _HOME.reset(token)
 
 
 def run_flow(
@@ -59,13 +88,16 @@ def run_flow(
     parameters: dict[str, Any] | None = None,
     executor: Executor | None = None,
     listeners: Sequence[Listener] = (),
+    return_tasks: Iterable[Task] | None = None,
+    memory_budget: int | None = None,
 ) -> State:
     """Run ``flow`` to its end on ``executor`` and return the flow's state.
 
     See :meth:`nbflow.Flow.run`, which calls this.
     """
     return FlowRun(flow, parameters=parameters, executor=executor,
-                   listeners=listeners).run()
+                   listeners=listeners, return_tasks=return_tasks,
+                   memory_budget=memory_budget).run()
 
 
 def _parameter_values(flow: Flow, given: dict[str, Any]) -> dict[str, Any]:
@@ -102,6 +134,12 @@ class FlowRun:
     listeners : sequence of callables
         Called with batches of events (and every :func:`~nbflow.engine.events.subscribe`
         listener too).
+    return_tasks : iterable of Task, optional
+        Tasks whose results the driver brings home, besides the reference
+        tasks' (on a cluster, the others stay there until read).
+    memory_budget : int, optional
+        Bytes of those results to bring home at most; the largest stay on the
+        cluster, read on first access.
 
     """
 
@@ -112,6 +150,8 @@ class FlowRun:
         parameters: dict[str, Any] | None = None,
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
+        return_tasks: Iterable[Task] | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         if executor is None:
             executor = flow.executor
@@ -125,6 +165,18 @@ class FlowRun:
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
+        home, budget = _HOME.get()
+        if return_tasks is not None:
+            home = tuple(return_tasks)
+        unknown = [t for t in home if t not in self.index]
+        if unknown:
+            raise FlowValidationError(
+                f"return_tasks names {unknown[0]!r}, which is not a task of flow "
+                f"{flow.name!r}; name tasks of this flow."
+            )
+        #: Tasks whose results come home (reference tasks and return_tasks).
+        self.home = {*flow.reference_tasks(), *home}
+        self.memory_budget = budget if memory_budget is None else memory_budget
         self.state: State | None = None
         self._slots: Slots = {}
         #: What had finished when the run was cancelled.
@@ -265,9 +317,8 @@ class FlowRun:
                 ):
                     raise
                 self._cancelled.set()
-                futures = self._all_futures()
-                self._finished = _shielded(self._collect_finished, futures)
-                _shielded(executor.cancel, futures)
+                self._finished = _shielded(self._collect_finished)
+                _shielded(executor.cancel, self._all_futures())
                 return self._finished
 
     def _emit(self, task: Task, map_index: int | None, state: State) -> None:
@@ -290,7 +341,8 @@ class FlowRun:
             future = submit(run_task, spec, channel, None, *inputs, dask_key_name=task.name)
             self._slots[task] = (FUTURE, future)
             return
-        size = map_size(task, mapped, self._slots, self._wait_one)
+        size = map_size(task, mapped, self._slots,
+                        lambda future, upstream: self._length(task, future, upstream))
         if isinstance(size, State):
             self._slots[task] = (FINAL, size)
             self._emit(task, None, size)
@@ -305,9 +357,11 @@ class FlowRun:
         children = self.executor.submit_map(run_task, calls, dask_key_name=task.name)
         self._slots[task] = (CHILDREN_SLOT, children)
 
-    def _wait_one(self, future: Any) -> Any:
-        value = self.executor.wait([future], return_exceptions=True)[0]
-        return value
+    def _length(self, task: Task, future: Any, upstream: str) -> Any:
+        """The length of an upstream result, computed where it is."""
+        length = self.executor.submit(map_length, future, task.name, upstream,
+                                      dask_key_name=f"{task.name}-len")
+        return self.executor.wait([length], return_exceptions=True)[0]
 
     # -- collecting ---------------------------------------------------------------------
 
@@ -321,12 +375,32 @@ class FlowRun:
         return flat
 
     def _collect(self) -> dict[Task, State]:
-        futures = self._all_futures()
-        values = self.executor.wait(futures, return_exceptions=True)
+        futures, fetch = self._futures_and_fetch()
+        values = self.executor.collect(futures, fetch=fetch, budget=self.memory_budget)
         return self._states(values)
 
-    def _collect_finished(self, futures: list[Any]) -> dict[Task, State]:
-        values = self.executor.collect_finished(futures)
+    def _futures_and_fetch(self) -> tuple[list[Any], list[int]]:
+        """Every future of the run, and the positions of those whose values
+        come home.
+        """
+        futures: list[Any] = []
+        fetch: list[int] = []
+        home = self.home
+        for task, (kind, value) in self._slots.items():
+            if kind == FINAL:
+                continue
+            start = len(futures)
+            if kind == FUTURE:
+                futures.append(value)
+            else:
+                futures.extend(value)
+            if task in home:
+                fetch.extend(range(start, len(futures)))
+        return futures, fetch
+
+    def _collect_finished(self) -> dict[Task, State]:
+        futures, fetch = self._futures_and_fetch()
+        values = self.executor.collect_finished(futures, fetch=fetch)
         return self._states(values)
 
     def _states(self, values: list[Any]) -> dict[Task, State]:

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 
     from nbflow.executors.base import TaskChannel
 
-__all__ = ["CHILDREN", "NESTED", "SINGLE", "TRIGGER", "VALUE", "TaskSpec", "run_task"]
+__all__ = [
+    "CHILDREN", "ELEMENT", "NESTED", "SINGLE", "TRIGGER", "VALUE", "TaskSpec",
+    "map_length", "run_task",
+]
 
 #: How an input of :func:`run_task` becomes an argument.
 SINGLE = 0  # an upstream State: its result
@@ -32,6 +35,7 @@ CHILDREN = 1  # a list of a mapped upstream's child States: their results
 VALUE = 2  # a plain value (an element of a mapped literal or result)
 NESTED = 3  # a list of upstream States to put into a container template
 TRIGGER = 4  # upstream States that must succeed; no data
+ELEMENT = 5  # an upstream State: element ``map_index`` of its result
 
 
 class TaskSpec:
@@ -88,7 +92,7 @@ def run_task(
     if channel.is_cancelled():
         return _end(report, spec, map_index, Cancelled("The run was cancelled."))
     kwargs = dict(spec.constants) if spec.constants else {}
-    problem = _bind_inputs(spec, inputs, kwargs)
+    problem = _bind_inputs(spec, inputs, kwargs, map_index)
     if problem is not None:
         return _end(report, spec, map_index, problem)
     attempt = 0
@@ -162,13 +166,20 @@ def _end(report: Any, spec: TaskSpec, map_index: int | None, state: State) -> St
     return state
 
 
-def _bind_inputs(spec: TaskSpec, inputs: tuple[Any, ...], kwargs: dict[str, Any]) -> State | None:
+def _bind_inputs(
+    spec: TaskSpec, inputs: tuple[Any, ...], kwargs: dict[str, Any],
+    map_index: int | None = None,
+) -> State | None:
     """Put the inputs' values into ``kwargs``; return TriggerFailed if one failed."""
     for (key, kind, extra), value in zip(spec.inputs, inputs):
         if kind == SINGLE:
             if not isinstance(value, Success):
                 return _trigger_failed(spec, extra, value)
             kwargs[key] = value.result  # type: ignore[index]
+        elif kind == ELEMENT:
+            if not isinstance(value, Success):
+                return _trigger_failed(spec, extra, value)
+            kwargs[key] = _element(value.result, map_index)  # type: ignore[index]
         elif kind == VALUE:
             kwargs[key] = value  # type: ignore[index]
         elif kind == CHILDREN:
@@ -190,6 +201,35 @@ def _bind_inputs(spec: TaskSpec, inputs: tuple[Any, ...], kwargs: dict[str, Any]
                 if isinstance(checked, State):
                     return checked
     return None
+
+
+def map_length(state: Any, task: str, upstream: str) -> int | State:
+    """How many children ``task`` has when it maps over the result of
+    ``upstream`` (its ``state``), computed where that result is, so only a
+    number travels; or the final state of ``task`` if it cannot be mapped.
+    """
+    if not isinstance(state, Success):
+        spec = TaskSpec(map_length, task, -1)
+        return _trigger_failed(spec, upstream, state)
+    value = state.result
+    try:
+        return len(value)
+    except TypeError:
+        text = repr(value)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        return Failed(
+            f"Task {task!r} cannot map over {upstream!r} (= {text}): it is not a "
+            "sequence; map over a list, or wrap the argument in unmapped()."
+        )
+
+
+def _element(value: Any, i: Any) -> Any:
+    """Element ``i`` of a mapped-over result, as ``list(value)[i]`` gives it."""
+    if type(value) in (list, tuple, range, str) or type(value).__name__ == "ndarray":
+        return value[i]
+    import itertools
+
+    return next(itertools.islice(iter(value), i, None))
 
 
 def _children(spec: TaskSpec, upstream: str, value: Any) -> Any:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, TypeVar
 
 from nbflow.errors import ExecutorNotStartedError
@@ -148,6 +148,26 @@ class Executor(abc.ABC):
         in place of a value, instead of raising it.
         """
 
+    def collect(
+        self,
+        futures: list[Any],
+        *,
+        fetch: Collection[int] = (),
+        budget: int | None = None,
+    ) -> list[Any]:
+        """Wait for every one of ``futures`` (the run's task futures, a flat
+        list); return what each gave, as ``wait(futures, return_exceptions=True)``.
+
+        An executor that keeps values where they were computed (a cluster)
+        gives, for a task that succeeded, ``Success(result=DeferredResult)``
+        (see :mod:`nbflow.engine.state`): the value stays there until read.
+        Only the futures at the positions in ``fetch`` are brought home, at
+        most ``budget`` bytes of them if given (the largest stay). This
+        default has every value at hand already.
+        """
+        values: list[Any] = self.wait(futures, return_exceptions=True)
+        return values
+
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Return the channel that tasks of this run report through."""
         self._check_started()
@@ -159,6 +179,11 @@ class Executor(abc.ABC):
         if self._channel is not None:
             self._channel.cancel()
 
-    def collect_finished(self, futures: list[Any]) -> list[Any]:
-        """The values of the futures that have finished, None for the others."""
+    def collect_finished(
+        self, futures: list[Any], *, fetch: Collection[int] = ()
+    ) -> list[Any]:
+        """The values of the futures that have finished, None for the others
+        (values kept on a cluster stay there but those at the positions in
+        ``fetch``, as in :meth:`collect`).
+        """
         return [None] * len(futures)

@@ -29,6 +29,7 @@ from nbflow.notebook import (
     describe_cell,
     describe_flow,
     failure,
+    parse_bytes,
     register_cell,
     remove_task,
     reset_flow,
@@ -78,10 +79,12 @@ class _ViewRunner:
         return self.state
 
 
-def _run_in_background(namespace: Any, runner: _ViewRunner, output: Any) -> None:
+def _run_in_background(
+    namespace: Any, runner: _ViewRunner, output: Any, budget: int | None = None
+) -> None:
     """Run the notebook flow; show cell output and errors under the view."""
     try:
-        state = run_notebook_flow(namespace, runner=runner)
+        state = run_notebook_flow(namespace, runner=runner, memory_budget=budget)
     except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
         output.append_stderr(f"{type(exc).__name__}: {exc}\n")
         return
@@ -127,6 +130,10 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @argument("name", nargs="?", default=None, help="The task, for `remove`.")
     @argument("--background", action="store_true",
               help="Run without blocking the kernel (with the live view).")
+    @argument("--memory-budget", default=None, metavar="SIZE",
+              help="On a cluster, bring home at most SIZE of the cells' values "
+                   "(e.g. 2GB; default a quarter of the available memory); the "
+                   "largest stay there as handles.")
     @line_magic  # type: ignore[misc]
     def flow(self, line: str) -> Any:
         """``%flow run | show | reset | remove NAME | panel``."""
@@ -146,6 +153,8 @@ class FlowMagics(Magics):  # type: ignore[misc]
         assert self.shell is not None  # a registered Magics has its shell
         namespace = self.shell.user_ns
         try:
+            budget = (None if args.memory_budget is None
+                      else parse_bytes(args.memory_budget))
             check_notebook_flow(namespace)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
@@ -158,14 +167,14 @@ class FlowMagics(Magics):  # type: ignore[misc]
             output = Output()
             display(output)
             thread = threading.Thread(
-                target=_run_in_background, args=(namespace, runner, output),
+                target=_run_in_background, args=(namespace, runner, output, budget),
                 name="nbflow-background-run", daemon=True,
             )
             runner.thread = thread
             thread.start()
             return runner
         try:
-            state = run_notebook_flow(namespace, runner=runner)
+            state = run_notebook_flow(namespace, runner=runner, memory_budget=budget)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         text = cell_output(state)
