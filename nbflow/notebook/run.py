@@ -310,7 +310,8 @@ def _run(flow: Flow, executor: Executor, listeners: Sequence[Listener]) -> State
 
 class ClusterValue:
     """A value a cell provided that stayed on the cluster (over the memory
-    budget): :meth:`result` brings it home.
+    budget): :meth:`result` brings it home. ``size`` is the size of all the
+    values the cell provided, as the scheduler knows it (None if unknown).
     """
 
     __slots__ = ("name", "size", "_state", "_mapped")
@@ -355,9 +356,8 @@ def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) ->
     sizes = deferred_sizes([s for _, s in done])
     for (task, task_state), size in zip(done, sizes):
         if task_state.is_result_deferred():
-            each = None if size is None else size // max(len(task.provides), 1)
             values: dict[str, Any] = {
-                n: ClusterValue(n, task_state, each, task.map_var is not None)
+                n: ClusterValue(n, task_state, size, task.map_var is not None)
                 for n in task.provides
             }
         elif task.map_var is None:
@@ -375,16 +375,20 @@ def left_on_cluster(namespace: Mapping[str, Any], budget: int) -> str:
     """One line naming the values in ``namespace`` that stayed on a cluster,
     largest first, or "" if none did.
     """
-    handles = sorted((v for v in namespace.values() if isinstance(v, ClusterValue)),
-                     key=lambda v: -(v.size or 0))
-    if not handles:
+    cells: dict[int, list[ClusterValue]] = {}
+    for value in namespace.values():
+        if isinstance(value, ClusterValue):
+            cells.setdefault(id(value._state), []).append(value)
+    if not cells:
         return ""
+    groups = sorted(cells.values(), key=lambda g: -(g[0].size or 0))
     names = ", ".join(
-        v.name if v.size is None else f"{v.name} ({format_bytes(v.size)})"
-        for v in handles
+        " and ".join(v.name for v in group)
+        + ("" if group[0].size is None else f" ({format_bytes(group[0].size)})")
+        for group in groups
     )
     return (f"Left on the cluster, over the memory budget of {format_bytes(budget)}: "
-            f"{names}; bring one home with {handles[0].name}.result(), or raise "
+            f"{names}; bring one home with {groups[0][0].name}.result(), or raise "
             "the budget (%flow run --memory-budget 8GB).")
 
 
