@@ -262,6 +262,10 @@ class _Slot:
 
     __slots__ = ()
 
+    def __reduce__(self) -> str:
+        # Unpickled on a worker as the one SLOT, which _fill tests with `is`.
+        return "SLOT"
+
 
 SLOT = _Slot()
 

@@ -162,3 +162,13 @@ def test_return_tasks_must_belong_to_the_flow():
         stranger = array_of(2)
     with pytest.raises(FlowValidationError, match="return_tasks names"):
         flow.run(return_tasks=[stranger])
+
+
+def test_a_list_of_upstream_results_reaches_a_worker_process(existing_cluster, tmp_path):
+    # The slot marking where each upstream value goes must survive pickling.
+    with Flow("nested") as flow:
+        totals = [total_of(make(i, 1, str(tmp_path / "log"))) for i in range(3)]
+        grand = grand_total(totals)
+    state = flow.run(executor=DaskExecutor(address=existing_cluster))
+    assert state.is_successful(), state.message
+    assert state.result[grand].result == float(sum(i * MB // 8 for i in range(3)))
