@@ -61,8 +61,8 @@ __all__ = ["FlowRun", "RunStartedError", "bringing_home", "run_flow"]
 log = logging.getLogger(__name__)
 
 #: (return_tasks, memory_budget) for the runs made in a ``bringing_home`` block.
-_HOME: contextvars.ContextVar[tuple[tuple[Task, ...], int | None]] = (
-    contextvars.ContextVar("nbflow_home", default=((), None))
+_HOME: contextvars.ContextVar[tuple[tuple[Task, ...], int | None] | None] = (
+    contextvars.ContextVar("nbflow_home", default=None)
 )
 
 
@@ -136,7 +136,8 @@ class FlowRun:
         listener too).
     return_tasks : iterable of Task, optional
         Tasks whose results the driver brings home, besides the reference
-        tasks' (on a cluster, the others stay there until read).
+        tasks'. On a cluster the others stay there until read; when this is
+        given, they are dropped as soon as no task needs them.
     memory_budget : int, optional
         Bytes of those results to bring home at most; the largest stay on the
         cluster, read on first access.
@@ -165,7 +166,10 @@ class FlowRun:
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
-        home, budget = _HOME.get()
+        home, budget = _HOME.get() or ((), None)
+        #: Whether every result stays readable after the run (no return_tasks
+        #: named what to keep).
+        self.keep_others = return_tasks is None and _HOME.get() is None
         if return_tasks is not None:
             home = tuple(return_tasks)
         unknown = [t for t in home if t not in self.index]
@@ -376,7 +380,8 @@ class FlowRun:
 
     def _collect(self) -> dict[Task, State]:
         futures, fetch = self._futures_and_fetch()
-        values = self.executor.collect(futures, fetch=fetch, budget=self.memory_budget)
+        values = self.executor.collect(futures, fetch=fetch, budget=self.memory_budget,
+                                       keep_others=self.keep_others)
         return self._states(values)
 
     def _futures_and_fetch(self) -> tuple[list[Any], list[int]]:

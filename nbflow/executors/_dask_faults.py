@@ -33,6 +33,7 @@ from nbflow.errors import ClusterConnectionError, NbflowError
 
 __all__ = [
     "ClusterResult",
+    "Dropped",
     "Home",
     "ResultNotKeptError",
     "WorkerDiedError",
@@ -183,6 +184,28 @@ class ClusterResult(DeferredResult):
                     known.update(home.client.nbytes(keys=keys, summary=False))
         return [known.get(i.future.key) if isinstance(i, ClusterResult) else None
                 for i in items]
+
+
+class Dropped(DeferredResult):
+    """A successful task's value, released on the cluster once no task needed
+    it (the run named what to keep, or its temporary cluster is gone).
+    """
+
+    __slots__ = ("key", "home")
+
+    def __init__(self, key: object, home: Home) -> None:
+        self.key = key
+        self.home = home
+
+    def __repr__(self) -> str:
+        return f"<result of {_label(self.key)}, not kept>"
+
+    def fetch(self) -> Any:
+        """Raise: the value is gone."""
+        raise _not_kept(self.key, self.home.gone or (
+            "the run was given return_tasks without it, so its value was "
+            "dropped once no task needed it; name the task in "
+            "flow.run(return_tasks=[...]) to keep it"))
 
 
 def _gather_states(home: Home, futures: list[Any]) -> list[tuple[bool, Any]]:

@@ -154,6 +154,7 @@ class Executor(abc.ABC):
         *,
         fetch: Collection[int] = (),
         budget: int | None = None,
+        keep_others: bool = True,
     ) -> list[Any]:
         """Wait for every one of ``futures`` (the run's task futures, a flat
         list); return what each gave, as ``wait(futures, return_exceptions=True)``.
@@ -162,8 +163,10 @@ class Executor(abc.ABC):
         gives, for a task that succeeded, ``Success(result=DeferredResult)``
         (see :mod:`nbflow.engine.state`): the value stays there until read.
         Only the futures at the positions in ``fetch`` are brought home, at
-        most ``budget`` bytes of them if given (the largest stay). This
-        default has every value at hand already.
+        most ``budget`` bytes of them if given (the largest stay). With
+        ``keep_others=False`` the other values need not stay readable: the
+        executor may drop each once no task needs it. This default has every
+        value at hand already.
         """
         values: list[Any] = self.wait(futures, return_exceptions=True)
         return values

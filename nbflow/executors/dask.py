@@ -30,6 +30,7 @@ from nbflow.errors import ClusterConnectionError
 from nbflow.executors._dashboard import dashboard_link
 from nbflow.executors._dask_faults import (
     ClusterResult,
+    Dropped,
     Home,
     ResultNotKeptError,
     close_client,
@@ -154,6 +155,8 @@ class DaskExecutor(Executor):
         #: Where this run's kept results are; after a run on an existing
         #: cluster, a weak reference to it, to reuse its client.
         self._home: Home | None = None
+        #: Keys of this run whose values were released unread (see collect).
+        self._released: set[Any] = set()
         self._last_home: Callable[[], Home | None] = lambda: None
 
     def __repr__(self) -> str:
@@ -171,7 +174,8 @@ class DaskExecutor(Executor):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(_client=None, _cluster=None, _topic=None, _home=None)
+        state.update(_client=None, _cluster=None, _topic=None, _home=None,
+                     _released=set())
         state.pop("_last_home", None)
         return state
 
@@ -299,6 +303,7 @@ class DaskExecutor(Executor):
     def _forget(self) -> None:
         self._client = self._cluster = None
         self._home = None
+        self._released = set()
         if self._topic is not None:
             self._topic = None
 
@@ -384,6 +389,7 @@ class DaskExecutor(Executor):
         *,
         fetch: Collection[int] = (),
         budget: int | None = None,
+        keep_others: bool = True,
     ) -> list[Any]:
         """Wait for the run's task futures; leave successful tasks' values on
         the cluster (``Success`` with a :class:`ClusterResult`), gather the
@@ -393,15 +399,27 @@ class DaskExecutor(Executor):
 
         What is gathered is gathered as tasks finish (when ``budget`` is
         given: at the end, sizes known), so it survives a scheduler that dies
-        later.
+        later. Values outside ``fetch`` that will not be read (a temporary
+        cluster, or ``keep_others=False``) are released as their tasks
+        finish: Dask frees each once the tasks that need it have run.
         """
         self._check_started()
         from distributed import Future
 
         flat = [f for f in futures if isinstance(f, Future)]
         want = {futures[i].key for i in fetch if isinstance(futures[i], Future)}
+        release = not keep_others or self.address is None
+        released = self._released
+
         def stay(f: Any) -> bool:
-            return (budget is not None or f.key not in want) and stays(f)
+            if f.key in want:
+                return budget is not None and stays(f)
+            if not stays(f):
+                return False
+            if release:
+                released.add(f.key)
+                f.release()
+            return True
 
         values: dict[Any, Any] = {}
         kept: set[Any] = set()
@@ -439,11 +457,14 @@ class DaskExecutor(Executor):
         address = self._scheduler_address()
         now = time.time()
         out: list[Any] = []
+        released = self._released
         for f in futures:
             if not isinstance(f, Future):
                 out.append(f)
             elif f.key in values:
                 out.append(values[f.key])
+            elif f.key in released:
+                out.append(Success(result=Dropped(f.key, home), timestamp=now))
             elif f.key in kept:
                 out.append(Success(result=ClusterResult(f, home), timestamp=now))
             else:
@@ -494,6 +515,8 @@ class DaskExecutor(Executor):
         for f in futures:
             if not isinstance(f, Future):
                 out.append(f)
+            elif f.key in self._released and home is not None:
+                out.append(Success(result=Dropped(f.key, home)))
             elif f.key in kept and home is not None:
                 out.append(Success(result=ClusterResult(f, home)))
             else:

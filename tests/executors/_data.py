@@ -110,3 +110,18 @@ class PeakRSS:
     def growth(self) -> int:
         """Bytes above the RSS on entry, at the peak."""
         return self.peak - self.start
+
+
+@task(name="made-then-dropped")
+def make_dropped(i: int, mb: int, log: str) -> Payload:
+    return Payload(np.full(mb * MB // 8, float(i)), log)
+
+
+def keys_in_memory(address: str, prefix: str) -> list[str]:
+    """Keys starting with ``prefix`` that the scheduler holds in memory."""
+    from distributed import Client
+
+    with Client(address, timeout=30) as client:
+        return client.run_on_scheduler(
+            lambda dask_scheduler: [k for k, ts in dask_scheduler.tasks.items()
+                                    if str(k).startswith(prefix) and ts.state == "memory"])

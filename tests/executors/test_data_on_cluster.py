@@ -18,8 +18,10 @@ from _data import (
     arrivals,
     double,
     grand_total,
+    keys_in_memory,
     make,
     make_all,
+    make_dropped,
     total_of,
 )
 
@@ -172,3 +174,30 @@ def test_a_list_of_upstream_results_reaches_a_worker_process(existing_cluster, t
     state = flow.run(executor=DaskExecutor(address=existing_cluster))
     assert state.is_successful(), state.message
     assert state.result[grand].result == float(sum(i * MB // 8 for i in range(3)))
+
+
+def test_with_return_tasks_other_values_are_dropped_as_the_run_goes(
+    existing_cluster, tmp_path
+):
+    log = str(tmp_path / "log")
+    with Flow("dropping") as flow:
+        made = make_dropped.map(range(4), unmapped(2), unmapped(log))
+        summed = total_of.map(double.map(made))
+        grand = grand_total(summed)
+    state = flow.run(executor=DaskExecutor(address=existing_cluster),
+                     return_tasks=[summed])
+    assert state.is_successful(), state.message
+    # The run still holds its state, yet the cluster let the values go.
+    assert keys_in_memory(existing_cluster, "made-then-dropped") == []
+    assert state.result[summed].result == [2.0 * i * 2 * MB // 8 for i in range(4)]
+    assert state.result[grand].result == sum(state.result[summed].result)
+    child = state.result[made].map_states[1]
+    assert isinstance(child, Success)
+    with pytest.raises(ResultNotKeptError, match=r"'made-then-dropped\[1\]' was not "
+                       "kept: the run was given return_tasks without it"):
+        child.result  # noqa: B018 - reading fetches
+
+    # Without return_tasks, every value stays readable while the state is held.
+    state = flow.run(executor=DaskExecutor(address=existing_cluster))
+    assert len(keys_in_memory(existing_cluster, "made-then-dropped")) == 4
+    assert state.result[made].map_states[1].result.array[0] == 1.0
