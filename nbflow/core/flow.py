@@ -338,6 +338,8 @@ class Flow:
             On a Dask cluster every other result stays where it was computed:
             reading it fetches it while the cluster is there (an existing one,
             ``DaskExecutor(address=...)``); a temporary cluster takes it along.
+            When ``return_tasks`` is given, the other results are freed as
+            soon as no task needs them.
         memory_budget : int, optional
             Bring home at most this many bytes of those results; the largest
             stay on the cluster, fetched on first read.
