@@ -23,12 +23,14 @@ __all__ = [
     "FlowValidationError",
     "FlowtaskOptionsError",
     "MapValueError",
+    "MemoryBudgetError",
     "NbflowError",
     "NbflowWarning",
     "NoReportError",
     "NotebookFileError",
     "ParseError",
     "RegistrationError",
+    "ResultNotKeptError",
     "RunCancelled",
     "RunStartedError",
     "StoredResultError",
@@ -89,8 +91,16 @@ class CommandLineError(NbflowError, ValueError):
     """``nbflow``'s options ask for something that cannot be done; exit status 2."""
 
 
+class MemoryBudgetError(NbflowError, ValueError):
+    """A memory budget that is not a size."""
+
+
 class NotebookFileError(NbflowError, ValueError):
     """An ``.ipynb`` file cannot be read, run or exported as a flow."""
+
+
+class ResultNotKeptError(NbflowError, RuntimeError):
+    """A task's result stayed on a cluster that is gone (or lost it)."""
 
 
 class RunCancelled(NbflowError, RuntimeError):

@@ -329,6 +329,8 @@ def print_summary(
 def _detail(state: State) -> str:
     if state.is_mapped():
         return f"{len(state.map_states or ())} children"
+    if state.is_result_deferred():
+        return "-> (result left on the cluster)"
     if state.is_successful():
         return "-> " + _repr.repr(state.result)
     return state.message or ""

@@ -268,6 +268,8 @@ def cell_detail(task: Task, state: State) -> str | None:
     """What a cell task's final state shows: its provided values; else None."""
     if not isinstance(task, CellTask):
         return None
+    if state.is_result_deferred():
+        return "-> (values left on the cluster)"
     if state.is_mapped():
         children = [c.result for c in state.map_states or ()]
         if not all(isinstance(c, CellResult) for c in children):

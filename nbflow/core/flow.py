@@ -557,6 +557,8 @@ class Flow:
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
         task_states: dict[Task, State] | None = None,
+        return_tasks: Iterable[Task] | None = None,
+        memory_budget: int | None = None,
         **kwargs: Any,
     ) -> State:
         """Run the flow to its end and return its state.
@@ -573,6 +575,16 @@ class Flow:
         task_states : dict, optional
             States to start from, by task: a task given a finished state is
             not run and keeps it (a Cached one is checked by its validator).
+        return_tasks : iterable of Task, optional
+            Tasks whose results to bring home, besides the reference tasks'.
+            On a Dask cluster every other result stays where it was computed:
+            reading it fetches it while the cluster is there (an existing one,
+            ``DaskExecutor(address=...)``); a temporary cluster takes it along.
+            When ``return_tasks`` is given, the other results are freed as
+            soon as no task needs them.
+        memory_budget : int, optional
+            Bring home at most this many bytes of those results; the largest
+            stay on the cluster, fetched on first read.
 
         Returns
         -------
@@ -597,6 +609,7 @@ class Flow:
         return run_flow(
             self, parameters=params, executor=executor or self.executor,
             listeners=listeners, task_states=task_states,
+            return_tasks=return_tasks, memory_budget=memory_budget,
         )
 
 

@@ -13,8 +13,10 @@ from nbflow.core._values import iter_tasks
 from nbflow.core.flow import Edge, Flow
 from nbflow.core.task import Task, _VarArgs, _VarKwargs, flatten, unmapped
 from nbflow.engine import signals
+from nbflow.engine._outcome import task_state
 from nbflow.engine.state import (
     Cancelled,
+    DeferredResult,
     Failed,
     Mapped,
     Pending,
@@ -22,9 +24,11 @@ from nbflow.engine.state import (
     State,
     Success,
     TriggerFailed,
+    fetch_results,
 )
 from nbflow.engine.task_runner import (
     CHILDREN,
+    ELEMENT,
     FLAT_SLOT,
     NESTED,
     SINGLE,
@@ -40,6 +44,7 @@ __all__ = [
     "FUTURE",
     "ChildFutures",
     "Flat",
+    "Remote",
     "flat",
     "Slots",
     "compile_task",
@@ -92,11 +97,15 @@ def compile_task(
         elif isinstance(raw, Task):
             kind, source = slots[raw]
             if binding.mapped and not is_unmapped:
-                # A mapped upstream: child i feeds child i. Any other: its
-                # result is split when the task is (see map_size).
+                # A mapped upstream: child i feeds child i. A running one: each
+                # child takes its element where it runs (see map_size). A
+                # decided one (a parameter): its result is split here.
                 if kind == CHILDREN_SLOT:
                     mapped[len(inputs)] = ChildFutures(raw.name, source)
                     plan.append((key, SINGLE, raw.name))
+                elif kind == FUTURE:
+                    mapped[len(inputs)] = Remote(raw.name, source)
+                    plan.append((key, ELEMENT, raw.name))
                 else:
                     mapped[len(inputs)] = raw
                     plan.append((key, VALUE, raw.name))
@@ -120,6 +129,9 @@ def compile_task(
         if kind == CHILDREN_SLOT:
             mapped[len(inputs)] = ChildFutures(up.name, source)
             plan.append((None, SINGLE, up.name))
+        elif kind == FUTURE:
+            mapped[len(inputs)] = Remote(up.name, source)
+            plan.append((None, ELEMENT, up.name))
         else:
             mapped[len(inputs)] = up
             plan.append((None, VALUE, up.name))
@@ -191,14 +203,28 @@ def _edges(
 
 
 def map_size(
-    task: Task, mapped: dict[int, Any], slots: Slots, wait_one: Callable[[Any], Any]
+    task: Task, mapped: dict[int, Any], slots: Slots,
+    length: Callable[[Any, str], Any], wait_one: Callable[[Any], Any],
 ) -> int | State:
-    """How many children ``task`` has; wait for unmapped upstream results
-    it maps over. Returns a final State when it cannot be mapped. Sequences of
-    different lengths are zipped to the shortest, as Prefect does.
+    """How many children ``task`` has. The length of a running upstream's
+    result is asked of ``length(future, upstream_name)`` (computed where the
+    result is: an int, a final State, or the exception of a lost future); a
+    flattened upstream is waited for with ``wait_one`` (its result comes here
+    to be joined). Returns a final State when it cannot be mapped. Sequences of
+    different lengths are zipped to the shortest, as Prefect does. ``mapped``
+    keeps only the inputs that differ per child.
     """
     sizes: list[int] = []
     for position, source in list(mapped.items()):
+        if isinstance(source, Remote):
+            del mapped[position]  # every child gets the same future
+            answer = length(source.future, source.name)
+            if isinstance(answer, State):
+                return answer
+            if isinstance(answer, BaseException):
+                return task_state(task, answer, None, False)
+            sizes.append(answer)
+            continue
         if isinstance(source, (Task, Flat)):
             upstream = source.task if isinstance(source, Flat) else source
             name = repr(upstream.name)
@@ -274,6 +300,16 @@ class Flat:
         self.task = task
 
 
+class Remote:
+    """The future of the running unmapped upstream task ``name``, mapped over."""
+
+    __slots__ = ("name", "future")
+
+    def __init__(self, name: str, future: Any) -> None:
+        self.name = name
+        self.future = future
+
+
 class ChildFutures(list):  # type: ignore[type-arg]
     """The child futures of the mapped upstream task ``name``."""
 
@@ -288,14 +324,17 @@ def parent_state(task: Task, children: list[State]) -> State:
     """A mapped task's state from its children's (through its state handlers)."""
     n = len(children)
     bad = [c for c in children if not c.is_successful()]
+    results: Any = (_ChildResults(children)
+                    if any(c.is_result_deferred() for c in children)
+                    else [c.result for c in children])
     waiting = sum(not c.is_finished() for c in bad)
     if waiting:
         return decided(task, Pending(
             f"{waiting} of {n} mapped children of {task.name!r} are not finished.",
-            [c.result for c in children], map_states=children,
+            results, map_states=children,
         ))
     if not bad:
-        return decided(task, Mapped(f"Mapped {n} children.", [c.result for c in children],
+        return decided(task, Mapped(f"Mapped {n} children.", results,
                                     map_states=children))
     if all(isinstance(c, Cancelled) for c in bad):
         cls: type[State] = Cancelled
@@ -307,7 +346,7 @@ def parent_state(task: Task, children: list[State]) -> State:
     return decided(task, cls(
         f"{len(bad)} of {n} mapped children of {task.name!r} did not succeed; "
         f"first: {first.message}",
-        [c.result for c in children], map_states=children,
+        results, map_states=children,
     ))
 
 
@@ -329,6 +368,31 @@ def decided(task: Task, state: State) -> State:
             exc,
         )
     return state
+
+
+class _ChildResults(DeferredResult):
+    """A mapped task's results, some kept on a cluster: fetched together."""
+
+    __slots__ = ("children",)
+
+    def __init__(self, children: list[State]) -> None:
+        self.children = children
+
+    def fetch(self) -> list[Any]:
+        """Fetch the children's results at once; return them in order."""
+        fetch_results(self.children)
+        return [c.result for c in self.children]
+
+    @classmethod
+    def sizes(cls, items: list[DeferredResult]) -> list[int | None]:
+        """The sum of the children's sizes (None if one is unknown)."""
+        out: list[int | None] = []
+        for item in items:
+            assert isinstance(item, _ChildResults)
+            deferred = [c._result for c in item.children if c.is_result_deferred()]
+            found = type(deferred[0]).sizes(deferred) if deferred else []
+            out.append(None if None in found else sum(n or 0 for n in found))
+        return out
 
 
 def template(value: Any) -> Any:

@@ -2,17 +2,26 @@
 
 The runner submits every task as soon as the futures of its upstream tasks
 exist, so tasks start when their inputs are ready (no level-by-level barrier).
-It waits only where it must know a value to go on: to split a task that maps
-over the result of an unmapped task. It knows executors only through
+It waits only where it must know something to go on: how many children a
+task has that maps over the result of an unmapped task (a length computed
+where that result is). It knows executors only through
 :class:`~nbflow.executors.base.Executor`.
+
+What the driver holds: every task's final state; the results of the
+reference tasks and of ``return_tasks`` (at most ``memory_budget`` bytes of
+them); nothing else. On a cluster the other results stay where they were
+computed and are fetched when ``state.result`` is first read (see
+:class:`~nbflow.engine.state.DeferredResult`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
@@ -44,7 +53,7 @@ from nbflow.engine.events import (
     global_listeners,
 )
 from nbflow.engine.state import Cached, Cancelled, Resume, Retrying, State, Success
-from nbflow.engine.task_runner import run_task
+from nbflow.engine.task_runner import map_length, run_task
 from nbflow.errors import (
     FlowValidationError,
     RunCancelled,
@@ -56,9 +65,30 @@ from nbflow.triggers import manual_only
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
 
-__all__ = ["FlowRun", "RunStartedError", "run_flow"]
+__all__ = ["FlowRun", "RunStartedError", "bringing_home", "run_flow"]
 
 log = logging.getLogger(__name__)
+
+#: (return_tasks, memory_budget) for the runs made in a ``bringing_home`` block.
+_HOME: contextvars.ContextVar[tuple[tuple[Task, ...], int | None] | None] = (
+    contextvars.ContextVar("nbflow_home", default=None)
+)
+
+
+@contextlib.contextmanager
+def bringing_home(
+    tasks: Iterable[Task], memory_budget: int | None = None
+) -> Iterator[None]:
+    """Make the runs created in this block (in this thread) bring ``tasks``'
+    results home, as ``return_tasks=`` and ``memory_budget=`` would.
+
+    For a caller that does not create the run itself (the notebook's write-back).
+    """
+    token = _HOME.set((tuple(tasks), memory_budget))
+    try:
+        yield
+    finally:
+        _HOME.reset(token)
 
 
 def run_flow(
@@ -68,13 +98,16 @@ def run_flow(
     executor: Executor | None = None,
     listeners: Sequence[Listener] = (),
     task_states: Mapping[Task, State] | None = None,
+    return_tasks: Iterable[Task] | None = None,
+    memory_budget: int | None = None,
 ) -> State:
     """Run ``flow`` to its end on ``executor`` and return the flow's state.
 
     See :meth:`nbflow.Flow.run`, which calls this.
     """
     return FlowRun(flow, parameters=parameters, executor=executor,
-                   listeners=listeners, task_states=task_states).run()
+                   listeners=listeners, task_states=task_states,
+                   return_tasks=return_tasks, memory_budget=memory_budget).run()
 
 
 def _parameter_values(flow: Flow, given: dict[str, Any]) -> dict[str, Any]:
@@ -115,6 +148,13 @@ class FlowRun:
         Task -> State to start from (Prefect 1's ``task_states``): a task given a
         finished state does not run and keeps it; a ``Cached`` one stands in
         for the run while the task's ``cache_validator`` says it is valid.
+    return_tasks : iterable of Task, optional
+        Tasks whose results the driver brings home, besides the reference
+        tasks'. On a cluster the others stay there until read; when this is
+        given, they are dropped as soon as no task needs them.
+    memory_budget : int, optional
+        Bytes of those results to bring home at most; the largest stay on the
+        cluster, read on first access.
 
     """
 
@@ -126,6 +166,8 @@ class FlowRun:
         executor: Executor | None = None,
         listeners: Sequence[Listener] = (),
         task_states: Mapping[Task, State] | None = None,
+        return_tasks: Iterable[Task] | None = None,
+        memory_budget: int | None = None,
     ) -> None:
         self.flow = flow
         self.executor = resolve_executor(executor, flow.executor)
@@ -133,6 +175,21 @@ class FlowRun:
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
+        home, budget = _HOME.get() or ((), None)
+        #: Whether every result stays readable after the run (no return_tasks
+        #: named what to keep).
+        self.keep_others = return_tasks is None and _HOME.get() is None
+        if return_tasks is not None:
+            home = tuple(return_tasks)
+        unknown = [t for t in home if t not in self.index]
+        if unknown:
+            raise FlowValidationError(
+                f"return_tasks names {unknown[0]!r}, which is not a task of flow "
+                f"{flow.name!r}; name tasks of this flow."
+            )
+        #: Tasks whose results come home (reference tasks and return_tasks).
+        self.home = {*flow.reference_tasks(), *home}
+        self.memory_budget = budget if memory_budget is None else memory_budget
         self.state: State | None = None
         #: States to start from (``flow.run(task_states=...)``): finished ones
         #: are kept, and the task is not run.
@@ -287,9 +344,8 @@ class FlowRun:
                 ):
                     raise
                 self._cancelled.set()
-                futures = self._all_futures()
-                self._finished = _shielded(self._collect_finished, futures)
-                _shielded(executor.cancel, futures)
+                self._finished = _shielded(self._collect_finished)
+                _shielded(executor.cancel, self._all_futures())
                 return self._finished
 
     def _emit(self, task: Task, map_index: int | None, state: State) -> None:
@@ -324,7 +380,9 @@ class FlowRun:
             future = submit(run_task, spec, channel, None, *inputs, extra_context=context)
             self._slots[task] = (FUTURE, future)
             return
-        size = map_size(task, mapped, self._slots, self._wait_one)
+        size = map_size(task, mapped, self._slots,
+                        lambda future, upstream: self._length(task, future, upstream),
+                        self._wait_one)
         if isinstance(size, State):
             size = decided(task, size)
             self._slots[task] = (FINAL, size)
@@ -341,8 +399,15 @@ class FlowRun:
         self._slots[task] = (CHILDREN_SLOT, children)
 
     def _wait_one(self, future: Any) -> Any:
-        value = self.executor.wait_outcomes([future])[0]
-        return value
+        """A future's outcome, here (for a flattened upstream)."""
+        return self.executor.wait_outcomes([future])[0]
+
+    def _length(self, task: Task, future: Any, upstream: str) -> Any:
+        """The length of an upstream result, computed where it is."""
+        length = self.executor.submit(
+            map_length, future, task.name, upstream, task.skip_on_upstream_skip,
+            extra_context={"task_name": f"{task.name}-len"})
+        return self.executor.wait_outcomes([length])[0]
 
     # -- collecting ---------------------------------------------------------------------
 
@@ -356,12 +421,33 @@ class FlowRun:
         return flat
 
     def _collect(self) -> dict[Task, State]:
-        futures = self._all_futures()
-        values = self.executor.wait_outcomes(futures)
+        futures, fetch = self._futures_and_fetch()
+        values = self.executor.collect(futures, fetch=fetch, budget=self.memory_budget,
+                                       keep_others=self.keep_others)
         return self._states(values)
 
-    def _collect_finished(self, futures: list[Any]) -> dict[Task, State]:
-        values = self.executor.collect_finished(futures)
+    def _futures_and_fetch(self) -> tuple[list[Any], list[int]]:
+        """Every future of the run, and the positions of those whose values
+        come home.
+        """
+        futures: list[Any] = []
+        fetch: list[int] = []
+        home = self.home
+        for task, (kind, value) in self._slots.items():
+            if kind == FINAL:
+                continue
+            start = len(futures)
+            if kind == FUTURE:
+                futures.append(value)
+            else:
+                futures.extend(value)
+            if task in home:
+                fetch.extend(range(start, len(futures)))
+        return futures, fetch
+
+    def _collect_finished(self) -> dict[Task, State]:
+        futures, fetch = self._futures_and_fetch()
+        values = self.executor.collect_finished(futures, fetch=fetch)
         return self._states(values)
 
     def _states(self, values: list[Any]) -> dict[Task, State]:

@@ -20,11 +20,14 @@ and hash by identity, so a set of states holds each state object once.
 from __future__ import annotations
 
 import datetime
+import sys
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 __all__ = [
     "Cached",
     "Cancelled",
+    "DeferredResult",
     "Failed",
     "Finished",
     "Looped",
@@ -42,7 +45,86 @@ __all__ = [
     "Success",
     "TimedOut",
     "TriggerFailed",
+    "deferred_sizes",
+    "fetch_results",
 ]
+
+
+class DeferredResult:
+    """A task's result kept where it was computed (a Dask cluster) until read.
+
+    A state whose result is one of these fetches it the first time
+    ``state.result`` is read and keeps the value from then on. Executors that
+    keep values away from the driver subclass it.
+    """
+
+    __slots__ = ()
+
+    def fetch(self) -> Any:
+        """Bring the value here; raise (one line: why, and how to keep it) if
+        it cannot be.
+        """
+        raise NotImplementedError
+
+    @classmethod
+    def fetch_all(cls, items: list[DeferredResult]) -> list[tuple[bool, Any]]:
+        """``(True, value)`` for each of ``items`` (of this class), fetched
+        together where that is cheaper, or ``(False, exception)`` saying why it
+        could not be.
+        """
+        out: list[tuple[bool, Any]] = []
+        for item in items:
+            try:
+                out.append((True, item.fetch()))
+            except Exception as exc:  # noqa: BLE001 - handed to the caller
+                out.append((False, exc))
+        return out
+
+    @classmethod
+    def sizes(cls, items: list[DeferredResult]) -> list[int | None]:
+        """The size in bytes of each value where it is kept, None if unknown."""
+        return [None] * len(items)
+
+
+def deferred_sizes(states: list[State]) -> list[int | None]:
+    """The size in bytes, where it is kept, of each state's deferred result
+    (None: not deferred, or not known), asked once per kind of deferred result.
+    """
+    out: list[int | None] = [None] * len(states)
+    groups: dict[type[DeferredResult], list[int]] = {}
+    for i, state in enumerate(states):
+        if isinstance(state._result, DeferredResult):
+            groups.setdefault(type(state._result), []).append(i)
+    for cls, positions in groups.items():
+        for i, size in zip(positions, cls.sizes([states[i]._result for i in positions])):
+            out[i] = size
+    return out
+
+
+def fetch_results(states: Iterable[State]) -> None:
+    """Fetch the deferred results of ``states`` together (one round trip per
+    kind of deferred result, not one per state).
+
+    Raises
+    ------
+    Exception
+        The first reason a result could not be fetched, after the others are in.
+
+    """
+    groups: dict[type[DeferredResult], list[State]] = {}
+    for state in states:
+        value = state._result
+        if isinstance(value, DeferredResult):
+            groups.setdefault(type(value), []).append(state)
+    error: Exception | None = None
+    for cls, group in groups.items():
+        for state, (ok, value) in zip(group, cls.fetch_all([s._result for s in group])):
+            if ok:
+                state._result = value
+            else:
+                error = error or value
+    if error is not None:
+        raise error
 
 
 class State:
@@ -63,7 +145,7 @@ class State:
 
     """
 
-    __slots__ = ("message", "result", "traceback", "map_states", "timestamp")
+    __slots__ = ("message", "_result", "traceback", "map_states", "timestamp")
     color = "#999999"
     #: Every slot of the class, its bases' first (what pickles).
     _fields: ClassVar[tuple[str, ...]] = __slots__
@@ -85,10 +167,34 @@ class State:
         timestamp: float | None = None,
     ) -> None:
         self.message = message
-        self.result = result
+        self._result = result
         self.traceback = traceback
         self.map_states = map_states
         self.timestamp = timestamp
+
+    @property
+    def result(self) -> Any:
+        """The result; one kept on a cluster is fetched on first read."""
+        value = self._result
+        if isinstance(value, DeferredResult):
+            value = self._result = value.fetch()
+        return value
+
+    @result.setter
+    def result(self, value: Any) -> None:
+        self._result = value
+
+    def is_result_deferred(self) -> bool:
+        """Whether the result is still where it was computed (reading
+        ``result`` fetches it).
+        """
+        return isinstance(self._result, DeferredResult)
+
+    def __sizeof__(self) -> int:
+        # Dask sizes a value with sys.getsizeof unless told otherwise: count the
+        # result, so a cluster's memory accounting sees a task's real size.
+        sizeof = getattr(sys.modules.get("dask.sizeof"), "sizeof", sys.getsizeof)
+        return object.__sizeof__(self) + int(sizeof(self._result))
 
     @property
     def name(self) -> str:
@@ -116,7 +222,9 @@ class State:
         return id(self)
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, s, None) for s in self._fields)
+        # A deferred result is fetched: a pickled state carries its value.
+        return tuple(self.result if s == "_result" else getattr(self, s, None)
+                     for s in self._fields)
 
     def __setstate__(self, values: tuple[Any, ...]) -> None:
         for slot, value in zip(self._fields, values):

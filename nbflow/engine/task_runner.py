@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CHILDREN",
+    "ELEMENT",
     "FLAT_SLOT",
     "NESTED",
     "SINGLE",
@@ -55,6 +56,7 @@ __all__ = [
     "TRIGGER",
     "VALUE",
     "TaskSpec",
+    "map_length",
     "run_task",
 ]
 
@@ -64,6 +66,7 @@ CHILDREN = 1  # a list of a mapped upstream's child States: their results
 VALUE = 2  # a plain value (an element of a mapped literal or result)
 NESTED = 3  # a list of upstream States to put into a container template
 TRIGGER = 4  # upstream States that must succeed; no data
+ELEMENT = 5  # an upstream State: element ``map_index`` of its result
 # An input with key None passes no data (a mapped ``upstream_tasks`` entry).
 
 
@@ -149,7 +152,7 @@ def run_task(
         if isinstance(given, Retrying) and given.run_count:
             run_count = given.run_count + 1
     kwargs = dict(spec.constants) if spec.constants else {}
-    problem = None if spec.trigger is not None else _bind_inputs(spec, inputs, kwargs)
+    problem = None if spec.trigger is not None else _bind_inputs(spec, inputs, kwargs, map_index)
     if problem is not None or spec.trigger is not None:
         # Not every upstream task plainly succeeded, or a custom trigger: the
         # slow path, in Prefect's order (skips, then the trigger).
@@ -157,7 +160,7 @@ def run_task(
         problem = _check_upstream(spec, inputs)
         if problem is not None:
             return _end(report, spec, map_index, problem)
-        _bind_inputs(spec, inputs, kwargs, strict=False)
+        _bind_inputs(spec, inputs, kwargs, map_index, strict=False)
     seen = dict(kwargs) if spec.cache_for is not None or spec.caches else None
     if seen is not None:
         cached = _from_cache(spec, seen)
@@ -352,7 +355,8 @@ def _plain(value: Any) -> bool:
 
 
 def _bind_inputs(
-    spec: TaskSpec, inputs: tuple[Any, ...], kwargs: dict[str, Any], strict: bool = True
+    spec: TaskSpec, inputs: tuple[Any, ...], kwargs: dict[str, Any],
+    map_index: int | None = None, strict: bool = True,
 ) -> State | None:
     """Put the inputs' values into ``kwargs``. ``strict``: return a state (to
     look closer) as soon as an upstream did not plainly succeed.
@@ -363,6 +367,11 @@ def _bind_inputs(
                 return _trigger_failed(spec, extra, value)
             if key is not None:
                 kwargs[key] = value.result
+        elif kind == ELEMENT:
+            if strict and value.__class__ is not Success and not _plain(value):
+                return _trigger_failed(spec, extra, value)
+            if key is not None:
+                kwargs[key] = _element(value.result, map_index)
         elif kind == VALUE:
             if key is not None:
                 kwargs[key] = value
@@ -385,6 +394,45 @@ def _bind_inputs(
                 if isinstance(checked, State):
                     return checked
     return None
+
+
+def map_length(
+    state: Any, task: str, upstream: str, skip_on_upstream_skip: bool = True
+) -> int | State:
+    """How many children ``task`` has when it maps over the result of
+    ``upstream`` (its ``state``), computed where that result is, so only a
+    number travels; or the state of ``task`` if it cannot be mapped (yet).
+    """
+    if isinstance(state, State) and not state.is_finished():
+        return Pending(f"Task {task!r} waits: upstream task {upstream!r} is not "
+                       "finished.")
+    if isinstance(state, Skipped) and skip_on_upstream_skip:
+        return Skipped(
+            f"Upstream task {upstream!r} was skipped; if this was not the intended "
+            "behavior, consider changing `skip_on_upstream_skip=False` for this task."
+        )
+    if not isinstance(state, Success):
+        spec = TaskSpec(map_length, task, -1)
+        return _trigger_failed(spec, upstream, state)
+    value = state.result
+    try:
+        return len(value)
+    except TypeError:
+        text = repr(value)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        return Failed(
+            f"Task {task!r} cannot map over {upstream!r} (= {text}): it is not a "
+            "sequence; map over a list, or wrap the argument in unmapped()."
+        )
+
+
+def _element(value: Any, i: Any) -> Any:
+    """Element ``i`` of a mapped-over result, as ``list(value)[i]`` gives it."""
+    if type(value) in (list, tuple, range, str) or type(value).__name__ == "ndarray":
+        return value[i]
+    import itertools
+
+    return next(itertools.islice(iter(value), i, None))
 
 
 def _upstream_states(spec: TaskSpec, inputs: tuple[Any, ...]) -> dict[Any, State]:

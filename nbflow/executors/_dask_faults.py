@@ -1,13 +1,18 @@
-"""What ``DaskExecutor.wait`` does when a cluster misbehaves.
+"""Results kept on a Dask cluster, and what ``DaskExecutor`` does when a
+cluster misbehaves.
 
-Results are gathered into the driver as tasks finish (in batches: within about
-50 ms of a task finishing, every 0.25 s while results stream in), and every
-wait also brings in whatever else finished, so a scheduler that dies mid-run
-loses no result older than that: a ``distributed.Client`` cancels every future
-it holds, finished ones included, the moment it loses its scheduler. Futures that did not finish are
+A task's value stays on the worker that computed it: the driver learns that
+the task succeeded from the type the scheduler reports with its key (no
+value travels), and holds a :class:`ClusterResult` that fetches the value
+when it is read. Only what the run brings home (reference tasks,
+``return_tasks``) and the small states of tasks that did not succeed are
+gathered, as they finish (in batches: within about 50 ms, every 0.25 s while
+they stream in), so a scheduler that dies later takes none of them: a
+``distributed.Client`` cancels every future it holds, finished ones
+included, the moment it loses its scheduler. Futures that did not finish are
 explained in nbflow's words: a worker that died under a task (Dask's
-``KilledWorker``, out of memory or not), a lost scheduler, an upstream task that
-failed in one of those ways. ``distributed`` is imported by the caller only.
+``KilledWorker``, out of memory or not), a lost scheduler, an upstream task
+that failed in one of those ways. ``distributed`` is imported by the caller only.
 """
 
 from __future__ import annotations
@@ -18,14 +23,19 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import CancelledError
 from typing import Any
 
-from nbflow.engine.state import State, TriggerFailed
-from nbflow.errors import ClusterConnectionError, WorkerDiedError
+from nbflow.engine.state import DeferredResult, State, Success, TriggerFailed
+from nbflow.errors import ClusterConnectionError, ResultNotKeptError, WorkerDiedError
 
 __all__ = [
+    "ClusterResult",
+    "Dropped",
+    "Home",
+    "ResultNotKeptError",
     "WorkerDiedError",
     "close_client",
     "explain",
@@ -33,6 +43,7 @@ __all__ = [
     "is_connected",
     "lost_connection",
     "one_line",
+    "stays",
     "sigint_ignored_by_children",
     "task_name",
 ]
@@ -44,6 +55,186 @@ _IDLE = 0.05
 #: How long to look for the nanny's "restarted for memory" event (seconds).
 _MEMORY_EVENT_WAIT = 2.0
 _KEY_SUFFIX = re.compile(r"-[0-9a-f]{32}(?:-\d+)?$")
+
+
+#: What the scheduler reports as the type of a successful task's value.
+_SUCCESS = f"{Success.__module__}.{Success.__qualname__}"
+
+
+def stays(future: Any) -> bool:
+    """Whether ``future`` finished as a successful task (its value can stay
+    where it is: the driver needs only to know it succeeded).
+    """
+    kind = future.type
+    if kind is not None and not isinstance(kind, str):
+        kind = f"{kind.__module__}.{kind.__qualname__}"
+    return bool(kind == _SUCCESS)
+
+
+class Home:
+    """Where a run's kept results are: a client of their cluster.
+
+    ``gone`` says why they cannot be read any more (a temporary cluster shut
+    down). On an existing cluster the client outlives the run while results
+    are kept (:meth:`keep`), and is closed when the last of them is gone.
+    """
+
+    __slots__ = ("client", "address", "gone", "made", "__weakref__")
+
+    def __init__(self, client: Any, address: str) -> None:
+        self.client = client
+        self.address = address
+        self.gone: str | None = None
+        #: How many results were left on the cluster.
+        self.made = 0
+
+    def shut(self) -> None:
+        """The temporary cluster shuts down: what it kept is gone."""
+        self.gone = (
+            "it stayed on the temporary Dask cluster, which shut down at the end "
+            "of the run; name the task in flow.run(return_tasks=[...]) to bring "
+            "its result home, or run on an existing cluster "
+            "(DaskExecutor(address=...)) to read results after the run"
+        )
+        self.client = None
+
+    def keep(self) -> None:
+        """Keep the client open after the run, until no result needs it."""
+        weakref.finalize(self, _close_in_thread, self.client)
+
+    def why_not(self, future: Any) -> str | None:
+        """Why ``future``'s value cannot be fetched, or None if it can."""
+        if self.gone is not None:
+            return self.gone
+        if not is_connected(self.client) or future.cancelled():
+            return (
+                f"it was kept only on the cluster, and was lost with the Dask "
+                f"scheduler at {self.address!r}; rerun the flow (name the task in "
+                "flow.run(return_tasks=[...]) to bring its result home as soon "
+                "as it finishes)"
+            )
+        return None
+
+
+def _close_in_thread(client: Any) -> None:
+    # Called by the garbage collector, maybe on the client's own event loop:
+    # a blocking close() there would wait for itself.
+    threading.Thread(target=close_client, args=(client,), name="nbflow-close",
+                     daemon=True).start()
+
+
+class ClusterResult(DeferredResult):
+    """A successful task's value, kept on the worker that computed it."""
+
+    __slots__ = ("future", "home")
+
+    def __init__(self, future: Any, home: Home) -> None:
+        self.future = future
+        self.home = home
+        home.made += 1
+
+    def __repr__(self) -> str:
+        return f"<result of {_label(self.future.key)} on the Dask cluster>"
+
+    def fetch(self) -> Any:
+        """Gather the value from the cluster."""
+        ok, value = self.fetch_all([self])[0]
+        if not ok:
+            raise value
+        return value
+
+    @classmethod
+    def fetch_all(cls, items: list[DeferredResult]) -> list[tuple[bool, Any]]:
+        """Gather the values in one call per cluster."""
+        out: dict[int, tuple[bool, Any]] = {}
+        ready: list[tuple[int, ClusterResult]] = []
+        for i, item in enumerate(items):
+            assert isinstance(item, ClusterResult)
+            why = item.home.why_not(item.future)
+            if why is None:
+                ready.append((i, item))
+            else:
+                out[i] = (False, _not_kept(item.future.key, why))
+        by_home: dict[int, list[tuple[int, ClusterResult]]] = {}
+        for i, item in ready:
+            by_home.setdefault(id(item.home), []).append((i, item))
+        for group in by_home.values():
+            out.update(zip((i for i, _ in group), _gather_states(
+                group[0][1].home, [item.future for _, item in group])))
+        return [out[i] for i in range(len(items))]
+
+    @classmethod
+    def sizes(cls, items: list[DeferredResult]) -> list[int | None]:
+        """The sizes the scheduler knows (``nbytes``), one call per cluster."""
+        known: dict[Any, int] = {}
+        homes = {id(i.home): i.home for i in items if isinstance(i, ClusterResult)}
+        for home in homes.values():
+            if home.gone is None and is_connected(home.client):
+                keys = [i.future.key for i in items
+                        if isinstance(i, ClusterResult) and i.home is home]
+                with contextlib.suppress(Exception):
+                    known.update(home.client.nbytes(keys=keys, summary=False))
+        return [known.get(i.future.key) if isinstance(i, ClusterResult) else None
+                for i in items]
+
+
+class Dropped(DeferredResult):
+    """A successful task's value, released on the cluster once no task needed
+    it (the run named what to keep, or its temporary cluster is gone).
+    """
+
+    __slots__ = ("key", "home")
+
+    def __init__(self, key: object, home: Home) -> None:
+        self.key = key
+        self.home = home
+
+    def __repr__(self) -> str:
+        return f"<result of {_label(self.key)}, not kept>"
+
+    def fetch(self) -> Any:
+        """Raise: the value is gone."""
+        raise _not_kept(self.key, self.home.gone or (
+            "the run was given return_tasks without it, so its value was "
+            "dropped once no task needed it; name the task in "
+            "flow.run(return_tasks=[...]) to keep it"))
+
+
+def _gather_states(home: Home, futures: list[Any]) -> list[tuple[bool, Any]]:
+    """The values in the states of ``futures`` (a lost one is recomputed)."""
+    try:
+        states = home.client.gather(futures)
+    except Exception:  # noqa: BLE001 - sorted out one future at a time below
+        states = []
+        for future in futures:
+            try:
+                states.append(home.client.gather(future))
+            except Exception as exc:  # noqa: BLE001 - the reason, in a sentence
+                why = home.why_not(future) or f"fetching it failed: {one_line(exc)}"
+                states.append(_not_kept(future.key, why))
+    out: list[tuple[bool, Any]] = []
+    for future, state in zip(futures, states):
+        if isinstance(state, Success):
+            out.append((True, state.result))
+        elif isinstance(state, Exception):
+            out.append((False, state))
+        else:
+            out.append((False, _not_kept(future.key, (
+                "its worker was lost and computing it again ended "
+                f"{getattr(state, 'name', state)}: {getattr(state, 'message', '')}"
+            ).rstrip(": "))))
+    return out
+
+
+def _label(key: object) -> str:
+    """``'name'``, or ``'name[i]'`` for a child of a mapped task."""
+    match = re.search(r"-[0-9a-f]{32}-(\d+)$", str(key))
+    name = task_name(key)
+    return repr(name if match is None else f"{name}[{match.group(1)}]")
+
+
+def _not_kept(key: object, why: str) -> ResultNotKeptError:
+    return ResultNotKeptError(f"The result of task {_label(key)} was not kept: {why}.")
 
 
 def task_name(key: object) -> str:
@@ -67,10 +258,18 @@ def is_connected(client: Any) -> bool:
     return client.status in ("running", "newly-created")
 
 
-def gather_as_completed(client: Any, pending: list[Any], results: dict[Any, Any]) -> None:
+def gather_as_completed(
+    client: Any,
+    pending: list[Any],
+    results: dict[Any, Any],
+    stay: Callable[[Any], bool] | None = None,
+    kept: set[Any] | None = None,
+) -> None:
     """Wait for ``pending`` futures; put the values of finished ones into
-    ``results`` (key -> value) as they finish. Stops early if the client loses
-    its scheduler (its futures are cancelled then, which also ends the wait).
+    ``results`` (key -> value) as they finish, but for those ``stay(future)``
+    leaves on the cluster: their keys go into ``kept``. Stops early if the
+    client loses its scheduler (its futures are cancelled then, which also
+    ends the wait).
     """
     from distributed import as_completed
 
@@ -80,7 +279,13 @@ def gather_as_completed(client: Any, pending: list[Any], results: dict[Any, Any]
     buffer: list[Any] = []
     last = time.monotonic()
     while True:
-        buffer.extend(f for f in done.next_batch(block=False) if f.status == "finished")
+        for f in done.next_batch(block=False):
+            if f.status != "finished":
+                continue
+            if stay is not None and kept is not None and stay(f):
+                kept.add(f.key)
+            else:
+                buffer.append(f)
         if done.is_empty():
             _gather_into(client, buffer, results)
             return

@@ -25,7 +25,7 @@ import abc
 import contextlib
 import contextvars
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from nbflow.errors import ExecutorNotStartedError
@@ -313,6 +313,28 @@ class Executor:
         """
         return
 
+    def collect(
+        self,
+        futures: list[Any],
+        *,
+        fetch: Collection[int] = (),
+        budget: int | None = None,
+        keep_others: bool = True,
+    ) -> list[Any]:
+        """Wait for every one of ``futures`` (the run's task futures, a flat
+        list); return what each gave, as :meth:`wait_outcomes` does.
+
+        An executor that keeps values where they were computed (a cluster)
+        gives, for a task that succeeded, ``Success(result=DeferredResult)``
+        (see :mod:`nbflow.engine.state`): the value stays there until read.
+        Only the futures at the positions in ``fetch`` are brought home, at
+        most ``budget`` bytes of them if given (the largest stay). With
+        ``keep_others=False`` the other values need not stay readable: the
+        executor may drop each once no task needs it. This default has every
+        value at hand already.
+        """
+        return self.wait_outcomes(futures)
+
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Return the channel that tasks of this run report through."""
         self._channel = InProcessChannel(deliver)
@@ -323,6 +345,11 @@ class Executor:
         if self._channel is not None:
             self._channel.cancel()
 
-    def collect_finished(self, futures: list[Any]) -> list[Any]:
-        """The values of the futures that have finished, None for the others."""
+    def collect_finished(
+        self, futures: list[Any], *, fetch: Collection[int] = ()
+    ) -> list[Any]:
+        """The values of the futures that have finished, None for the others
+        (values kept on a cluster stay there but those at the positions in
+        ``fetch``, as in :meth:`collect`).
+        """
         return [None] * len(futures)

@@ -5,6 +5,12 @@ default; any cluster manager through ``cluster_class``; an existing cluster
 through ``address``. The client it starts is made the current one for the run,
 so ``performance_report`` finds it (Prefect 1's report fails there with "No global
 client found"). ``distributed`` is imported only when the executor starts.
+
+Values stay on the cluster: tasks get their inputs as futures, and the driver
+gathers only what the run brings home (see :meth:`DaskExecutor.collect`). On
+an existing cluster the client stays open after a run while results of it
+are kept there, so they can be read later; a temporary cluster takes the
+results it kept with it.
 """
 
 from __future__ import annotations
@@ -15,14 +21,28 @@ import logging
 import os
 import re
 import threading
+import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
+from nbflow.engine.state import Success
 from nbflow.errors import ClusterConnectionError
 from nbflow.executors._dashboard import dashboard_link
-from nbflow.executors._dask_faults import close_client, one_line
+from nbflow.executors._dask_faults import (
+    ClusterResult,
+    Dropped,
+    Home,
+    ResultNotKeptError,
+    close_client,
+    explain,
+    gather_as_completed,
+    is_connected,
+    one_line,
+    stays,
+)
 from nbflow.executors._dask_options import (
     ADAPT_KEYS,
     check_options,
@@ -39,8 +59,8 @@ from nbflow.executors.base import (
     work_name,
 )
 
-__all__ = ["ADAPT_KEYS", "ClientEnvironment", "DaskExecutor", "client_environment",
-           "validate_address"]
+__all__ = ["ADAPT_KEYS", "ClientEnvironment", "DaskExecutor", "ResultNotKeptError",
+           "client_environment", "validate_address"]
 
 log = logging.getLogger(__name__)
 
@@ -151,10 +171,12 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._topic: str | None = None
-        # Values gathered during the run (key -> value), and the futures not
-        # gathered yet; see wait().
-        self._results: dict[Any, Any] = {}
-        self._submitted: list[Any] = []
+        #: Where this run's kept results are; after a run on an existing
+        #: cluster, a weak reference to it, to reuse its client.
+        self._home: Home | None = None
+        #: Keys of this run whose values were released unread (see collect).
+        self._released: set[Any] = set()
+        self._last_home: Callable[[], Home | None] = lambda: None
 
     def __repr__(self) -> str:
         given = [
@@ -173,9 +195,14 @@ class DaskExecutor(Executor):
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
-        state.update(_client=None, _cluster=None, _topic=None, _results={},
-                     _submitted=[], on_environment=None)
+        state.update(_client=None, _cluster=None, _topic=None, _home=None,
+                     _released=set(), on_environment=None)
+        state.pop("_last_home", None)
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._last_home = lambda: None
 
     @property
     def cluster_class(self) -> Callable[..., Any]:
@@ -258,6 +285,14 @@ class DaskExecutor(Executor):
 
         stack.callback(self._forget)
         if self.address is not None:
+            home = self._last_home()
+            if home is not None and home.client is not None and is_connected(
+                home.client
+            ):
+                # The client of the last run, still open for its kept results.
+                self._client, self._home = home.client, home
+                stack.callback(self._leave_existing)
+                return
             kwargs = {"timeout": 5, **self.client_kwargs}
             try:
                 self._client = Client(self.address, **kwargs)
@@ -279,7 +314,8 @@ class DaskExecutor(Executor):
                     "tls_client_cert=..., tls_client_key=..., "
                     "require_encryption=True)}."
                 ) from exc
-            stack.callback(close_client, self._client)
+            self._home = Home(self._client, self.address)
+            stack.callback(self._leave_existing)
             return
         cls = self.cluster_class
         kwargs = dict(self.cluster_kwargs)
@@ -302,10 +338,25 @@ class DaskExecutor(Executor):
             self._cluster.adapt(**self.adapt_kwargs)
         self._client = Client(self._cluster, **self.client_kwargs)
         stack.callback(close_client, self._client)
+        self._home = Home(self._client, self._scheduler_address())
+        stack.callback(self._home.shut)
+
+    def _leave_existing(self) -> None:
+        """Keep the client open while results of a run are kept on the
+        cluster (closed when the last is gone); close it otherwise.
+        """
+        home = self._home
+        if home is None or not home.made or not is_connected(home.client):
+            close_client(self._client)
+            return
+        if self._last_home() is not home:
+            home.keep()
+            self._last_home = weakref.ref(home)
 
     def _forget(self) -> None:
         self._client = self._cluster = None
-        self._results, self._submitted = {}, []
+        self._home = None
+        self._released = set()
         if self._topic is not None:
             self._topic = None
 
@@ -368,9 +419,7 @@ class DaskExecutor(Executor):
         if self._client is None:
             self._check_started()
         key = f"{work_name(fn, extra_context)}-{uuid.uuid4().hex}"
-        future = self._client.submit(fn, *args, key=key, pure=False, **kwargs)
-        self._submitted.append(future)
-        return future
+        return self._client.submit(fn, *args, key=key, pure=False, **kwargs)
 
     def submit_map(
         self,
@@ -389,35 +438,23 @@ class DaskExecutor(Executor):
             return []
         prefix = f"{work_name(fn, extra_context)}-{uuid.uuid4().hex}"
         keys = [f"{prefix}-{i}" for i in range(len(calls))]
-        futures = list(self._client.map(fn, *zip(*calls), key=keys, pure=False))
-        self._submitted.extend(futures)
-        return futures
+        return list(self._client.map(fn, *zip(*calls), key=keys, pure=False))
 
     def wait(self, futures: Any, *, return_exceptions: bool = False) -> Any:
         """Gather the values of ``futures`` from the cluster.
 
-        With ``return_exceptions=True`` values are gathered as tasks finish, so
-        they survive a scheduler that dies later; a future that gives no value
-        gives the error that explains it (a dead worker, a lost scheduler).
+        With ``return_exceptions=True`` a future that gives no value gives the
+        error that explains it (a dead worker, a lost scheduler).
         """
         self._check_started()
         if not return_exceptions:
             return self._client.gather(futures)
         from distributed import Future
 
-        from nbflow.executors._dask_faults import explain, gather_as_completed
-
         flat: list[Any] = []
         map_nested(lambda f: flat.append(f) if isinstance(f, Future) else None, futures)
-        values = self._results
-        pending = [f for f in flat if f.key not in values]
-        if pending:
-            gather_as_completed(self._client, pending, values)
-        # Also bring in what else finished meanwhile (upstream of what was
-        # waited for), so a scheduler lost later takes none of it.
-        self._submitted = [f for f in self._submitted if f.key not in values]
-        gather_as_completed(self._client, [
-            f for f in self._submitted if f.status == "finished"], values)
+        values: dict[Any, Any] = {}
+        gather_as_completed(self._client, flat, values)
         address = self._scheduler_address()
 
         def value(f: Any) -> Any:
@@ -432,6 +469,94 @@ class DaskExecutor(Executor):
     def wait_outcomes(self, futures: Sequence[Any]) -> list[Any]:
         """Gather them as they finish; a failure gives the error that explains it."""
         return list(self.wait(list(futures), return_exceptions=True))
+
+    def collect(
+        self,
+        futures: list[Any],
+        *,
+        fetch: Collection[int] = (),
+        budget: int | None = None,
+        keep_others: bool = True,
+    ) -> list[Any]:
+        """Wait for the run's task futures; leave successful tasks' values on
+        the cluster (``Success`` with a :class:`ClusterResult`), gather the
+        states of the others, and those at the positions in ``fetch`` (at
+        most ``budget`` bytes of them, by the scheduler's ``nbytes``; the
+        largest stay).
+
+        What is gathered is gathered as tasks finish (when ``budget`` is
+        given: at the end, sizes known), so it survives a scheduler that dies
+        later. Values outside ``fetch`` that will not be read (a temporary
+        cluster, or ``keep_others=False``) are released as their tasks
+        finish: Dask frees each once the tasks that need it have run.
+        """
+        self._check_started()
+        from distributed import Future
+
+        flat = [f for f in futures if isinstance(f, Future)]
+        want = {futures[i].key for i in fetch if isinstance(futures[i], Future)}
+        release = not keep_others or self.address is None
+        released = self._released
+
+        def stay(f: Any) -> bool:
+            if f.key in want:
+                return budget is not None and stays(f)
+            if not stays(f):
+                return False
+            if release:
+                released.add(f.key)
+                f.release()
+            return True
+
+        values: dict[Any, Any] = {}
+        kept: set[Any] = set()
+        gather_as_completed(self._client, flat, values, stay, kept)
+        if budget is not None and want:
+            self._fetch_within(budget, [f for f in flat if f.key in want and
+                                        f.key in kept], values, kept)
+        return self._outcomes(futures, values, kept)
+
+    def _fetch_within(
+        self, budget: int, futures: list[Any], values: dict[Any, Any], kept: set[Any]
+    ) -> None:
+        """Gather the smallest of ``futures`` whose sizes add up to ``budget``."""
+        known: dict[Any, int] = {}
+        with contextlib.suppress(Exception):  # sizes unknown: count them as 0
+            known = self._client.nbytes(keys=[f.key for f in futures], summary=False)
+        chosen, total = [], 0
+        for future in sorted(futures, key=lambda f: known.get(f.key, 0)):
+            total += known.get(future.key, 0)
+            if total > budget:
+                break
+            chosen.append(future)
+        before = len(values)
+        gather_as_completed(self._client, chosen, values)
+        if len(values) > before:
+            kept.difference_update(values)
+
+    def _outcomes(
+        self, futures: list[Any], values: dict[Any, Any], kept: set[Any]
+    ) -> list[Any]:
+        from distributed import Future
+
+        home = self._home
+        assert home is not None
+        address = self._scheduler_address()
+        now = time.time()
+        out: list[Any] = []
+        released = self._released
+        for f in futures:
+            if not isinstance(f, Future):
+                out.append(f)
+            elif f.key in values:
+                out.append(_with_hint(values[f.key]))
+            elif f.key in released:
+                out.append(Success(result=Dropped(f.key, home), timestamp=now))
+            elif f.key in kept:
+                out.append(Success(result=ClusterResult(f, home), timestamp=now))
+            else:
+                out.append(explain(self._client, f, address))
+        return out
 
     def _scheduler_address(self) -> str:
         if self.address is not None:
@@ -455,13 +580,21 @@ class DaskExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - best effort (a lost scheduler)
                 log.debug("Cancelling %d futures failed: %r", len(pending), exc)
 
-    def collect_finished(self, futures: list[Any]) -> list[Any]:
-        """Values of the finished futures (one round trip), None for the others."""
+    def collect_finished(
+        self, futures: list[Any], *, fetch: Collection[int] = ()
+    ) -> list[Any]:
+        """States of the finished futures (values stay on the cluster but
+        those at the positions in ``fetch``, as in :meth:`collect`), None for
+        the others.
+        """
         from distributed import Future
 
-        values: dict[Any, Any] = dict(self._results)
+        values: dict[Any, Any] = {}
+        want = {futures[i].key for i in fetch if isinstance(futures[i], Future)}
+        kept = {f.key for f in futures if isinstance(f, Future)
+                and f.status == "finished" and f.key not in want and stays(f)}
         done = [f for f in futures if isinstance(f, Future) and f.status == "finished"
-                and f.key not in values]
+                and f.key not in kept]
         if done and self._client is not None:
             try:
                 values.update(zip((f.key for f in done),
@@ -469,9 +602,18 @@ class DaskExecutor(Executor):
             except Exception as exc:  # noqa: BLE001 - they end Cancelled instead
                 log.warning("Results of %d finished tasks were lost while cancelling "
                             "the run: %s", len(done), exc)
-        return [
-            values.get(f.key) if isinstance(f, Future) else f for f in futures
-        ]
+        home = self._home
+        out: list[Any] = []
+        for f in futures:
+            if not isinstance(f, Future):
+                out.append(f)
+            elif f.key in self._released and home is not None:
+                out.append(Success(result=Dropped(f.key, home)))
+            elif f.key in kept and home is not None:
+                out.append(Success(result=ClusterResult(f, home)))
+            else:
+                out.append(values.get(f.key))
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any, TypeVar
 
 from nbflow.executors.base import Executor
@@ -40,6 +40,8 @@ class LocalExecutor(Executor):
         """Return ``futures``: they are already values."""
         return futures
 
-    def collect_finished(self, futures: list[Any]) -> list[Any]:
+    def collect_finished(
+        self, futures: list[Any], *, fetch: Collection[int] = ()
+    ) -> list[Any]:
         """Every submitted value has finished."""
         return list(futures)

@@ -13,7 +13,7 @@ import contextlib
 import itertools
 import os
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
 from nbflow.errors import RunCancelled, WholeNumberError
@@ -301,7 +301,9 @@ class LocalDaskExecutor(Executor):
         if self.scheduler == "processes" and self._pool is not None:
             terminate(self._pool)
 
-    def collect_finished(self, futures: list[Any]) -> list[Any]:
+    def collect_finished(
+        self, futures: list[Any], *, fetch: Collection[int] = ()
+    ) -> list[Any]:
         """Values of the graph nodes that have finished, None for the others."""
         out = []
         for f in futures:

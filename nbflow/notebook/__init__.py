@@ -22,12 +22,15 @@ from nbflow.notebook.flow import (
 )
 from nbflow.notebook.run import (
     CellFailed,
+    ClusterValue,
     MapValueError,
+    MemoryBudgetError,
     UndefinedNameError,
     UnserialisableValueError,
     cell_output,
     check_notebook_flow,
     failure,
+    parse_bytes,
     run_notebook_flow,
     write_back,
 )
@@ -40,7 +43,9 @@ __all__ = [
     "CellResult",
     "CellSyntaxError",
     "CellTask",
+    "ClusterValue",
     "MapValueError",
+    "MemoryBudgetError",
     "RegistrationError",
     "UndefinedNameError",
     "UnserialisableValueError",
@@ -51,6 +56,7 @@ __all__ = [
     "describe_cell",
     "describe_flow",
     "failure",
+    "parse_bytes",
     "register_cell",
     "remove_task",
     "reset_flow",

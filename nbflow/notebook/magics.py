@@ -31,6 +31,7 @@ from nbflow.notebook import (
     describe_cell,
     describe_flow,
     failure,
+    parse_bytes,
     remove_task,
     reset_flow,
     run_notebook_flow,
@@ -147,11 +148,13 @@ class _ViewRunner:
 
 
 def _run_in_background(
-    namespace: Any, runner: _ViewRunner, output: Any, fresh: Any = False
+    namespace: Any, runner: _ViewRunner, output: Any, fresh: Any = False,
+    budget: int | None = None,
 ) -> None:
     """Run the notebook flow; show cell output and errors under the view."""
     try:
-        state = run_notebook_flow(namespace, runner=runner, fresh=fresh)
+        state = run_notebook_flow(namespace, runner=runner, fresh=fresh,
+                                  memory_budget=budget)
     except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
         output.append_stderr(f"{type(exc).__name__}: {exc}\n")
         return
@@ -195,6 +198,10 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @argument("--fresh", nargs="?", const=True, default=False, metavar="TASK",
               help="Run: reuse no stored result; with TASK, not for it nor its "
                    "downstream.")
+    @argument("--memory-budget", default=None, metavar="SIZE",
+              help="On a cluster, bring home at most SIZE of the cells' values "
+                   "(e.g. 2GB; default a quarter of the available memory); the "
+                   "largest stay there as handles.")
     @line_magic  # type: ignore[misc]
     @_with_help
     def flow(self, line: str) -> Any:
@@ -230,6 +237,8 @@ class FlowMagics(Magics):  # type: ignore[misc]
         assert self.shell is not None  # a registered Magics has its shell
         namespace = self.shell.user_ns
         try:
+            budget = (None if args.memory_budget is None
+                      else parse_bytes(args.memory_budget))
             check_notebook_flow(namespace)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
@@ -242,14 +251,16 @@ class FlowMagics(Magics):  # type: ignore[misc]
             output = Output()
             display(output)
             thread = threading.Thread(
-                target=_run_in_background, args=(namespace, runner, output, args.fresh),
+                target=_run_in_background,
+                args=(namespace, runner, output, args.fresh, budget),
                 name="nbflow-background-run", daemon=True,
             )
             runner.thread = thread
             thread.start()
             return runner
         try:
-            state = run_notebook_flow(namespace, runner=runner, fresh=args.fresh)
+            state = run_notebook_flow(namespace, runner=runner, fresh=args.fresh,
+                                      memory_budget=budget)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         text = cell_output(state)

@@ -23,10 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task
-from nbflow.engine.state import State, TriggerFailed
+from nbflow.engine.runner import bringing_home
+from nbflow.engine.state import State, TriggerFailed, deferred_sizes
 from nbflow.errors import (
     CellFailed,
     MapValueError,
+    MemoryBudgetError,
     UndefinedNameError,
     UnserialisableValueError,
 )
@@ -45,13 +47,19 @@ Runner = Callable[[Flow, "Executor", Sequence["Listener"], Mapping[Task, State]]
 
 __all__ = [
     "CellFailed",
+    "ClusterValue",
     "MapValueError",
+    "MemoryBudgetError",
     "Runner",
     "UndefinedNameError",
     "UnserialisableValueError",
     "cell_output",
+    "default_memory_budget",
     "failure",
+    "format_bytes",
+    "left_on_cluster",
     "namespace_reads",
+    "parse_bytes",
     "run_notebook_flow",
     "write_back",
 ]
@@ -163,6 +171,7 @@ def run_notebook_flow(
     executor: Executor | None = None,
     runner: Runner | None = None,
     fresh: bool | Iterable[str] = False,
+    memory_budget: int | None = None,
 ) -> State:
     """Run the notebook flow and write every provided name back to ``namespace``.
 
@@ -170,6 +179,11 @@ def run_notebook_flow(
     do not run: they end ``Cached`` with the stored outputs (see
     :mod:`nbflow.notebook.cache`; :func:`nbflow.notebook.cache.last_plan` says
     what was reused and why the others ran).
+
+    On a cluster, the values the cells provide are brought home within
+    ``memory_budget`` bytes (the scheduler knows their sizes before any is
+    fetched); the largest beyond it stay there, written back as
+    :class:`ClusterValue` handles, named in one printed line.
 
     Parameters
     ----------
@@ -189,6 +203,9 @@ def run_notebook_flow(
         that builds a cancellable ``FlowRun``).
     fresh : bool or iterable of str
         True: reuse no stored result. Task names: not those, nor their downstream.
+    memory_budget : int, optional
+        Bytes of values to bring home from a cluster at most; default
+        :func:`default_memory_budget` (a quarter of the available memory).
 
     Returns
     -------
@@ -215,16 +232,22 @@ def run_notebook_flow(
               if t.map_var and t.map_var in namespace}
     portable = executor.crosses_processes
     stream = install_stdout()
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    cells = [t for t in flow.ordered_tasks() if isinstance(t, CellTask)]
     try:
         # A run's report (Dask's) shows the cells, not the line `%flow run`.
-        with _prepared(flow, values, mapped, portable), report_code(cells_source(flow)):
+        with _prepared(flow, values, mapped, portable), \
+                report_code(cells_source(flow)), bringing_home(cells, budget):
             for task in values:
                 plan.wrap(task)
             state = (runner or _run)(flow, executor, listeners, plan.task_states)
     finally:
         uninstall_stdout(stream)
     cache.remember(plan, state.result if isinstance(state.result, dict) else {})
-    write_back(state, namespace, flow)
+    written = write_back(state, namespace, flow)
+    line = left_on_cluster({n: namespace[n] for n in written}, budget)
+    if line:
+        print(line)
     return state
 
 
@@ -271,21 +294,59 @@ def _run(
                     task_states=dict(task_states))
 
 
+class ClusterValue:
+    """A value a cell provided that stayed on the cluster (over the memory
+    budget): :meth:`result` brings it home. ``size`` is the size of all the
+    values the cell provided, as the scheduler knows it (None if unknown).
+    """
+
+    __slots__ = ("name", "size", "_state", "_mapped")
+
+    def __init__(self, name: str, state: State, size: int | None, mapped: bool) -> None:
+        self.name = name
+        self.size = size
+        self._state = state
+        self._mapped = mapped
+
+    def result(self) -> Any:
+        """Fetch the value from the cluster (once; later calls reuse it).
+
+        Raises
+        ------
+        ResultNotKeptError
+            The cluster is gone (a temporary one shut down), or lost it.
+
+        """
+        found = self._state.result
+        if self._mapped:
+            return [c.value(self.name) for c in found]
+        return found.value(self.name)
+
+    def __repr__(self) -> str:
+        size = "" if self.size is None else f", {format_bytes(self.size)}"
+        return (f"<ClusterValue {self.name!r}{size} on the Dask cluster; "
+                f"{self.name}.result() brings it home>")
+
+
 def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) -> list[str]:
     """Put the names provided by the cells that succeeded into ``namespace``.
 
-    Cells are taken in flow order, so the latest provider of a name wins.
-    Returns the names written.
+    Cells are taken in flow order, so the latest provider of a name wins. A
+    value still on a cluster is written as a :class:`ClusterValue`. Returns
+    the names written.
     """
     written: dict[str, None] = {}
     states: dict[Task, State] = state.result if isinstance(state.result, dict) else {}
-    for task in flow.ordered_tasks():
-        task_state = states.get(task)
-        if not isinstance(task, CellTask) or task_state is None:
-            continue
-        if not task_state.is_successful():
-            continue
-        if task.map_var is None:
+    done = [(t, s) for t in flow.ordered_tasks() if isinstance(t, CellTask)
+            and (s := states.get(t)) is not None and s.is_successful()]
+    sizes = deferred_sizes([s for _, s in done])
+    for (task, task_state), size in zip(done, sizes):
+        if task_state.is_result_deferred():
+            values: dict[str, Any] = {
+                n: ClusterValue(n, task_state, size, task.map_var is not None)
+                for n in task.provides
+            }
+        elif task.map_var is None:
             values = task_state.result.values
         else:
             children: list[CellResult] = task_state.result
@@ -294,6 +355,87 @@ def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) ->
         namespace.update(values)
         written.update(dict.fromkeys(values))
     return list(written)
+
+
+def left_on_cluster(namespace: Mapping[str, Any], budget: int) -> str:
+    """One line naming the values in ``namespace`` that stayed on a cluster,
+    largest first, or "" if none did.
+    """
+    cells: dict[int, list[ClusterValue]] = {}
+    for value in namespace.values():
+        if isinstance(value, ClusterValue):
+            cells.setdefault(id(value._state), []).append(value)
+    if not cells:
+        return ""
+    groups = sorted(cells.values(), key=lambda g: -(g[0].size or 0))
+    names = ", ".join(
+        " and ".join(v.name for v in group)
+        + ("" if group[0].size is None else f" ({format_bytes(group[0].size)})")
+        for group in groups
+    )
+    return (f"Left on the cluster, over the memory budget of {format_bytes(budget)}: "
+            f"{names}; bring one home with {groups[0][0].name}.result(), or raise "
+            "the budget (%flow run --memory-budget 8GB).")
+
+
+def default_memory_budget() -> int:
+    """A quarter of the memory this machine has available now."""
+    try:
+        import psutil  # type: ignore[import-untyped]
+
+        available = int(psutil.virtual_memory().available)
+    except ImportError:
+        available = _meminfo_available()
+    return available // 4
+
+
+def _meminfo_available() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_bytes(text: str | int) -> int:
+    """``"2GB"``, ``"500 MiB"`` or ``1000000`` as a number of bytes.
+
+    Raises
+    ------
+    MemoryBudgetError
+        ``text`` is not a size.
+
+    """
+    if isinstance(text, int):
+        return text
+    raw = text.strip().lower().replace(" ", "")
+    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = raw[len(number):]
+    try:
+        value = float(number)
+    except ValueError:
+        value = -1.0
+    if unit not in _UNITS or value < 0:
+        raise MemoryBudgetError(
+            f"Memory budget {text!r} is not a size; write it like '2GB', "
+            "'500MB' or a number of bytes."
+        )
+    return int(value * _UNITS[unit])
+
+
+def format_bytes(n: int) -> str:
+    """``n`` bytes in a short human form, e.g. ``"1.5 GB"``."""
+    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
 
 
 def cell_output(state: State, flow: Flow | None = None) -> str:
@@ -314,6 +456,8 @@ def cell_output(state: State, flow: Flow | None = None) -> str:
 
 
 def _mark(lines: list[str], label: str, state: State) -> None:
+    if state.is_result_deferred():
+        return  # its output stayed on the cluster with its values
     result = state.result
     text = (result.stdout if isinstance(result, CellResult)
             else getattr(result, "_nbflow_stdout", ""))

@@ -100,6 +100,13 @@ class CellResult:
     def __getstate__(self) -> tuple[Any, ...]:
         return self._values, self._blobs, self.stdout
 
+    def __sizeof__(self) -> int:
+        # What a Dask worker reports as this result's size (nbytes), which the
+        # notebook's memory budget reads before fetching anything.
+        sizeof = getattr(sys.modules.get("dask.sizeof"), "sizeof", sys.getsizeof)
+        return object.__sizeof__(self) + int(sizeof(self._values)) + int(
+            sizeof(self._blobs)) + len(self.stdout)
+
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self._values, self._blobs, self.stdout = state
 

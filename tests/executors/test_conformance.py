@@ -45,7 +45,8 @@ def test_chain_passes_results_down(executor):
 def test_wide_map_and_map_of_map(executor):
     events = []
     flow, mapped, again, s = wide_map_flow(50)
-    state = flow.run(executor=executor, listeners=[events.extend])
+    state = flow.run(executor=executor, listeners=[events.extend],
+                     return_tasks=[mapped, again])
     assert state.is_successful(), state.message
     assert isinstance(state.result[mapped], Mapped)
     assert state.result[mapped].result == list(range(1, 51))
@@ -109,7 +110,7 @@ def test_ctrl_c_cancels_the_run(executor):
                 sent.append(True)
                 os.kill(os.getpid(), signal.SIGINT)
 
-    state = flow.run(executor=executor, listeners=[interrupt])
+    state = flow.run(executor=executor, listeners=[interrupt], return_tasks=[first])
     assert isinstance(state, Cancelled), state
     assert isinstance(state.result[after], Cancelled)
     assert isinstance(state.result[slow], Cancelled)
@@ -187,6 +188,6 @@ def test_a_second_ctrl_c_during_shutdown_keeps_what_finished(executor):
             os.kill(os.getpid(), signal.SIGINT)
 
     executor.cancel = cancel_then_interrupt_again
-    state = flow.run(executor=executor, listeners=[interrupt])
+    state = flow.run(executor=executor, listeners=[interrupt], return_tasks=[first])
     assert isinstance(state, Cancelled), state
     assert state.result[first].result == 2

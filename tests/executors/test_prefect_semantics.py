@@ -158,7 +158,8 @@ def test_triggers(executor):
         any_ok_ = any_ok(upstream_tasks=[bad, good])
         none_ok = any_ok(upstream_tasks=[bad])
     flow.set_reference_tasks([cleaned])
-    state = flow.run(executor=executor)
+    # On a temporary cluster only reference tasks' results come home unless named.
+    state = flow.run(executor=executor, return_tasks=flow.tasks)
     r = state.result
     assert state.is_successful(), state.message
     assert r[cleaned].result == "cleaned"
@@ -445,7 +446,9 @@ def test_manual_only_pauses_until_resumed(executor):
         first = inc(1)
         gate = Task(fn=lambda x: x * 10, name="gate", trigger=triggers.manual_only)(first)
         after = inc(gate)
-    paused = flow.run(executor=executor)
+    # `first`'s result is passed to the second run: bring it home (a
+    # temporary cluster keeps only reference tasks' results).
+    paused = flow.run(executor=executor, return_tasks=[first])
     assert isinstance(paused.result[gate], Paused)
     assert not paused.result[after].is_successful()
     resumed = flow.run(executor=executor, task_states={first: paused.result[first],

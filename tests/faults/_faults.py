@@ -116,3 +116,11 @@ def make_generator(n: int):
 @task
 def type_name(value: object) -> str:
     return type(value).__name__
+
+
+@task
+def tag(x: int, pid_file: str) -> tuple[int, int]:
+    """Return ``(x, pid)``, appending this process's PID to ``pid_file``."""
+    with open(pid_file, "a") as f:
+        f.write(f"{os.getpid()}\n")
+    return x, os.getpid()

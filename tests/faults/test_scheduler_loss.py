@@ -17,6 +17,7 @@ from nbflow.engine.runner import FlowRun
 from nbflow.engine.state import Failed, Success
 from nbflow.errors import ClusterConnectionError
 from nbflow.executors import DaskExecutor
+from nbflow.executors.dask import ResultNotKeptError
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +41,9 @@ def test_scheduler_killed_mid_run_fails_fast_keeps_finished(tmp_path, no_leaked_
         with Flow("chain") as flow:
             a = inc(1)
             b = spread(a)
-            # Mapping over b's result makes the runner wait for b (and a):
-            # both are in the driver before any child of c can start.
+            # Mapping over b's result makes the runner wait for b's length
+            # (and so for a): both have finished, on the cluster only, before
+            # any child of c can start.
             c = hold.map(b, unmapped(str(tmp_path / "pids")), unmapped(str(release)))
             d = total(c)
         executor = DaskExecutor(address=address)
@@ -57,9 +59,13 @@ def test_scheduler_killed_mid_run_fails_fast_keeps_finished(tmp_path, no_leaked_
 
         assert isinstance(state, Failed), state.message
         assert address in state.message
-        assert state.result[a] == Success(result=2) or state.result[a].result == 2
-        assert isinstance(state.result[a], Success) and state.result[a].result == 2
-        assert isinstance(state.result[b], Success) and state.result[b].result == [2, 3]
+        # A finished task stays Success; its value was only on the cluster.
+        for kept_there in (a, b):
+            assert isinstance(state.result[kept_there], Success)
+            with pytest.raises(ResultNotKeptError, match="lost with the Dask scheduler"
+                               ) as lost:
+                state.result[kept_there].result  # noqa: B018 - reading fetches
+            assert address in str(lost.value)
         for lost in (c, d):
             assert isinstance(state.result[lost], Failed), state.result[lost]
             assert address in state.result[lost].message
@@ -76,6 +82,7 @@ def test_scheduler_killed_mid_run_fails_fast_keeps_finished(tmp_path, no_leaked_
         state = flow.run(executor=executor)
         assert isinstance(state, Success), state.message
         assert [v for v, _ in state.result[c].result] == [20, 30]
+        assert state.result[b].result == [2, 3]  # c and b: read from the cluster
     finally:
         release.touch()
         for proc in started:

@@ -7,7 +7,17 @@ import signal
 
 import psutil
 import pytest
-from _faults import PATIENCE, StateWatch, add, crash, hold, inc, total, wait_for_file
+from _faults import (
+    PATIENCE,
+    StateWatch,
+    add,
+    crash,
+    hold,
+    inc,
+    tag,
+    total,
+    wait_for_file,
+)
 from _processes import start_scheduler, start_worker, stop, wait_for_workers
 
 from nbflow import Flow
@@ -89,3 +99,35 @@ def test_task_that_kills_its_workers_fails_with_killed_worker(nanny_address):
     assert state.result[fine].result == 12
     assert state.result[a].result == 2
     assert "'crash'" in state.message
+
+
+def test_finished_task_stays_success_when_its_worker_dies(two_workers, tmp_path):
+    """A task that finished is Success even if the worker holding its value
+    dies later in the run; reading the value computes it again elsewhere.
+    """
+    address, workers = two_workers
+    tagged, pid_file, release = tmp_path / "tagged", tmp_path / "pids", tmp_path / "go"
+    with Flow("lose-a-finished-value") as flow:
+        done = tag(1, str(tagged))
+        busy = hold(2, str(pid_file), str(release))
+    flow.set_reference_tasks([busy])
+    watch = StateWatch()
+    run = FlowRun(flow, executor=DaskExecutor(address=address), listeners=[watch])
+    run.start()
+    try:
+        assert watch.reached(done, "Success").wait(PATIENCE), "done never finished"
+        holder = int(wait_for_file(tagged).split()[0])
+        os.kill(holder, signal.SIGKILL)
+        psutil.Process(holder).wait(PATIENCE)
+        release.touch()
+        state = run.join(PATIENCE * 2)
+    finally:
+        release.touch()
+        run.cancel()
+        run.join(PATIENCE)
+    assert state is not None, "the run did not end"
+    assert isinstance(state, Success), state.message
+    assert isinstance(state.result[done], Success), state.result[done]
+    survivor = ({w.pid for w in workers} - {holder}).pop()
+    assert state.result[done].result == (1, survivor)  # computed again
+    assert state.result[busy].result[0] == 20

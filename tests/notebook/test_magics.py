@@ -212,3 +212,47 @@ def test_flowtask_magic_and_nbflow_run_share_one_grammar(ip):
     assert str(magic.value) == str(parsed.value)
     help_text = FlowMagics.flowtask.__doc__
     assert "--retry-delay SECONDS" in help_text and "Seconds between retries." in help_text
+
+
+@pytest.mark.slow
+def test_flow_run_on_a_cluster_leaves_values_over_the_budget_there(
+    ip, capsys, existing_cluster
+):
+    from nbflow.executors import DaskExecutor
+    from nbflow.notebook import ClusterValue
+
+    current_flow().executor = DaskExecutor(address=existing_cluster)
+    ip.run_cell("import numpy")
+    ip.run_cell_magic("flowtask", "big", "big = numpy.ones(2**21)\nprint('made big')")
+    ip.run_cell_magic("flowtask", "medium", "medium = bytes(2**20)")
+    ip.run_cell_magic("flowtask", "small", "small = len(big) + len(medium)")
+    capsys.readouterr()
+    ip.run_line_magic("flow", "run --memory-budget 3MB")
+    out = capsys.readouterr().out
+    # 16 MB of numpy stays on the cluster; the 1 MB and the int come home.
+    assert ip.user_ns["small"] == 2**21 + 2**20
+    assert ip.user_ns["medium"] == bytes(2**20)
+    handle = ip.user_ns["big"]
+    assert isinstance(handle, ClusterValue)
+    assert handle.size is not None and handle.size >= 16 * 2**20
+    lines = [line for line in out.splitlines() if line.startswith("Left on")]
+    assert lines == [
+        "Left on the cluster, over the memory budget of 3.0 MB: big (16.8 MB); "
+        "bring one home with big.result(), or raise the budget "
+        "(%flow run --memory-budget 8GB)."
+    ]
+    assert "[big] made big" not in out  # its output stayed with its values
+    ip.run_cell("total = big.result().sum()")
+    assert ip.user_ns["total"] == 2**21
+
+    # With the default budget (a quarter of the free memory) all come home.
+    ip.run_line_magic("flow", "run")
+    assert ip.user_ns["big"].sum() == 2**21
+    assert "Left on" not in capsys.readouterr().out
+    current_flow().executor = None
+
+
+def test_flow_run_memory_budget_must_be_a_size(ip):
+    ip.run_cell_magic("flowtask", "t", "x = 1")
+    with pytest.raises(UsageError, match="Memory budget 'lots' is not a size"):
+        ip.run_line_magic("flow", "run --memory-budget lots")
