@@ -12,13 +12,16 @@ from __future__ import annotations
 from nbflow.notebook.cells import CellAnalysis, CellSyntaxError, analyze_cell
 from nbflow.notebook.flow import (
     CellTask,
+    DuplicateProviderError,
     RegistrationError,
     current_flow,
     describe_cell,
     describe_flow,
+    forget_cells,
     register_cell,
     remove_task,
     reset_flow,
+    run_flow,
 )
 from nbflow.notebook.progress import TextProgress
 from nbflow.notebook.run import (
@@ -41,6 +44,7 @@ __all__ = [
     "CellResult",
     "CellSyntaxError",
     "CellTask",
+    "DuplicateProviderError",
     "MapValueError",
     "RegistrationError",
     "TextProgress",
@@ -53,9 +57,11 @@ __all__ = [
     "describe_cell",
     "describe_flow",
     "failure",
+    "forget_cells",
     "register_cell",
     "remove_task",
     "reset_flow",
+    "run_flow",
     "run_notebook_flow",
     "write_back",
 ]

@@ -29,9 +29,11 @@ from nbflow.notebook import (
     describe_cell,
     describe_flow,
     failure,
+    forget_cells,
     register_cell,
     remove_task,
     reset_flow,
+    run_flow,
     run_notebook_flow,
 )
 
@@ -78,19 +80,35 @@ class _ViewRunner:
         return self.state
 
 
-def _run_in_background(namespace: Any, runner: _ViewRunner, output: Any) -> None:
+def _cell(shell: Any) -> str | None:
+    """The id of the notebook cell executing (Jupyter sends it); forget the
+    tasks of the cells the frontend reports deleted.
+    """
+    get_parent = getattr(shell, "get_parent", None)
+    parent = get_parent() if get_parent is not None else {}
+    metadata = (parent or {}).get("metadata") or {}
+    deleted = metadata.get("deletedCells") or ()
+    if deleted:
+        forget_cells(deleted)
+    cell_id = metadata.get("cellId")
+    return cell_id if isinstance(cell_id, str) and cell_id else None
+
+
+def _run_in_background(
+    namespace: Any, runner: _ViewRunner, output: Any, flow: Any
+) -> None:
     """Run the notebook flow; show cell output and errors under the view."""
     try:
-        state = run_notebook_flow(namespace, runner=runner)
+        state = run_notebook_flow(namespace, runner=runner, flow=flow)
     except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
         output.append_stderr(f"{type(exc).__name__}: {exc}\n")
         return
-    text = cell_output(state)
+    text = cell_output(state, flow)
     if text:
         output.append_stdout(text + "\n")
     if state.is_cancelled():
         output.append_stdout(f"{state.message}\n")
-    error = failure(state)
+    error = failure(state, flow)
     if error is not None:
         output.append_stderr("\n".join(error._render_traceback_()) + "\n")
 
@@ -113,10 +131,11 @@ class FlowMagics(Magics):  # type: ignore[misc]
     def flowtask(self, line: str, cell: str) -> None:
         """Register this cell as a task of the notebook flow (it does not run)."""
         args = parse_argstring(self.flowtask, line)
+        cell_id = _cell(self.shell)
         try:
             task = register_cell(
                 cell, args.name, map_var=args.map_var, retries=args.retries,
-                retry_delay=args.retry_delay, after=args.after,
+                retry_delay=args.retry_delay, after=args.after, cell_id=cell_id,
             )
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
@@ -145,11 +164,12 @@ class FlowMagics(Magics):  # type: ignore[misc]
     def _run(self, args: Any) -> _ViewRunner | None:
         assert self.shell is not None  # a registered Magics has its shell
         namespace = self.shell.user_ns
+        flow = run_flow(_cell(self.shell))
         try:
-            check_notebook_flow(namespace)
+            check_notebook_flow(namespace, flow=flow)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
-        view = self._progress_view()
+        view = self._progress_view(flow)
         runner = _ViewRunner(view)
         if args.background:
             from IPython.display import display
@@ -158,27 +178,27 @@ class FlowMagics(Magics):  # type: ignore[misc]
             output = Output()
             display(output)
             thread = threading.Thread(
-                target=_run_in_background, args=(namespace, runner, output),
+                target=_run_in_background, args=(namespace, runner, output, flow),
                 name="nbflow-background-run", daemon=True,
             )
             runner.thread = thread
             thread.start()
             return runner
         try:
-            state = run_notebook_flow(namespace, runner=runner)
+            state = run_notebook_flow(namespace, runner=runner, flow=flow)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
-        text = cell_output(state)
+        text = cell_output(state, flow)
         if text:
             print(text)
         if state.is_cancelled():
             print(state.message)
-        error = failure(state)
+        error = failure(state, flow)
         if error is not None:
             raise error
         return None
 
-    def _progress_view(self) -> Any:
+    def _progress_view(self, flow: Any) -> Any:
         """The live view of the run (``nbflow.widgets.RunView``), displayed.
 
         Text progress in a shell with no widget frontend (terminal IPython), or
@@ -192,7 +212,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
             return TextProgress()
         from IPython.display import display
 
-        view = RunView(current_flow())
+        view = RunView(flow)
         display(view)
         return view
 

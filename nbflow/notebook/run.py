@@ -19,7 +19,13 @@ from nbflow.core.task import Task
 from nbflow.engine.state import State, TriggerFailed
 from nbflow.errors import NbflowError, TaskFailed
 from nbflow.notebook import runtime
-from nbflow.notebook.flow import CellTask, cell_inputs, current_flow, rebind
+from nbflow.notebook.flow import (
+    CellTask,
+    cell_inputs,
+    check_providers,
+    current_flow,
+    rebind,
+)
 from nbflow.notebook.runtime import CellResult, install_stdout, uninstall_stdout
 
 if TYPE_CHECKING:
@@ -215,6 +221,9 @@ def run_notebook_flow(
     ------
     UndefinedNameError, MapValueError, UnserialisableValueError, FlowValidationError
         Before any task runs.
+    DuplicateProviderError
+        Two cells provide one name (neither reads it from the other); before
+        any task runs.
 
     Examples
     --------
@@ -277,6 +286,7 @@ def _checked(
 
         executor = LocalExecutor()
     flow.validate()
+    check_providers(flow)
     values = namespace_reads(flow, namespace)
     if _travels(executor):
         check_serialisable(flow, values, executor)
