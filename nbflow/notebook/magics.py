@@ -80,6 +80,23 @@ class _ViewRunner:
         return self.state
 
 
+def _without_comment(line: str) -> str:
+    """The magic's arguments without a trailing ``# comment``, as in Python code.
+
+    A ``#`` starts a comment at the start of the line or after a space, outside
+    quotes (``--address=tcp://h#x`` keeps its ``#``).
+    """
+    quote = ""
+    for i, char in enumerate(line):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
 def _cell(shell: Any) -> str | None:
     """The id of the notebook cell executing (Jupyter sends it); forget the
     tasks of the cells the frontend reports deleted.
@@ -130,7 +147,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @cell_magic  # type: ignore[misc]
     def flowtask(self, line: str, cell: str) -> None:
         """Register this cell as a task of the notebook flow (it does not run)."""
-        args = parse_argstring(self.flowtask, line)
+        args = parse_argstring(self.flowtask, _without_comment(line))
         cell_id = _cell(self.shell)
         try:
             task = register_cell(
@@ -149,7 +166,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
     @line_magic  # type: ignore[misc]
     def flow(self, line: str) -> Any:
         """``%flow run | show | reset | remove NAME | panel``."""
-        args = parse_argstring(self.flow, line)
+        args = parse_argstring(self.flow, _without_comment(line))
         if args.command == "remove" and not args.name:
             raise UsageError("`%flow remove` needs the name of a task: %flow remove NAME.")
         if args.command != "remove" and args.name:
