@@ -58,10 +58,10 @@ def _is_tty(stream: TextIO) -> bool:
 
 
 def display_names(tasks: Iterable[Task]) -> dict[Task, str]:
-    """Name each task; a name used more than once gets `` (2)``, `` (3)``..."""
+    """Name each task (not helpers); a name used more than once gets `` (2)``..."""
     names: dict[Task, str] = {}
     seen: dict[str, int] = {}
-    tasks = list(tasks)
+    tasks = [t for t in tasks if t.helper_of is None]
     total = {t.name: 0 for t in tasks}
     for t in tasks:
         total[t.name] += 1
@@ -152,6 +152,8 @@ class Progress:
             self._write(f"Dask dashboard: {event.dashboard_link}")
 
     def _on_state(self, event: TaskStateChanged) -> None:
+        if event.task.helper_of is not None:
+            return  # a task nbflow added: never shown by name
         if event.map_index is None:
             if event.task in self._maps and event.new.is_mapped():
                 return  # its count line "N/N done" said it
@@ -290,7 +292,7 @@ def print_summary(
     tracebacks: list[tuple[str, str]] = []
     for t in tasks:
         s = states.get(t)
-        if s is None:
+        if s is None or t not in names:  # not run, or a helper
             continue
         detail = describe(t, s) if describe is not None else None
         if detail is None:

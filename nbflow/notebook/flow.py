@@ -166,6 +166,7 @@ class PickTask(Task):
 
     def __init__(self, source: CellTask, name: str) -> None:
         super().__init__(Pick(name), name=f"{source.name}.{name}")
+        self.helper_of = source
         self.source_task = source
         self.picked = name
 

@@ -39,8 +39,10 @@ class TextProgress:
         """Take a batch of events; redraw the status line once."""
         for event in events:
             if isinstance(event, FlowStarted):
-                self.total, self.started = len(event.tasks), event.time
-            elif isinstance(event, TaskStateChanged) and event.map_index is None:
+                shown = [t for t in event.tasks if t.helper_of is None]
+                self.total, self.started = len(shown), event.time
+            elif (isinstance(event, TaskStateChanged) and event.map_index is None
+                  and event.task.helper_of is None):
                 if event.new.is_finished():
                     self.finished[event.task] = event.new.name
                 else:

@@ -368,7 +368,7 @@ def failure(state: State, flow: Flow | None = None) -> CellFailed | None:
         failed.extend(bad or [(task.name, task_state)])
     if not failed:
         return None
-    done = sum(1 for s in states.values() if s.is_successful())
+    done = sum(1 for t, s in states.items() if s.is_successful() and t.helper_of is None)
     first = failed[0][1]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
     what = (first.message or f"Task {failed[0][0]!r} failed").rstrip(".")

@@ -17,7 +17,13 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow.widgets.run_state import TaskSnapshot, state_class, task_labels
+from nbflow.widgets.run_state import (
+    TaskSnapshot,
+    shown_edges,
+    shown_tasks,
+    state_class,
+    task_labels,
+)
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -119,8 +125,8 @@ def _to_pixels(
 
 def flow_layout(flow: Flow, tasks: Sequence[Task] | None = None) -> GraphLayout:
     """The layout of ``flow`` (its tasks in run order unless ``tasks`` is given)."""
-    order = list(tasks) if tasks is not None else flow.sorted_tasks()
-    return layout_graph(order, ((e.upstream, e.downstream) for e in flow.edges))
+    order = shown_tasks(tasks if tasks is not None else flow.sorted_tasks())
+    return layout_graph(order, shown_edges(flow.edges))
 
 
 def render_svg(layout: GraphLayout, tasks: Sequence[TaskSnapshot]) -> str:

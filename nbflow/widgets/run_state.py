@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from nbflow.engine import state as states
@@ -30,6 +30,7 @@ from nbflow.engine.events import (
 )
 
 if TYPE_CHECKING:
+    from nbflow.core.flow import Edge
     from nbflow.core.task import Task
 
 __all__ = [
@@ -38,6 +39,8 @@ __all__ = [
     "RunSnapshot",
     "RunState",
     "TaskSnapshot",
+    "shown_edges",
+    "shown_tasks",
     "state_class",
     "task_labels",
 ]
@@ -244,6 +247,7 @@ class RunState:
     def _reset(self, flow_name: str | None, tasks: Sequence[Task]) -> None:
         self._flow_name = flow_name
         self._tasks: dict[Task, _Task] = {}
+        tasks = shown_tasks(tasks)
         for name, t in zip(task_labels(tasks), tasks):
             self._tasks[t] = _Task(name)
         self._started: float | None = None
@@ -284,6 +288,8 @@ class RunState:
 
     def _record(self, task: Task) -> _Task:
         record = self._tasks.get(task)
+        if record is None and task.helper_of is not None:
+            return _Task(task.name)  # a helper's events change nothing shown
         if record is None:  # events of a run that began before we listened
             record = self._tasks[task] = _Task(task.name)
         return record
@@ -366,6 +372,26 @@ class RunState:
                 self._dashboard,
                 self._version,
             )
+
+
+def shown_tasks(tasks: Iterable[Task]) -> list[Task]:
+    """The tasks a person sees: all but the helpers nbflow added (``helper_of``)."""
+    return [t for t in tasks if t.helper_of is None]
+
+
+def shown_edges(edges: Iterable[Edge]) -> list[tuple[Task, Task]]:
+    """``(upstream, downstream)`` between shown tasks: an edge through a helper
+    is drawn from the task it serves.
+    """
+    pairs: dict[tuple[Task, Task], None] = {}
+    for edge in edges:
+        if edge.downstream.helper_of is not None:
+            continue
+        upstream = edge.upstream
+        while upstream.helper_of is not None:
+            upstream = upstream.helper_of
+        pairs[(upstream, edge.downstream)] = None
+    return list(pairs)
 
 
 def task_labels(tasks: Sequence[Task]) -> list[str]:

@@ -36,7 +36,7 @@ from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
 from nbflow.widgets.report import render_report, render_timeline
 from nbflow.widgets.run_html import header_html, snapshot_html, table_html
-from nbflow.widgets.run_state import RunSnapshot, RunState
+from nbflow.widgets.run_state import RunSnapshot, RunState, shown_edges, shown_tasks
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -102,7 +102,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
     ) -> None:
         self.flow = flow
         self.executor = executor
-        tasks = flow.sorted_tasks() if flow is not None else ()
+        tasks = shown_tasks(flow.sorted_tasks()) if flow is not None else []
         self.run_state = RunState(flow.name if flow is not None else None, tasks)
         self.interval = interval
         self.timeline = timeline
@@ -183,11 +183,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             self._finish(events[-1].state)
 
     def _make_layout(self, tasks: Sequence[Task]) -> GraphLayout | None:
+        tasks = shown_tasks(tasks)
         if len(tasks) > MAX_NODES:
             return None
-        edges = (
-            ((e.upstream, e.downstream) for e in self.flow.edges) if self.flow else ()
-        )
+        edges = shown_edges(self.flow.edges) if self.flow else ()
         return layout_graph(tasks, edges)
 
     # -- drawing ------------------------------------------------------------------------
