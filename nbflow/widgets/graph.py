@@ -181,14 +181,17 @@ def _node(name: str, x: float, y: float, task: TaskSnapshot | None) -> str:
     color = task.color if task is not None else "#d3d3d3"
     label = name if len(name) <= 20 else name[:19] + "…"
     detail = state
+    title = ""
     if task is not None and task.size is not None:
-        detail = f"{state} {task.done}/{task.size}"
+        detail = f"{state} {task.units[0]}/{task.size}"  # children that succeeded
+        if task.failed_index is not None:
+            title = f"; [{task.failed_index}] failed first: {task.message or ''}"
     text = "#000" if state in ("Pending", "Retrying", "Running") else "#fff"
     left, top = x - _NODE_W / 2, y - _NODE_H / 2
     esc = html.escape(name, quote=True)
     return (
         f'<g class="nbflow-node {state_class(state)}" data-task="{esc}" '
-        f'data-state="{state}"><title>{esc}: {html.escape(detail)}</title>'
+        f'data-state="{state}"><title>{esc}: {html.escape(detail + title)}</title>'
         f'<rect x="{left:.1f}" y="{top:.1f}" width="{_NODE_W}" height="{_NODE_H}" '
         f'rx="5" fill="{color}" stroke="#333" stroke-width="0.5"/>'
         f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" fill="{text}">'

@@ -18,7 +18,15 @@ import html
 
 from nbflow.widgets.run_state import RunSnapshot, TaskSnapshot, state_class
 
-__all__ = ["format_seconds", "header_html", "snapshot_html", "table_html"]
+__all__ = [
+    "format_interval",
+    "failure_title",
+    "format_seconds",
+    "header_html",
+    "progress_text",
+    "snapshot_html",
+    "table_html",
+]
 
 _STYLE = (
     "<style>.nbflow-run-view table.nbflow-tasks{border-collapse:collapse;"
@@ -48,6 +56,54 @@ def format_seconds(seconds: float | None) -> str:
     return f"{minutes} min {rest} s"
 
 
+def format_interval(seconds: float) -> str:
+    """Tqdm's clock: ``MM:SS``, or ``H:MM:SS`` from an hour.
+
+    Examples
+    --------
+    >>> format_interval(65.4), format_interval(3725)
+    ('01:05', '1:02:05')
+
+    """
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def progress_text(snapshot: RunSnapshot) -> str:
+    """The run's work as tqdm shows it: ``28% 280/1,000 [00:04<00:10, 70.00 it/s]``,
+    then what failed or was cancelled (a task is one unit of work, each child
+    of a mapped task one).
+
+    Examples
+    --------
+    >>> from nbflow.widgets.run_state import RunState
+    >>> progress_text(RunState().snapshot())
+    '0% 0/0'
+
+    """
+    done, failed, cancelled, total = snapshot.units
+    text = f"{snapshot.progress:.0%} {done:,}/{total:,}"
+    if snapshot.started is not None:
+        clock = format_interval(snapshot.elapsed)
+        remaining = snapshot.remaining
+        if not snapshot.is_finished:
+            clock += "<" + (format_interval(remaining) if remaining is not None else "?")
+        rate = snapshot.rate
+        if rate is None:
+            speed = "? it/s"
+        elif rate >= 1 or rate == 0:
+            speed = f"{rate:,.2f} it/s"
+        else:
+            speed = f"{1 / rate:,.2f} s/it"
+        text += f" [{clock}, {speed}]"
+    notes = [f"{n:,} {what}" for n, what in ((failed, "failed"), (cancelled, "cancelled"))
+             if n]
+    if snapshot.is_finished and total - done - failed - cancelled:
+        notes.append(f"{total - done - failed - cancelled:,} not run")
+    return " · ".join([text, *notes])
+
+
 def header_html(snapshot: RunSnapshot) -> str:
     """Flow name, its state, elapsed time and the Dask dashboard link."""
     state = snapshot.state or ("Running" if snapshot.started else "Pending")
@@ -55,7 +111,7 @@ def header_html(snapshot: RunSnapshot) -> str:
         f"<b>{html.escape(snapshot.flow_name or 'flow')}</b>",
         f'<span class="nbflow-flow-state {state_class(state)}">{state}</span>',
         f'<span class="nbflow-elapsed">{format_seconds(snapshot.elapsed)}</span>',
-        f"{snapshot.progress:.0%}",
+        f'<span class="nbflow-progress-text">{html.escape(progress_text(snapshot))}</span>',
     ]
     if snapshot.dashboard_link:
         href = html.escape(snapshot.dashboard_link, quote=True)
@@ -73,27 +129,27 @@ def _bar(task: TaskSnapshot) -> str:
     if task.size is None:
         return ""
     total = max(task.size, 1)
-    succeeded = task.done - task.failed - task.cancelled
+    succeeded, failed, cancelled, _ = task.units
     segments = "".join(
         f'<span style="display:inline-block;height:100%;width:{100 * n / total:.1f}%;'
         f'background:{color}"></span>'
-        for n, color in ((succeeded, "#28a745"), (task.failed, "#dc3545"),
-                         (task.cancelled, "#6c757d"))
+        for n, color in ((succeeded, "#28a745"), (failed, "#dc3545"),
+                         (cancelled, "#6c757d"))
     )
-    notes = "".join(f", {n} {what}" for n, what in
-                    ((task.failed, "failed"), (task.cancelled, "cancelled")) if n)
+    notes = "".join(f", {n:,} {what}" for n, what in
+                    ((failed, "failed"), (cancelled, "cancelled")) if n)
     return (
-        f'<div class="nbflow-map-progress" data-done="{task.done}" '
-        f'data-failed="{task.failed}" data-total="{task.size}" '
-        f'data-cancelled="{task.cancelled}">'
+        f'<div class="nbflow-map-progress" data-done="{succeeded}" '
+        f'data-failed="{failed}" data-total="{task.size}" '
+        f'data-cancelled="{cancelled}">'
         f'<span class="nbflow-bar">{segments}</span> '
-        f"{task.done}/{task.size}{notes}</div>"
+        f"{succeeded:,}/{task.size:,}{notes}</div>"
     )
 
 
 def _row(task: TaskSnapshot, *, details: bool) -> str:
     name = html.escape(task.name, quote=True)
-    message = html.escape(task.message or "")
+    message = html.escape(_message(task))
     if details and task.traceback and task.state in ("Failed", "TriggerFailed"):
         message = (
             f'<details class="nbflow-error"><summary>{message}</summary>'
@@ -107,6 +163,23 @@ def _row(task: TaskSnapshot, *, details: bool) -> str:
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
         f"<td>{_bar(task)}</td><td>{message}</td></tr>"
     )
+
+
+def _message(task: TaskSnapshot) -> str:
+    """The task's message; for a mapped task, which child failed first."""
+    if task.failed_index is None:
+        return task.message or ""
+    more = task.failed - 1
+    others = f" (and {more:,} more)" if more > 0 else ""
+    why = (task.message or "").removeprefix(f"Task {task.name!r} failed: ")
+    return f"{task.name}[{task.failed_index}] failed{others}: {why}"
+
+
+def failure_title(task: TaskSnapshot) -> str:
+    """The title of a failed task's traceback: which task (or child), and why."""
+    if task.failed_index is not None:
+        return _message(task)
+    return f"{task.name}: {task.message or task.state}"
 
 
 def table_html(snapshot: RunSnapshot, *, details: bool = False) -> str:

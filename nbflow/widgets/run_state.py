@@ -64,6 +64,11 @@ _FAILED = frozenset(
     for name, cls in vars(states).items()
     if isinstance(cls, type) and issubclass(cls, states.Failed)
 )
+_SUCCEEDED = frozenset(
+    name
+    for name, cls in vars(states).items()
+    if isinstance(cls, type) and issubclass(cls, states.Success)
+)
 
 
 def state_class(name: str) -> str:
@@ -96,6 +101,9 @@ class TaskSnapshot:
     spans: tuple[tuple[int, float, float, str, str | None], ...] = ()
     #: Where it last started running (a thread, ``pid N``, a worker's address).
     where: str | None = None
+    #: The map index of the first child that failed (its message and traceback
+    #: are the task's), for a mapped task.
+    failed_index: int | None = None
 
     @property
     def duration(self) -> float | None:
@@ -120,13 +128,30 @@ class TaskSnapshot:
         return self.children.get("Cancelled", 0)
 
     @property
+    def succeeded(self) -> int:
+        """Children that succeeded."""
+        return sum(n for s, n in self.children.items() if s in _SUCCEEDED)
+
+    @property
+    def units(self) -> tuple[int, int, int, int]:
+        """``(succeeded, failed, cancelled, total)`` units of work: one for a
+        task, one per child for a mapped task (one until its size is known).
+        """
+        if self.size is not None:
+            finished = self.done
+            cancelled = self.cancelled
+            if self.state == "Cancelled":  # its children that never ran
+                cancelled += self.size - finished
+            return self.succeeded, self.failed, cancelled, self.size
+        state = self.state
+        return (int(state in _SUCCEEDED), int(state in _FAILED),
+                int(state == "Cancelled"), 1)
+
+    @property
     def progress(self) -> float:
-        """From 0 to 1: finished, or the share of children finished."""
-        if self.state in _FINISHED:
-            return 1.0
-        if self.size:
-            return self.done / self.size
-        return 0.0
+        """From 0 to 1: the share of its units of work that succeeded."""
+        succeeded, _, _, total = self.units
+        return succeeded / total if total else float(self.state in _SUCCEEDED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,11 +180,42 @@ class RunSnapshot:
         return (self.finished or time.time()) - self.started
 
     @property
+    def units(self) -> tuple[int, int, int, int]:
+        """``(succeeded, failed, cancelled, total)`` units of work of the run:
+        a task is one, a mapped task one per child. Failed and cancelled work
+        is not done.
+        """
+        done = failed = cancelled = total = 0
+        for t in self.tasks:
+            d, f, c, n = t.units
+            done, failed, cancelled, total = done + d, failed + f, cancelled + c, total + n
+        return done, failed, cancelled, total
+
+    @property
     def progress(self) -> float:
-        """From 0 to 1, each task weighing the same (a map by its children done)."""
-        if not self.tasks:
-            return 1.0 if self.is_finished else 0.0
-        return sum(t.progress for t in self.tasks) / len(self.tasks)
+        """From 0 to 1: the share of the units of work that succeeded."""
+        done, _, _, total = self.units
+        if not total:
+            return 1.0 if self.state in _SUCCEEDED else 0.0
+        return done / total
+
+    @property
+    def rate(self) -> float | None:
+        """Units of work finished per second since the start (tqdm's ``it/s``)."""
+        done, failed, cancelled, _ = self.units
+        elapsed = self.elapsed
+        if self.started is None or elapsed <= 0 or not done + failed + cancelled:
+            return None
+        return (done + failed) / elapsed
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left at the current rate while running, else None."""
+        rate = self.rate
+        if rate is None or self.is_finished:
+            return None
+        done, failed, cancelled, total = self.units
+        return (total - done - failed - cancelled) / rate if rate > 0 else None
 
 
 class _Task:
@@ -177,6 +233,7 @@ class _Task:
         "spans",
         "child_starts",
         "where",
+        "failed_index",
     )
 
     def __init__(self, name: str) -> None:
@@ -191,6 +248,7 @@ class _Task:
         self.spans: list[tuple[int, float, float, str, str | None]] = []
         self.child_starts: dict[int, tuple[float, str | None]] = {}
         self.where: str | None = None
+        self.failed_index: int | None = None
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -205,6 +263,7 @@ class _Task:
             {k: n for k, n in self.children.items() if n},
             tuple(self.spans),
             self.where,
+            self.failed_index,
         )
 
 
@@ -329,6 +388,7 @@ class RunState:
             if name in _FAILED and record.traceback is None:
                 record.message = new.message
                 record.traceback = new.traceback or ""
+                record.failed_index = index
             if index < CHILD_SPANS:
                 begun = record.child_starts.pop(index, None)
                 if begun is not None:
@@ -344,9 +404,10 @@ class RunState:
     ) -> None:
         """A task (not a child of a mapped one) changed state."""
         record.state = name
-        record.message = new.message
-        # A mapped parent's Failed has no traceback: keep its first child's.
         failed = name in _FAILED
+        if not (failed and record.failed_index is not None):
+            record.message = new.message  # a failed map keeps its first child's
+        # A mapped parent's Failed has no traceback: keep its first child's.
         record.traceback = (new.traceback or record.traceback) if failed else None
         if name == "Running":
             record.where = where

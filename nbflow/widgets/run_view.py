@@ -35,7 +35,13 @@ from nbflow.engine.runner import FlowRun
 from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
 from nbflow.widgets.report import render_report, render_timeline
-from nbflow.widgets.run_html import header_html, snapshot_html, table_html
+from nbflow.widgets.run_html import (
+    failure_title,
+    header_html,
+    progress_text,
+    snapshot_html,
+    table_html,
+)
 from nbflow.widgets.run_state import RunSnapshot, RunState, shown_edges, shown_tasks
 
 if TYPE_CHECKING:
@@ -75,7 +81,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
     header, table, graph : ipywidgets.HTML
         Flow state, elapsed time and dashboard link; the task table; the graph.
     progress : ipywidgets.FloatProgress
-        The whole run, from 0 to 1.
+        The share of the run's work that succeeded (a task is one unit of
+        work, each child of a mapped task one), from 0 to 1.
+    progress_label : ipywidgets.HTML
+        That work as tqdm shows it: ``28% 280/1,000 [00:04<00:10, 70.00 it/s]``.
     cancel_button : ipywidgets.Button
         Cancels the attached run.
     errors : ipywidgets.Accordion
@@ -118,6 +127,8 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.header = ipywidgets.HTML()
         self.progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
         self.progress.add_class("nbflow-progress")
+        self.progress_label = ipywidgets.HTML()
+        self.progress_label.add_class("nbflow-progress-label")
         self.cancel_button = ipywidgets.Button(
             description="Cancel", icon="stop", disabled=True, button_style="warning"
         )
@@ -130,7 +141,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.report_area = ipywidgets.VBox()
         super().__init__(
             [
-                ipywidgets.HBox([self.progress, self.cancel_button]),
+                ipywidgets.HBox([self.progress, self.progress_label, self.cancel_button]),
                 self.header,
                 self.table,
                 self.graph,
@@ -226,6 +237,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             self.draws += 1
             self.header.value = header_html(snapshot)
             self.progress.value = snapshot.progress
+            self.progress_label.value = (
+                f'<span class="nbflow-progress-text">'
+                f"{html.escape(progress_text(snapshot))}</span>"
+            )
             self.table.value = table_html(snapshot)
             self.graph.value = self.svg(snapshot)
             self._show_errors(snapshot)
@@ -253,7 +268,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             children.append(
                 ipywidgets.HTML(f"<pre>{html.escape(t.traceback or '')}</pre>")
             )
-            titles.append(f"{t.name}: {t.message or t.state}")
+            titles.append(failure_title(t))
         self.errors.children = tuple(children)
         self.errors.titles = tuple(titles)
 
