@@ -288,7 +288,8 @@ class ExecutorPanel(w.VBox):
             self.config = draft
         self._show_problem(problem)
         self._code.value = (
-            "<pre style='margin:4px 0'>"
+            "<pre style='margin:4px 0;white-space:pre;font-family:"
+            "var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,12px)'>"
             + html.escape(self.config.code(), quote=False)
             + "</pre>"
         )

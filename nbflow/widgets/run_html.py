@@ -28,15 +28,41 @@ __all__ = [
     "table_html",
 ]
 
-_STYLE = (
-    "<style>.nbflow-run-view table.nbflow-tasks{border-collapse:collapse;"
-    "font-size:13px}.nbflow-run-view .nbflow-tasks td,.nbflow-run-view "
-    ".nbflow-tasks th{padding:2px 8px;text-align:left;border-bottom:1px solid #eee}"
+#: The run view's stylesheet, for the live widget and the static snapshot alike.
+#: Only our own classes, so no page rule (Lab, Notebook 7, Voila, nbviewer) is
+#: needed or changed; Jupyter's theme variables, with light fallbacks outside
+#: Jupyter, so the dark theme reads as well as the light one.
+STYLE = (
+    ".nbflow-run-view{color:var(--jp-ui-font-color1,#1f1f1f);"
+    "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px}"
+    ".nbflow-run-view .nbflow-run-header{margin:2px 0 4px}"
+    ".nbflow-run-view table.nbflow-tasks{border-collapse:collapse;font-size:13px;"
+    "margin:2px 0;color:inherit;background:transparent}"
+    ".nbflow-run-view table.nbflow-tasks td,.nbflow-run-view table.nbflow-tasks th{"
+    "padding:2px 8px;text-align:left;vertical-align:top;border:none;"
+    "border-bottom:1px solid var(--jp-border-color2,#e0e0e0)}"
+    ".nbflow-run-view table.nbflow-tasks th{font-weight:600;"
+    "color:var(--jp-ui-font-color2,#616161)}"
+    ".nbflow-run-view table.nbflow-tasks tbody tr:nth-child(odd){background:transparent}"
     ".nbflow-run-view .nbflow-dot{display:inline-block;width:10px;height:10px;"
-    "border-radius:5px;margin-right:4px}.nbflow-run-view .nbflow-bar{width:140px;"
-    "height:10px;background:#eee;display:inline-block;vertical-align:middle}"
-    ".nbflow-run-view pre{white-space:pre-wrap;font-size:12px}</style>"
+    "border-radius:5px;margin-right:4px;vertical-align:middle}"
+    ".nbflow-run-view .nbflow-bar{width:140px;height:10px;display:inline-flex;"
+    "vertical-align:middle;overflow:hidden;border-radius:2px;"
+    "background:var(--jp-layout-color3,#e8e8e8)}"
+    ".nbflow-run-view .nbflow-bar>span{display:block;height:100%}"
+    ".nbflow-run-view .nbflow-duration,.nbflow-run-view .nbflow-progress-text,"
+    ".nbflow-run-view .nbflow-map-progress{font-variant-numeric:tabular-nums;"
+    "white-space:nowrap}"
+    ".nbflow-run-view pre.nbflow-traceback,.nbflow-code pre,.nbflow-code code{"
+    "font-family:var(--jp-code-font-family,SFMono-Regular,Menlo,Consolas,"
+    "'DejaVu Sans Mono',monospace);font-size:var(--jp-code-font-size,12px);"
+    "line-height:1.35;white-space:pre;overflow-x:auto;margin:4px 0;padding:4px;"
+    "color:var(--jp-content-font-color1,#1f1f1f);"
+    "background:var(--jp-cell-editor-background,#f7f7f7)}"
+    ".nbflow-run-view a.nbflow-dashboard{color:var(--jp-content-link-color,#1a73e8);"
+    "text-decoration:underline}"
 )
+_STYLE = f"<style>{STYLE}</style>"
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -153,7 +179,7 @@ def _row(task: TaskSnapshot, *, details: bool) -> str:
     if details and task.traceback and task.state in ("Failed", "TriggerFailed"):
         message = (
             f'<details class="nbflow-error"><summary>{message}</summary>'
-            f"<pre>{html.escape(task.traceback)}</pre></details>"
+            f'<pre class="nbflow-traceback">{html.escape(task.traceback)}</pre></details>'
         )
     return (
         f'<tr class="nbflow-task {state_class(task.state)}" data-task="{name}">'

@@ -36,6 +36,7 @@ from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
 from nbflow.widgets.report import render_report, render_timeline
 from nbflow.widgets.run_html import (
+    STYLE,
     failure_title,
     header_html,
     progress_text,
@@ -139,8 +140,14 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.errors = ipywidgets.Accordion()
         self.errors.add_class("nbflow-errors")
         self.report_area = ipywidgets.VBox()
+        # The stylesheet the static snapshot carries too, sent once; a <style>
+        # applies from an element that is not displayed.
+        style = ipywidgets.HTML(f"<style>{STYLE}</style>",
+                                layout=ipywidgets.Layout(display="none"))
+        style.add_class("nbflow-style")
         super().__init__(
             [
+                style,
                 ipywidgets.HBox([self.progress, self.progress_label, self.cancel_button]),
                 self.header,
                 self.table,
@@ -266,7 +273,9 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         for t in new:
             self._errors_shown.add(t.name)
             children.append(
-                ipywidgets.HTML(f"<pre>{html.escape(t.traceback or '')}</pre>")
+                ipywidgets.HTML(
+                    f'<pre class="nbflow-traceback">{html.escape(t.traceback or "")}</pre>'
+                )
             )
             titles.append(failure_title(t))
         self.errors.children = tuple(children)

@@ -85,10 +85,9 @@ def test_panel_applies_valid_changes_to_the_flow(flow):
     assert panel.code.endswith(
         'flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=3)'
     )
-    assert (
-        html.unescape(panel._code.value)
-        == f"<pre style='margin:4px 0'>{panel.code}</pre>"
-    )
+    code_html = html.unescape(panel._code.value)
+    assert code_html.startswith("<pre style='") and code_html.endswith(f">{panel.code}</pre>")
+    assert "font-family:var(--jp-code-font-family,monospace)" in code_html  # also in Voila
 
 
 def test_panel_shows_invalid_value_and_keeps_the_last_valid_executor(flow):
