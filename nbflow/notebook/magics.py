@@ -111,23 +111,51 @@ def _cell(shell: Any) -> str | None:
     return cell_id if isinstance(cell_id, str) and cell_id else None
 
 
+class _TextOutput:
+    """Text under the view of a background run: a plain output updated in
+    place (no widget, so a reopened notebook shows it as it ended).
+    """
+
+    def __init__(self, shell: Any) -> None:
+        from IPython.display import display
+
+        self.shell = shell
+        self.text = ""
+        self.handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+    def append(self, text: str) -> None:
+        self.text += text
+        self.handle.update({"text/plain": self.text}, raw=True)
+
+        # From this thread the update may go out under a cell the frontend no
+        # longer listens to; sent again from the next cell, it is taken.
+        def again(*_: object) -> None:
+            self.shell.events.unregister("pre_run_cell", again)
+            self.handle.update({"text/plain": self.text}, raw=True)
+
+        self.shell.events.register("pre_run_cell", again)
+
+
 def _run_in_background(
-    namespace: Any, runner: _ViewRunner, output: Any, flow: Any
+    namespace: Any, runner: _ViewRunner, output: _TextOutput, flow: Any
 ) -> None:
     """Run the notebook flow; show cell output and errors under the view."""
     try:
         state = run_notebook_flow(namespace, runner=runner, flow=flow)
     except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
-        output.append_stderr(f"{type(exc).__name__}: {exc}\n")
+        output.append(f"{type(exc).__name__}: {exc}\n")
         return
+    parts = []
     text = cell_output(state, flow)
     if text:
-        output.append_stdout(text + "\n")
+        parts.append(text + "\n")
     if state.is_cancelled():
-        output.append_stdout(f"{state.message}\n")
+        parts.append(f"{state.message}\n")
     error = failure(state, flow)
     if error is not None:
-        output.append_stderr("\n".join(error._render_traceback_()) + "\n")
+        parts.append("\n".join(error._render_traceback_()) + "\n")
+    if parts:
+        output.append("".join(parts))
 
 
 @magics_class
@@ -189,11 +217,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
         view = self._progress_view(flow)
         runner = _ViewRunner(view)
         if args.background:
-            from IPython.display import display
-            from ipywidgets import Output
-
-            output = Output()
-            display(output)
+            output = _TextOutput(self.shell)
             thread = threading.Thread(
                 target=_run_in_background, args=(namespace, runner, output, flow),
                 name="nbflow-background-run", daemon=True,
@@ -216,7 +240,8 @@ class FlowMagics(Magics):  # type: ignore[misc]
         return None
 
     def _progress_view(self, flow: Any) -> Any:
-        """The live view of the run (``nbflow.widgets.RunView``), displayed.
+        """The live view of the run (``nbflow.widgets.RunView``), displayed;
+        the executor panels displayed so far become static HTML of their choice.
 
         Text progress in a shell with no widget frontend (terminal IPython), or
         where ipywidgets is not installed.
@@ -224,11 +249,13 @@ class FlowMagics(Magics):  # type: ignore[misc]
         if getattr(self.shell, "kernel", None) is None:
             return TextProgress()
         try:
+            from nbflow.widgets.panel import show_chosen_executors
             from nbflow.widgets.run_view import RunView
         except ImportError:
             return TextProgress()
         from IPython.display import display
 
+        show_chosen_executors()  # the panels keep the choice this run uses
         view = RunView(flow)
         display(view)
         return view

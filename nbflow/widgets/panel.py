@@ -16,6 +16,7 @@ import dataclasses
 import html
 import logging
 import threading
+import weakref
 from typing import Any
 
 import ipywidgets as w
@@ -37,13 +38,31 @@ from nbflow.widgets._controls import (
     make_control,
     to_control,
 )
+from nbflow.widgets._snapshot import StaticSnapshot
 
-__all__ = ["ExecutorPanel"]
+__all__ = ["ExecutorPanel", "show_chosen_executors"]
 
 log = logging.getLogger(__name__)
 
 
-class ExecutorPanel(w.VBox):
+#: Panels displayed and still live, for :func:`show_chosen_executors`.
+_displayed: weakref.WeakSet[ExecutorPanel] = weakref.WeakSet()
+
+
+def show_chosen_executors() -> None:
+    """Turn every displayed panel into static HTML of the executor it chose.
+
+    Called when the notebook flow runs: the panel's output then keeps the
+    choice the run used, and a notebook reopened without a kernel shows it
+    (not "Error displaying widget: model not found"). ``%flow panel`` opens a
+    live one again.
+    """
+    for panel in list(_displayed):
+        _displayed.discard(panel)
+        panel._update_displays()
+
+
+class ExecutorPanel(StaticSnapshot, w.VBox):
     """Pick and tune an executor; the last valid choice is in ``.config``.
 
     Parameters
@@ -64,6 +83,7 @@ class ExecutorPanel(w.VBox):
 
     def __init__(self, flow: Any = None, config: ExecutorConfig | None = None) -> None:
         self.flow = flow
+        self._handles: list[Any] = []
         self.config = (_current(flow) if flow is not None else None) or ExecutorConfig()
         self.problem: str | None = None
         self._quiet = False
@@ -292,6 +312,25 @@ class ExecutorPanel(w.VBox):
             "var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,12px)'>"
             + html.escape(self.config.code(), quote=False)
             + "</pre>"
+        )
+
+    def _ipython_display_(self) -> None:
+        """Display (with an id, see :class:`StaticSnapshot`) and stay live
+        until the flow runs.
+        """
+        super()._ipython_display_()
+        _displayed.add(self)
+
+    def html(self) -> str:
+        """The chosen executor as static HTML: its code, the connection, any problem."""
+        code = html.escape(self.config.code(), quote=False)
+        return (
+            '<div class="nbflow-executor-panel nbflow-static">'
+            "<div><b>Executor</b> (chosen in the panel)</div>"
+            "<pre class='nbflow-code-text' style='margin:4px 0;white-space:pre;"
+            "font-family:var(--jp-code-font-family,monospace);"
+            f"font-size:var(--jp-code-font-size,12px)'>{code}</pre>"
+            f"{self._connection.value}{self._message.value}</div>"
         )
 
     def _show_problem(self, problem: str | None) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "progress_text",
     "snapshot_html",
     "table_html",
+    "timeline_svg",
 ]
 
 #: The run view's stylesheet, for the live widget and the static snapshot alike.
@@ -218,13 +219,51 @@ def table_html(snapshot: RunSnapshot, *, details: bool = False) -> str:
     )
 
 
-def snapshot_html(snapshot: RunSnapshot, svg: str = "") -> str:
-    """A self-contained page fragment of the run: header, table, graph picture.
+def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:
+    """When each task ran, as a small static SVG: a bar per task from its first
+    start to its end, in its state's colour (a mapped task's bar spans all its
+    children). Empty before the run started.
+    """
+    rows = [t for t in snapshot.tasks if t.start is not None]
+    if snapshot.started is None or not rows:
+        return ""
+    end = max([snapshot.finished or 0.0, *((t.end or t.start or 0.0) for t in rows)])
+    span = max(end - snapshot.started, 1e-9)
+    label_w, row_h = 150, 16
+    plot_w = width - label_w - 70
+    parts = []
+    for i, t in enumerate(rows):
+        y = 4 + i * row_h
+        x0 = label_w + plot_w * ((t.start or snapshot.started) - snapshot.started) / span
+        x1 = label_w + plot_w * ((t.end or end) - snapshot.started) / span
+        name = t.name if len(t.name) <= 22 else t.name[:21] + "…"
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 11}" text-anchor="end">{html.escape(name)}</text>'
+            f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 1.5):.1f}" height="{row_h - 4}"'
+            f' fill="{t.color}"><title>{html.escape(t.name)}: {t.state}, '
+            f"{format_seconds(t.duration)}</title></rect>"
+            f'<text x="{max(x1, x0 + 1.5) + 4:.1f}" y="{y + 11}">'
+            f"{format_seconds(t.duration)}</text>"
+        )
+    height = 8 + len(rows) * row_h + 14
+    axis = (f'<text x="{label_w}" y="{height - 3}">0 s</text>'
+            f'<text x="{label_w + plot_w}" y="{height - 3}" text-anchor="end">'
+            f"{format_seconds(span)}</text>")
+    return (
+        f'<svg class="nbflow-timeline-svg" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" font-size="11" fill="currentColor">'
+        f"{''.join(parts)}{axis}</svg>"
+    )
 
-    It is what a notebook saved after the run shows with no kernel (GitHub,
-    nbviewer): static HTML, no script.
+
+def snapshot_html(snapshot: RunSnapshot, svg: str = "", extra: str = "") -> str:
+    """A self-contained page fragment of the run: header, table, graph picture,
+    then ``extra`` (the executor, the timeline, a link to the report).
+
+    It is what a notebook saved after the run shows with no kernel (Lab,
+    Notebook 7, nbconvert, GitHub, nbviewer): static HTML, no script.
     """
     return (
         f'<div class="nbflow-run-view nbflow-static">{_STYLE}{header_html(snapshot)}'
-        f"{table_html(snapshot, details=True)}{svg}</div>"
+        f"{table_html(snapshot, details=True)}{svg}{extra}</div>"
     )

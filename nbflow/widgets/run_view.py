@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -34,7 +35,7 @@ from nbflow.engine.events import Event, FlowFinished, FlowStarted
 from nbflow.engine.runner import FlowRun
 from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
-from nbflow.widgets.report import render_report, render_timeline
+from nbflow.widgets.report import _href, render_report, render_timeline
 from nbflow.widgets.run_html import (
     STYLE,
     failure_title,
@@ -42,6 +43,7 @@ from nbflow.widgets.run_html import (
     progress_text,
     snapshot_html,
     table_html,
+    timeline_svg,
 )
 from nbflow.widgets.run_state import RunSnapshot, RunState, shown_edges, shown_tasks
 
@@ -196,6 +198,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         if isinstance(first, FlowStarted):
             self._layout = self._make_layout(first.tasks)
             self._restart()
+            self._show_live()
         self.run_state(events)
         if isinstance(events[-1], FlowFinished):
             self._finish(events[-1].state)
@@ -334,9 +337,28 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
     # -- the static snapshot ------------------------------------------------------------
 
     def html(self) -> str:
-        """The run as static HTML (header, table with tracebacks, graph picture)."""
+        """The run as static HTML: header, table with tracebacks, graph picture,
+        the executor, the run timeline and a link to the performance report.
+        """
         snapshot = self.run_state.snapshot()
-        return snapshot_html(snapshot, self.svg(snapshot))
+        extra = []
+        executor = self._executor()
+        if snapshot.started is not None:
+            shown = repr(executor) if executor is not None else "LocalExecutor()"
+            extra.append(f'<div class="nbflow-executor">Executor: <code>'
+                         f"{html.escape(shown)}</code></div>")
+        timeline = timeline_svg(snapshot)
+        if timeline:
+            extra.append(f'<details class="nbflow-timeline-static"><summary>Run '
+                         f"timeline</summary>{timeline}</details>")
+        path = getattr(executor, "performance_report_path", None)
+        if snapshot.is_finished and path and os.path.exists(path):
+            extra.append(
+                f'<div class="nbflow-report-static">Dask performance report: '
+                f'<a class="nbflow-report-link" href="{html.escape(_href(path), quote=True)}"'
+                f' target="_blank" rel="noopener">{html.escape(path)}</a></div>'
+            )
+        return snapshot_html(snapshot, self.svg(snapshot), "".join(extra))
 
 
 def run_with_view(
