@@ -57,7 +57,7 @@ STYLE = (
     ".nbflow-run-view pre.nbflow-traceback,.nbflow-code pre,.nbflow-code code{"
     "font-family:var(--jp-code-font-family,SFMono-Regular,Menlo,Consolas,"
     "'DejaVu Sans Mono',monospace);font-size:var(--jp-code-font-size,12px);"
-    "line-height:1.35;white-space:pre;overflow-x:auto;margin:4px 0;padding:4px;"
+    "line-height:1.35;white-space:pre-wrap;overflow-x:auto;margin:4px 0;padding:4px;"
     "color:var(--jp-content-font-color1,#1f1f1f);"
     "background:var(--jp-cell-editor-background,#f7f7f7)}"
     ".nbflow-run-view a.nbflow-dashboard{color:var(--jp-content-link-color,#1a73e8);"
