@@ -372,8 +372,8 @@ def failure(state: State, flow: Flow | None = None) -> CellFailed | None:
     first = failed[0][1]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
     what = (first.message or f"Task {failed[0][0]!r} failed").rstrip(".")
-    tasks = "task that succeeded was" if done == 1 else "tasks that succeeded were"
-    message = f"{what}{more}; the outputs of the {done} {tasks} written back."
+    tasks = "task" if done == 1 else "tasks"
+    message = f"{what}{more}; the outputs of the {done} {tasks} that succeeded were written back."
     tracebacks = [runtime.strip_runtime_frames(s.traceback or s.message or "") for _, s in failed]
     error = CellFailed(failed[0][0], message, tracebacks)
     if isinstance(first.result, BaseException):

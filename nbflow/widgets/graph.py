@@ -187,13 +187,17 @@ def _node(name: str, x: float, y: float, task: TaskSnapshot | None) -> str:
         if task.failed_index is not None:
             title = f"; [{task.failed_index}] failed first: {task.message or ''}"
     text = "#000" if state in ("Pending", "Retrying", "Running") else "#fff"
+    fill, stroke = color, 'stroke="#333" stroke-width="0.5"'
+    if state == "TriggerFailed":  # did not run: an outline, not the failed task's red
+        fill, text = "#fdecea", "#8b1e1e"
+        stroke = f'stroke="{color}" stroke-width="1.5" stroke-dasharray="4 2"'
     left, top = x - _NODE_W / 2, y - _NODE_H / 2
     esc = html.escape(name, quote=True)
     return (
         f'<g class="nbflow-node {state_class(state)}" data-task="{esc}" '
         f'data-state="{state}"><title>{esc}: {html.escape(detail + title)}</title>'
         f'<rect x="{left:.1f}" y="{top:.1f}" width="{_NODE_W}" height="{_NODE_H}" '
-        f'rx="5" fill="{color}" stroke="#333" stroke-width="0.5"/>'
+        f'rx="5" fill="{fill}" {stroke}/>'
         f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" fill="{text}">'
         f"{html.escape(label)}</text>"
         f'<text x="{x:.1f}" y="{y + 10:.1f}" text-anchor="middle" fill="{text}" '

@@ -27,6 +27,7 @@ __all__ = [
     "snapshot_html",
     "table_html",
     "timeline_svg",
+    "user_traceback",
 ]
 
 #: The run view's stylesheet, for the live widget and the static snapshot alike.
@@ -180,16 +181,33 @@ def _row(task: TaskSnapshot, *, details: bool) -> str:
     if details and task.traceback and task.state in ("Failed", "TriggerFailed"):
         message = (
             f'<details class="nbflow-error"><summary>{message}</summary>'
-            f'<pre class="nbflow-traceback">{html.escape(task.traceback)}</pre></details>'
+            f'<pre class="nbflow-traceback">{html.escape(user_traceback(task))}</pre>'
+            "</details>"
         )
     return (
         f'<tr class="nbflow-task {state_class(task.state)}" data-task="{name}">'
         f"<td>{html.escape(task.name)}</td>"
-        f'<td style="white-space:nowrap"><span class="nbflow-dot" style="background:{task.color}"></span>'
+        f'<td style="white-space:nowrap"><span class="nbflow-dot" style="{_dot(task)}"></span>'
         f'<span class="nbflow-task-state">{task.state}</span></td>'
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
         f"<td>{_bar(task)}</td><td>{message}</td></tr>"
     )
+
+
+def _dot(task: TaskSnapshot) -> str:
+    """A filled dot in the state's colour; a ring for TriggerFailed (it did not
+    run: its upstream failed), so it does not look like the task that failed.
+    """
+    if task.state == "TriggerFailed":
+        return f"background:transparent;border:2px solid {task.color};box-sizing:border-box"
+    return f"background:{task.color}"
+
+
+def user_traceback(task: TaskSnapshot) -> str:
+    """The task's traceback from the user's own frames (no cell-runner frame)."""
+    from nbflow.notebook.runtime import strip_runtime_frames
+
+    return strip_runtime_frames(task.traceback or "")
 
 
 def _message(task: TaskSnapshot) -> str:

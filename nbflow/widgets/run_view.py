@@ -44,6 +44,7 @@ from nbflow.widgets.run_html import (
     snapshot_html,
     table_html,
     timeline_svg,
+    user_traceback,
 )
 from nbflow.widgets.run_state import RunSnapshot, RunState, shown_edges, shown_tasks
 
@@ -277,7 +278,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             self._errors_shown.add(t.name)
             children.append(
                 ipywidgets.HTML(
-                    f'<pre class="nbflow-traceback">{html.escape(t.traceback or "")}</pre>'
+                    f'<pre class="nbflow-traceback">{html.escape(user_traceback(t))}</pre>'
                 )
             )
             titles.append(failure_title(t))

@@ -9,7 +9,7 @@ from typing import Any
 import _ui as ui
 import pytest
 
-from nbflow.engine.state import Failed, Success, TriggerFailed
+from nbflow.engine.state import Failed, Success
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,7 +47,8 @@ def _state_colors(page: Any, selector: str) -> dict[str, dict[str, str]]:
     return page.evaluate(
         """(sel) => Object.fromEntries([...document.querySelectorAll(sel)].map(g =>
              [g.dataset.task, {cls: [...g.classList].find(c => c.startsWith(
-               'nbflow-state-')), fill: g.querySelector('rect').getAttribute('fill')}]))""",
+               'nbflow-state-')), fill: g.querySelector('rect').getAttribute('fill'),
+               dashed: g.querySelector('rect').hasAttribute('stroke-dasharray')}]))""",
         selector,
     )
 
@@ -106,9 +107,10 @@ def test_graph_colours_a_failed_task(page: Any, lab: Any, artifacts: Path) -> No
     page.locator(f'{nodes}[data-task="report"].nbflow-state-trigger-failed').wait_for()
     colours = _state_colors(page, nodes)
     assert colours == {
-        "readings": {"cls": "nbflow-state-success", "fill": Success.color},
-        "average": {"cls": "nbflow-state-failed", "fill": Failed.color},
-        "report": {"cls": "nbflow-state-trigger-failed", "fill": TriggerFailed.color},
+        "readings": {"cls": "nbflow-state-success", "fill": Success.color, "dashed": False},
+        "average": {"cls": "nbflow-state-failed", "fill": Failed.color, "dashed": False},
+        # did not run: an outline, so it does not look like the task that failed
+        "report": {"cls": "nbflow-state-trigger-failed", "fill": "#fdecea", "dashed": True},
     }
     # the traceback of the failed task opens in place
     view = page.locator(".nbflow-run-view.nbflow-static")
