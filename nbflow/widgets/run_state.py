@@ -367,7 +367,7 @@ class RunState:
         name = type(new).__name__
         index = event.map_index
         if index is None:
-            self._on_task(record, new, name, event.time, event.where)
+            self._on_task(record, new, name, event.time, event.where, event.task)
             return
         children = record.children
         old = type(event.old).__name__ if event.old is not None else "Pending"
@@ -387,7 +387,7 @@ class RunState:
                 record.end = when
             if name in _FAILED and record.traceback is None:
                 record.message = new.message
-                record.traceback = new.traceback or ""
+                record.traceback = _readable(new.traceback, event.task)
                 record.failed_index = index
             if index < CHILD_SPANS:
                 begun = record.child_starts.pop(index, None)
@@ -401,6 +401,7 @@ class RunState:
         name: str,
         when: float,
         where: str | None,
+        task: Task | None = None,
     ) -> None:
         """A task (not a child of a mapped one) changed state."""
         record.state = name
@@ -408,7 +409,8 @@ class RunState:
         if not (failed and record.failed_index is not None):
             record.message = new.message  # a failed map keeps its first child's
         # A mapped parent's Failed has no traceback: keep its first child's.
-        record.traceback = (new.traceback or record.traceback) if failed else None
+        traceback = _readable(new.traceback, task) if new.traceback else None
+        record.traceback = (traceback or record.traceback) if failed else None
         if name == "Running":
             record.where = where
             if record.start is None:
@@ -433,6 +435,17 @@ class RunState:
                 self._dashboard,
                 self._version,
             )
+
+
+def _readable(traceback: str | None, task: Task | None) -> str:
+    """A traceback from another process with the source lines of the user's
+    functions put back (the failure path only).
+    """
+    if not traceback or task is None or task.fn is None or "<dynamic-code>" not in traceback:
+        return traceback or ""
+    from nbflow.engine._tracebacks import restore_sources
+
+    return restore_sources(traceback, task.fn)
 
 
 def shown_tasks(tasks: Iterable[Task]) -> list[Task]:
