@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hashlib
+import os
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -112,11 +113,25 @@ def current_flow() -> Flow:
     >>> from nbflow.executors import LocalDaskExecutor
     >>> current_flow().executor = LocalDaskExecutor()     # doctest: +SKIP
 
+    Its name is the notebook's (``01-quickstart``) in a kernel Jupyter started,
+    else ``"notebook"``.
+
     """
     global _flow
     if _flow is None:
-        _flow = Flow(FLOW_NAME)
+        _flow = Flow(notebook_name() or FLOW_NAME)
     return _flow
+
+
+def notebook_name() -> str | None:
+    """The name of the notebook this kernel runs (``01-quickstart``), from the
+    ``JPY_SESSION_NAME`` Jupyter's server gives its kernels; None elsewhere.
+    """
+    path = os.environ.get("JPY_SESSION_NAME", "").strip()
+    if not path:
+        return None
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.removesuffix(".ipynb") or None
 
 
 class CellTask(Task):

@@ -44,6 +44,9 @@ __all__ = ["ExecutorPanel", "show_chosen_executors"]
 
 log = logging.getLogger(__name__)
 
+#: The performance report's file when the box is ticked with no path typed.
+DEFAULT_REPORT_PATH = "dask-report.html"
+
 
 #: Panels displayed and still live, for :func:`show_chosen_executors`.
 _displayed: weakref.WeakSet[ExecutorPanel] = weakref.WeakSet()
@@ -286,8 +289,17 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
         self._update(apply=apply)
 
     def _on_change(self, change: dict[str, Any]) -> None:
-        if not self._quiet:
-            self._update(apply=True)
+        if self._quiet:
+            return
+        report_path = self.controls["performance_report_path"]
+        if change.get("owner") is self.controls["performance_report"] and change["new"] \
+                and not str(report_path.value).strip():
+            self._quiet = True  # ticked with no path: offer the default, not an error
+            try:
+                report_path.value = DEFAULT_REPORT_PATH
+            finally:
+                self._quiet = False
+        self._update(apply=True)
 
     def _update(self, *, apply: bool) -> None:
         """Validate the controls; apply a valid draft; show the outcome."""

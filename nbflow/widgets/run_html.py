@@ -132,6 +132,21 @@ def progress_text(snapshot: RunSnapshot) -> str:
     return " · ".join([text, *notes])
 
 
+def _headline(snapshot: RunSnapshot) -> str:
+    """What the run came to, in the user's words (not Prefect's "reference tasks")."""
+    failed = [t.name for t in snapshot.tasks if t.state == "Failed"]
+    skipped = sum(1 for t in snapshot.tasks if t.state == "TriggerFailed")
+    if snapshot.state == "Success":
+        return ""  # the state and the progress text say it
+    if failed:
+        names = ", ".join(repr(n) for n in failed[:3]) + (" ..." if len(failed) > 3 else "")
+        text = f"{names} failed"
+        if skipped:
+            text += f"; {skipped} {'task' if skipped == 1 else 'tasks'} after it did not run"
+        return text + "."
+    return snapshot.message or ""
+
+
 def header_html(snapshot: RunSnapshot) -> str:
     """Flow name, its state, elapsed time and the Dask dashboard link."""
     state = snapshot.state or ("Running" if snapshot.started else "Pending")
@@ -147,8 +162,9 @@ def header_html(snapshot: RunSnapshot) -> str:
             f'<a class="nbflow-dashboard" href="{href}" target="_blank" '
             'rel="noopener">Dask dashboard</a>'
         )
-    if snapshot.is_finished and snapshot.message:
-        parts.append(f"<i>{html.escape(snapshot.message)}</i>")
+    headline = _headline(snapshot) if snapshot.is_finished else ""
+    if headline:
+        parts.append(f'<i class="nbflow-headline">{html.escape(headline)}</i>')
     return '<div class="nbflow-run-header">' + " · ".join(parts) + "</div>"
 
 
@@ -188,10 +204,21 @@ def _row(task: TaskSnapshot, *, details: bool) -> str:
         f'<tr class="nbflow-task {state_class(task.state)}" data-task="{name}">'
         f"<td>{html.escape(task.name)}</td>"
         f'<td style="white-space:nowrap"><span class="nbflow-dot" style="{_dot(task)}"></span>'
-        f'<span class="nbflow-task-state">{task.state}</span></td>'
+        f'<span class="nbflow-task-state">{task.state}</span>{_attempts(task)}</td>'
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
         f"<td>{_bar(task)}</td><td>{message}</td></tr>"
     )
+
+
+def _attempts(task: TaskSnapshot) -> str:
+    """`` · 3 attempts`` for a task that was retried (`` · 2 retries`` for a map)."""
+    if not task.retries:
+        return ""
+    if task.size is not None:
+        text = f"{task.retries} {'retry' if task.retries == 1 else 'retries'}"
+    else:
+        text = f"{task.retries + 1} attempts"
+    return f' <span class="nbflow-attempts">· {text}</span>'
 
 
 def _dot(task: TaskSnapshot) -> str:

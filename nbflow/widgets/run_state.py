@@ -104,6 +104,8 @@ class TaskSnapshot:
     #: The map index of the first child that failed (its message and traceback
     #: are the task's), for a mapped task.
     failed_index: int | None = None
+    #: Times it (or, for a mapped task, any of its children) was retried.
+    retries: int = 0
 
     @property
     def duration(self) -> float | None:
@@ -136,15 +138,18 @@ class TaskSnapshot:
     def units(self) -> tuple[int, int, int, int]:
         """``(succeeded, failed, cancelled, total)`` units of work: one for a
         task, one per child for a mapped task (one until its size is known).
+        TriggerFailed (it did not run: an upstream failed) is none of them.
         """
         if self.size is not None:
             finished = self.done
             cancelled = self.cancelled
             if self.state == "Cancelled":  # its children that never ran
                 cancelled += self.size - finished
-            return self.succeeded, self.failed, cancelled, self.size
+            failed = self.failed - self.children.get("TriggerFailed", 0)
+            return self.succeeded, failed, cancelled, self.size
         state = self.state
-        return (int(state in _SUCCEEDED), int(state in _FAILED),
+        failed_itself = state in _FAILED and state != "TriggerFailed"
+        return (int(state in _SUCCEEDED), int(failed_itself),
                 int(state == "Cancelled"), 1)
 
     @property
@@ -234,6 +239,7 @@ class _Task:
         "child_starts",
         "where",
         "failed_index",
+        "retries",
     )
 
     def __init__(self, name: str) -> None:
@@ -249,6 +255,7 @@ class _Task:
         self.child_starts: dict[int, tuple[float, str | None]] = {}
         self.where: str | None = None
         self.failed_index: int | None = None
+        self.retries = 0
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -264,6 +271,7 @@ class _Task:
             tuple(self.spans),
             self.where,
             self.failed_index,
+            self.retries,
         )
 
 
@@ -378,6 +386,8 @@ class RunState:
             record.start = event.time
             if record.state == "Pending":
                 record.state = "Running"
+        if name == "Retrying":
+            record.retries += 1
         if name == "Running":
             if index < CHILD_SPANS:
                 record.child_starts[index] = (event.time, event.where)
@@ -411,6 +421,8 @@ class RunState:
         # A mapped parent's Failed has no traceback: keep its first child's.
         traceback = _readable(new.traceback, task) if new.traceback else None
         record.traceback = (traceback or record.traceback) if failed else None
+        if name == "Retrying":
+            record.retries += 1
         if name == "Running":
             record.where = where
             if record.start is None:

@@ -138,6 +138,12 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         )
         self.cancel_button.add_class("nbflow-cancel")
         self.cancel_button.on_click(self._on_cancel)
+        self.interrupt_hint = ipywidgets.HTML(
+            '<span class="nbflow-interrupt-hint">To cancel: interrupt the kernel '
+            "(■ in the toolbar, or I I)</span>",
+            layout=ipywidgets.Layout(display="none"),
+        )
+        self.interrupt_hint.add_class("nbflow-interrupt")
         self.table = ipywidgets.HTML()
         self.graph = ipywidgets.HTML()
         self.errors = ipywidgets.Accordion()
@@ -151,7 +157,8 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         super().__init__(
             [
                 style,
-                ipywidgets.HBox([self.progress, self.progress_label, self.cancel_button]),
+                ipywidgets.HBox([self.progress, self.progress_label, self.cancel_button,
+                                 self.interrupt_hint]),
                 self.header,
                 self.table,
                 self.graph,
@@ -182,6 +189,11 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self._run = run
         self._cancellable = cancellable
         self.cancel_button.disabled = run.state is not None or not cancellable
+        # A blocking run: the kernel would see a click only after the run, so
+        # no button; the kernel's interrupt (■, or I I) cancels it.
+        self.cancel_button.layout.display = None if cancellable else "none"
+        self.interrupt_hint.layout.display = (
+            "none" if cancellable or run.state is not None else None)
 
     def _on_cancel(self, _button: object = None) -> None:
         run = self._run
@@ -292,6 +304,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.progress.bar_style = _BAR_STYLE.get(state.name, "danger")
         self.cancel_button.disabled = True
         self.cancel_button.description = "Cancel"
+        self.interrupt_hint.layout.display = "none"
         try:
             self._show_report(snapshot)
         except Exception:  # the run's outcome must still show

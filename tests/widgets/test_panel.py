@@ -193,10 +193,13 @@ def test_panel_existing_cluster_address_is_validated(flow, tmp_path):
 def test_panel_performance_report_needs_a_path(flow, tmp_path):
     panel = ExecutorPanel(flow)
     panel.set(kind="dask")
-    before = flow.executor
     assert not visible(panel._performance_report_path)
-    panel._performance_report.value = True
+    panel._performance_report.value = True  # ticked: a default path is offered
     assert visible(panel._performance_report_path)
+    assert panel.problem is None
+    assert flow.executor.performance_report_path == "dask-report.html"
+    before = flow.executor
+    panel._performance_report_path.value = ""  # cleared: an error, nothing applied
     assert panel.problem.startswith("performance_report is on but")
     assert flow.executor is before
     path = str(tmp_path / "report.html")

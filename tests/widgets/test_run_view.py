@@ -116,7 +116,7 @@ def test_run_state_follows_a_real_run(executor):
     assert "two is bad" in mapped.traceback  # the first failed child's
     assert mapped.failed_index == 1  # check(2) failed
     # Units of work: a task is one, each child one; failed work is not done.
-    assert snap.units == (4, 3, 0, 7)
+    assert snap.units == (4, 2, 0, 7)  # add did not run: neither done nor failed
     assert snap.is_finished and snap.state == "Failed" and snap.progress == 4 / 7
     assert snap.flow_name == "mixed" and snap.elapsed >= 0
 
@@ -171,7 +171,7 @@ def test_run_view_shows_states_graph_and_errors(executor):
     assert "two is bad" in panes["check[1] failed"][1]
     # 4 of 7 units of work succeeded: the bar does not say 100% for a failed run.
     assert view.progress.value == 4 / 7 and view.progress.bar_style == "danger"
-    assert view.progress_label.value.endswith(" · 3 failed</span>")
+    assert view.progress_label.value.endswith(" · 2 failed · 1 not run</span>")
     assert ">57% 4/7 [00:0" in view.progress_label.value
     assert "nbflow-state-failed" in view.header.value
     assert view.cancel_button.disabled
