@@ -253,7 +253,7 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
             self._test_connection.disabled = False
 
     def _read(self) -> tuple[ExecutorConfig, str | None]:
-        """The controls as a draft config, and the first text that did not parse
+        """The controls as a draft config, and every text that did not parse
         among the controls shown (the others are not used, as in the model).
         """
         values: dict[str, Any] = {}
@@ -267,7 +267,7 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
         draft = ExecutorConfig(**values)
         shown = _shown_sections(draft)
         used = [e for f, e in errors.items() if _SECTION_OF.get(f, "kind") in shown]
-        return draft, used[0] if used else None
+        return draft, " ".join(used) if used else None
 
     def _show(self, config: ExecutorConfig, *, apply: bool) -> None:
         """Put ``config`` into the controls, then validate (and apply) once."""

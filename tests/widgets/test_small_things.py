@@ -87,3 +87,12 @@ def test_ticking_the_report_offers_a_path_and_placeholders_fit():
     assert panel.controls["performance_report_path"].value == "dask-report.html"
     assert panel.problem is None and panel.config.performance_report_path == "dask-report.html"
     assert panel.controls["n_workers"].layout.width == "380px"
+
+
+def test_every_bad_field_of_the_panel_is_shown_not_only_the_first():
+    panel = ExecutorPanel()
+    panel.set(kind="dask", cluster="temporary")
+    panel.controls["n_workers"].value = "two"
+    panel.controls["threads_per_worker"].value = "many"
+    assert "'two'" in panel.problem and "'many'" in panel.problem, panel.problem
+    assert "'two'" in panel._message.value and "'many'" in panel._message.value
