@@ -15,6 +15,7 @@ mapped tasks; ``span.nbflow-elapsed``; ``a.nbflow-dashboard``;
 from __future__ import annotations
 
 import html
+import time
 
 from nbflow.widgets.run_state import RunSnapshot, TaskSnapshot, state_class
 
@@ -147,21 +148,42 @@ def _headline(snapshot: RunSnapshot) -> str:
     return snapshot.message or ""
 
 
-def header_html(snapshot: RunSnapshot) -> str:
-    """Flow name, its state, elapsed time and the Dask dashboard link."""
+def header_html(
+    snapshot: RunSnapshot,
+    *,
+    starting: tuple[str, float] | None = None,
+    dashboard_alive: bool = True,
+) -> str:
+    """Flow name, its state, elapsed time and the Dask dashboard link.
+
+    ``starting`` is ``(what, since)`` while the executor starts (a cluster, a
+    process pool), shown with its own clock instead of a frozen "Pending";
+    without ``dashboard_alive`` (the cluster is gone) the dashboard is named,
+    not linked.
+    """
     state = snapshot.state or ("Running" if snapshot.started else "Pending")
+    if starting is not None and snapshot.started is None:
+        what, since = starting
+        return (
+            f'<div class="nbflow-run-header"><b>{html.escape(snapshot.flow_name or "flow")}'
+            f'</b> · <span class="nbflow-starting">{html.escape(what)}</span> · '
+            f'<span class="nbflow-elapsed">{format_seconds(time.time() - since)}</span></div>'
+        )
     parts = [
         f"<b>{html.escape(snapshot.flow_name or 'flow')}</b>",
         f'<span class="nbflow-flow-state {state_class(state)}">{state}</span>',
         f'<span class="nbflow-elapsed">{format_seconds(snapshot.elapsed)}</span>',
         f'<span class="nbflow-progress-text">{html.escape(progress_text(snapshot))}</span>',
     ]
-    if snapshot.dashboard_link:
+    if snapshot.dashboard_link and dashboard_alive:
         href = html.escape(snapshot.dashboard_link, quote=True)
         parts.append(
             f'<a class="nbflow-dashboard" href="{href}" target="_blank" '
             'rel="noopener">Dask dashboard</a>'
         )
+    elif snapshot.dashboard_link:
+        parts.append('<span class="nbflow-dashboard-gone">Dask dashboard (closed with '
+                     "its cluster)</span>")
     headline = _headline(snapshot) if snapshot.is_finished else ""
     if headline:
         parts.append(f'<i class="nbflow-headline">{html.escape(headline)}</i>')
@@ -301,7 +323,9 @@ def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:
     )
 
 
-def snapshot_html(snapshot: RunSnapshot, svg: str = "", extra: str = "") -> str:
+def snapshot_html(
+    snapshot: RunSnapshot, svg: str = "", extra: str = "", *, dashboard_alive: bool = True
+) -> str:
     """A self-contained page fragment of the run: header, table, graph picture,
     then ``extra`` (the executor, the timeline, a link to the report).
 
@@ -309,6 +333,7 @@ def snapshot_html(snapshot: RunSnapshot, svg: str = "", extra: str = "") -> str:
     Notebook 7, nbconvert, GitHub, nbviewer): static HTML, no script.
     """
     return (
-        f'<div class="nbflow-run-view nbflow-static">{_STYLE}{header_html(snapshot)}'
+        f'<div class="nbflow-run-view nbflow-static">{_STYLE}'
+        f"{header_html(snapshot, dashboard_alive=dashboard_alive)}"
         f"{table_html(snapshot, details=True)}{svg}{extra}</div>"
     )

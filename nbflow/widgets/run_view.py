@@ -26,6 +26,7 @@ import html
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
     from nbflow.engine.state import State
     from nbflow.executors.base import Executor
 
-__all__ = ["RunView", "run_with_view"]
+__all__ = ["RunView", "run_with_view", "starting_text"]
 
 log = logging.getLogger(__name__)
 _BAR_STYLE = {"Success": "success", "Failed": "danger", "Cancelled": "warning"}
@@ -128,6 +129,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self._thread: threading.Thread | None = None
         self._handles: list[Any] = []
         self._errors_shown: set[str] = set()
+        self._starting: tuple[str, float] | None = None
         self.header = ipywidgets.HTML()
         self.progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
         self.progress.add_class("nbflow-progress")
@@ -194,7 +196,11 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.cancel_button.layout.display = None if cancellable else "none"
         self.interrupt_hint.layout.display = (
             "none" if cancellable or run.state is not None else None)
-
+        what = starting_text(run.executor) if run.state is None else None
+        if what is not None:  # say what happens until the flow starts, clock going
+            self._starting = (what, time.time())
+            self._restart()
+            self._draw()
     def _on_cancel(self, _button: object = None) -> None:
         run = self._run
         if run is None:
@@ -210,6 +216,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         first = events[0]
         if isinstance(first, FlowStarted):
             self._layout = self._make_layout(first.tasks)
+            self._starting = None
             self._restart()
             self._show_live()
         self.run_state(events)
@@ -258,7 +265,9 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             if stop is not None and stop.is_set():
                 return snapshot
             self.draws += 1
-            self.header.value = header_html(snapshot)
+            self.header.value = header_html(
+                snapshot, starting=self._starting,
+                dashboard_alive=self._dashboard_alive(snapshot))
             self.progress.value = snapshot.progress
             self.progress_label.value = (
                 f'<span class="nbflow-progress-text">'
@@ -372,7 +381,34 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
                 f'<a class="nbflow-report-link" href="{html.escape(_href(path), quote=True)}"'
                 f' target="_blank" rel="noopener">{html.escape(path)}</a></div>'
             )
-        return snapshot_html(snapshot, self.svg(snapshot), "".join(extra))
+        return snapshot_html(snapshot, self.svg(snapshot), "".join(extra),
+                             dashboard_alive=self._dashboard_alive(snapshot))
+
+    def _dashboard_alive(self, snapshot: RunSnapshot) -> bool:
+        """Whether the dashboard link still leads somewhere: the run goes on, or
+        its cluster is one that outlives it (an address was given).
+        """
+        if not snapshot.is_finished:
+            return True
+        return bool(getattr(self._executor(), "address", None))
+
+
+def starting_text(executor: Executor | None) -> str | None:
+    """What starting ``executor`` does, for a person waiting: None if instant."""
+    from nbflow.executors.dask import DaskExecutor
+    from nbflow.executors.local_dask import LocalDaskExecutor
+
+    if isinstance(executor, DaskExecutor):
+        if executor.address:
+            return f"Connecting to the Dask cluster at {executor.address} …"
+        cluster = (executor.cluster_class if isinstance(executor.cluster_class, str)
+                   else getattr(executor.cluster_class, "__name__", None)) or "LocalCluster"
+        workers = executor.cluster_kwargs.get("n_workers")
+        size = f" with {workers} workers" if workers else ""
+        return f"Starting a temporary Dask cluster ({cluster}{size}) …"
+    if isinstance(executor, LocalDaskExecutor) and executor.scheduler == "processes":
+        return f"Starting {executor.num_workers} worker processes …"
+    return None
 
 
 def run_with_view(

@@ -218,8 +218,11 @@ def check_executors(nb: Any, cwd: Path) -> None:
                          text(c[f"run-{key}"])), (key, text(c[f"run-{key}"]))
         assert flow_state(c[f"run-{key}"]) == "Success", key
         links = re.findall(r'class="nbflow-dashboard" href="([^"]*)"', view_html(c[f"run-{key}"]))
-        if executor_repr.startswith("DaskExecutor"):  # a dashboard this browser can open
+        if key == "existing":  # a dashboard this browser can open, after the run too
             assert links and links[0].startswith("http://127.0.0.1:"), (key, links)
+        elif executor_repr.startswith("DaskExecutor"):  # gone with its cluster
+            assert not links, (key, links)
+            assert "Dask dashboard (closed with its cluster)" in view_html(c[f"run-{key}"])
         else:
             assert not links, key
     # The controls of each choice are on view (and those of the others hidden).

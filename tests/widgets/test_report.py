@@ -106,4 +106,5 @@ def test_run_view_shows_the_dask_performance_report_inline(
     assert render_report(executor).value == page
     snapshot = view.run_state.snapshot()
     assert snapshot.dashboard_link and snapshot.dashboard_link.startswith("http")
-    assert 'class="nbflow-dashboard"' in view.header.value
+    # its temporary cluster is gone: the dashboard is named, no longer linked
+    assert "Dask dashboard (closed with its cluster)" in view.header.value
