@@ -268,9 +268,13 @@ def timeline_html(snapshot: RunSnapshot) -> str:
                 f"child {index}",
                 where,
             )
+        for where, start, stop, count in t.busy:  # all the other children
+            add(t.name, start, stop, 0.3, t.color, "busy",
+                f"{count} children, merged", where)
     plot = figure(
         title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
         y_range=FactorRange(factors=list(reversed(names))),
+        min_border_left=_LABELS,  # both plots' time axes start at one x
         x_axis_label="seconds since the run started",
         height=max(160, 60 + 28 * len(names)),
         sizing_mode="stretch_width",
@@ -311,6 +315,10 @@ def timeline_html(snapshot: RunSnapshot) -> str:
     )
 
 
+#: Room for the row labels of both timeline plots, so their time axes line up.
+_LABELS = 220
+
+
 def _places(rows: dict[str, list[Any]]) -> list[str]:
     """The places tasks ran, in the order they were first used."""
     order = sorted(zip(rows["left"], rows["where"]))
@@ -325,9 +333,10 @@ def _by_place(rows: dict[str, list[Any]], places: list[str], above: Any) -> Any:
     keep = [i for i, where in enumerate(rows["where"]) if where]
     source = ColumnDataSource({k: [v[i] for i in keep] for k, v in rows.items()})
     plot = figure(
-        title="Where the tasks ran (mapped tasks: their first children)",
+        title="Where the tasks ran (each child of a mapped task; many: merged)",
         y_range=FactorRange(factors=list(reversed(places))),
         x_range=above.x_range,
+        min_border_left=_LABELS,
         x_axis_label="seconds since the run started",
         height=max(140, 60 + 28 * len(places)),
         sizing_mode="stretch_width",
@@ -367,6 +376,7 @@ def render_timeline(snapshot: RunSnapshot) -> ipywidgets.HTML:
 
     places = {t.where for t in snapshot.tasks if t.size is None and t.where}
     places.update(span[4] for t in snapshot.tasks for span in t.spans if span[4])
+    places.update(busy[0] for t in snapshot.tasks for busy in t.busy if busy[0])
     height = max(220, 110 + 28 * len(snapshot.tasks))
     if places:  # the second plot, one row per place
         height += max(140, 60 + 28 * len(places)) + 20

@@ -8,8 +8,9 @@ leisure.
 
 Memory stays bounded for huge maps: a mapped task keeps counts of its children
 by state (the event carries the child's old state, so no per-child record is
-needed), the first failure, and the start and end of at most
-:data:`CHILD_SPANS` children for the run timeline.
+needed), the first failure, the start and end of at most :data:`CHILD_SPANS`
+children for the run timeline, and for all the others the intervals during which
+they kept each place (thread, process, worker) busy, merged.
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ class TaskSnapshot:
     failed_index: int | None = None
     #: Times it (or, for a mapped task, any of its children) was retried.
     retries: int = 0
+    #: ``(where, start, end, children)``: when the children after the first
+    #: :data:`CHILD_SPANS` kept each place busy, merged into intervals.
+    busy: tuple[tuple[str, float, float, int], ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -240,6 +244,7 @@ class _Task:
         "where",
         "failed_index",
         "retries",
+        "busy",
     )
 
     def __init__(self, name: str) -> None:
@@ -256,6 +261,7 @@ class _Task:
         self.where: str | None = None
         self.failed_index: int | None = None
         self.retries = 0
+        self.busy: dict[str, list[list[float]]] = {}
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -272,6 +278,8 @@ class _Task:
             self.where,
             self.failed_index,
             self.retries,
+            tuple((where, s, e, int(n)) for where, spans in self.busy.items()
+                  for s, e, n in spans),
         )
 
 
@@ -389,8 +397,9 @@ class RunState:
         if name == "Retrying":
             record.retries += 1
         if name == "Running":
-            if index < CHILD_SPANS:
-                record.child_starts[index] = (event.time, event.where)
+            # every running child (as many as run at once): for the spans of
+            # the first ones, and the busy time of all the others
+            record.child_starts[index] = (event.time, event.where)
         elif name in _FINISHED:
             when = event.time
             if record.end is None or when > record.end:
@@ -399,10 +408,12 @@ class RunState:
                 record.message = new.message
                 record.traceback = _readable(new.traceback, event.task)
                 record.failed_index = index
-            if index < CHILD_SPANS:
-                begun = record.child_starts.pop(index, None)
-                if begun is not None:
+            begun = record.child_starts.pop(index, None)
+            if begun is not None:
+                if index < CHILD_SPANS:
                     record.spans.append((index, begun[0], when, name, begun[1]))
+                else:
+                    _add_busy(record.busy, begun[1] or "", begun[0], when)
 
     def _on_task(
         self,
@@ -447,6 +458,28 @@ class RunState:
                 self._dashboard,
                 self._version,
             )
+
+
+#: Idle gaps shorter than this (seconds) between children on one place are not
+#: kept; and at most :data:`_BUSY_MAX` intervals per place (then gaps merge).
+_BUSY_GAP = 0.01
+_BUSY_MAX = 2000
+
+
+def _add_busy(busy: dict[str, list[list[float]]], where: str, start: float,
+              end: float) -> None:
+    """Merge one child's run into its place's busy intervals (bounded memory)."""
+    spans = busy.setdefault(where, [])
+    for span in reversed(spans[-8:]):  # children end out of order, a little
+        if start <= span[1] + _BUSY_GAP and end >= span[0] - _BUSY_GAP:
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+            span[2] += 1
+            return
+    if len(spans) >= _BUSY_MAX:
+        last = spans[-1]
+        last[0], last[1], last[2] = min(last[0], start), max(last[1], end), last[2] + 1
+        return
+    spans.append([start, end, 1])
 
 
 def _readable(traceback: str | None, task: Task | None) -> str:
