@@ -20,8 +20,10 @@ import time
 from nbflow.widgets.run_state import RunSnapshot, TaskSnapshot, state_class
 
 __all__ = [
-    "format_interval",
+    "FOLD",
+    "STYLE",
     "failure_title",
+    "format_interval",
     "format_seconds",
     "header_html",
     "progress_text",
@@ -62,6 +64,10 @@ STYLE = (
     "line-height:1.35;white-space:pre-wrap;overflow-x:auto;margin:4px 0;padding:4px;"
     "color:var(--jp-content-font-color1,#1f1f1f);"
     "background:var(--jp-cell-editor-background,#f7f7f7)}"
+    ".nbflow-run-view .nbflow-graph-box{max-width:100%;max-height:520px;overflow:auto}"
+    ".nbflow-run-view .nbflow-graph-box>svg{max-width:none}"
+    ".nbflow-run-view tr.nbflow-folded td{color:var(--jp-ui-font-color2,#616161);"
+    "font-style:italic}"
     ".nbflow-run-view a.nbflow-dashboard{color:var(--jp-content-link-color,#1a73e8);"
     "text-decoration:underline}"
 )
@@ -276,14 +282,47 @@ def failure_title(task: TaskSnapshot) -> str:
     return f"{task.name}: {task.message or task.state}"
 
 
-def table_html(snapshot: RunSnapshot, *, details: bool = False) -> str:
-    """The task table; with ``details``, failed tasks' tracebacks in ``<details>``."""
-    rows = "".join(_row(t, details=details) for t in snapshot.tasks)
-    return (
-        '<table class="nbflow-tasks"><thead><tr><th>task</th><th>state</th>'
-        "<th>duration</th><th>children</th><th>message</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
-    )
+#: Rows of the task table shown before the rest is folded.
+FOLD = 20
+_HEAD = (
+    '<table class="nbflow-tasks"><thead><tr><th>task</th><th>state</th>'
+    "<th>duration</th><th>children</th><th>message</th></tr></thead>"
+)
+
+
+def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD) -> str:
+    """The task table; with ``details``, failed tasks' tracebacks in ``<details>``.
+
+    A long table shows ``fold`` rows: the tasks running, retrying or failed, then
+    the first ones. The rest is one summary row (counts by state) in the live
+    view (``details`` off: only what is shown is sent), and a ``<details>``
+    with all their rows in the static snapshot (``details`` on).
+    """
+    tasks = snapshot.tasks
+    if len(tasks) <= fold:
+        rows = "".join(_row(t, details=details) for t in tasks)
+        return f"{_HEAD}<tbody>{rows}</tbody></table>"
+    urgent = [i for i, t in enumerate(tasks)
+              if t.state in ("Running", "Retrying", "Failed")][:fold]
+    chosen = set(urgent)
+    for i in range(len(tasks)):
+        if len(chosen) >= fold:
+            break
+        chosen.add(i)
+    shown = "".join(_row(tasks[i], details=details) for i in sorted(chosen))
+    rest = [t for i, t in enumerate(tasks) if i not in chosen]
+    counts: dict[str, int] = {}
+    for t in rest:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    summary = (f"{len(rest):,} more tasks: "
+               + ", ".join(f"{n:,} {state}" for state, n in counts.items()))
+    if not details:
+        return (f'{_HEAD}<tbody>{shown}<tr class="nbflow-folded"><td colspan="5">'
+                f"{html.escape(summary)}</td></tr></tbody></table>")
+    more = "".join(_row(t, details=details) for t in rest)
+    return (f"{_HEAD}<tbody>{shown}</tbody></table>"
+            f'<details class="nbflow-folded"><summary>{html.escape(summary)}</summary>'
+            f"{_HEAD}<tbody>{more}</tbody></table></details>")
 
 
 def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:
@@ -323,6 +362,11 @@ def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:
     )
 
 
+def _graph_box(svg: str) -> str:
+    """The graph picture in a box that scrolls rather than cut a big graph."""
+    return f'<div class="nbflow-graph-box">{svg}</div>' if svg else ""
+
+
 def snapshot_html(
     snapshot: RunSnapshot, svg: str = "", extra: str = "", *, dashboard_alive: bool = True
 ) -> str:
@@ -335,5 +379,5 @@ def snapshot_html(
     return (
         f'<div class="nbflow-run-view nbflow-static">{_STYLE}'
         f"{header_html(snapshot, dashboard_alive=dashboard_alive)}"
-        f"{table_html(snapshot, details=True)}{svg}{extra}</div>"
+        f"{table_html(snapshot, details=True)}{_graph_box(svg)}{extra}</div>"
     )

@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 __all__ = ["RunView", "run_with_view", "starting_text"]
 
 log = logging.getLogger(__name__)
+
+#: The graph picture's share of a live view's traffic, at most (bytes/second).
+GRAPH_BYTES_PER_S = 40_000
 _BAR_STYLE = {"Success": "success", "Failed": "danger", "Cancelled": "warning"}
 
 
@@ -130,6 +133,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self._handles: list[Any] = []
         self._errors_shown: set[str] = set()
         self._starting: tuple[str, float] | None = None
+        self._graph_at = 0.0
         self.header = ipywidgets.HTML()
         self.progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
         self.progress.add_class("nbflow-progress")
@@ -147,7 +151,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         )
         self.interrupt_hint.add_class("nbflow-interrupt")
         self.table = ipywidgets.HTML()
-        self.graph = ipywidgets.HTML()
+        # fits the output's width; a big graph scrolls instead of being cut
+        self.graph = ipywidgets.HTML(layout=ipywidgets.Layout(
+            max_width="100%", max_height="520px", overflow="auto"))
+        self.graph.add_class("nbflow-graph-box")
         self.errors = ipywidgets.Accordion()
         self.errors.add_class("nbflow-errors")
         self.report_area = ipywidgets.VBox()
@@ -274,7 +281,13 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
                 f"{html.escape(progress_text(snapshot))}</span>"
             )
             self.table.value = table_html(snapshot)
-            self.graph.value = self.svg(snapshot)
+            # A big picture is resent at most every second (or less often, so
+            # it stays under GRAPH_BYTES_PER_S); the final one always.
+            now = time.monotonic()
+            wait = max(1.0, len(self.graph.value) / GRAPH_BYTES_PER_S)
+            if stop is None or now - self._graph_at >= wait:
+                self._graph_at = now
+                self.graph.value = self.svg(snapshot)
             self._show_errors(snapshot)
             return snapshot
 
