@@ -422,8 +422,10 @@ we time the flow on `LocalExecutor` (one file after the other) and on a
 """),
     code("""
 %load_ext nbflow
+import atexit
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections import deque
@@ -442,6 +444,8 @@ ordinary cell: it runs now, not as part of the flow).
 """),
     code("""
 folder = Path(tempfile.mkdtemp(prefix="nbflow-sensors-"))
+# removed when the kernel (or `nbflow run`) exits, even if the last cell never runs
+atexit.register(shutil.rmtree, folder, ignore_errors=True)
 rng = random.Random(42)
 for day in range(32):
     lines = ["time,sensor,temperature,humidity"]
@@ -532,9 +536,7 @@ hardly faster than `LocalExecutor`, because of the GIL. For numpy-heavy tasks
 threads are the better choice: no processes to start, nothing to copy.
 """),
     code("""
-import shutil
-
-shutil.rmtree(folder)
+shutil.rmtree(folder)  # now; it would go when the kernel exits anyway
 """),
     md("**Next:** `04-performance-report.ipynb`: what happened on a Dask cluster, in detail."),
 ]
