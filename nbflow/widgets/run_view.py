@@ -59,6 +59,15 @@ __all__ = ["RunView", "run_with_view", "starting_text"]
 
 log = logging.getLogger(__name__)
 
+#: How the report's link opens the file so that it draws: JupyterLab and
+#: Notebook 7 point a relative link at the server's file URL but open it in
+#: their HTML viewer, where a report stays blank until "Trust HTML"; with
+#: ``download`` they leave the click alone, and this opens the file URL in a
+#: new tab, where the report's scripts run. (Where outputs are not trusted the
+#: handler is removed and the file downloads.)
+_OPEN_IN_TAB = ('onclick="event.preventDefault();'
+                "window.open(this.href, '_blank', 'noopener')\"")
+
 #: The graph picture's share of a live view's traffic, at most (bytes/second).
 GRAPH_BYTES_PER_S = 40_000
 _BAR_STYLE = {"Success": "success", "Failed": "danger", "Cancelled": "warning"}
@@ -392,7 +401,8 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             extra.append(
                 f'<div class="nbflow-report-static">Dask performance report: '
                 f'<a class="nbflow-report-link" href="{html.escape(_href(path), quote=True)}"'
-                f' target="_blank" rel="noopener">{html.escape(path)}</a></div>'
+                f' target="_blank" rel="noopener" download {_OPEN_IN_TAB}>'
+                f"{html.escape(path)}</a></div>"
             )
         return snapshot_html(snapshot, self.svg(snapshot), "".join(extra),
                              dashboard_alive=self._dashboard_alive(snapshot))

@@ -40,7 +40,22 @@ def test_performance_report_draws_offline(
     frames = page.locator("div.nbflow-report iframe.nbflow-report-frame")
     assert frames.count() == 1
     static = page.locator(".nbflow-run-view.nbflow-static .nbflow-report-static")
-    assert static.locator("a.nbflow-report-link").inner_text() == "dask-report.html"
+    link = static.locator("a.nbflow-report-link")
+    assert link.inner_text() == "dask-report.html"
+    # the link opens the file so that it draws (not Lab's blank HTML viewer)
+    with page.context.expect_page(timeout=60_000) as opened:
+        link.click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    assert "/files/dask-report.html" in tab.url, tab.url
+    tab.wait_for_function(
+        "() => typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0",
+        timeout=60_000,
+    )
+    tab.locator(".bk-tab:text-is('Task Stream')").click()
+    tab.locator("canvas:visible").first.wait_for(timeout=60_000)
+    tab.screenshot(path=str(artifacts / "report-link-opened.png"))
+    tab.close()
     for i in range(1):
         element = frames.nth(i)
         assert element.get_attribute("sandbox") == "allow-scripts"
