@@ -87,7 +87,7 @@ def embed_html(
         href = html.escape(_href(path), quote=True)
         link = (
             f'<div><a class="nbflow-report-link" href="{href}" target="_blank" '
-            f'rel="noopener">{shown}</a></div>'
+            f'rel="noopener" {_OPEN_FILE}>{shown}</a></div>'
         )
     return (
         f'<div class="{html.escape(css_class, quote=True)}">'
@@ -95,6 +95,19 @@ def embed_html(
         f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
         f'srcdoc="{srcdoc}"></iframe>{link}</div>'
     )
+
+
+#: A click on the report's link in a widget (which the page does not rewrite):
+#: open the server's file URL of the path next to the notebook (Lab's
+#: ``/lab/tree/DIR/NB``, Notebook 7's ``/notebooks/DIR/NB`` -> ``/files/DIR/``)
+#: in a new tab, where the report draws, instead of Lab's HTML viewer, where it
+#: stays blank until "Trust HTML". Elsewhere, the plain link.
+_OPEN_FILE = (
+    'onclick="var m=location.pathname.match('
+    "/^(.*?)\\/(?:lab\\/tree|lab\\/workspaces\\/[^\\/]+\\/tree|notebooks|doc\\/tree)"
+    "\\/((?:.*\\/)?)[^\\/]*$/);if(m){event.preventDefault();"
+    "window.open(m[1]+'/files/'+m[2]+this.getAttribute('href'),'_blank','noopener');}\""
+)
 
 
 def _href(path: str) -> str:
