@@ -154,8 +154,8 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.cancel_button.add_class("nbflow-cancel")
         self.cancel_button.on_click(self._on_cancel)
         self.interrupt_hint = ipywidgets.HTML(
-            '<span class="nbflow-interrupt-hint">To cancel: interrupt the kernel '
-            "(■ in the toolbar, or I I)</span>",
+            '<span class="nbflow-interrupt-hint" style="white-space:nowrap">'
+            "To cancel: interrupt the kernel (■)</span>",
             layout=ipywidgets.Layout(display="none"),
         )
         self.interrupt_hint.add_class("nbflow-interrupt")
@@ -290,10 +290,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
                 f"{html.escape(progress_text(snapshot))}</span>"
             )
             self.table.value = table_html(snapshot)
-            # A big picture is resent at most every second (or less often, so
-            # it stays under GRAPH_BYTES_PER_S); the final one always.
+            # A big picture is resent less often, so that it stays under
+            # GRAPH_BYTES_PER_S (a small one with every redraw); the final one always.
             now = time.monotonic()
-            wait = max(1.0, len(self.graph.value) / GRAPH_BYTES_PER_S)
+            wait = len(self.graph.value) / GRAPH_BYTES_PER_S
             if stop is None or now - self._graph_at >= wait:
                 self._graph_at = now
                 self.graph.value = self.svg(snapshot)
