@@ -108,7 +108,21 @@ def _cell(shell: Any) -> str | None:
     if deleted:
         forget_cells(deleted)
     cell_id = metadata.get("cellId")
-    return cell_id if isinstance(cell_id, str) and cell_id else None
+    if not isinstance(cell_id, str) or not cell_id:
+        return None
+    # One cell may register several tasks (run_cell_magic in a loop): the
+    # second and later ones in one execution are cells of their own.
+    msg_id = ((parent or {}).get("header") or {}).get("msg_id")
+    seen = _SEEN.setdefault((msg_id, cell_id), [0])
+    seen[0] += 1
+    if len(_SEEN) > 64:  # only the current execution matters
+        for key in list(_SEEN)[:-8]:
+            del _SEEN[key]
+    return cell_id if seen[0] == 1 else f"{cell_id}#{seen[0]}"
+
+
+#: ``(message id, cell id)`` -> how often that execution asked for its cell.
+_SEEN: dict[tuple[Any, str], list[int]] = {}
 
 
 class _TextOutput:

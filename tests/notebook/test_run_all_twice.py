@@ -108,3 +108,17 @@ def test_renamed_cell_replaces_its_task_and_duplicates_fail_naming_both(tmp_path
     message = str(failed.value)
     assert "Cells 'summed' and 'other' both provide 'total'" in message, message
     assert "[summed]" not in message  # nothing ran
+
+
+def test_one_cell_may_register_several_tasks(tmp_path):
+    cells = ["%load_ext nbflow",
+             "ip = get_ipython()\nfor i in range(3):\n"
+             "    ip.run_cell_magic('flowtask', f'part{i}', f'v{i} = {i}')",
+             "%flow run",
+             "print('SUM', v0 + v1 + v2)"]
+    nb = new_notebook(cells=[new_code_cell(c) for c in cells])
+    with _kernel(nb, tmp_path, cell_ids=True) as run:
+        for _ in range(2):
+            shown = [_shown(run(i)) for i in range(len(cells))]
+            assert _tasks_in_view(nb.cells[2]) == ["part0", "part1", "part2"], shown
+            assert "SUM 3" in shown[3]
