@@ -17,6 +17,7 @@ __all__ = [
     "ClusterEnvironmentError",
     "CommandLineError",
     "DaskExecutorError",
+    "DuplicateProviderError",
     "ExecutorConfigError",
     "ExecutorNotStartedError",
     "FlowContextError",
@@ -132,6 +133,10 @@ class RunStartedError(NbflowError, RuntimeError):
 
 
 # -- Executors and their configuration ---------------------------------------------------
+
+
+class DuplicateProviderError(NbflowError, ValueError):
+    """Two cells provide one name and neither reads it from the other."""
 
 
 class ExecutorConfigError(NbflowError, ValueError):

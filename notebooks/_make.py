@@ -485,8 +485,10 @@ we time the flow on `LocalExecutor` (one file after the other) and on a
 """),
     code("""
 %load_ext nbflow
+import atexit
 import os
 import random
+import shutil
 import tempfile
 import time
 from collections import deque
@@ -505,6 +507,8 @@ ordinary cell: it runs now, not as part of the flow).
 """),
     code("""
 folder = Path(tempfile.mkdtemp(prefix="nbflow-sensors-"))
+# removed when the kernel (or `nbflow run`) exits, even if the last cell never runs
+atexit.register(shutil.rmtree, folder, ignore_errors=True)
 rng = random.Random(42)
 for day in range(32):
     lines = ["time,sensor,temperature,humidity"]
@@ -595,9 +599,7 @@ hardly faster than `LocalExecutor`, because of the GIL. For numpy-heavy tasks
 threads are the better choice: no processes to start, nothing to copy.
 """),
     code("""
-import shutil
-
-shutil.rmtree(folder)
+shutil.rmtree(folder)  # now; it would go when the kernel exits anyway
 """),
     md("**Next:** `04-performance-report.ipynb`: what happened on a Dask cluster, in detail."),
 ]
@@ -609,9 +611,10 @@ REPORT = [
 
 A `DaskExecutor` with `performance_report_path` records Dask's **performance
 report** of the run: the task stream (what ran where and when), worker
-profiles, bandwidth, and the scheduler's view. nbflow writes it to that file
-and shows it inline under the run. It is self-contained HTML (its scripts are
-inlined), so it draws without internet access, on Binder too.
+profiles, bandwidth, and the scheduler's view. nbflow writes it to that file,
+links to it under the run, and `render_report` shows it inline. It is
+self-contained HTML (its scripts are inlined), so it draws without internet
+access, on Binder too. (About 2 MB: the saved run keeps only the link.)
 """),
     code("""
 %load_ext nbflow
@@ -667,18 +670,17 @@ residual = residual_of(sizes)  # `sizes` is one size here
 worst = max(residual)
 """),
     md("""
-Run it. The report appears under the run once the cluster has closed (scroll
-inside it; the *Task Stream* tab shows each task as a bar on its worker), and
-the handler's line is printed.
+Run it. Once the cluster has closed, the run's view links to the report's file
+and the handler's line is printed.
 """),
     code("%flow run", "run"),
     code("""
 print(f"The largest residual: {worst:.2e}")
 """),
     md("""
-The report is also a file next to this notebook, to open in a new browser tab
-or share. `render_report` shows it again anywhere, from the executor (or from
-the HTML):
+The report is a file next to this notebook, to open in a new browser tab or
+share. `render_report` shows it inline, from the executor (or from the HTML):
+scroll inside it; the *Task Stream* tab shows each task as a bar on its worker.
 """),
     code("""
 from nbflow.widgets import render_report
@@ -694,8 +696,9 @@ with Flow("solve", executor=DaskExecutor(performance_report_path="report.html"),
     ...
 ```
 
-Runs on the other executors have no Dask report; the run view offers a
-*run timeline* of its own instead (which task ran when), also offline.
+Runs on the other executors have no Dask report; every run view keeps a small
+*run timeline* (which task ran when), and `render_timeline` draws a detailed one
+with Bokeh, also offline.
 
 **Next:** `05-failures-retries-cancel.ipynb`.
 """),

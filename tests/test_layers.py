@@ -54,7 +54,8 @@ def layer_of(module: str) -> str | None:
         return "engine"
     if parts[1] == "engine":
         if len(parts) > 2 and parts[2] in (
-            "state", "events", "run_state", "signals", "cache", "cache_validators"
+            "state", "events", "run_state", "signals", "cache", "cache_validators",
+            "_tracebacks",
         ):
             return "events"
         return "engine"

@@ -30,7 +30,7 @@ from nbflow.engine.events import (
     TaskMapped,
     TaskStateChanged,
 )
-from nbflow.engine.run_state import RunState, task_labels
+from nbflow.engine.run_state import RunState, shown_tasks, task_labels
 from nbflow.engine.state import Failed, State, TriggerFailed
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class TextProgress:
             self._stream.flush()
 
     def _on_started(self, event: FlowStarted) -> None:
-        labels = task_labels(event.tasks)
+        labels = task_labels(shown_tasks(event.tasks))
         self._width = min(max((len(n) for n in labels), default=4), 24)
         self._start = event.time
         self._flow_name = event.flow_name
@@ -178,6 +178,8 @@ class TextProgress:
             self._write(f"Dask dashboard: {event.dashboard_link}")
 
     def _on_state(self, event: TaskStateChanged) -> None:
+        if event.task.helper_of is not None:
+            return  # a task nbflow added: never shown by name
         if event.map_index is None:
             if event.task in self._maps and event.new.is_mapped():
                 return  # its count line "N/N done" said it
@@ -300,13 +302,14 @@ def print_summary(
 
     """
     states = state.result if isinstance(state.result, dict) else {}
-    names = dict(zip(tasks, task_labels(tasks)))
+    shown = shown_tasks(tasks)
+    names = dict(zip(shown, task_labels(shown)))
     width = min(max((len(n) for n in names.values()), default=4), 24)
     kind_width = max((len(s.name) for s in states.values()), default=7)
     tracebacks: list[tuple[str, str]] = []
     for t in tasks:
         s = states.get(t)
-        if s is None:
+        if s is None or t not in names:  # not run, or a helper
             continue
         detail = describe(t, s) if describe is not None else None
         if detail is None:

@@ -146,7 +146,8 @@ class Flow:
             self.set_reference_tasks(reference_tasks)
 
     def __repr__(self) -> str:
-        return f"<Flow: name={self.name!r}, {len(self._tasks)} tasks>"
+        shown = sum(1 for t in self._tasks if t.helper_of is None)  # not helpers
+        return f"<Flow: name={self.name!r}, {shown} tasks>"
 
     def __enter__(self) -> Flow:
         _flow_stack.append(self)

@@ -133,6 +133,11 @@ class Task:
 
     """
 
+    #: For a task nbflow adds to serve another (e.g. picking one name out of a
+    #: cell's result): the task it serves. Views never show a helper by name;
+    #: its edges are drawn from the task it serves.
+    helper_of: Task | None = None
+
     def __init__(
         self,
         fn: Callable[..., Any] | str | None = None,

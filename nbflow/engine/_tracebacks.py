@@ -26,9 +26,11 @@ def _codes(fn: Callable[..., Any]) -> Iterator[types.CodeType]:
     """
     seen: set[int] = set()
     roots: list[Any] = [fn]
-    roots.extend(v for v in getattr(fn, "__globals__", {}).values()
-                 if isinstance(v, types.FunctionType))
-    roots.extend(getattr(v, "fn", None) for v in getattr(fn, "__globals__", {}).values()
+    # A notebook cell's function carries the namespace values it reads (the
+    # helpers defined in ordinary cells) instead of globals.
+    scope = getattr(fn, "__globals__", None) or getattr(fn, "namespace", None) or {}
+    roots.extend(v for v in scope.values() if isinstance(v, types.FunctionType))
+    roots.extend(getattr(v, "fn", None) for v in scope.values()
                  if isinstance(getattr(v, "fn", None), types.FunctionType))
     stack = [f.__code__ for f in roots if isinstance(f, types.FunctionType)]
     while stack:

@@ -8,8 +8,9 @@ leisure.
 
 Memory stays bounded for huge maps: a mapped task keeps counts of its children
 by state (the event carries the child's old state, so no per-child record is
-needed), the first failure, and the start and end of at most
-:data:`CHILD_SPANS` children for the run timeline.
+needed), the first failure, the start and end of at most :data:`CHILD_SPANS`
+children for the run timeline, and for all the others the intervals during which
+they kept each place (thread, process, worker) busy, merged.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from nbflow.engine import state as states
@@ -30,6 +31,7 @@ from nbflow.engine.events import (
 )
 
 if TYPE_CHECKING:
+    from nbflow.core.flow import Edge
     from nbflow.core.task import Task
 
 __all__ = [
@@ -38,6 +40,8 @@ __all__ = [
     "RunSnapshot",
     "RunState",
     "TaskSnapshot",
+    "shown_edges",
+    "shown_tasks",
     "state_class",
     "task_labels",
 ]
@@ -60,6 +64,11 @@ _FAILED = frozenset(
     name
     for name, cls in vars(states).items()
     if isinstance(cls, type) and issubclass(cls, states.Failed)
+)
+_SUCCEEDED = frozenset(
+    name
+    for name, cls in vars(states).items()
+    if isinstance(cls, type) and issubclass(cls, states.Success)
 )
 
 
@@ -93,6 +102,14 @@ class TaskSnapshot:
     spans: tuple[tuple[int, float, float, str, str | None], ...] = ()
     #: Where it last started running (a thread, ``pid N``, a worker's address).
     where: str | None = None
+    #: The map index of the first child that failed (its message and traceback
+    #: are the task's), for a mapped task.
+    failed_index: int | None = None
+    #: Times it (or, for a mapped task, any of its children) was retried.
+    retries: int = 0
+    #: ``(where, start, end, children)``: when the children after the first
+    #: :data:`CHILD_SPANS` kept each place busy, merged into intervals.
+    busy: tuple[tuple[str, float, float, int], ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -117,13 +134,33 @@ class TaskSnapshot:
         return self.children.get("Cancelled", 0)
 
     @property
+    def succeeded(self) -> int:
+        """Children that succeeded."""
+        return sum(n for s, n in self.children.items() if s in _SUCCEEDED)
+
+    @property
+    def units(self) -> tuple[int, int, int, int]:
+        """``(succeeded, failed, cancelled, total)`` units of work: one for a
+        task, one per child for a mapped task (one until its size is known).
+        TriggerFailed (it did not run: an upstream failed) is none of them.
+        """
+        if self.size is not None:
+            finished = self.done
+            cancelled = self.cancelled
+            if self.state == "Cancelled":  # its children that never ran
+                cancelled += self.size - finished
+            failed = self.failed - self.children.get("TriggerFailed", 0)
+            return self.succeeded, failed, cancelled, self.size
+        state = self.state
+        failed_itself = state in _FAILED and state != "TriggerFailed"
+        return (int(state in _SUCCEEDED), int(failed_itself),
+                int(state == "Cancelled"), 1)
+
+    @property
     def progress(self) -> float:
-        """From 0 to 1: finished, or the share of children finished."""
-        if self.state in _FINISHED:
-            return 1.0
-        if self.size:
-            return self.done / self.size
-        return 0.0
+        """From 0 to 1: the share of its units of work that succeeded."""
+        succeeded, _, _, total = self.units
+        return succeeded / total if total else float(self.state in _SUCCEEDED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,11 +189,42 @@ class RunSnapshot:
         return (self.finished or time.time()) - self.started
 
     @property
+    def units(self) -> tuple[int, int, int, int]:
+        """``(succeeded, failed, cancelled, total)`` units of work of the run:
+        a task is one, a mapped task one per child. Failed and cancelled work
+        is not done.
+        """
+        done = failed = cancelled = total = 0
+        for t in self.tasks:
+            d, f, c, n = t.units
+            done, failed, cancelled, total = done + d, failed + f, cancelled + c, total + n
+        return done, failed, cancelled, total
+
+    @property
     def progress(self) -> float:
-        """From 0 to 1, each task weighing the same (a map by its children done)."""
-        if not self.tasks:
-            return 1.0 if self.is_finished else 0.0
-        return sum(t.progress for t in self.tasks) / len(self.tasks)
+        """From 0 to 1: the share of the units of work that succeeded."""
+        done, _, _, total = self.units
+        if not total:
+            return 1.0 if self.state in _SUCCEEDED else 0.0
+        return done / total
+
+    @property
+    def rate(self) -> float | None:
+        """Units of work finished per second since the start (tqdm's ``it/s``)."""
+        done, failed, cancelled, _ = self.units
+        elapsed = self.elapsed
+        if self.started is None or elapsed <= 0 or not done + failed + cancelled:
+            return None
+        return (done + failed) / elapsed
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds left at the current rate while running, else None."""
+        rate = self.rate
+        if rate is None or self.is_finished:
+            return None
+        done, failed, cancelled, total = self.units
+        return (total - done - failed - cancelled) / rate if rate > 0 else None
 
 
 class _Task:
@@ -174,6 +242,9 @@ class _Task:
         "spans",
         "child_starts",
         "where",
+        "failed_index",
+        "retries",
+        "busy",
     )
 
     def __init__(self, name: str) -> None:
@@ -188,6 +259,9 @@ class _Task:
         self.spans: list[tuple[int, float, float, str, str | None]] = []
         self.child_starts: dict[int, tuple[float, str | None]] = {}
         self.where: str | None = None
+        self.failed_index: int | None = None
+        self.retries = 0
+        self.busy: dict[str, list[list[float]]] = {}
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -202,6 +276,10 @@ class _Task:
             {k: n for k, n in self.children.items() if n},
             tuple(self.spans),
             self.where,
+            self.failed_index,
+            self.retries,
+            tuple((where, s, e, int(n)) for where, spans in self.busy.items()
+                  for s, e, n in spans),
         )
 
 
@@ -244,6 +322,7 @@ class RunState:
     def _reset(self, flow_name: str | None, tasks: Sequence[Task]) -> None:
         self._flow_name = flow_name
         self._tasks: dict[Task, _Task] = {}
+        tasks = shown_tasks(tasks)
         for name, t in zip(task_labels(tasks), tasks):
             self._tasks[t] = _Task(name)
         self._started: float | None = None
@@ -284,6 +363,8 @@ class RunState:
 
     def _record(self, task: Task) -> _Task:
         record = self._tasks.get(task)
+        if record is None and task.helper_of is not None:
+            return _Task(task.name)  # a helper's events change nothing shown
         if record is None:  # events of a run that began before we listened
             record = self._tasks[task] = _Task(task.name)
         return record
@@ -302,7 +383,7 @@ class RunState:
         name = type(new).__name__
         index = event.map_index
         if index is None:
-            self._on_task(record, new, name, event.time, event.where)
+            self._on_task(record, new, name, event.time, event.where, event.task)
             return
         children = record.children
         old = type(event.old).__name__ if event.old is not None else "Pending"
@@ -313,20 +394,26 @@ class RunState:
             record.start = event.time
             if record.state == "Pending":
                 record.state = "Running"
+        if name == "Retrying":
+            record.retries += 1
         if name == "Running":
-            if index < CHILD_SPANS:
-                record.child_starts[index] = (event.time, event.where)
+            # every running child (as many as run at once): for the spans of
+            # the first ones, and the busy time of all the others
+            record.child_starts[index] = (event.time, event.where)
         elif name in _FINISHED:
             when = event.time
             if record.end is None or when > record.end:
                 record.end = when
             if name in _FAILED and record.traceback is None:
                 record.message = new.message
-                record.traceback = new.traceback or ""
-            if index < CHILD_SPANS:
-                begun = record.child_starts.pop(index, None)
-                if begun is not None:
+                record.traceback = _readable(new.traceback, event.task)
+                record.failed_index = index
+            begun = record.child_starts.pop(index, None)
+            if begun is not None:
+                if index < CHILD_SPANS:
                     record.spans.append((index, begun[0], when, name, begun[1]))
+                else:
+                    _add_busy(record.busy, begun[1] or "", begun[0], when)
 
     def _on_task(
         self,
@@ -335,13 +422,18 @@ class RunState:
         name: str,
         when: float,
         where: str | None,
+        task: Task | None = None,
     ) -> None:
         """A task (not a child of a mapped one) changed state."""
         record.state = name
-        record.message = new.message
-        # A mapped parent's Failed has no traceback: keep its first child's.
         failed = name in _FAILED
-        record.traceback = (new.traceback or record.traceback) if failed else None
+        if not (failed and record.failed_index is not None):
+            record.message = new.message  # a failed map keeps its first child's
+        # A mapped parent's Failed has no traceback: keep its first child's.
+        traceback = _readable(new.traceback, task) if new.traceback else None
+        record.traceback = (traceback or record.traceback) if failed else None
+        if name == "Retrying":
+            record.retries += 1
         if name == "Running":
             record.where = where
             if record.start is None:
@@ -372,6 +464,59 @@ class RunState:
                 self._dashboard,
                 self._version,
             )
+
+
+#: Idle gaps shorter than this (seconds) between children on one place are not
+#: kept; and at most :data:`_BUSY_MAX` intervals per place (then gaps merge).
+_BUSY_GAP = 0.01
+_BUSY_MAX = 2000
+
+
+def _add_busy(busy: dict[str, list[list[float]]], where: str, start: float,
+              end: float) -> None:
+    """Merge one child's run into its place's busy intervals (bounded memory)."""
+    spans = busy.setdefault(where, [])
+    for span in reversed(spans[-8:]):  # children end out of order, a little
+        if start <= span[1] + _BUSY_GAP and end >= span[0] - _BUSY_GAP:
+            span[0], span[1] = min(span[0], start), max(span[1], end)
+            span[2] += 1
+            return
+    if len(spans) >= _BUSY_MAX:
+        last = spans[-1]
+        last[0], last[1], last[2] = min(last[0], start), max(last[1], end), last[2] + 1
+        return
+    spans.append([start, end, 1])
+
+
+def _readable(traceback: str | None, task: Task | None) -> str:
+    """A traceback from another process with the source lines of the user's
+    functions put back (the failure path only).
+    """
+    if not traceback or task is None or task.fn is None or "<dynamic-code>" not in traceback:
+        return traceback or ""
+    from nbflow.engine._tracebacks import restore_sources
+
+    return restore_sources(traceback, task.fn)
+
+
+def shown_tasks(tasks: Iterable[Task]) -> list[Task]:
+    """The tasks a person sees: all but the helpers nbflow added (``helper_of``)."""
+    return [t for t in tasks if t.helper_of is None]
+
+
+def shown_edges(edges: Iterable[Edge]) -> list[tuple[Task, Task]]:
+    """``(upstream, downstream)`` between shown tasks: an edge through a helper
+    is drawn from the task it serves.
+    """
+    pairs: dict[tuple[Task, Task], None] = {}
+    for edge in edges:
+        if edge.downstream.helper_of is not None:
+            continue
+        upstream = edge.upstream
+        while upstream.helper_of is not None:
+            upstream = upstream.helper_of
+        pairs[(upstream, edge.downstream)] = None
+    return list(pairs)
 
 
 def task_labels(tasks: Sequence[Task]) -> list[str]:

@@ -12,13 +12,16 @@ from __future__ import annotations
 from nbflow.notebook.cells import CellAnalysis, CellSyntaxError, analyze_cell
 from nbflow.notebook.flow import (
     CellTask,
+    DuplicateProviderError,
     RegistrationError,
     current_flow,
     describe_cell,
     describe_flow,
+    forget_cells,
     register_cell,
     remove_task,
     reset_flow,
+    run_flow,
 )
 from nbflow.notebook.run import (
     CellFailed,
@@ -44,6 +47,7 @@ __all__ = [
     "CellSyntaxError",
     "CellTask",
     "ClusterValue",
+    "DuplicateProviderError",
     "MapValueError",
     "MemoryBudgetError",
     "RegistrationError",
@@ -57,9 +61,11 @@ __all__ = [
     "describe_flow",
     "failure",
     "parse_bytes",
+    "forget_cells",
     "register_cell",
     "remove_task",
     "reset_flow",
+    "run_flow",
     "run_notebook_flow",
     "write_back",
 ]

@@ -7,37 +7,91 @@ task of the same name. After every change the cell tasks are *rebound*: a cell
 reading a name gets an edge from the latest cell registered above it that
 provides the name; names no cell above provides come from the user namespace
 when the flow runs (see :mod:`nbflow.notebook.run`).
+
+The kernel never sees the notebook, only cells executing one after another, so
+it learns where cells are from that order. Each cell is known by its key (the
+cell id Jupyter sends with every execution, else the task's name or, for a
+``%flow run`` line, its rank among the runs of the pass). A *pass* is a stretch of
+executions in which no key comes twice (Run All is one pass). For every
+``%flow run`` cell the kernel keeps the cells seen below it; :func:`run_flow` leaves
+their tasks out, so the tasks registered further down by an earlier Run All do
+not run at the top of the next one. A cell registered under a new name replaces
+its old task; a cell Jupyter reports deleted takes its task with it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
+import os
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task, unmapped
-from nbflow.errors import FlowValidationError, RegistrationError
+from nbflow.errors import DuplicateProviderError, FlowValidationError, RegistrationError
 from nbflow.executors.base import resolve_executor
 from nbflow.notebook.cells import CellAnalysis, analyze_cell, parse_cell
 from nbflow.notebook.runtime import CellFunction, Pick, register_source
 
 __all__ = [
     "CellTask",
+    "DuplicateProviderError",
     "PickTask",
     "RegistrationError",
     "cell_inputs",
+    "check_providers",
     "current_flow",
     "describe_cell",
     "describe_flow",
+    "forget_cells",
+    "notebook_name",
     "register_cell",
     "remove_task",
     "reset_flow",
+    "run_flow",
 ]
 
 FLOW_NAME = "notebook"
 _flow: Flow | None = None
+
+
+@dataclass
+class _Passes:
+    """What the kernel learnt of the notebook's cells from their execution order."""
+
+    current: list[str] = field(default_factory=list)  # keys executed in this pass
+    runs: int = 0  # ``%flow run`` lines without a cell id in this pass
+    below: dict[str, set[str]] = field(default_factory=dict)  # run key -> keys below
+    task_of: dict[str, str] = field(default_factory=dict)  # cell key -> task name
+
+    def executed(self, key: str, *, run: bool = False) -> set[str]:
+        """Note that the cell ``key`` ran; for a run, return the keys below it."""
+        if key in self.current:
+            self.current, self.runs = [], 0
+        stale: set[str] = set()
+        if run:
+            below = self.below.setdefault(key, set())
+            below.difference_update(self.current)
+            stale = set(below)
+        for earlier in self.current:
+            if earlier in self.below:
+                self.below[earlier].add(key)
+        self.current.append(key)
+        return stale
+
+
+_passes: weakref.WeakKeyDictionary[Flow, _Passes] = weakref.WeakKeyDictionary()
+
+
+def _passes_of(flow: Flow) -> _Passes:
+    passes = _passes.get(flow)
+    if passes is None:
+        passes = _passes[flow] = _Passes()
+    return passes
 
 
 def current_flow() -> Flow:
@@ -53,11 +107,25 @@ def current_flow() -> Flow:
     >>> from nbflow.executors import LocalDaskExecutor
     >>> current_flow().executor = LocalDaskExecutor()     # doctest: +SKIP
 
+    Its name is the notebook's (``01-quickstart``) in a kernel Jupyter started,
+    else ``"notebook"``.
+
     """
     global _flow
     if _flow is None:
-        _flow = Flow(FLOW_NAME)
+        _flow = Flow(notebook_name() or FLOW_NAME)
     return _flow
+
+
+def notebook_name() -> str | None:
+    """The name of the notebook this kernel runs (``01-quickstart``), from the
+    ``JPY_SESSION_NAME`` Jupyter's server gives its kernels; None elsewhere.
+    """
+    path = os.environ.get("JPY_SESSION_NAME", "").strip()
+    if not path:
+        return None
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.removesuffix(".ipynb") or None
 
 
 class CellTask(Task):
@@ -114,6 +182,7 @@ class PickTask(Task):
 
     def __init__(self, source: CellTask, name: str) -> None:
         super().__init__(Pick(name), name=f"{source.name}.{name}")
+        self.helper_of = source
         self.source_task = source
         self.picked = name
 
@@ -136,6 +205,7 @@ def register_cell(
     retries: int = 0,
     retry_delay: float | None = None,
     after: Iterable[str] = (),
+    cell_id: str | None = None,
     flow: Flow | None = None,
     cache: bool = True,
     cache_for: datetime.timedelta | None = None,
@@ -156,6 +226,9 @@ def register_cell(
         Retry a failing run of the cell this often, this many seconds apart.
     after : iterable of str
         Names of tasks this one runs after, besides its data edges.
+    cell_id : str, optional
+        The notebook cell's id (Jupyter sends it): a cell registered again under
+        another name replaces its old task.
     flow : Flow, optional
         Default :func:`current_flow`.
     cache : bool
@@ -172,7 +245,8 @@ def register_cell(
     CellSyntaxError
         The cell does not parse (the message gives the line).
     RegistrationError
-        An unknown ``after`` task, or a bad option.
+        An unknown ``after`` task, a bad option, or another cell already
+        registered a task of this name.
     FlowValidationError
         The edges would make a cycle; the flow is left as it was.
 
@@ -201,20 +275,41 @@ def register_cell(
             f"Cell {name!r} maps over {map_var!r}, which is not a variable name; "
             "give --map the name of a list."
         )
+    passes = _passes_of(flow)
+    key = f"cell:{cell_id}" if cell_id is not None else f"task:{name}"
+    by_name = {t.name: t for t in flow.ordered_tasks()}
+    owner = next((k for k, n in passes.task_of.items()
+                  if n == name and k != key and k.startswith("cell:")), None)
+    if cell_id is not None and owner is not None and name in by_name:
+        raise RegistrationError(
+            f"Another cell already registered the task {name!r}; give this cell "
+            f"another name (`%%flowtask NAME`), or `%flow remove {name}` first."
+        )
     try:
         task = CellTask(source, name, analysis, map_var=map_var, after=after,
                         max_retries=retries, retry_delay=retry_delay, cache=cache,
                         cache_for=cache_for)
     except FlowValidationError as exc:
         raise RegistrationError(str(exc)) from None
-    _install(flow, task)
+    renamed = passes.task_of.get(key)
+    old = by_name.get(name)
+    previous = by_name.get(renamed) if renamed is not None and renamed != name else None
+    if old is None:
+        old, previous = previous, None  # the new name takes the old one's place
+    _install(flow, task, old)
     register_source(task.filename, source)
+    passes.executed(key)
+    passes.task_of = {k: n for k, n in passes.task_of.items()
+                      if n not in (name, renamed) or k == key}
+    passes.task_of[key] = name
+    if previous is not None:
+        with contextlib.suppress(RegistrationError):  # kept while a task runs --after it
+            remove_task(previous.name, flow)
     return task
 
 
-def _install(flow: Flow, task: CellTask) -> None:
-    """Add ``task`` or replace its namesake; undo it if that makes a cycle."""
-    old = next((t for t in flow.ordered_tasks() if t.name == task.name), None)
+def _install(flow: Flow, task: CellTask, old: Task | None) -> None:
+    """Add ``task`` or put it in ``old``'s place; undo it if that makes a cycle."""
     if old is None:
         flow.add_task(task)
     else:
@@ -231,6 +326,90 @@ def _install(flow: Flow, task: CellTask) -> None:
             flow.replace(task, old)
         rebind(flow)
         raise
+
+
+def run_flow(cell_id: str | None = None, flow: Flow | None = None) -> Flow:
+    """The flow a ``%flow run`` in the cell ``cell_id`` runs, and note that it ran.
+
+    The notebook flow without the tasks of the cells seen below this cell (by an
+    earlier pass) that did not run above it since: Run All gives the same tasks
+    every time. Without a cell id, a run is known by its rank in the pass.
+
+    Parameters
+    ----------
+    cell_id : str, optional
+        The notebook cell's id, as Jupyter sends it.
+    flow : Flow, optional
+        Default :func:`current_flow`.
+
+    Returns
+    -------
+    Flow
+        ``flow`` itself when no task is left out, else a new flow of the same
+        name and executor, with the remaining tasks and their edges.
+
+    Examples
+    --------
+    >>> flow = run_flow("a1b2c3")                       # doctest: +SKIP
+
+    """
+    flow = flow if flow is not None else current_flow()
+    passes = _passes_of(flow)
+    if cell_id is None:
+        passes.runs += 1
+        key = f"run:{passes.runs}"
+    else:
+        key = f"cell:{cell_id}"
+    stale = {passes.task_of[k] for k in passes.executed(key, run=True)
+             if k in passes.task_of}
+    if not any(t.name in stale for t in flow.ordered_tasks()):
+        return flow
+    sub = Flow(flow.name, executor=flow.executor,
+               terminal_state_handler=flow.terminal_state_handler)
+    for task in flow.ordered_tasks():
+        if task.name in stale or isinstance(task, PickTask):
+            continue
+        sub.add_task(task)
+        if not isinstance(task, CellTask):  # a task added in Python keeps its edges
+            binding = flow.binding(task)
+            sub.set_dependencies(task, upstream_tasks=binding.upstream,
+                                 arguments=dict(binding.arguments), mapped=binding.mapped)
+    rebind(sub)
+    return sub
+
+
+def forget_cells(cell_ids: Iterable[str], flow: Flow | None = None) -> list[str]:
+    """Remove the tasks of cells deleted from the notebook; return their names."""
+    flow = flow if flow is not None else current_flow()
+    passes = _passes_of(flow)
+    removed = []
+    for cell_id in cell_ids:
+        name = passes.task_of.pop(f"cell:{cell_id}", None)
+        if name is not None and any(t.name == name for t in flow.ordered_tasks()):
+            try:
+                remove_task(name, flow)
+            except RegistrationError:
+                continue  # another task runs --after it: keep it, as `%flow remove` would
+            removed.append(name)
+    return removed
+
+
+def check_providers(flow: Flow | None = None) -> None:
+    """Raise :class:`DuplicateProviderError` if two cells provide one name and
+    neither reads it from the other (which one a reader gets would be luck).
+    """
+    flow = flow if flow is not None else current_flow()
+    latest: dict[str, CellTask] = {}
+    for task, inputs in cell_inputs(flow).items():
+        for name in task.provides:
+            first = latest.get(name)
+            if first is not None and inputs.get(name) is not first:
+                raise DuplicateProviderError(
+                    f"Cells {first.name!r} and {task.name!r} both provide {name!r}; "
+                    f"rename it in one of them, or let {task.name!r} read it first "
+                    f"(e.g. `{name} = {name} + ...`)."
+                )
+            latest[name] = task
 
 
 def remove_task(name: str, flow: Flow | None = None) -> Task:
@@ -272,6 +451,7 @@ def reset_flow(flow: Flow | None = None) -> None:
         _clear_binding(flow, task)
     for task in flow.ordered_tasks():
         flow.remove(task)
+    _passes.pop(flow, None)
 
 
 def _clear_binding(flow: Flow, task: Task) -> None:

@@ -31,9 +31,11 @@ from nbflow.notebook import (
     describe_cell,
     describe_flow,
     failure,
+    forget_cells,
     parse_bytes,
     remove_task,
     reset_flow,
+    run_flow,
     run_notebook_flow,
 )
 from nbflow.notebook.cache import (
@@ -147,28 +149,101 @@ class _ViewRunner:
         return self.state
 
 
+def _without_comment(line: str) -> str:
+    """The magic's arguments without a trailing ``# comment``, as in Python code.
+
+    A ``#`` starts a comment at the start of the line or after a space, outside
+    quotes (``--address=tcp://h#x`` keeps its ``#``).
+    """
+    quote = ""
+    for i, char in enumerate(line):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
+def _cell(shell: Any) -> str | None:
+    """The id of the notebook cell executing (Jupyter sends it); forget the
+    tasks of the cells the frontend reports deleted.
+    """
+    get_parent = getattr(shell, "get_parent", None)
+    parent = get_parent() if get_parent is not None else {}
+    metadata = (parent or {}).get("metadata") or {}
+    deleted = metadata.get("deletedCells") or ()
+    if deleted:
+        forget_cells(deleted)
+    cell_id = metadata.get("cellId")
+    if not isinstance(cell_id, str) or not cell_id:
+        return None
+    # One cell may register several tasks (run_cell_magic in a loop): the
+    # second and later ones in one execution are cells of their own.
+    msg_id = ((parent or {}).get("header") or {}).get("msg_id")
+    seen = _SEEN.setdefault((msg_id, cell_id), [0])
+    seen[0] += 1
+    if len(_SEEN) > 64:  # only the current execution matters
+        for key in list(_SEEN)[:-8]:
+            del _SEEN[key]
+    return cell_id if seen[0] == 1 else f"{cell_id}#{seen[0]}"
+
+
+#: ``(message id, cell id)`` -> how often that execution asked for its cell.
+_SEEN: dict[tuple[Any, str], list[int]] = {}
+
+
+class _TextOutput:
+    """Text under the view of a background run: a plain output updated in
+    place (no widget, so a reopened notebook shows it as it ended).
+    """
+
+    def __init__(self, shell: Any) -> None:
+        from IPython.display import display
+
+        self.shell = shell
+        self.text = ""
+        self.handle = display({"text/plain": ""}, raw=True, display_id=True)
+
+    def append(self, text: str) -> None:
+        self.text += text
+        self.handle.update({"text/plain": self.text}, raw=True)
+
+        # From this thread the update may go out under a cell the frontend no
+        # longer listens to; sent again from the next cell, it is taken.
+        def again(*_: object) -> None:
+            self.shell.events.unregister("pre_run_cell", again)
+            self.handle.update({"text/plain": self.text}, raw=True)
+
+        self.shell.events.register("pre_run_cell", again)
+
+
 def _run_in_background(
-    namespace: Any, runner: _ViewRunner, output: Any, fresh: Any = False,
-    budget: int | None = None,
+    namespace: Any, runner: _ViewRunner, output: _TextOutput, flow: Any,
+    fresh: Any = False, budget: int | None = None,
 ) -> None:
     """Run the notebook flow; show cell output and errors under the view."""
     try:
-        state = run_notebook_flow(namespace, runner=runner, fresh=fresh,
+        state = run_notebook_flow(namespace, runner=runner, flow=flow, fresh=fresh,
                                   memory_budget=budget)
     except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
-        output.append_stderr(f"{type(exc).__name__}: {exc}\n")
+        output.append(f"{type(exc).__name__}: {exc}\n")
         return
-    text = cell_output(state)
+    parts = []
+    text = cell_output(state, flow)
     if text:
-        output.append_stdout(text + "\n")
+        parts.append(text + "\n")
     said = _cache_line()
     if said:
-        output.append_stdout(said + "\n")
+        parts.append(said + "\n")
     if state.is_cancelled():
-        output.append_stdout(f"{state.message}\n")
-    error = failure(state)
+        parts.append(f"{state.message}\n")
+    error = failure(state, flow)
     if error is not None:
-        output.append_stderr("\n".join(error._render_traceback_()) + "\n")
+        parts.append("\n".join(error._render_traceback_()) + "\n")
+    if parts:
+        output.append("".join(parts))
 
 
 @magics_class
@@ -180,7 +255,8 @@ class FlowMagics(Magics):  # type: ignore[misc]
         """Register this cell as a task of the notebook flow (it does not run)."""
         # The grammar is nbflow.notebook.options's, shared with `nbflow run`.
         try:
-            task = register_flowtask(cell, parse_flowtask_line(line))
+            task = register_flowtask(cell, parse_flowtask_line(_without_comment(line)),
+                                     cell_id=_cell(self.shell))
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
         print(describe_cell(task))
@@ -208,7 +284,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
         """``%flow run [--fresh [TASK]] | show | reset | remove NAME | panel |
         cache [clear [TASK] | location PATH]``.
         """
-        args = parse_argstring(self.flow, line)
+        args = parse_argstring(self.flow, _without_comment(line))
         if args.command == "remove" and not args.name:
             raise UsageError("`%flow remove` needs the name of a task: %flow remove NAME.")
         if args.command == "cache":
@@ -236,34 +312,31 @@ class FlowMagics(Magics):  # type: ignore[misc]
     def _run(self, args: Any) -> _ViewRunner | None:
         assert self.shell is not None  # a registered Magics has its shell
         namespace = self.shell.user_ns
+        flow = run_flow(_cell(self.shell))
         try:
             budget = (None if args.memory_budget is None
                       else parse_bytes(args.memory_budget))
-            check_notebook_flow(namespace)
+            check_notebook_flow(namespace, flow=flow)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
-        view = self._progress_view()
+        view = self._progress_view(flow)
         runner = _ViewRunner(view)
         if args.background:
-            from IPython.display import display
-            from ipywidgets import Output
-
-            output = Output()
-            display(output)
+            output = _TextOutput(self.shell)
             thread = threading.Thread(
                 target=_run_in_background,
-                args=(namespace, runner, output, args.fresh, budget),
+                args=(namespace, runner, output, flow, args.fresh, budget),
                 name="nbflow-background-run", daemon=True,
             )
             runner.thread = thread
             thread.start()
             return runner
         try:
-            state = run_notebook_flow(namespace, runner=runner, fresh=args.fresh,
-                                      memory_budget=budget)
+            state = run_notebook_flow(namespace, runner=runner, flow=flow,
+                                      fresh=args.fresh, memory_budget=budget)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
-        text = cell_output(state)
+        text = cell_output(state, flow)
         if text:
             print(text)
         said = _cache_line()
@@ -271,13 +344,14 @@ class FlowMagics(Magics):  # type: ignore[misc]
             print(said)
         if state.is_cancelled():
             print(state.message)
-        error = failure(state)
+        error = failure(state, flow)
         if error is not None:
             raise error
         return None
 
-    def _progress_view(self) -> Any:
-        """The live view of the run (``nbflow.widgets.RunView``), displayed.
+    def _progress_view(self, flow: Any) -> Any:
+        """The live view of the run (``nbflow.widgets.RunView``), displayed;
+        the executor panels displayed so far become static HTML of their choice.
 
         Text progress in a shell with no widget frontend (terminal IPython), or
         where ipywidgets is not installed.
@@ -285,12 +359,14 @@ class FlowMagics(Magics):  # type: ignore[misc]
         if getattr(self.shell, "kernel", None) is None:
             return TextProgress(summary=True)
         try:
+            from nbflow.widgets.panel import show_chosen_executors
             from nbflow.widgets.run_view import RunView
         except ImportError:
             return TextProgress(summary=True)
         from IPython.display import display
 
-        view = RunView(current_flow())
+        show_chosen_executors()  # the panels keep the choice this run uses
+        view = RunView(flow)
         display(view)
         return view
 

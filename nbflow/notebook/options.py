@@ -146,7 +146,11 @@ after=('load',), cache=True, cache_for=None)
 
 
 def register_flowtask(
-    body: str, options: FlowtaskOptions, *, flow: Flow | None = None
+    body: str,
+    options: FlowtaskOptions,
+    *,
+    flow: Flow | None = None,
+    cell_id: str | None = None,
 ) -> CellTask:
     """Register a ``%%flowtask`` cell's ``body`` with its parsed ``options``.
 
@@ -166,6 +170,7 @@ def register_flowtask(
         retries=options.retries,
         retry_delay=options.retry_delay,
         after=options.after,
+        cell_id=cell_id,
         flow=flow,
         cache=options.cache,
         cache_for=(None if options.cache_for is None

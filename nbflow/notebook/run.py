@@ -34,7 +34,13 @@ from nbflow.errors import (
 )
 from nbflow.executors.base import report_code, resolve_executor
 from nbflow.notebook import runtime
-from nbflow.notebook.flow import CellTask, cell_inputs, current_flow, rebind
+from nbflow.notebook.flow import (
+    CellTask,
+    cell_inputs,
+    check_providers,
+    current_flow,
+    rebind,
+)
 from nbflow.notebook.runtime import CellResult, install_stdout, uninstall_stdout
 
 if TYPE_CHECKING:
@@ -216,6 +222,9 @@ def run_notebook_flow(
     ------
     UndefinedNameError, MapValueError, UnserialisableValueError, FlowValidationError
         Before any task runs.
+    DuplicateProviderError
+        Two cells provide one name (neither reads it from the other); before
+        any task runs.
 
     Examples
     --------
@@ -278,6 +287,7 @@ def _checked(
     flow = flow if flow is not None else current_flow()
     executor = resolve_executor(executor, flow.executor)
     flow.validate()
+    check_providers(flow)
     values = namespace_reads(flow, namespace)
     if executor.crosses_processes:
         check_serialisable(flow, values, executor)
@@ -486,12 +496,12 @@ def failure(state: State, flow: Flow | None = None) -> CellFailed | None:
         failed.extend(bad or [(task.name, task_state)])
     if not failed:
         return None
-    done = sum(1 for s in states.values() if s.is_successful())
+    done = sum(1 for t, s in states.items() if s.is_successful() and t.helper_of is None)
     first = failed[0][1]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
     what = (first.message or f"Task {failed[0][0]!r} failed").rstrip(".")
-    tasks = "task that succeeded was" if done == 1 else "tasks that succeeded were"
-    message = f"{what}{more}; the outputs of the {done} {tasks} written back."
+    tasks = "task" if done == 1 else "tasks"
+    message = f"{what}{more}; the outputs of the {done} {tasks} that succeeded were written back."
     tracebacks = [runtime.strip_runtime_frames(s.traceback or s.message or "") for _, s in failed]
     error = CellFailed(failed[0][0], message, tracebacks)
     if isinstance(first.result, BaseException):

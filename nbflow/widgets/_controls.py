@@ -80,9 +80,8 @@ def make_control(field: str) -> w.Widget:
     elif field == "cluster_kwargs":
         control = w.Textarea(rows=2, layout=w.Layout(width=_WIDE))
     else:
-        control = w.Text(
-            layout=w.Layout(width=_WIDE) if field in _TEXT_FIELDS else w.Layout()
-        )
+        # wide enough for the placeholder ("LocalCluster's default"), not cut
+        control = w.Text(layout=w.Layout(width=_WIDE if field in _TEXT_FIELDS else "380px"))
     control.description = field
     if not isinstance(control, w.Checkbox):  # a checkbox's label follows the box
         control.style = _STYLE

@@ -1,9 +1,13 @@
 """The static snapshot of a live widget: its final state as plain HTML in the output.
 
-A widget output shows only with a kernel (or saved widget state). The mixin
-adds ``text/html`` (the widget's :meth:`html`) to the display bundle, displays
-with a display id, and :meth:`_update_displays` replaces the displayed bundle,
-so a saved notebook shows the last state on GitHub or nbviewer.
+A widget output shows only with a kernel (or saved widget state): reopened,
+JupyterLab and Notebook 7 show "Error displaying widget: model not found" for it,
+as they prefer the widget's mime type to any other. The mixin adds ``text/html``
+(the widget's :meth:`html`) to the display bundle and displays with a display
+id; :meth:`_update_displays` replaces the displayed output by that HTML *alone*
+once the widget has nothing more to show live (a run ended), so the saved
+notebook shows the last state everywhere (Lab, Notebook 7, nbconvert, GitHub);
+:meth:`_show_live` puts the widget back (the view runs again).
 """
 
 from __future__ import annotations
@@ -20,16 +24,26 @@ class StaticSnapshot:
     """Mixin for an ipywidgets widget that defines ``html() -> str``."""
 
     _handles: list[Any]
+    #: The displayed outputs are the static HTML alone (the widget is done).
+    _static = False
 
     def html(self) -> str:
         """The widget's state as static HTML."""
         raise NotImplementedError
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        if self._static:
+            return {"text/plain": repr(self), "text/html": self.html()}
         bundle: dict[str, Any] | None = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
         if bundle is not None:
             bundle["text/html"] = self.html()
         return bundle
+
+    def _show_live(self) -> None:
+        """Show the widget again in the outputs that show its static HTML."""
+        if self._static:
+            self._static = False
+            self._publish()
 
     def _ipython_display_(self) -> None:
         """Display with an id, so the end of the run can update the output."""
@@ -40,9 +54,10 @@ class StaticSnapshot:
             self._handles.append(display(bundle, raw=True, display_id=True))
 
     def _update_displays(self) -> None:
-        """Put the final HTML into the displayed outputs, now and once more
-        when the next cell runs.
+        """Replace the displayed outputs by the final HTML alone, now and once
+        more when the next cell runs.
         """
+        self._static = True
         if not self._handles:
             return
         self._publish()
@@ -58,7 +73,8 @@ class StaticSnapshot:
 
         def again(*_: object) -> None:
             shell.events.unregister("pre_run_cell", again)
-            self._publish()
+            if self._static:
+                self._publish()
 
         shell.events.register("pre_run_cell", again)
 

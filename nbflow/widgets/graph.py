@@ -17,7 +17,13 @@ import html
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from nbflow.engine.run_state import TaskSnapshot, state_class, task_labels
+from nbflow.engine.run_state import (
+    TaskSnapshot,
+    shown_edges,
+    shown_tasks,
+    state_class,
+    task_labels,
+)
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -48,7 +54,7 @@ def layout_graph(
     Parameters
     ----------
     tasks : sequence of Task
-        In run order (labels are :func:`~nbflow.widgets.run_state.task_labels`).
+        In run order (labels are :func:`~nbflow.engine.run_state.task_labels`).
     edges : iterable of (upstream, downstream) pairs
 
     Returns
@@ -119,8 +125,8 @@ def _to_pixels(
 
 def flow_layout(flow: Flow, tasks: Sequence[Task] | None = None) -> GraphLayout:
     """The layout of ``flow`` (its tasks in run order unless ``tasks`` is given)."""
-    order = list(tasks) if tasks is not None else flow.sorted_tasks()
-    return layout_graph(order, ((e.upstream, e.downstream) for e in flow.edges))
+    order = shown_tasks(tasks if tasks is not None else flow.sorted_tasks())
+    return layout_graph(order, shown_edges(flow.edges))
 
 
 def render_svg(layout: GraphLayout, tasks: Sequence[TaskSnapshot]) -> str:
@@ -175,16 +181,23 @@ def _node(name: str, x: float, y: float, task: TaskSnapshot | None) -> str:
     color = task.color if task is not None else "#d3d3d3"
     label = name if len(name) <= 20 else name[:19] + "…"
     detail = state
+    title = ""
     if task is not None and task.size is not None:
-        detail = f"{state} {task.done}/{task.size}"
+        detail = f"{state} {task.units[0]}/{task.size}"  # children that succeeded
+        if task.failed_index is not None:
+            title = f"; [{task.failed_index}] failed first: {task.message or ''}"
     text = "#000" if state in ("Pending", "Retrying", "Running") else "#fff"
+    fill, stroke = color, 'stroke="#333" stroke-width="0.5"'
+    if state == "TriggerFailed":  # did not run: an outline, not the failed task's red
+        fill, text = "#fdecea", "#8b1e1e"
+        stroke = f'stroke="{color}" stroke-width="1.5" stroke-dasharray="4 2"'
     left, top = x - _NODE_W / 2, y - _NODE_H / 2
     esc = html.escape(name, quote=True)
     return (
         f'<g class="nbflow-node {state_class(state)}" data-task="{esc}" '
-        f'data-state="{state}"><title>{esc}: {html.escape(detail)}</title>'
+        f'data-state="{state}"><title>{esc}: {html.escape(detail + title)}</title>'
         f'<rect x="{left:.1f}" y="{top:.1f}" width="{_NODE_W}" height="{_NODE_H}" '
-        f'rx="5" fill="{color}" stroke="#333" stroke-width="0.5"/>'
+        f'rx="5" fill="{fill}" {stroke}/>'
         f'<text x="{x:.1f}" y="{y - 2:.1f}" text-anchor="middle" fill="{text}">'
         f"{html.escape(label)}</text>"
         f'<text x="{x:.1f}" y="{y + 10:.1f}" text-anchor="middle" fill="{text}" '

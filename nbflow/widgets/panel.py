@@ -16,6 +16,7 @@ import dataclasses
 import html
 import logging
 import threading
+import weakref
 from typing import Any
 
 import ipywidgets as w
@@ -37,13 +38,34 @@ from nbflow.widgets._controls import (
     make_control,
     to_control,
 )
+from nbflow.widgets._snapshot import StaticSnapshot
 
-__all__ = ["ExecutorPanel"]
+__all__ = ["ExecutorPanel", "show_chosen_executors"]
 
 log = logging.getLogger(__name__)
 
+#: The performance report's file when the box is ticked with no path typed.
+DEFAULT_REPORT_PATH = "dask-report.html"
 
-class ExecutorPanel(w.VBox):
+
+#: Panels displayed and still live, for :func:`show_chosen_executors`.
+_displayed: weakref.WeakSet[ExecutorPanel] = weakref.WeakSet()
+
+
+def show_chosen_executors() -> None:
+    """Turn every displayed panel into static HTML of the executor it chose.
+
+    Called when the notebook flow runs: the panel's output then keeps the
+    choice the run used, and a notebook reopened without a kernel shows it
+    (not "Error displaying widget: model not found"). ``%flow panel`` opens a
+    live one again.
+    """
+    for panel in list(_displayed):
+        _displayed.discard(panel)
+        panel._update_displays()
+
+
+class ExecutorPanel(StaticSnapshot, w.VBox):
     """Pick and tune an executor; the last valid choice is in ``.config``.
 
     Parameters
@@ -64,6 +86,7 @@ class ExecutorPanel(w.VBox):
 
     def __init__(self, flow: Any = None, config: ExecutorConfig | None = None) -> None:
         self.flow = flow
+        self._handles: list[Any] = []
         self.config = (_current(flow) if flow is not None else None) or ExecutorConfig()
         self.problem: str | None = None
         self._quiet = False
@@ -231,7 +254,7 @@ class ExecutorPanel(w.VBox):
             self._test_connection.disabled = False
 
     def _read(self) -> tuple[ExecutorConfig, str | None]:
-        """The controls as a draft config, and the first text that did not parse
+        """The controls as a draft config, and every text that did not parse
         among the controls shown (the others are not used, as in the model).
         """
         values: dict[str, Any] = {}
@@ -244,7 +267,7 @@ class ExecutorPanel(w.VBox):
                 errors[field] = str(exc)
         draft = ExecutorConfig(**values)
         used = [e for f, e in errors.items() if draft.applies(f)]
-        return draft, used[0] if used else None
+        return draft, " ".join(used) if used else None
 
     def _show(self, config: ExecutorConfig, *, apply: bool) -> None:
         """Put ``config`` into the controls, then validate (and apply) once."""
@@ -266,8 +289,17 @@ class ExecutorPanel(w.VBox):
         self._update(apply=apply)
 
     def _on_change(self, change: dict[str, Any]) -> None:
-        if not self._quiet:
-            self._update(apply=True)
+        if self._quiet:
+            return
+        report_path = self.controls["performance_report_path"]
+        if change.get("owner") is self.controls["performance_report"] and change["new"] \
+                and not str(report_path.value).strip():
+            self._quiet = True  # ticked with no path: offer the default, not an error
+            try:
+                report_path.value = DEFAULT_REPORT_PATH
+            finally:
+                self._quiet = False
+        self._update(apply=True)
 
     def _update(self, *, apply: bool) -> None:
         """Validate the controls; apply a valid draft; show the outcome."""
@@ -288,9 +320,29 @@ class ExecutorPanel(w.VBox):
             self.config = draft
         self._show_problem(problem)
         self._code.value = (
-            "<pre style='margin:4px 0'>"
+            "<pre style='margin:4px 0;white-space:pre;font-family:"
+            "var(--jp-code-font-family,monospace);font-size:var(--jp-code-font-size,12px)'>"
             + html.escape(self.config.code(), quote=False)
             + "</pre>"
+        )
+
+    def _ipython_display_(self) -> None:
+        """Display (with an id, see :class:`StaticSnapshot`) and stay live
+        until the flow runs.
+        """
+        super()._ipython_display_()
+        _displayed.add(self)
+
+    def html(self) -> str:
+        """The chosen executor as static HTML: its code, the connection, any problem."""
+        code = html.escape(self.config.code(), quote=False)
+        return (
+            '<div class="nbflow-executor-panel nbflow-static">'
+            "<div><b>Executor</b> (chosen in the panel)</div>"
+            "<pre class='nbflow-code-text' style='margin:4px 0;white-space:pre;"
+            "font-family:var(--jp-code-font-family,monospace);"
+            f"font-size:var(--jp-code-font-size,12px)'>{code}</pre>"
+            f"{self._connection.value}{self._message.value}</div>"
         )
 
     def _show_problem(self, problem: str | None) -> None:

@@ -77,7 +77,7 @@ def embed_html(
         href = html.escape(_href(path), quote=True)
         link = (
             f'<div><a class="nbflow-report-link" href="{href}" target="_blank" '
-            f'rel="noopener">{shown}</a></div>'
+            f'rel="noopener" {_OPEN_FILE}>{shown}</a></div>'
         )
     return (
         f'<div class="{html.escape(css_class, quote=True)}">'
@@ -85,6 +85,19 @@ def embed_html(
         f'style="width:100%;height:{int(height)}px;border:1px solid #ddd" '
         f'srcdoc="{srcdoc}"></iframe>{link}</div>'
     )
+
+
+#: A click on the report's link in a widget (which the page does not rewrite):
+#: open the server's file URL of the path next to the notebook (Lab's
+#: ``/lab/tree/DIR/NB``, Notebook 7's ``/notebooks/DIR/NB`` -> ``/files/DIR/``)
+#: in a new tab, where the report draws, instead of Lab's HTML viewer, where it
+#: stays blank until "Trust HTML". Elsewhere, the plain link.
+_OPEN_FILE = (
+    'onclick="var m=location.pathname.match('
+    "/^(.*?)\\/(?:lab\\/tree|lab\\/workspaces\\/[^\\/]+\\/tree|notebooks|doc\\/tree)"
+    "\\/((?:.*\\/)?)[^\\/]*$/);if(m){event.preventDefault();"
+    "window.open(m[1]+'/files/'+m[2]+this.getAttribute('href'),'_blank','noopener');}\""
+)
 
 
 def _href(path: str) -> str:
@@ -263,6 +276,9 @@ def timeline_rows(snapshot: RunSnapshot) -> dict[str, list[Any]]:
                 f"child {index}",
                 where,
             )
+        for where, start, stop, count in t.busy:  # all the other children
+            add(t.name, start, stop, 0.3, t.color, "busy",
+                f"{count} children, merged", where)
     return rows
 
 
@@ -281,6 +297,7 @@ def _timeline_plot(snapshot: RunSnapshot, rows: dict[str, list[Any]]) -> Any:
     plot = figure(
         title=f"Run timeline of flow {snapshot.flow_name!r} ({snapshot.state})",
         y_range=FactorRange(factors=list(reversed(names))),
+        min_border_left=_LABELS,  # both plots' time axes start at one x
         x_axis_label="seconds since the run started",
         height=max(160, 60 + 28 * len(names)),
         sizing_mode="stretch_width",
@@ -314,6 +331,10 @@ def _timeline_plot(snapshot: RunSnapshot, rows: dict[str, list[Any]]) -> Any:
     return column(plot, _by_place(rows, places, plot), sizing_mode="stretch_width")
 
 
+#: Room for the row labels of both timeline plots, so their time axes line up.
+_LABELS = 220
+
+
 def _places(rows: dict[str, list[Any]]) -> list[str]:
     """The places tasks ran, in the order they were first used."""
     order = sorted(zip(rows["left"], rows["where"]))
@@ -328,9 +349,10 @@ def _by_place(rows: dict[str, list[Any]], places: list[str], above: Any) -> Any:
     keep = [i for i, where in enumerate(rows["where"]) if where]
     source = ColumnDataSource({k: [v[i] for i in keep] for k, v in rows.items()})
     plot = figure(
-        title="Where the tasks ran (mapped tasks: their first children)",
+        title="Where the tasks ran (each child of a mapped task; many: merged)",
         y_range=FactorRange(factors=list(reversed(places))),
         x_range=above.x_range,
+        min_border_left=_LABELS,
         x_axis_label="seconds since the run started",
         height=max(140, 60 + 28 * len(places)),
         sizing_mode="stretch_width",
@@ -370,6 +392,7 @@ def render_timeline(snapshot: RunSnapshot) -> ipywidgets.HTML:
 
     places = {t.where for t in snapshot.tasks if t.size is None and t.where}
     places.update(span[4] for t in snapshot.tasks for span in t.spans if span[4])
+    places.update(busy[0] for t in snapshot.tasks for busy in t.busy if busy[0])
     height = max(220, 110 + 28 * len(snapshot.tasks))
     if places:  # the second plot, one row per place
         height += max(140, 60 + 28 * len(places)) + 20

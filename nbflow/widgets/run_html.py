@@ -1,6 +1,6 @@
 """HTML of a run snapshot: the header, the task table, and the static page.
 
-Pure functions of a :class:`~nbflow.widgets.run_state.RunSnapshot` (no
+Pure functions of a :class:`~nbflow.engine.run_state.RunSnapshot` (no
 ipywidgets): the live :class:`~nbflow.widgets.run_view.RunView` puts them in
 its widgets, and the same HTML is what a saved notebook shows without a kernel.
 
@@ -15,20 +15,63 @@ mapped tasks; ``span.nbflow-elapsed``; ``a.nbflow-dashboard``;
 from __future__ import annotations
 
 import html
+import time
 
 from nbflow.engine.run_state import RunSnapshot, TaskSnapshot, state_class
 
-__all__ = ["format_seconds", "header_html", "snapshot_html", "table_html"]
+__all__ = [
+    "FOLD",
+    "STYLE",
+    "failure_title",
+    "format_interval",
+    "format_seconds",
+    "header_html",
+    "progress_text",
+    "snapshot_html",
+    "table_html",
+    "timeline_svg",
+    "user_traceback",
+]
 
-_STYLE = (
-    "<style>.nbflow-run-view table.nbflow-tasks{border-collapse:collapse;"
-    "font-size:13px}.nbflow-run-view .nbflow-tasks td,.nbflow-run-view "
-    ".nbflow-tasks th{padding:2px 8px;text-align:left;border-bottom:1px solid #eee}"
+#: The run view's stylesheet, for the live widget and the static snapshot alike.
+#: Only our own classes, so no page rule (Lab, Notebook 7, Voila, nbviewer) is
+#: needed or changed; Jupyter's theme variables, with light fallbacks outside
+#: Jupyter, so the dark theme reads as well as the light one.
+STYLE = (
+    ".nbflow-run-view{color:var(--jp-ui-font-color1,#1f1f1f);"
+    "font-family:var(--jp-ui-font-family,system-ui,sans-serif);font-size:13px}"
+    ".nbflow-run-view .nbflow-run-header{margin:2px 0 4px}"
+    ".nbflow-run-view table.nbflow-tasks{border-collapse:collapse;font-size:13px;"
+    "margin:2px 0;color:inherit;background:transparent}"
+    ".nbflow-run-view table.nbflow-tasks td,.nbflow-run-view table.nbflow-tasks th{"
+    "padding:2px 8px;text-align:left;vertical-align:top;border:none;"
+    "border-bottom:1px solid var(--jp-border-color2,#e0e0e0)}"
+    ".nbflow-run-view table.nbflow-tasks th{font-weight:600;"
+    "color:var(--jp-ui-font-color2,#616161)}"
+    ".nbflow-run-view table.nbflow-tasks tbody tr:nth-child(odd){background:transparent}"
     ".nbflow-run-view .nbflow-dot{display:inline-block;width:10px;height:10px;"
-    "border-radius:5px;margin-right:4px}.nbflow-run-view .nbflow-bar{width:140px;"
-    "height:10px;background:#eee;display:inline-block;vertical-align:middle}"
-    ".nbflow-run-view pre{white-space:pre-wrap;font-size:12px}</style>"
+    "border-radius:5px;margin-right:4px;vertical-align:middle}"
+    ".nbflow-run-view .nbflow-bar{width:140px;height:10px;display:inline-flex;"
+    "vertical-align:middle;overflow:hidden;border-radius:2px;"
+    "background:var(--jp-layout-color3,#e8e8e8)}"
+    ".nbflow-run-view .nbflow-bar>span{display:block;height:100%}"
+    ".nbflow-run-view .nbflow-duration,.nbflow-run-view .nbflow-progress-text,"
+    ".nbflow-run-view .nbflow-map-progress{font-variant-numeric:tabular-nums;"
+    "white-space:nowrap}"
+    ".nbflow-run-view pre.nbflow-traceback,.nbflow-code pre,.nbflow-code code{"
+    "font-family:var(--jp-code-font-family,SFMono-Regular,Menlo,Consolas,"
+    "'DejaVu Sans Mono',monospace);font-size:var(--jp-code-font-size,12px);"
+    "line-height:1.35;white-space:pre-wrap;overflow-x:auto;margin:4px 0;padding:4px;"
+    "color:var(--jp-content-font-color1,#1f1f1f);"
+    "background:var(--jp-cell-editor-background,#f7f7f7)}"
+    ".nbflow-run-view .nbflow-graph-box{max-width:100%;max-height:520px;overflow:auto}"
+    ".nbflow-run-view .nbflow-graph-box>svg{max-width:none}"
+    ".nbflow-run-view tr.nbflow-folded td{color:var(--jp-ui-font-color2,#616161);"
+    "font-style:italic}"
+    ".nbflow-run-view a.nbflow-dashboard{color:var(--jp-content-link-color,#1a73e8);"
+    "text-decoration:underline}"
 )
+_STYLE = f"<style>{STYLE}</style>"
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -48,23 +91,108 @@ def format_seconds(seconds: float | None) -> str:
     return f"{minutes} min {rest} s"
 
 
-def header_html(snapshot: RunSnapshot) -> str:
-    """Flow name, its state, elapsed time and the Dask dashboard link."""
+def format_interval(seconds: float) -> str:
+    """Tqdm's clock: ``MM:SS``, or ``H:MM:SS`` from an hour.
+
+    Examples
+    --------
+    >>> format_interval(65.4), format_interval(3725)
+    ('01:05', '1:02:05')
+
+    """
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours:d}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def progress_text(snapshot: RunSnapshot) -> str:
+    """The run's work as tqdm shows it: ``28% 280/1,000 [00:04<00:10, 70.00 it/s]``,
+    then what failed or was cancelled (a task is one unit of work, each child
+    of a mapped task one).
+
+    Examples
+    --------
+    >>> from nbflow.engine.run_state import RunState
+    >>> progress_text(RunState().snapshot())
+    '0% 0/0'
+
+    """
+    done, failed, cancelled, total = snapshot.units
+    text = f"{snapshot.progress:.0%} {done:,}/{total:,}"
+    if snapshot.started is not None:
+        clock = format_interval(snapshot.elapsed)
+        remaining = snapshot.remaining
+        if not snapshot.is_finished:
+            clock += "<" + (format_interval(remaining) if remaining is not None else "?")
+        rate = snapshot.rate
+        if rate is None:
+            speed = "? it/s"
+        elif rate >= 1 or rate == 0:
+            speed = f"{rate:,.2f} it/s"
+        else:
+            speed = f"{1 / rate:,.2f} s/it"
+        text += f" [{clock}, {speed}]"
+    notes = [f"{n:,} {what}" for n, what in ((failed, "failed"), (cancelled, "cancelled"))
+             if n]
+    if snapshot.is_finished and total - done - failed - cancelled:
+        notes.append(f"{total - done - failed - cancelled:,} not run")
+    return " · ".join([text, *notes])
+
+
+def _headline(snapshot: RunSnapshot) -> str:
+    """What the run came to, in the user's words (not Prefect's "reference tasks")."""
+    failed = [t.name for t in snapshot.tasks if t.state == "Failed"]
+    skipped = sum(1 for t in snapshot.tasks if t.state == "TriggerFailed")
+    if snapshot.state == "Success":
+        return ""  # the state and the progress text say it
+    if failed:
+        names = ", ".join(repr(n) for n in failed[:3]) + (" ..." if len(failed) > 3 else "")
+        text = f"{names} failed"
+        if skipped:
+            text += f"; {skipped} {'task' if skipped == 1 else 'tasks'} after it did not run"
+        return text + "."
+    return snapshot.message or ""
+
+
+def header_html(
+    snapshot: RunSnapshot,
+    *,
+    starting: tuple[str, float] | None = None,
+    dashboard_alive: bool = True,
+) -> str:
+    """Flow name, its state, elapsed time and the Dask dashboard link.
+
+    ``starting`` is ``(what, since)`` while the executor starts (a cluster, a
+    process pool), shown with its own clock instead of a frozen "Pending";
+    without ``dashboard_alive`` (the cluster is gone) the dashboard is named,
+    not linked.
+    """
     state = snapshot.state or ("Running" if snapshot.started else "Pending")
+    if starting is not None and snapshot.started is None:
+        what, since = starting
+        return (
+            f'<div class="nbflow-run-header"><b>{html.escape(snapshot.flow_name or "flow")}'
+            f'</b> · <span class="nbflow-starting">{html.escape(what)}</span> · '
+            f'<span class="nbflow-elapsed">{format_seconds(time.time() - since)}</span></div>'
+        )
     parts = [
         f"<b>{html.escape(snapshot.flow_name or 'flow')}</b>",
         f'<span class="nbflow-flow-state {state_class(state)}">{state}</span>',
         f'<span class="nbflow-elapsed">{format_seconds(snapshot.elapsed)}</span>',
-        f"{snapshot.progress:.0%}",
+        f'<span class="nbflow-progress-text">{html.escape(progress_text(snapshot))}</span>',
     ]
-    if snapshot.dashboard_link:
+    if snapshot.dashboard_link and dashboard_alive:
         href = html.escape(snapshot.dashboard_link, quote=True)
         parts.append(
             f'<a class="nbflow-dashboard" href="{href}" target="_blank" '
             'rel="noopener">Dask dashboard</a>'
         )
-    if snapshot.is_finished and snapshot.message:
-        parts.append(f"<i>{html.escape(snapshot.message)}</i>")
+    elif snapshot.dashboard_link:
+        parts.append('<span class="nbflow-dashboard-gone">Dask dashboard (closed with '
+                     "its cluster)</span>")
+    headline = _headline(snapshot) if snapshot.is_finished else ""
+    if headline:
+        parts.append(f'<i class="nbflow-headline">{html.escape(headline)}</i>')
     return '<div class="nbflow-run-header">' + " · ".join(parts) + "</div>"
 
 
@@ -73,59 +201,183 @@ def _bar(task: TaskSnapshot) -> str:
     if task.size is None:
         return ""
     total = max(task.size, 1)
-    succeeded = task.done - task.failed - task.cancelled
+    succeeded, failed, cancelled, _ = task.units
     segments = "".join(
         f'<span style="display:inline-block;height:100%;width:{100 * n / total:.1f}%;'
         f'background:{color}"></span>'
-        for n, color in ((succeeded, "#28a745"), (task.failed, "#dc3545"),
-                         (task.cancelled, "#6c757d"))
+        for n, color in ((succeeded, "#28a745"), (failed, "#dc3545"),
+                         (cancelled, "#6c757d"))
     )
-    notes = "".join(f", {n} {what}" for n, what in
-                    ((task.failed, "failed"), (task.cancelled, "cancelled")) if n)
+    notes = "".join(f", {n:,} {what}" for n, what in
+                    ((failed, "failed"), (cancelled, "cancelled")) if n)
     return (
-        f'<div class="nbflow-map-progress" data-done="{task.done}" '
-        f'data-failed="{task.failed}" data-total="{task.size}" '
-        f'data-cancelled="{task.cancelled}">'
+        f'<div class="nbflow-map-progress" data-done="{succeeded}" '
+        f'data-failed="{failed}" data-total="{task.size}" '
+        f'data-cancelled="{cancelled}">'
         f'<span class="nbflow-bar">{segments}</span> '
-        f"{task.done}/{task.size}{notes}</div>"
+        f"{succeeded:,}/{task.size:,}{notes}</div>"
     )
 
 
 def _row(task: TaskSnapshot, *, details: bool) -> str:
     name = html.escape(task.name, quote=True)
-    message = html.escape(task.message or "")
+    message = html.escape(_message(task))
     if details and task.traceback and task.state in ("Failed", "TriggerFailed"):
         message = (
             f'<details class="nbflow-error"><summary>{message}</summary>'
-            f"<pre>{html.escape(task.traceback)}</pre></details>"
+            f'<pre class="nbflow-traceback">{html.escape(user_traceback(task))}</pre>'
+            "</details>"
         )
     return (
         f'<tr class="nbflow-task {state_class(task.state)}" data-task="{name}">'
         f"<td>{html.escape(task.name)}</td>"
-        f'<td style="white-space:nowrap"><span class="nbflow-dot" style="background:{task.color}"></span>'
-        f'<span class="nbflow-task-state">{task.state}</span></td>'
+        f'<td style="white-space:nowrap"><span class="nbflow-dot" style="{_dot(task)}"></span>'
+        f'<span class="nbflow-task-state">{task.state}</span>{_attempts(task)}</td>'
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
         f"<td>{_bar(task)}</td><td>{message}</td></tr>"
     )
 
 
-def table_html(snapshot: RunSnapshot, *, details: bool = False) -> str:
-    """The task table; with ``details``, failed tasks' tracebacks in ``<details>``."""
-    rows = "".join(_row(t, details=details) for t in snapshot.tasks)
+def _attempts(task: TaskSnapshot) -> str:
+    """`` · 3 attempts`` for a task that was retried (`` · 2 retries`` for a map)."""
+    if not task.retries:
+        return ""
+    if task.size is not None:
+        text = f"{task.retries} {'retry' if task.retries == 1 else 'retries'}"
+    else:
+        text = f"{task.retries + 1} attempts"
+    return f' <span class="nbflow-attempts">· {text}</span>'
+
+
+def _dot(task: TaskSnapshot) -> str:
+    """A filled dot in the state's colour; a ring for TriggerFailed (it did not
+    run: its upstream failed), so it does not look like the task that failed.
+    """
+    if task.state == "TriggerFailed":
+        return f"background:transparent;border:2px solid {task.color};box-sizing:border-box"
+    return f"background:{task.color}"
+
+
+def user_traceback(task: TaskSnapshot) -> str:
+    """The task's traceback from the user's own frames (no cell-runner frame)."""
+    from nbflow.notebook.runtime import strip_runtime_frames
+
+    return strip_runtime_frames(task.traceback or "")
+
+
+def _message(task: TaskSnapshot) -> str:
+    """The task's message; for a mapped task, which child failed first."""
+    if task.failed_index is None:
+        return task.message or ""
+    more = task.failed - 1
+    others = f" (and {more:,} more)" if more > 0 else ""
+    why = (task.message or "").removeprefix(f"Task {task.name!r} failed: ")
+    return f"{task.name}[{task.failed_index}] failed{others}: {why}"
+
+
+def failure_title(task: TaskSnapshot) -> str:
+    """The title of a failed task's traceback: which task (or child), and why."""
+    if task.failed_index is not None:
+        return _message(task)
+    return f"{task.name}: {task.message or task.state}"
+
+
+#: Rows of the task table shown before the rest is folded.
+FOLD = 20
+_HEAD = (
+    '<table class="nbflow-tasks"><thead><tr><th>task</th><th>state</th>'
+    "<th>duration</th><th>children</th><th>message</th></tr></thead>"
+)
+
+
+def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD) -> str:
+    """The task table; with ``details``, failed tasks' tracebacks in ``<details>``.
+
+    A long table shows ``fold`` rows: the tasks running, retrying or failed, then
+    the first ones. The rest is one summary row (counts by state) in the live
+    view (``details`` off: only what is shown is sent), and a ``<details>``
+    with all their rows in the static snapshot (``details`` on).
+    """
+    tasks = snapshot.tasks
+    if len(tasks) <= fold:
+        rows = "".join(_row(t, details=details) for t in tasks)
+        return f"{_HEAD}<tbody>{rows}</tbody></table>"
+    urgent = [i for i, t in enumerate(tasks)
+              if t.state in ("Running", "Retrying", "Failed")][:fold]
+    chosen = set(urgent)
+    for i in range(len(tasks)):
+        if len(chosen) >= fold:
+            break
+        chosen.add(i)
+    shown = "".join(_row(tasks[i], details=details) for i in sorted(chosen))
+    rest = [t for i, t in enumerate(tasks) if i not in chosen]
+    counts: dict[str, int] = {}
+    for t in rest:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    summary = (f"{len(rest):,} more tasks: "
+               + ", ".join(f"{n:,} {state}" for state, n in counts.items()))
+    if not details:
+        return (f'{_HEAD}<tbody>{shown}<tr class="nbflow-folded"><td colspan="5">'
+                f"{html.escape(summary)}</td></tr></tbody></table>")
+    more = "".join(_row(t, details=details) for t in rest)
+    return (f"{_HEAD}<tbody>{shown}</tbody></table>"
+            f'<details class="nbflow-folded"><summary>{html.escape(summary)}</summary>'
+            f"{_HEAD}<tbody>{more}</tbody></table></details>")
+
+
+def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:
+    """When each task ran, as a small static SVG: a bar per task from its first
+    start to its end, in its state's colour (a mapped task's bar spans all its
+    children). Empty before the run started.
+    """
+    rows = [t for t in snapshot.tasks if t.start is not None]
+    if snapshot.started is None or not rows:
+        return ""
+    end = max([snapshot.finished or 0.0, *((t.end or t.start or 0.0) for t in rows)])
+    span = max(end - snapshot.started, 1e-9)
+    label_w, row_h = 150, 16
+    plot_w = width - label_w - 70
+    parts = []
+    for i, t in enumerate(rows):
+        y = 4 + i * row_h
+        x0 = label_w + plot_w * ((t.start or snapshot.started) - snapshot.started) / span
+        x1 = label_w + plot_w * ((t.end or end) - snapshot.started) / span
+        name = t.name if len(t.name) <= 22 else t.name[:21] + "…"
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + 11}" text-anchor="end">{html.escape(name)}</text>'
+            f'<rect x="{x0:.1f}" y="{y + 2}" width="{max(x1 - x0, 1.5):.1f}" height="{row_h - 4}"'
+            f' fill="{t.color}"><title>{html.escape(t.name)}: {t.state}, '
+            f"{format_seconds(t.duration)}</title></rect>"
+            f'<text x="{max(x1, x0 + 1.5) + 4:.1f}" y="{y + 11}">'
+            f"{format_seconds(t.duration)}</text>"
+        )
+    height = 8 + len(rows) * row_h + 14
+    axis = (f'<text x="{label_w}" y="{height - 3}">0 s</text>'
+            f'<text x="{label_w + plot_w}" y="{height - 3}" text-anchor="end">'
+            f"{format_seconds(span)}</text>")
     return (
-        '<table class="nbflow-tasks"><thead><tr><th>task</th><th>state</th>'
-        "<th>duration</th><th>children</th><th>message</th></tr></thead>"
-        f"<tbody>{rows}</tbody></table>"
+        f'<svg class="nbflow-timeline-svg" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{width}" height="{height}" font-size="11" fill="currentColor">'
+        f"{''.join(parts)}{axis}</svg>"
     )
 
 
-def snapshot_html(snapshot: RunSnapshot, svg: str = "") -> str:
-    """A self-contained page fragment of the run: header, table, graph picture.
+def _graph_box(svg: str) -> str:
+    """The graph picture in a box that scrolls rather than cut a big graph."""
+    return f'<div class="nbflow-graph-box">{svg}</div>' if svg else ""
 
-    It is what a notebook saved after the run shows with no kernel (GitHub,
-    nbviewer): static HTML, no script.
+
+def snapshot_html(
+    snapshot: RunSnapshot, svg: str = "", extra: str = "", *, dashboard_alive: bool = True
+) -> str:
+    """A self-contained page fragment of the run: header, table, graph picture,
+    then ``extra`` (the executor, the timeline, a link to the report).
+
+    It is what a notebook saved after the run shows with no kernel (Lab,
+    Notebook 7, nbconvert, GitHub, nbviewer): static HTML, no script.
     """
     return (
-        f'<div class="nbflow-run-view nbflow-static">{_STYLE}{header_html(snapshot)}'
-        f"{table_html(snapshot, details=True)}{svg}</div>"
+        f'<div class="nbflow-run-view nbflow-static">{_STYLE}'
+        f"{header_html(snapshot, dashboard_alive=dashboard_alive)}"
+        f"{table_html(snapshot, details=True)}{_graph_box(svg)}{extra}</div>"
     )

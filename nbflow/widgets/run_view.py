@@ -24,19 +24,30 @@ from __future__ import annotations
 
 import html
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
 from nbflow.engine.events import Event, FlowFinished, FlowStarted
-from nbflow.engine.run_state import RunSnapshot, RunState
+from nbflow.engine.run_state import RunSnapshot, RunState, shown_edges, shown_tasks
 from nbflow.engine.runner import FlowRun
 from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
-from nbflow.widgets.report import render_report, render_timeline
-from nbflow.widgets.run_html import header_html, snapshot_html, table_html
+from nbflow.widgets.report import _href, render_report, render_timeline
+from nbflow.widgets.run_html import (
+    STYLE,
+    failure_title,
+    header_html,
+    progress_text,
+    snapshot_html,
+    table_html,
+    timeline_svg,
+    user_traceback,
+)
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -44,9 +55,21 @@ if TYPE_CHECKING:
     from nbflow.engine.state import State
     from nbflow.executors.base import Executor
 
-__all__ = ["RunView", "run_with_view"]
+__all__ = ["RunView", "run_with_view", "starting_text"]
 
 log = logging.getLogger(__name__)
+
+#: How the report's link opens the file so that it draws: JupyterLab and
+#: Notebook 7 point a relative link at the server's file URL but open it in
+#: their HTML viewer, where a report stays blank until "Trust HTML"; with
+#: ``download`` they leave the click alone, and this opens the file URL in a
+#: new tab, where the report's scripts run. (Where outputs are not trusted the
+#: handler is removed and the file downloads.)
+_OPEN_IN_TAB = ('onclick="event.preventDefault();'
+                "window.open(this.href, '_blank', 'noopener')\"")
+
+#: The graph picture's share of a live view's traffic, at most (bytes/second).
+GRAPH_BYTES_PER_S = 40_000
 _BAR_STYLE = {"Success": "success", "Failed": "danger", "Cancelled": "warning"}
 
 
@@ -75,7 +98,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
     header, table, graph : ipywidgets.HTML
         Flow state, elapsed time and dashboard link; the task table; the graph.
     progress : ipywidgets.FloatProgress
-        The whole run, from 0 to 1.
+        The share of the run's work that succeeded (a task is one unit of
+        work, each child of a mapped task one), from 0 to 1.
+    progress_label : ipywidgets.HTML
+        That work as tqdm shows it: ``28% 280/1,000 [00:04<00:10, 70.00 it/s]``.
     cancel_button : ipywidgets.Button
         Cancels the attached run.
     errors : ipywidgets.Accordion
@@ -102,7 +128,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
     ) -> None:
         self.flow = flow
         self.executor = executor
-        tasks = flow.sorted_tasks() if flow is not None else ()
+        tasks = shown_tasks(flow.sorted_tasks()) if flow is not None else []
         self.run_state = RunState(flow.name if flow is not None else None, tasks)
         self.interval = interval
         self.timeline = timeline
@@ -115,22 +141,42 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self._thread: threading.Thread | None = None
         self._handles: list[Any] = []
         self._errors_shown: set[str] = set()
+        self._starting: tuple[str, float] | None = None
+        self._graph_at = 0.0
         self.header = ipywidgets.HTML()
         self.progress = ipywidgets.FloatProgress(value=0.0, min=0.0, max=1.0)
         self.progress.add_class("nbflow-progress")
+        self.progress_label = ipywidgets.HTML()
+        self.progress_label.add_class("nbflow-progress-label")
         self.cancel_button = ipywidgets.Button(
             description="Cancel", icon="stop", disabled=True, button_style="warning"
         )
         self.cancel_button.add_class("nbflow-cancel")
         self.cancel_button.on_click(self._on_cancel)
+        self.interrupt_hint = ipywidgets.HTML(
+            '<span class="nbflow-interrupt-hint" style="white-space:nowrap">'
+            "To cancel: interrupt the kernel (■)</span>",
+            layout=ipywidgets.Layout(display="none"),
+        )
+        self.interrupt_hint.add_class("nbflow-interrupt")
         self.table = ipywidgets.HTML()
-        self.graph = ipywidgets.HTML()
+        # fits the output's width; a big graph scrolls instead of being cut
+        self.graph = ipywidgets.HTML(layout=ipywidgets.Layout(
+            max_width="100%", max_height="520px", overflow="auto"))
+        self.graph.add_class("nbflow-graph-box")
         self.errors = ipywidgets.Accordion()
         self.errors.add_class("nbflow-errors")
         self.report_area = ipywidgets.VBox()
+        # The stylesheet the static snapshot carries too, sent once; a <style>
+        # applies from an element that is not displayed.
+        style = ipywidgets.HTML(f"<style>{STYLE}</style>",
+                                layout=ipywidgets.Layout(display="none"))
+        style.add_class("nbflow-style")
         super().__init__(
             [
-                ipywidgets.HBox([self.progress, self.cancel_button]),
+                style,
+                ipywidgets.HBox([self.progress, self.progress_label, self.cancel_button,
+                                 self.interrupt_hint]),
                 self.header,
                 self.table,
                 self.graph,
@@ -161,7 +207,16 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self._run = run
         self._cancellable = cancellable
         self.cancel_button.disabled = run.state is not None or not cancellable
-
+        # A blocking run: the kernel would see a click only after the run, so
+        # no button; the kernel's interrupt (■, or I I) cancels it.
+        self.cancel_button.layout.display = None if cancellable else "none"
+        self.interrupt_hint.layout.display = (
+            "none" if cancellable or run.state is not None else None)
+        what = starting_text(run.executor) if run.state is None else None
+        if what is not None:  # say what happens until the flow starts, clock going
+            self._starting = (what, time.time())
+            self._restart()
+            self._draw()
     def _on_cancel(self, _button: object = None) -> None:
         run = self._run
         if run is None:
@@ -177,17 +232,18 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         first = events[0]
         if isinstance(first, FlowStarted):
             self._layout = self._make_layout(first.tasks)
+            self._starting = None
             self._restart()
+            self._show_live()
         self.run_state(events)
         if isinstance(events[-1], FlowFinished):
             self._finish(events[-1].state)
 
     def _make_layout(self, tasks: Sequence[Task]) -> GraphLayout | None:
+        tasks = shown_tasks(tasks)
         if len(tasks) > MAX_NODES:
             return None
-        edges = (
-            ((e.upstream, e.downstream) for e in self.flow.edges) if self.flow else ()
-        )
+        edges = shown_edges(self.flow.edges) if self.flow else ()
         return layout_graph(tasks, edges)
 
     # -- drawing ------------------------------------------------------------------------
@@ -225,10 +281,22 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             if stop is not None and stop.is_set():
                 return snapshot
             self.draws += 1
-            self.header.value = header_html(snapshot)
+            self.header.value = header_html(
+                snapshot, starting=self._starting,
+                dashboard_alive=self._dashboard_alive(snapshot))
             self.progress.value = snapshot.progress
+            self.progress_label.value = (
+                f'<span class="nbflow-progress-text">'
+                f"{html.escape(progress_text(snapshot))}</span>"
+            )
             self.table.value = table_html(snapshot)
-            self.graph.value = self.svg(snapshot)
+            # A big picture is resent less often, so that it stays under
+            # GRAPH_BYTES_PER_S (a small one with every redraw); the final one always.
+            now = time.monotonic()
+            wait = len(self.graph.value) / GRAPH_BYTES_PER_S
+            if stop is None or now - self._graph_at >= wait:
+                self._graph_at = now
+                self.graph.value = self.svg(snapshot)
             self._show_errors(snapshot)
             return snapshot
 
@@ -252,9 +320,11 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         for t in new:
             self._errors_shown.add(t.name)
             children.append(
-                ipywidgets.HTML(f"<pre>{html.escape(t.traceback or '')}</pre>")
+                ipywidgets.HTML(
+                    f'<pre class="nbflow-traceback">{html.escape(user_traceback(t))}</pre>'
+                )
             )
-            titles.append(f"{t.name}: {t.message or t.state}")
+            titles.append(failure_title(t))
         self.errors.children = tuple(children)
         self.errors.titles = tuple(titles)
 
@@ -265,6 +335,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.progress.bar_style = _BAR_STYLE.get(state.name, "danger")
         self.cancel_button.disabled = True
         self.cancel_button.description = "Cancel"
+        self.interrupt_hint.layout.display = "none"
         try:
             self._show_report(snapshot)
         except Exception:  # the run's outcome must still show
@@ -311,9 +382,56 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
     # -- the static snapshot ------------------------------------------------------------
 
     def html(self) -> str:
-        """The run as static HTML (header, table with tracebacks, graph picture)."""
+        """The run as static HTML: header, table with tracebacks, graph picture,
+        the executor, the run timeline and a link to the performance report.
+        """
         snapshot = self.run_state.snapshot()
-        return snapshot_html(snapshot, self.svg(snapshot))
+        extra = []
+        executor = self._executor()
+        if snapshot.started is not None:
+            shown = repr(executor) if executor is not None else "LocalExecutor()"
+            extra.append(f'<div class="nbflow-executor">Executor: <code>'
+                         f"{html.escape(shown)}</code></div>")
+        timeline = timeline_svg(snapshot)
+        if timeline:
+            extra.append(f'<details class="nbflow-timeline-static"><summary>Run '
+                         f"timeline</summary>{timeline}</details>")
+        path = getattr(executor, "performance_report_path", None)
+        if snapshot.is_finished and path and os.path.exists(path):
+            extra.append(
+                f'<div class="nbflow-report-static">Dask performance report: '
+                f'<a class="nbflow-report-link" href="{html.escape(_href(path), quote=True)}"'
+                f' target="_blank" rel="noopener" download {_OPEN_IN_TAB}>'
+                f"{html.escape(path)}</a></div>"
+            )
+        return snapshot_html(snapshot, self.svg(snapshot), "".join(extra),
+                             dashboard_alive=self._dashboard_alive(snapshot))
+
+    def _dashboard_alive(self, snapshot: RunSnapshot) -> bool:
+        """Whether the dashboard link still leads somewhere: the run goes on, or
+        its cluster is one that outlives it (an address was given).
+        """
+        if not snapshot.is_finished:
+            return True
+        return bool(getattr(self._executor(), "address", None))
+
+
+def starting_text(executor: Executor | None) -> str | None:
+    """What starting ``executor`` does, for a person waiting: None if instant."""
+    from nbflow.executors.dask import DaskExecutor
+    from nbflow.executors.local_dask import LocalDaskExecutor
+
+    if isinstance(executor, DaskExecutor):
+        if executor.address:
+            return f"Connecting to the Dask cluster at {executor.address} …"
+        cluster = (executor.cluster_class if isinstance(executor.cluster_class, str)
+                   else getattr(executor.cluster_class, "__name__", None)) or "LocalCluster"
+        workers = executor.cluster_kwargs.get("n_workers")
+        size = f" with {workers} workers" if workers else ""
+        return f"Starting a temporary Dask cluster ({cluster}{size}) …"
+    if isinstance(executor, LocalDaskExecutor) and executor.scheduler == "processes":
+        return f"Starting {executor.num_workers} worker processes …"
+    return None
 
 
 def run_with_view(

@@ -39,6 +39,20 @@ NOTEBOOKS: dict[str, list[str]] = {
         '%%flowtask report\nreport = f"{average:.1f}"',
         "# RUN\n%flow run",
     ],
+    # 6: a map over a cell's list held at a known point (child 3 waits for a
+    # file the test writes), the panel's choice, a failing child: what the live
+    # view looks like, then the saved notebook reopened (b-look-nb7: Notebook 7)
+    **{f"{name}.ipynb": [
+        "%load_ext nbflow\nimport pathlib, time",
+        'panel = %flow panel\npanel.set(kind="local")\npanel',
+        "%%flowtask load\nxs = list(range(10))",
+        "%%flowtask square --map xs\nif xs == 3:\n    deadline = time.time() + 120\n"
+        f"    while not pathlib.Path({name + '.release'!r}).exists() "
+        "and time.time() < deadline:\n        time.sleep(0.05)\nsq = xs * xs",
+        "# RUN\n%flow run",
+        "%%flowtask check --map sq\nif sq == 49:\n    raise ValueError(f'bad {sq}')\nok = sq",
+        "# FAIL\n%flow run",
+    ] for name in ("b-look", "b-look-nb7")},
     # 5: a background run, cancelled by the view's button
     "b-cancel.ipynb": [
         "%load_ext nbflow\nimport time\nfrom nbflow.executors import LocalDaskExecutor\n"

@@ -35,10 +35,32 @@ def test_performance_report_draws_offline(
     ui.run_all(page)
     ui.wait_all_executed(page, n_code, timeout=300_000)
     assert ui.bad_widget_text(page) == []
-    # one report under the run view, one from render_report()
+    # render_report() draws it inline; the run view (static once the run ended,
+    # saved with the notebook) links to the file instead of carrying 2 MB
     frames = page.locator("div.nbflow-report iframe.nbflow-report-frame")
-    assert frames.count() == 2
-    for i in range(2):
+    assert frames.count() == 1
+    static = page.locator(".nbflow-run-view.nbflow-static .nbflow-report-static")
+    link = static.locator("a.nbflow-report-link")
+    assert link.inner_text() == "dask-report.html"
+    # each link (under the run; under render_report's frame) opens the file so
+    # that it draws (not in Lab's HTML viewer, blank until "Trust HTML")
+    widget_link = page.locator("div.nbflow-report a.nbflow-report-link")
+    for i, each in enumerate((link, widget_link)):
+        with page.context.expect_page(timeout=60_000) as opened:
+            each.click()
+        tab = opened.value
+        tab.wait_for_load_state()
+        assert "/files/dask-report.html" in tab.url, tab.url
+        tab.wait_for_function(
+            "() => typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0",
+            timeout=60_000,
+        )
+        tab.locator(".bk-tab:text-is('Task Stream')").click()
+        tab.locator("canvas:visible").first.wait_for(timeout=60_000)
+        if i == 0:
+            tab.screenshot(path=str(artifacts / "report-link-opened.png"))
+        tab.close()
+    for i in range(1):
         element = frames.nth(i)
         assert element.get_attribute("sandbox") == "allow-scripts"
         element.scroll_into_view_if_needed()
@@ -56,8 +78,7 @@ def test_performance_report_draws_offline(
         frame.locator("canvas:visible").first.wait_for(timeout=60_000)
         if i == 0:
             element.screenshot(path=str(artifacts / "report.png"))
-    link = page.locator("a.nbflow-report-link").first
-    assert link.inner_text() == "dask-report.html"
+    assert widget_link.inner_text() == "dask-report.html"
     assert (notebook_root / "dask-report.html").stat().st_size > 500_000
     # nothing tried to leave the machine (those seen are aborted anyway)
     assert page.external_requests == [], json.dumps(page.external_requests)

@@ -9,13 +9,16 @@ from typing import Any
 import _ui as ui
 import pytest
 
-from nbflow.engine.state import Failed, Success, TriggerFailed
+from nbflow.engine.state import Failed, Success
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-# the live widget (the static HTML snapshot of the same run has ``nbflow-static``)
+# the live widget (the static HTML snapshot of the same run has ``nbflow-static``
+# and replaces the widget in the output once the run ended)
 VIEW = ".nbflow-run-view.jupyter-widgets"
 ROWS = f"{VIEW} tr.nbflow-task"
+ANY_VIEW = ".nbflow-run-view"  # live or, once ended, static
+ANY_ROWS = f"{ANY_VIEW} tr.nbflow-task"
 
 # Records, in the page, every change of the task rows' states together with the
 # run cell's prompt: a MutationObserver plus a 50 ms timer, so no sample is
@@ -37,8 +40,6 @@ RECORD_JS = """() => {
     {childList: true, subtree: true, characterData: true});
   setInterval(record, 50);
 }"""
-BOKEH_DRAWN_JS = "() => typeof Bokeh !== 'undefined' && Bokeh.documents.length > 0"
-EXTERNAL_SCRIPTS_JS = "() => [...document.scripts].map(s => s.src).filter(s => s)"
 
 
 def _state_colors(page: Any, selector: str) -> dict[str, dict[str, str]]:
@@ -46,7 +47,8 @@ def _state_colors(page: Any, selector: str) -> dict[str, dict[str, str]]:
     return page.evaluate(
         """(sel) => Object.fromEntries([...document.querySelectorAll(sel)].map(g =>
              [g.dataset.task, {cls: [...g.classList].find(c => c.startsWith(
-               'nbflow-state-')), fill: g.querySelector('rect').getAttribute('fill')}]))""",
+               'nbflow-state-')), fill: g.querySelector('rect').getAttribute('fill'),
+               dashed: g.querySelector('rect').hasAttribute('stroke-dasharray')}]))""",
         selector,
     )
 
@@ -67,7 +69,7 @@ def test_run_view_shows_states_while_the_cell_runs(
     # its button is disabled (Ctrl-C, the kernel interrupt, stops it)
     assert page.locator(f"{VIEW} button.nbflow-cancel").is_disabled()
     page.wait_for_function(
-        f"""() => {{ const rows = [...document.querySelectorAll({ROWS!r})];
+        f"""() => {{ const rows = [...document.querySelectorAll({ANY_ROWS!r})];
              return rows.length === 3 && rows.every(r =>
                r.querySelector('span.nbflow-task-state').textContent === 'Success')
              && /^\\[\\d+\\]:$/.test({ui.prompt_js("# RUN")}); }}""",
@@ -82,17 +84,17 @@ def test_run_view_shows_states_while_the_cell_runs(
         assert "Running" in states, (task, states)
     # the first task had finished while the cell still ran
     assert "Success" in by_task["first"], by_task
-    final = page.locator(f"{VIEW} .nbflow-flow-state").inner_text()
+    final = page.locator(f"{ANY_VIEW} .nbflow-flow-state").inner_text()
     assert final == "Success"
-    # our run timeline (not a Dask run) draws with Bokeh, offline, on a click
-    page.locator(f"{VIEW} button.nbflow-timeline-button").click()
-    timeline = page.locator(f"{VIEW} div.nbflow-timeline iframe.nbflow-report-frame")
-    frame = timeline.element_handle().content_frame()
-    frame.wait_for_function(BOKEH_DRAWN_JS, timeout=60_000)
-    frame.locator("canvas:visible").first.wait_for()
-    assert frame.evaluate(EXTERNAL_SCRIPTS_JS) == []
+    # once ended, the output is the static snapshot; its run timeline (a small
+    # SVG, saved with the notebook) opens on a click
+    static = page.locator(".nbflow-run-view.nbflow-static")
+    static.locator("details.nbflow-timeline-static summary").click()
+    bars = static.locator("svg.nbflow-timeline-svg rect")
+    bars.first.wait_for(state="visible")
+    assert bars.count() == 3
     if ui_kind == "lab":
-        timeline.screenshot(path=str(artifacts / "run-timeline.png"))
+        static.screenshot(path=str(artifacts / "run-timeline.png"))
     assert ui.bad_widget_text(page) == []
     assert page.external_requests == []
 
@@ -101,19 +103,20 @@ def test_graph_colours_a_failed_task(page: Any, lab: Any, artifacts: Path) -> No
     ui.open_notebook(page, lab, "b-failed.ipynb")
     ui.run_all(page)
     ui.wait_all_executed(page, 5)
-    nodes = f"{VIEW} svg.nbflow-graph g.nbflow-node"
+    nodes = f"{ANY_VIEW} svg.nbflow-graph g.nbflow-node"
     page.locator(f'{nodes}[data-task="report"].nbflow-state-trigger-failed').wait_for()
     colours = _state_colors(page, nodes)
     assert colours == {
-        "readings": {"cls": "nbflow-state-success", "fill": Success.color},
-        "average": {"cls": "nbflow-state-failed", "fill": Failed.color},
-        "report": {"cls": "nbflow-state-trigger-failed", "fill": TriggerFailed.color},
+        "readings": {"cls": "nbflow-state-success", "fill": Success.color, "dashed": False},
+        "average": {"cls": "nbflow-state-failed", "fill": Failed.color, "dashed": False},
+        # did not run: an outline, so it does not look like the task that failed
+        "report": {"cls": "nbflow-state-trigger-failed", "fill": "#fdecea", "dashed": True},
     }
     # the traceback of the failed task opens in place
-    errors = page.locator(f"{VIEW} .nbflow-errors")
-    errors.get_by_text("average:", exact=False).first.click()
-    errors.locator("pre:has-text('TypeError')").first.wait_for(state="visible")
-    page.locator(VIEW).screenshot(path=str(artifacts / "run-failed.png"))
+    view = page.locator(".nbflow-run-view.nbflow-static")
+    view.locator("tr[data-task='average'] details.nbflow-error summary").click()
+    view.locator("pre.nbflow-traceback:has-text('TypeError')").wait_for(state="visible")
+    view.screenshot(path=str(artifacts / "run-failed.png"))
     # the cell shows the failing task's traceback too
     out = ui.code_cell(page, "# RUN").locator(".jp-OutputArea-output")
     assert "TypeError" in out.all_inner_texts()[-1]
@@ -131,10 +134,10 @@ def test_cancel_button_stops_a_background_run(
     page.locator(f"{ROWS}[data-task='step'] .nbflow-map-progress").wait_for()
     button = page.locator(f"{VIEW} button.nbflow-cancel:enabled")
     button.click()
-    page.locator(f"{VIEW} .nbflow-flow-state.nbflow-state-cancelled").wait_for(
+    page.locator(f"{ANY_VIEW} .nbflow-flow-state.nbflow-state-cancelled").wait_for(
         timeout=120_000
     )
-    page.locator(VIEW).screenshot(path=str(artifacts / "run-cancelled.png"))
+    page.locator(ANY_VIEW).first.screenshot(path=str(artifacts / "run-cancelled.png"))
     before = readback.locator(".jp-InputPrompt").inner_text().strip()
     ui.run_cell_in_place(page, readback)
     ui.wait_prompt_changed(page, "# READBACK", before)

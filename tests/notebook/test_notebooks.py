@@ -88,7 +88,8 @@ def test_notebook_pipeline_runs_on_executor(kind, tmp_path, request):
     # In a kernel, %flow run shows the live view; its final state stays as HTML.
     final = html(cells["run"])
     assert 'nbflow-flow-state nbflow-state-success">Success<' in final
-    assert final.count('<tr class="nbflow-task') == 6
+    assert final.count('<tr class="nbflow-task') == 5  # the cells, not the pick task
+    assert 'data-task="load.' not in final
     kernel_pid = check.split("kernel pid ")[1].split()[0]
     task_pid = run.split("[load] loaded 3 pid ")[1].split()[0]
     assert (task_pid != kernel_pid) == (kind in REMOTE)

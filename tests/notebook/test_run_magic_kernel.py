@@ -43,9 +43,11 @@ def test_flow_run_shows_live_view_and_background_run_cancels(tmp_path):
     NotebookClient(nb, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     run_cell, after, background, joined = nb.cells[3], nb.cells[4], nb.cells[7], nb.cells[8]
-    # the live view is a widget, and its final state stays as HTML
+    # the live view was a widget; once the run ended, the output is its final
+    # state as HTML alone (reopened, no "model not found")
     kinds = {k for out in run_cell.outputs for k in out.get("data", {})}
-    assert "application/vnd.jupyter.widget-view+json" in kinds
+    assert "application/vnd.jupyter.widget-view+json" not in kinds
+    assert "text/html" in kinds
     assert "nbflow-run-view" in _text(run_cell) and "Success" in _text(run_cell)
     assert "SQ [0, 1, 4, 9, 16]" in _text(after)
     # the background run returned at once, and cancelling it kept what finished

@@ -199,11 +199,18 @@ def check_executors(nb: Any, cwd: Path) -> None:
     """Every executor chosen in the panel (its code shown) and in code (and run)."""
     c = cells(nb)
     states = widget_states(nb)
+    # The panels, in the order they were made (the notebook's order).
+    panels = dict(zip(_EXECUTORS, (
+        mid for mid, s in states.items()
+        if "nbflow-executor-panel" in s.get("_dom_classes", ()))))
     for key, (panel_code, executor_repr) in _EXECUTORS.items():
-        shown = widgets_shown(c[f"panel-{key}"])
-        assert shown, key
-        parts = widget_parts(states, shown[0])
-        assert "nbflow-executor-panel" in parts, key
+        # Once the flow ran, the panel's output is the choice as static HTML.
+        assert not widgets_shown(c[f"panel-{key}"]), key
+        static = "".join(o.get("data", {}).get("text/html", "")
+                         for o in c[f"panel-{key}"].outputs)
+        assert 'class="nbflow-executor-panel nbflow-static"' in static, key
+        assert panel_code in static.replace("&quot;", '"'), (key, static)
+        parts = widget_parts(states, panels[key])
         assert panel_code in parts["nbflow-code"]["value"].replace("&quot;", '"'), key
         assert not parts["nbflow-message"]["value"], (key, parts["nbflow-message"])
         _has(c[f"run-{key}"], f"{executor_repr}")
@@ -211,17 +218,20 @@ def check_executors(nb: Any, cwd: Path) -> None:
                          text(c[f"run-{key}"])), (key, text(c[f"run-{key}"]))
         assert flow_state(c[f"run-{key}"]) == "Success", key
         links = re.findall(r'class="nbflow-dashboard" href="([^"]*)"', view_html(c[f"run-{key}"]))
-        if executor_repr.startswith("DaskExecutor"):  # a dashboard this browser can open
+        if key == "existing":  # a dashboard this browser can open, after the run too
             assert links and links[0].startswith("http://127.0.0.1:"), (key, links)
+        elif executor_repr.startswith("DaskExecutor"):  # gone with its cluster
+            assert not links, (key, links)
+            assert "Dask dashboard (closed with its cluster)" in view_html(c[f"run-{key}"])
         else:
             assert not links, key
     # The controls of each choice are on view (and those of the others hidden).
-    existing = widget_parts(states, widgets_shown(c["panel-existing"])[0])
+    existing = widget_parts(states, panels["existing"])
     assert existing["nbflow-address"]["shown"] and existing["nbflow-address"]["value"]
     assert not existing["nbflow-n_workers"]["shown"]
     assert "2 workers, 2 threads" in existing["nbflow-connection"]["value"]
     assert "2 workers, 2 threads" in json.dumps(c["panel-existing"].outputs)
-    custom = widget_parts(states, widgets_shown(c["panel-cluster-class"])[0])
+    custom = widget_parts(states, panels["cluster-class"])
     assert custom["nbflow-cluster_class"]["shown"] and custom["nbflow-cluster_kwargs"]["shown"]
     assert not custom["nbflow-address"]["shown"]
     _has(c["run-existing"], "The cluster is still up: running")
@@ -249,12 +259,12 @@ def check_report(nb: Any, cwd: Path) -> None:
     size = int(found.group(1).replace(",", ""))
     on_disk = (cwd / "dask-report.html").read_text(encoding="utf-8")
     assert size == len(on_disk) > 10_000
-    # Shown under the run by its view, and again by render_report.
+    # Under the run, its view (once ended: static HTML) links to the report
+    # file; render_report shows it inline.
     assert flow_state(c["run"]) == "Success"
+    assert 'class="nbflow-report-link" href="dask-report.html"' in view_html(c["run"])
+    assert not widgets_shown(c["run"])  # reopened: no "model not found"
     states = widget_states(nb)
-    under_run = [v for v in widget_values(states, widgets_shown(c["run"])[0])
-                 if "nbflow-report-frame" in v]
-    assert under_run and "Task Stream" in under_run[0]
     shown = widgets_shown(c["render"])
     assert shown, c["render"].outputs
     value = states[shown[0]]["value"]

@@ -86,10 +86,9 @@ def test_panel_applies_valid_changes_to_the_flow(flow):
     assert panel.code.endswith(
         'flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=3)'
     )
-    assert (
-        html.unescape(panel._code.value)
-        == f"<pre style='margin:4px 0'>{panel.code}</pre>"
-    )
+    code_html = html.unescape(panel._code.value)
+    assert code_html.startswith("<pre style='") and code_html.endswith(f">{panel.code}</pre>")
+    assert "font-family:var(--jp-code-font-family,monospace)" in code_html  # also in Voila
 
 
 def test_panel_shows_invalid_value_and_keeps_the_last_valid_executor(flow):
@@ -193,10 +192,13 @@ def test_panel_existing_cluster_address_is_validated(flow, tmp_path):
 def test_panel_performance_report_needs_a_path(flow, tmp_path):
     panel = ExecutorPanel(flow)
     panel.set(kind="dask")
-    before = flow.executor
     assert not visible(panel._performance_report_path)
-    panel._performance_report.value = True
+    panel._performance_report.value = True  # ticked: a default path is offered
     assert visible(panel._performance_report_path)
+    assert panel.problem is None
+    assert flow.executor.performance_report_path == "dask-report.html"
+    before = flow.executor
+    panel._performance_report_path.value = ""  # cleared: an error, nothing applied
     assert panel.problem.startswith("performance_report is on but")
     assert flow.executor is before
     path = str(tmp_path / "report.html")

@@ -106,7 +106,8 @@ def test_run_view_shows_the_dask_performance_report_inline(
     assert render_report(executor).value == page
     snapshot = view.run_state.snapshot()
     assert snapshot.dashboard_link and snapshot.dashboard_link.startswith("http")
-    assert 'class="nbflow-dashboard"' in view.header.value
+    # its temporary cluster is gone: the dashboard is named, no longer linked
+    assert "Dask dashboard (closed with its cluster)" in view.header.value
 
 
 def test_timeline_rows_are_the_bars_without_bokeh():

@@ -114,7 +114,10 @@ def test_run_state_follows_a_real_run(executor):
     assert (mapped.size, mapped.done, mapped.failed) == (3, 3, 1)
     assert mapped.children == {"Success": 2, "Failed": 1}
     assert "two is bad" in mapped.traceback  # the first failed child's
-    assert snap.is_finished and snap.state == "Failed" and snap.progress == 1.0
+    assert mapped.failed_index == 1  # check(2) failed
+    # Units of work: a task is one, each child one; failed work is not done.
+    assert snap.units == (4, 2, 0, 7)  # add did not run: neither done nor failed
+    assert snap.is_finished and snap.state == "Failed" and snap.progress == 4 / 7
     assert snap.flow_name == "mixed" and snap.elapsed >= 0
 
 
@@ -151,7 +154,8 @@ def test_run_view_shows_states_graph_and_errors(executor):
     assert 'class="nbflow-task nbflow-state-failed" data-task="boom"' in table
     assert 'nbflow-state-trigger-failed" data-task="add"' in table
     assert '<span class="nbflow-task-state">TriggerFailed</span>' in table
-    assert 'data-done="3" data-failed="1" data-total="3"' in table
+    assert 'data-done="2" data-failed="1" data-total="3"' in table  # succeeded
+    assert "check[1] failed: ValueError: two is bad" in table  # which child
     svg = view.graph.value
     assert svg.startswith('<svg class="nbflow-graph"')
     assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in svg
@@ -161,11 +165,14 @@ def test_run_view_shows_states_graph_and_errors(executor):
         title.split(":")[0]: (title, pane.value)
         for title, pane in zip(view.errors.titles, view.errors.children)
     }
-    assert set(panes) == {"boom", "check"}  # add did not run: no traceback
+    assert set(panes) == {"boom", "check[1] failed"}  # add did not run: no traceback
     assert panes["boom"][0].startswith("boom: Task 'boom' failed")
     assert "ValueError: boom 2" in panes["boom"][1]
-    assert "two is bad" in panes["check"][1]
-    assert view.progress.value == 1.0 and view.progress.bar_style == "danger"
+    assert "two is bad" in panes["check[1] failed"][1]
+    # 4 of 7 units of work succeeded: the bar does not say 100% for a failed run.
+    assert view.progress.value == 4 / 7 and view.progress.bar_style == "danger"
+    assert view.progress_label.value.endswith(" · 2 failed · 1 not run</span>")
+    assert ">57% 4/7 [00:0" in view.progress_label.value
     assert "nbflow-state-failed" in view.header.value
     assert view.cancel_button.disabled
 
@@ -189,12 +196,17 @@ def test_run_view_throttles_redraws_but_draws_the_final_state():
 def test_the_saved_output_carries_the_final_state_as_html():
     flow, _ = mixed_flow()
     view = RunView(flow)
+    live = view._repr_mimebundle_()
+    assert live["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id
     flow.run(listeners=[view])
+    # Ended: the output is the HTML alone, so a reopened notebook shows no
+    # "model not found" (Lab and Notebook 7 prefer the widget's mime type).
     bundle = view._repr_mimebundle_()
-    assert (
-        bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == view.model_id
-    )
+    assert set(bundle) == {"text/plain", "text/html"}
     page = bundle["text/html"]
+    assert "Executor: <code>LocalExecutor()</code>" in page
+    assert '<details class="nbflow-timeline-static"><summary>Run timeline' in page
+    assert page.count('<rect x=') >= 5 + 5  # graph nodes, timeline bars
     assert page.startswith('<div class="nbflow-run-view nbflow-static">')
     assert '<details class="nbflow-error"><summary>' in page and "ValueError" in page
     assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in page
@@ -366,8 +378,9 @@ def test_the_executed_notebook_keeps_the_final_states_as_html(tmp_path):
         assert 'class="nbflow-task nbflow-state-success" data-task="inc"' in page
         assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in page
         assert "nbflow-state-pending" not in page and "ValueError: boom 2" in page
-        widget = cell.outputs[0]["data"]["application/vnd.jupyter.widget-view+json"]
-        assert widget["model_id"]
+        # no widget left to look up when the notebook is reopened
+        assert all("application/vnd.jupyter.widget-view+json" not in o.get("data", {})
+                   for o in cell.outputs), cell.outputs
 
 
 def test_cancelled_children_are_counted_apart_from_the_ones_that_succeeded():
@@ -377,8 +390,10 @@ def test_cancelled_children_are_counted_apart_from_the_ones_that_succeeded():
     snap = TaskSnapshot(
         name="m", state="Cancelled", color="#6c757d", start=None, end=None,
         message=None, traceback=None, size=20,
-        children={"Success": 2, "Cancelled": 18},
+        children={"Success": 2, "Cancelled": 10, "Pending": 8},
     )
     html = _bar(snap)
-    assert 'data-done="20" data-failed="0" data-total="20" data-cancelled="18"' in html
-    assert "20/20, 18 cancelled" in html
+    # Cancelled is not done, and children that never ran count as cancelled.
+    assert 'data-done="2" data-failed="0" data-total="20" data-cancelled="18"' in html
+    assert "2/20, 18 cancelled" in html
+    assert snap.units == (2, 0, 18, 20) and snap.progress == 0.1
