@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from nbflow.errors import NbflowError
 from nbflow.executors._schedulers import normalize_scheduler
 from nbflow.executors.config import KINDS, ExecutorConfig, normalize_kind
+from nbflow.executors.dask import DaskExecutor
 
 if TYPE_CHECKING:
     from nbflow.core.flow import Flow
@@ -94,6 +95,7 @@ def executor_from_args(args: argparse.Namespace) -> Executor | None:
         num_workers=args.num_workers,
         address=args.address,
         report=args.report,
+        worker_timeout=getattr(args, "worker_timeout", None),
     )
 
 
@@ -104,6 +106,7 @@ def build_executor(
     num_workers: str | int | None = None,
     address: str | None = None,
     report: str | None = None,
+    worker_timeout: str | float | None = None,
 ) -> Executor | None:
     """The executor the options ask for, or None when none is given.
 
@@ -121,6 +124,7 @@ def build_executor(
         "--num-workers": num_workers,
         "--address": address,
         "--report": report,
+        "--worker-timeout": worker_timeout,
     }
     if kind is None:
         if address is not None or report is not None:
@@ -136,10 +140,10 @@ def build_executor(
     allowed = {
         "local": (),
         "local-dask": ("--scheduler", "--num-workers"),
-        "dask": ("--num-workers", "--address", "--report"),
+        "dask": ("--num-workers", "--address", "--report", "--worker-timeout"),
     }[kind]
     if address is not None and num_workers is not None:
-        allowed = ("--address", "--report")
+        allowed = ("--address", "--report", "--worker-timeout")
     for option, value in given.items():
         if value is not None and option not in allowed:
             raise UsageError(
@@ -166,7 +170,15 @@ def build_executor(
     problem = config.problem()
     if problem is not None:
         raise UsageError(problem)
-    return config.build()
+    executor = config.build()
+    if worker_timeout is not None:
+        if address is None or not isinstance(executor, DaskExecutor):
+            raise UsageError(
+                "--worker-timeout applies to --executor dask with --address; "
+                "give the scheduler's --address."
+            )
+        executor.worker_timeout = _seconds(worker_timeout)
+    return executor
 
 
 def _applies_to(option: str) -> str:
@@ -175,7 +187,20 @@ def _applies_to(option: str) -> str:
         "--num-workers": "--executor local-dask, or dask without --address",
         "--address": "--executor dask",
         "--report": "--executor dask",
+        "--worker-timeout": "--executor dask with --address",
     }[option]
+
+
+def _seconds(value: str | float) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise UsageError(
+            f"--worker-timeout must be a number of seconds >= 0, got {value!r}."
+        )
+    return seconds
 
 
 def _workers(value: str | int) -> int:

@@ -172,6 +172,12 @@ def _add_run(subparsers: Any) -> None:
         help="dask: an existing scheduler (left running)",
     )
     group.add_argument(
+        "--worker-timeout",
+        metavar="SECONDS",
+        help="dask --address: wait that long for a worker if the scheduler has "
+        "none (default 60)",
+    )
+    group.add_argument(
         "--report",
         metavar="PATH",
         help="dask: write Dask's performance report (HTML) there",

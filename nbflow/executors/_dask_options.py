@@ -10,9 +10,11 @@ from nbflow.errors import NbflowError
 
 __all__ = [
     "ADAPT_KEYS",
+    "DEFAULT_WORKER_TIMEOUT",
     "DaskExecutorError",
     "check_adapt",
     "check_options",
+    "check_worker_timeout",
     "import_path",
     "validate_address",
 ]
@@ -22,9 +24,13 @@ ADAPT_KEYS = frozenset({
     "minimum", "maximum", "minimum_cores", "maximum_cores", "minimum_memory",
     "maximum_memory", "interval", "wait_count", "target_duration", "worker_key",
 })
+#: Seconds ``DaskExecutor`` waits for a worker at a scheduler that has none.
+DEFAULT_WORKER_TIMEOUT = 60.0
 _ADDRESS = re.compile(
     r"^(?:(tcp|tls|inproc|ucx|ws|wss)://)?(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.\-]+)(?::(\d{1,5}))?/?$"
 )
+#: An in-process scheduler's address, ``inproc://HOST/PID/N``.
+_INPROC = re.compile(r"^inproc://[A-Za-z0-9_.\-:\[\]]+/\d+/\d+$")
 
 
 class DaskExecutorError(NbflowError, ValueError):
@@ -40,6 +46,8 @@ def validate_address(address: object) -> str:
     'tcp://127.0.0.1:8786'
 
     """
+    if isinstance(address, str) and _INPROC.match(address):
+        return address
     match = _ADDRESS.match(address) if isinstance(address, str) else None
     if match is None or (match.group(1) in (None, "tcp", "tls") and not match.group(3)):
         raise DaskExecutorError(
@@ -59,6 +67,19 @@ def import_path(path: str) -> Any:
             f"Could not import cluster_class {path!r} ({exc}); give a full import "
             "path such as 'distributed.LocalCluster' and install its package."
         ) from None
+
+
+def check_worker_timeout(value: object) -> float | None:
+    """``value`` as seconds (a finite number >= 0) or None, else raise."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0 <= value < float("inf")
+    ):
+        raise DaskExecutorError(
+            f"worker_timeout must be a number of seconds >= 0 or None, got {value!r}."
+        )
+    return float(value)
 
 
 def check_adapt(adapt_kwargs: dict[str, Any]) -> None:

@@ -22,7 +22,9 @@ from nbflow.executors._dashboard import dashboard_link
 from nbflow.executors._dask_faults import close_client, one_line
 from nbflow.executors._dask_options import (
     ADAPT_KEYS,
+    DEFAULT_WORKER_TIMEOUT,
     check_options,
+    check_worker_timeout,
     import_path,
     validate_address,
 )
@@ -95,6 +97,10 @@ class DaskExecutor(Executor):
     performance_report_path : str, optional
         Write Dask's performance report there (inline resources: it draws
         offline); its HTML is then in :attr:`performance_report`.
+    worker_timeout : float, optional
+        Seconds to wait, when the scheduler at ``address`` has no worker, for
+        the first one to join before failing (default 60); None: do not wait
+        (a cluster that starts workers only once work arrives).
 
     Examples
     --------
@@ -112,9 +118,11 @@ class DaskExecutor(Executor):
         client_kwargs: dict[str, Any] | None = None,
         debug: bool = False,
         performance_report_path: str | os.PathLike[str] | None = None,
+        worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
     ) -> None:
         super().__init__()
         check_options(address, cluster_class, cluster_kwargs, adapt_kwargs, client_kwargs)
+        self.worker_timeout = check_worker_timeout(worker_timeout)
         self.address = address
         self.cluster_class = cluster_class
         self.cluster_kwargs = dict(cluster_kwargs or {})
@@ -148,6 +156,8 @@ class DaskExecutor(Executor):
                 ("performance_report_path", self.performance_report_path),
             ) if v
         ]
+        if self.worker_timeout != DEFAULT_WORKER_TIMEOUT:
+            given.append(f"worker_timeout={self.worker_timeout!r}")
         return f"DaskExecutor({', '.join(given)})"
 
     def __getstate__(self) -> dict[str, Any]:
@@ -197,13 +207,20 @@ class DaskExecutor(Executor):
             yield
 
     def _connect(self, stack: contextlib.ExitStack) -> None:
+        from dask.utils import parse_timedelta
         from distributed import Client
+
+        from nbflow.executors.cluster_info import probe_scheduler
 
         stack.callback(self._forget)
         if self.address is not None:
             kwargs = {"timeout": 5, **self.client_kwargs}
             try:
+                probe_scheduler(self.address, timeout=float(parse_timedelta(
+                    kwargs["timeout"])), client_kwargs=self.client_kwargs)
                 self._client = Client(self.address, **kwargs)
+            except ClusterConnectionError:
+                raise
             except (OSError, TimeoutError) as exc:
                 raise ClusterConnectionError(
                     f"Could not connect to the Dask scheduler at {self.address!r} "
@@ -223,6 +240,7 @@ class DaskExecutor(Executor):
                     "require_encryption=True)}."
                 ) from exc
             stack.callback(close_client, self._client)
+            self._wait_for_a_worker()
             return
         cls = self.cluster_class
         if cls is None:
@@ -249,6 +267,27 @@ class DaskExecutor(Executor):
             self._cluster.adapt(**self.adapt_kwargs)
         self._client = Client(self._cluster, **self.client_kwargs)
         stack.callback(close_client, self._client)
+
+    def _wait_for_a_worker(self) -> None:
+        """Say that the scheduler has no worker; wait ``worker_timeout`` for one."""
+        if self.worker_timeout is None or self._client.scheduler_info(n_workers=1)[
+            "workers"
+        ]:
+            return
+        log.warning(
+            "The Dask scheduler at %s has no workers; waiting up to %g s for one "
+            "(start one with `dask worker %s`).",
+            self.address, self.worker_timeout, self.address,
+        )
+        try:
+            self._client.wait_for_workers(1, timeout=self.worker_timeout)
+        except TimeoutError:
+            raise ClusterConnectionError(
+                f"The Dask scheduler at {self.address!r} has no workers and none "
+                f"joined within {self.worker_timeout:g} s; start one with `dask "
+                f"worker {self.address}`, or wait longer with worker_timeout=SECONDS "
+                "(`nbflow run --worker-timeout SECONDS`)."
+            ) from None
 
     def _forget(self) -> None:
         self._client = self._cluster = None
