@@ -24,6 +24,7 @@ from nbflow.executors._dask_options import (
     ADAPT_KEYS,
     DEFAULT_WORKER_TIMEOUT,
     check_options,
+    check_report_file,
     check_worker_timeout,
     import_path,
     validate_address,
@@ -130,7 +131,8 @@ class DaskExecutor(Executor):
         self.client_kwargs = dict(client_kwargs or {})
         self.debug = debug
         self.performance_report_path = (
-            os.fspath(performance_report_path) if performance_report_path else None
+            check_report_file(performance_report_path)
+            if performance_report_path else None
         )
         self._performance_report = ""
         #: The source shown under "Calling Code" in the performance report;

@@ -80,6 +80,9 @@ class LocalDaskExecutor(Executor):
         ):
             raise _BadWorkers(num_workers)
         self.num_workers: int = num_workers or os.cpu_count() or 1
+        unknown = sorted(set(kwargs) - _GET_KEYWORDS[self.scheduler])
+        if unknown:
+            raise _UnknownOptions(unknown, self.scheduler)
         self.kwargs = kwargs
         self._graph: dict[str, Any] = {}
         self._done: dict[str, Any] = {}
@@ -291,6 +294,28 @@ class LocalDaskExecutor(Executor):
             else:
                 out.append(None if isinstance(f, _Future) else f)
         return out
+
+
+#: The keywords each scheduler's ``get`` takes from a user (``dask.local.
+#: get_async``'s, less those the ``get`` or nbflow sets); dask ignores others.
+_GET_KEYWORDS: dict[str, frozenset[str]] = {
+    "threads": frozenset({"cache", "rerun_exceptions_locally", "raise_exception",
+                          "dumps", "loads", "chunksize"}),
+    "processes": frozenset({"func_loads", "func_dumps", "initializer", "chunksize",
+                            "cache", "rerun_exceptions_locally"}),
+    "synchronous": frozenset({"cache", "get_id", "rerun_exceptions_locally",
+                              "pack_exception", "raise_exception", "dumps", "loads",
+                              "chunksize"}),
+}
+
+
+class _UnknownOptions(NbflowError, TypeError):
+    def __init__(self, unknown: list[str], scheduler: str) -> None:
+        super().__init__(
+            f"Unknown LocalDaskExecutor options {unknown!r} for scheduler "
+            f"{scheduler!r}; it takes scheduler, num_workers and some of "
+            f"{sorted(_GET_KEYWORDS[scheduler])!r}."
+        )
 
 
 class _BadWorkers(NbflowError, ValueError):
