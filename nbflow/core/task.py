@@ -37,9 +37,13 @@ def _seconds(value: datetime.timedelta | float | None, what: str) -> float:
         return 0.0
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
-    if not isinstance(value, (int, float)) or value < 0:
+    if what == "timeout" and value == float("inf"):
+        return 0.0  # unbounded: no timeout
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 <= value < float("inf")):
         raise FlowValidationError(
-            f"{what} must be a timedelta or a number of seconds >= 0, got {value!r}."
+            f"{what} must be a timedelta or a finite number of seconds >= 0, "
+            f"got {value!r}."
         )
     return float(value)
 
