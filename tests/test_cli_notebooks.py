@@ -356,3 +356,21 @@ def test_export_runs_on_local_dask_processes(pipeline, tmp_path):
     assert states["square.elsewhere"] == "Mapped 4 children"
     assert states["where"] == "Success -> True"
     assert states["report"] == "Success -> '3000/750.0'"
+
+
+def test_run_notebook_with_a_cell_calling_sys_exit_fails_that_task(tmp_path):
+    notebook = write_notebook(tmp_path / "exits.ipynb", [
+        "%load_ext nbflow\nimport sys",
+        "%%flowtask first\nx = 1",
+        "%%flowtask bye\nsys.exit(2)\ny = 2",
+        "%%flowtask after\nz = x + 1",
+    ])
+    result = run("run", notebook)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert summary(result.stdout) == {
+        "first": "Success -> x=1",
+        "bye": "Failed Task 'bye' failed: it called sys.exit(2), which ends this "
+        "task, not the run.",
+        "after": "Success -> z=2",
+    }
+    assert "Flow 'exits': Failed" in result.stdout

@@ -11,6 +11,7 @@ This path runs once per task: it copies no configuration and sets up no logging.
 
 from __future__ import annotations
 
+import dis
 import pickle
 import threading
 import time
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 
     from nbflow.executors.base import TaskChannel
 
-__all__ = ["CHILDREN", "NESTED", "SINGLE", "TRIGGER", "VALUE", "TaskSpec", "run_task"]
+__all__ = [
+    "CHILDREN", "NESTED", "SINGLE", "TRIGGER", "VALUE", "TaskExit", "TaskSpec", "run_task",
+]
 
 #: How an input of :func:`run_task` becomes an argument.
 SINGLE = 0  # an upstream State: its result
@@ -98,9 +101,10 @@ def run_task(
                     channel.where()))
         try:
             result = _call(spec, kwargs)
-        except Exception as exc:
+        except (Exception, SystemExit, KeyboardInterrupt) as raised:
+            exc = _contained(raised)  # a real Ctrl-C is raised again here
             message = _failure(spec, exc)
-            text = _format(exc)
+            text = _format(raised)
             if attempt < spec.max_retries:
                 attempt += 1
                 if report is not None:
@@ -127,10 +131,50 @@ def run_task(
         return _end(report, spec, map_index, state)
 
 
+class TaskExit(RuntimeError):
+    """A task's ``sys.exit()``/``SystemExit``/``KeyboardInterrupt``: it ends
+    that task, not the run or the process (the original is its ``__cause__``).
+    """
+
+
+_RAISE_OPS = frozenset({dis.opmap["RAISE_VARARGS"], dis.opmap["RERAISE"]})
+
+
+def _contained(exc: BaseException) -> Exception:
+    """``exc`` as a task failure; raise it again if it is a Ctrl-C or a cancel.
+
+    A KeyboardInterrupt that the task's code raised itself (``raise
+    KeyboardInterrupt``) stops at a ``raise`` instruction; one from SIGINT, or
+    from :meth:`FlowRun.cancel`, arrives at any other instruction.
+    """
+    if isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code.co_code if tb is not None else b""
+        lasti = tb.tb_lasti if tb is not None else -1
+        if not (0 <= lasti < len(code) and code[lasti] in _RAISE_OPS) or (
+            type(exc).__name__ == "RunInterrupted"
+        ):
+            raise exc
+        what = "raised KeyboardInterrupt"
+    else:
+        code_ = getattr(exc, "code", None)
+        what = f"called sys.exit({'' if code_ is None else repr(code_)})"
+    contained = TaskExit(f"it {what}, which ends this task, not the run")
+    contained.__cause__ = exc
+    contained.__traceback__ = exc.__traceback__
+    return contained
+
+
 def _failure(spec: TaskSpec, exc: Exception) -> str:
     """The message of a task that raised ``exc``."""
     if isinstance(exc, _TimedOut):
         return str(exc)
+    if isinstance(exc, TaskExit):
+        return f"Task {spec.name!r} failed: {exc}."
     return f"Task {spec.name!r} failed: {type(exc).__name__}: {exc}"
 
 
