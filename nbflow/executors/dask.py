@@ -255,8 +255,10 @@ class DaskExecutor(Executor):
         if _is_local_cluster(cls):
             defaults = dict(_LOCAL_CLUSTER_DEFAULTS)
             if kwargs.get("processes") is False and "protocol" not in kwargs:
-                # In-process clusters talk over inproc://, which takes no host.
+                # In-process clusters talk over inproc://, which takes no host;
+                # their workers' HTTP servers would then listen on 0.0.0.0 and ::.
                 defaults.pop("host")
+                defaults["worker_dashboard_address"] = "127.0.0.1:0"
             kwargs = {**defaults, **kwargs}
             if not self.debug:
                 kwargs.setdefault("silence_logs", logging.ERROR)
