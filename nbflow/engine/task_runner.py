@@ -11,6 +11,7 @@ This path runs once per task: it copies no configuration and sets up no logging.
 
 from __future__ import annotations
 
+import collections
 import dis
 import pickle
 import threading
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
     from nbflow.executors.base import TaskChannel
 
 __all__ = [
-    "CHILDREN", "NESTED", "SINGLE", "TRIGGER", "VALUE", "TaskExit", "TaskSpec", "run_task",
+    "CHILDREN", "NESTED", "SINGLE", "TRIGGER", "VALUE", "Shape", "TaskExit", "TaskSpec",
+    "run_task",
 ]
 
 #: How an input of :func:`run_task` becomes an argument.
@@ -227,7 +229,17 @@ def _bind_inputs(spec: TaskSpec, inputs: tuple[Any, ...], kwargs: dict[str, Any]
                 if isinstance(item_value, State):
                     return item_value
                 found.append(item_value)
-            kwargs[key] = _fill(extra[0], iter(found))  # type: ignore[index]
+            try:
+                kwargs[key] = _fill(extra[0], iter(found))  # type: ignore[index]
+            except Exception as exc:  # noqa: BLE001 - the task's failure
+                shape = extra[0]
+                return Failed(
+                    f"Task {spec.name!r} failed: its argument {key!r}, a "
+                    f"{shape.cls.__name__} holding task results, cannot be rebuilt "
+                    f"around them ({type(exc).__name__}: {exc}); pass a list, "
+                    "tuple, dict or set.",
+                    _portable(exc),
+                )
         else:  # TRIGGER
             for name, item in zip(extra, value):
                 checked = _children(spec, name, item)
@@ -266,17 +278,46 @@ class _Slot:
 
     __slots__ = ()
 
+    def __reduce__(self) -> str:
+        return "SLOT"  # one slot marker in every process
+
 
 SLOT = _Slot()
+
+
+class Shape:
+    """A container argument with tasks in it, to rebuild around their results:
+    its type, its items (``(key, item)`` pairs for a dict) in iteration order,
+    and a defaultdict's factory. A set of two tasks keeps two slots.
+    """
+
+    __slots__ = ("cls", "items", "factory")
+
+    def __init__(self, cls: type, items: list[Any], factory: Any = None) -> None:
+        self.cls, self.items, self.factory = cls, items, factory
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Shape, (self.cls, self.items, self.factory)
+
+    def fill(self, values: Any) -> Any:
+        """The container, each slot replaced by the next of ``values``."""
+        cls: Any = self.cls
+        if issubclass(cls, dict):
+            pairs = [(k, _fill(v, values)) for k, v in self.items]
+            if issubclass(cls, collections.defaultdict):
+                return cls(self.factory, pairs)
+            return cls(pairs)
+        items = [_fill(v, values) for v in self.items]
+        if issubclass(cls, tuple) and hasattr(cls, "_make"):  # a namedtuple
+            return cls._make(items)
+        return cls(items)
 
 
 def _fill(template: Any, values: Any) -> Any:
     if template is SLOT:
         return next(values)
-    if isinstance(template, (list, tuple, set, frozenset)):
-        return type(template)(_fill(t, values) for t in template)
-    if isinstance(template, dict):
-        return type(template)((k, _fill(v, values)) for k, v in template.items())
+    if type(template) is Shape:
+        return template.fill(values)
     return template
 
 
