@@ -45,7 +45,11 @@ class TaskSpec:
     __slots__ = (
         "fn", "name", "index", "max_retries", "retry_delay", "timeout",
         "constants", "inputs", "positional", "varargs", "varkw",
+        "sendable", "unsendable",
     )
+    #: What is pickled (``sendable``: the constants checked to pickle, once;
+    #: ``unsendable``: on a worker, the first argument that did not).
+    _STATE = __slots__[:-2]
 
     def __init__(
         self,
@@ -73,16 +77,53 @@ class TaskSpec:
         self.positional = positional
         self.varargs = varargs
         self.varkw = varkw
+        self.sendable: dict[str, Any] | None = None
+        self.unsendable: _CannotSend | None = None
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, s) for s in TaskSpec.__slots__)
+        values = [getattr(self, s) for s in TaskSpec._STATE]
+        if self.constants:
+            if self.sendable is None:  # once per spec, not once per child
+                self.sendable = {
+                    k: v if type(v) in _LEAVES or (bad := _unpicklable(v)) is None
+                    else _CannotSend(k, bad) for k, v in self.constants.items()
+                }
+            values[TaskSpec._STATE.index("constants")] = self.sendable
+        return tuple(values)
 
     def __setstate__(self, values: tuple[Any, ...]) -> None:
-        for slot, value in zip(TaskSpec.__slots__, values):
+        for slot, value in zip(TaskSpec._STATE, values):
             setattr(self, slot, value)
+        self.sendable = None
+        self.unsendable = next(
+            (v for v in self.constants.values() if type(v) is _CannotSend), None
+        )
 
     def __repr__(self) -> str:
         return f"<TaskSpec {self.name!r} #{self.index}>"
+
+
+#: Argument types that always pickle: not checked.
+_LEAVES = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+
+class _CannotSend:
+    """Stands in for an argument that could not be pickled to reach a worker."""
+
+    __slots__ = ("name", "error")
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        self.name, self.error = name, _portable(error)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _CannotSend, (self.name, self.error)
+
+    def failed(self, spec: TaskSpec) -> State:
+        exc = self.error
+        return Failed(
+            f"Task {spec.name!r} failed: its argument {self.name!r} cannot be sent "
+            f"to another process ({type(exc).__name__}: {exc}); create it inside "
+            "the task, or run on threads (LocalDaskExecutor('threads')).", exc)
 
 
 def run_task(
@@ -92,6 +133,8 @@ def run_task(
     report = channel.report
     if channel.is_cancelled():
         return _end(report, spec, map_index, Cancelled("The run was cancelled."))
+    if spec.unsendable is not None:
+        return _end(report, spec, map_index, spec.unsendable.failed(spec))
     kwargs = dict(spec.constants) if spec.constants else {}
     problem = _bind_inputs(spec, inputs, kwargs)
     if problem is not None:
