@@ -11,6 +11,7 @@ import copy
 import datetime
 import inspect
 import itertools
+import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -23,8 +24,29 @@ __all__ = ["Parameter", "Task", "task", "unmapped"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _ids = itertools.count()
+class _FlowStack(threading.local):
+    """Flows entered with ``with``, per thread: flows built in two threads at
+    once keep their own tasks.
+    """
+
+    def __init__(self) -> None:
+        self.flows: list[Flow] = []
+
+    def append(self, flow: Flow) -> None:
+        self.flows.append(flow)
+
+    def remove(self, flow: Flow) -> None:
+        self.flows.remove(flow)
+
+    def __getitem__(self, index: int) -> Flow:
+        return self.flows[index]
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+
 #: Flows entered with ``with``; the last one is where tasks are added.
-_flow_stack: list[Flow] = []
+_flow_stack = _FlowStack()
 
 
 def active_flow() -> Flow | None:

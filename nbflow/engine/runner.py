@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
@@ -48,7 +48,7 @@ from nbflow.errors import (
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
 
-__all__ = ["FlowRun", "RunStartedError", "run_flow"]
+__all__ = ["ExecutorBusyError", "FlowRun", "RunStartedError", "run_flow"]
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class FlowRun:
 
     def _execute(self, bus: EventBus | None) -> dict[Task, State]:
         executor = self.executor
-        with executor.start():
+        with _exclusive(executor), executor.start():
             channel = executor.open_channel(bus.put if bus is not None else None)
             if bus is not None:
                 link = getattr(executor, "dashboard_link", None)
@@ -389,3 +389,31 @@ class RunStartedError(NbflowError, RuntimeError):
             f"This run of flow {name!r} was already started; make a new "
             "FlowRun for another run."
         )
+
+
+class ExecutorBusyError(NbflowError, RuntimeError):
+    """An executor asked to run a flow while it runs another (one at a time)."""
+
+
+_busy: set[int] = set()
+_busy_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(executor: Executor) -> Iterator[None]:
+    """Hold ``executor`` for one run: a second run on it at once (the same flow
+    run from two threads) would mix their work in its pool or client.
+    """
+    with _busy_lock:
+        if id(executor) in _busy:
+            raise ExecutorBusyError(
+                f"{executor!r} is already running a flow (in another thread); "
+                "wait for that run to end, or give this run its own executor: "
+                "flow.run(executor=...)."
+            )
+        _busy.add(id(executor))
+    try:
+        yield
+    finally:
+        with _busy_lock:
+            _busy.discard(id(executor))
