@@ -30,7 +30,7 @@ from nbflow.executors._local_pools import (
 from nbflow.executors._schedulers import Scheduler, normalize_scheduler
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
-__all__ = ["LocalDaskExecutor"]
+__all__ = ["LocalDaskExecutor", "ProcessLostError"]
 
 _keys = itertools.count()
 
@@ -185,7 +185,17 @@ class LocalDaskExecutor(Executor):
                    futures)
         missing = [k for k in keys if k not in self._done]
         if missing:
-            self._compute(missing)
+            try:
+                self._compute(missing)
+            except Exception as exc:
+                from concurrent.futures.process import BrokenProcessPool
+
+                if not return_exceptions or not isinstance(exc, BrokenProcessPool):
+                    raise
+                # What finished is kept; what did not gets the lost process.
+                lost = Raised(ProcessLostError(_lost_processes(self._pool)))
+                for key in missing:
+                    self._done.setdefault(key, lost)
 
         def value(f: Any) -> Any:
             if not isinstance(f, _Future):
@@ -316,6 +326,39 @@ class _UnknownOptions(NbflowError, TypeError):
             f"{scheduler!r}; it takes scheduler, num_workers and some of "
             f"{sorted(_GET_KEYWORDS[scheduler])!r}."
         )
+
+
+class ProcessLostError(NbflowError, RuntimeError):
+    """A process of the pool died under the tasks it ran (killed, out of memory)."""
+
+    def __init__(self, processes: str) -> None:
+        super().__init__(
+            f"the process pool's worker {processes} died before this task finished "
+            "(killed, or out of memory), which broke the pool; tasks that had "
+            "finished keep their results; rerun the flow."
+        )
+
+
+def _lost_processes(pool: Any) -> str:
+    """The pool's dead workers, as "process 123 (SIGKILL)"."""
+    import signal
+    import time
+
+    processes = dict(getattr(pool, "_processes", None) or {})
+    deadline = time.monotonic() + 2.0  # the pool is reaping and stopping them
+    for p in processes.values():
+        p.join(max(0.0, deadline - time.monotonic()))
+    dead = {pid: p.exitcode for pid, p in processes.items()
+            if p.exitcode not in (None, 0)}
+    # The pool terminates the others itself (SIGTERM) once one is lost.
+    lost = {pid: code for pid, code in dead.items() if code != -signal.SIGTERM} or dead
+    if not lost:
+        return "process"
+    names = []
+    for pid, code in sorted(lost.items()):
+        why = signal.Signals(-code).name if code < 0 else f"exit status {code}"
+        names.append(f"{pid} ({why})")
+    return ("process " if len(names) == 1 else "processes ") + ", ".join(names)
 
 
 class _BadWorkers(NbflowError, ValueError):
