@@ -260,13 +260,16 @@ class DaskExecutor(Executor):
                 defaults.pop("host")
                 defaults["worker_dashboard_address"] = "127.0.0.1:0"
             kwargs = {**defaults, **kwargs}
+            if kwargs.get("processes") is not False and kwargs.get("worker_class") is None:
+                preload = kwargs.get("preload") or []
+                preload = [preload] if isinstance(preload, str) else list(preload)
+                kwargs["preload"] = [*preload, _IGNORE_SIGINT]
             if not self.debug:
                 kwargs.setdefault("silence_logs", logging.ERROR)
-        from nbflow.executors._dask_faults import sigint_ignored_by_children
-
-        with sigint_ignored_by_children():  # a kernel interrupt must not kill them
+        with _sigint_deferred():  # a kernel interrupt must not kill the workers
             self._cluster = cls(**kwargs)
-        stack.callback(self._cluster.close)
+            # Before a Ctrl-C of these seconds is raised on leaving the block.
+            stack.callback(self._cluster.close)
         if self.adapt_kwargs:
             self._cluster.adapt(**self.adapt_kwargs)
         self._client = Client(self._cluster, **self.client_kwargs)
@@ -429,3 +432,35 @@ def _is_local_cluster(cls: Any) -> bool:
     from distributed import LocalCluster
 
     return isinstance(cls, type) and issubclass(cls, LocalCluster)
+
+
+#: Run in each worker process of a temporary cluster as it starts (a
+#: distributed preload given as source text): a kernel interrupt or Ctrl-C
+#: goes to the driver's whole process group, and workers that died of it
+#: would take the results of finished tasks with them.
+_IGNORE_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)"
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that comes while a temporary cluster starts; raise it
+    (KeyboardInterrupt) when the block ends, once closing the cluster is
+    arranged. Only the main thread can do this; elsewhere (a background run)
+    nothing changes.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    except BaseException:
+        if not caught:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
