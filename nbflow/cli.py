@@ -14,12 +14,14 @@ line, ``nbflow: error: ...``, with no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import runpy
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from nbflow._cli_options import (
@@ -74,7 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        status: int = args.handler(args)
+        with _sigterm_interrupts():
+            status: int = args.handler(args)
     except NbflowError as exc:
         # Deliberate errors (a bad option, an unreachable cluster) are usage
         # errors here; anything else is a bug and keeps its traceback.
@@ -84,6 +87,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("nbflow: interrupted.", file=sys.stderr)
         return 1
     return status
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a run as Ctrl-C does, so what it started (a process pool,
+    a temporary cluster) is shut down before the command ends; Python's
+    default would end at once and leave the pool's processes running.
+    """
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
