@@ -266,6 +266,10 @@ class DaskExecutor(Executor):
                 kwargs["preload"] = [*preload, _IGNORE_SIGINT]
             if not self.debug:
                 kwargs.setdefault("silence_logs", logging.ERROR)
+        if _is_local_cluster(cls) and kwargs.get("processes") is not False:
+            from nbflow.executors.local_dask import check_main_guard
+
+            check_main_guard(repr(self))
         with _sigint_deferred():  # a kernel interrupt must not kill the workers
             self._cluster = cls(**kwargs)
             # Before a Ctrl-C of these seconds is raised on leaving the block.

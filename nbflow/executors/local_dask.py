@@ -30,7 +30,7 @@ from nbflow.executors._local_pools import (
 from nbflow.executors._schedulers import Scheduler, normalize_scheduler
 from nbflow.executors.base import Deliver, Executor, TaskChannel, map_nested
 
-__all__ = ["LocalDaskExecutor", "ProcessLostError"]
+__all__ = ["LocalDaskExecutor", "MainGuardError", "ProcessLostError", "check_main_guard"]
 
 _keys = itertools.count()
 
@@ -122,6 +122,7 @@ class LocalDaskExecutor(Executor):
         elif self.scheduler == "processes":
             from dask.multiprocessing import get_context
 
+            check_main_guard(repr(self))
             ctx = get_context()
             self._queue, self._cancel = ctx.Queue(), ctx.Event()
             self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -326,6 +327,65 @@ class _UnknownOptions(NbflowError, TypeError):
             f"{scheduler!r}; it takes scheduler, num_workers and some of "
             f"{sorted(_GET_KEYWORDS[scheduler])!r}."
         )
+
+
+class MainGuardError(NbflowError, RuntimeError):
+    """A script starts worker processes from module-level code without the
+    ``if __name__ == "__main__":`` guard they need.
+    """
+
+
+def check_main_guard(what: str) -> None:
+    """Raise :class:`MainGuardError` if ``python script.py`` runs a flow that
+    starts processes (``what``) from the script's module-level code outside
+    ``if __name__ == "__main__":``: each new process imports the script again
+    and would run the flow again (hundreds of lines of tracebacks otherwise).
+    """
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return  # a notebook, `python -c`, `nbflow run -p` (not run as __main__)
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_globals is not vars(main):
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_name != "<module>":
+        return  # called from a function: the guard question is its caller's
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = frame.f_lineno
+    for node in tree.body:
+        if node.lineno <= line <= (node.end_lineno or node.lineno):
+            if isinstance(node, ast.If) and _is_main_test(node.test):
+                return
+            break
+    else:
+        return
+    import os
+
+    raise MainGuardError(
+        f"{what} starts worker processes, which import {os.path.basename(path)!r} "
+        f"again, and its line {line} runs the flow at module level; put the code "
+        'that runs the flow under `if __name__ == "__main__":`.'
+    )
+
+
+def _is_main_test(test: Any) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    texts = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and texts == ["__main__"]
 
 
 class ProcessLostError(NbflowError, RuntimeError):
