@@ -186,6 +186,8 @@ class LocalDaskExecutor(Executor):
                    futures)
         missing = [k for k in keys if k not in self._done]
         if missing:
+            # The pool forgets its processes when it breaks: keep them to name.
+            processes = getattr(self._pool, "_processes", None)
             try:
                 self._compute(missing)
             except Exception as exc:
@@ -194,7 +196,7 @@ class LocalDaskExecutor(Executor):
                 if not return_exceptions or not isinstance(exc, BrokenProcessPool):
                     raise
                 # What finished is kept; what did not gets the lost process.
-                lost = Raised(ProcessLostError(_lost_processes(self._pool)))
+                lost = Raised(ProcessLostError(_lost_processes(processes)))
                 for key in missing:
                     self._done.setdefault(key, lost)
 
@@ -399,13 +401,13 @@ class ProcessLostError(NbflowError, RuntimeError):
         )
 
 
-def _lost_processes(pool: Any) -> str:
-    """The pool's dead workers, as "process 123 (SIGKILL)"."""
+def _lost_processes(pool_processes: Any) -> str:
+    """The pool's dead workers (its ``_processes``), as "process 123 (SIGKILL)"."""
     import signal
     import time
 
-    processes = dict(getattr(pool, "_processes", None) or {})
-    deadline = time.monotonic() + 2.0  # the pool is reaping and stopping them
+    processes = dict(pool_processes or {})
+    deadline = time.monotonic() + 5.0  # the pool is reaping and stopping them
     for p in processes.values():
         p.join(max(0.0, deadline - time.monotonic()))
     dead = {pid: p.exitcode for pid, p in processes.items()
