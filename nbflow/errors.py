@@ -18,11 +18,14 @@ __all__ = [
     "CommandLineError",
     "DaskExecutorError",
     "DuplicateProviderError",
+    "ExecutorBusyError",
     "ExecutorConfigError",
     "ExecutorNotStartedError",
     "FlowContextError",
     "FlowValidationError",
     "FlowtaskOptionsError",
+    "LocalDaskOptionsError",
+    "MainGuardError",
     "MapValueError",
     "MemoryBudgetError",
     "NbflowError",
@@ -30,6 +33,7 @@ __all__ = [
     "NoReportError",
     "NotebookFileError",
     "ParseError",
+    "ProcessLostError",
     "RegistrationError",
     "ResultNotKeptError",
     "RunCancelled",
@@ -181,6 +185,31 @@ class WholeNumberError(NbflowError, ValueError):
 
 class DaskExecutorError(NbflowError, ValueError):
     """A DaskExecutor option is invalid."""
+
+
+class LocalDaskOptionsError(NbflowError, TypeError):
+    """A LocalDaskExecutor option its scheduler does not take."""
+
+
+class ExecutorBusyError(NbflowError, RuntimeError):
+    """An executor asked to run a flow while it runs another (one at a time)."""
+
+
+class MainGuardError(NbflowError, RuntimeError):
+    """A script starts worker processes from module-level code without the
+    ``if __name__ == "__main__":`` guard they need.
+    """
+
+
+class ProcessLostError(NbflowError, RuntimeError):
+    """A process of the pool died under the tasks it ran (killed, out of memory)."""
+
+    def __init__(self, processes: str) -> None:
+        super().__init__(
+            f"the process pool's worker {processes} died before this task finished "
+            "(killed, or out of memory), which broke the pool; tasks that had "
+            "finished keep their results; rerun the flow."
+        )
 
 
 class WorkerDiedError(NbflowError, RuntimeError):

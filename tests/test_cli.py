@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import psutil
@@ -378,3 +379,61 @@ def test_cli_console_script_is_installed():
     )
     assert result.returncode == 0
     assert "--num-workers N" in result.stdout
+
+
+LONG = """
+import time
+from nbflow import Flow, task
+
+@task
+def long(i):
+    time.sleep(120)
+    return i
+
+with Flow("term") as flow:
+    long.map([1, 2])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("executor", [
+    ["--executor", "local-dask", "--scheduler", "processes", "--num-workers", "2"],
+    ["--executor", "dask", "--num-workers", "2"],
+], ids=["processes", "temporary-cluster"])
+def test_sigterm_leaves_no_pool_or_cluster_process_behind(tmp_path, executor):
+    proc = subprocess.Popen(
+        nbflow_cmd("run", "-p", write(tmp_path, LONG), *executor),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while True:  # until both tasks run in their worker processes
+            try:
+                children = psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                children = []
+            seen.update(c.pid for c in children)
+            workers = [c for c in children if _cmdline(c).find("spawn_main") >= 0]
+            if len(workers) >= 2:
+                break
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the workers never started"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 1, out + err
+    assert "Flow 'term': Cancelled" in out, out + err
+    assert not wait_until_gone(seen), "pool or cluster processes left behind"
+
+
+def _cmdline(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""

@@ -374,3 +374,47 @@ def test_export_runs_on_local_dask_processes(pipeline, tmp_path):
     assert states["square.elsewhere"] == "Mapped 4 children"
     assert states["where"] == "Success -> True"
     assert states["report"] == "Success -> '3000/750.0'"
+
+
+def test_run_notebook_with_a_cell_calling_sys_exit_fails_that_task(tmp_path):
+    notebook = write_notebook(tmp_path / "exits.ipynb", [
+        "%load_ext nbflow\nimport sys",
+        "%%flowtask first\nx = 1",
+        "%%flowtask bye\nsys.exit(2)\ny = 2",
+        "%%flowtask after\nz = x + 1",
+    ])
+    result = run("run", notebook)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert summary(result.stdout) == {
+        "first": "Success -> x=1",
+        "bye": "Failed Task 'bye' failed: it called sys.exit(2), which ends this "
+        "task, not the run.",
+        "after": "Success -> z=2",
+    }
+    assert "Flow 'exits': Failed" in result.stdout
+
+
+NAMES_NBFLOW_USES = [
+    "%load_ext nbflow\nflow = 3\ntask = 'T'\nFlow = 1\nParameter = 2\nlist = [3, 1, 2]",
+    "%%flowtask first\nx = flow + 1\nname = task",
+    "%%flowtask second\nz = x * Flow + Parameter",
+    "%%flowtask mysum\nsum = 99",
+    "%%flowtask uses\ntotal = len(list) + sum",
+]
+
+
+def test_export_of_names_the_exported_file_uses_itself_runs(tmp_path):
+    notebook = write_notebook(tmp_path / "names.ipynb", NAMES_NBFLOW_USES)
+    target = tmp_path / "names.py"
+    result = run("export", notebook, "-o", target)
+    assert result.returncode == 0, result.stderr
+    code = target.read_text(encoding="utf-8")
+    assert "from nbflow import Flow as Flow_2, Parameter as Parameter_2, task as task_2" in code
+    exported = run("run", "-p", target)
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    in_notebook = run("run", notebook)
+    assert in_notebook.returncode == 0, in_notebook.stdout + in_notebook.stderr
+    states = summary(exported.stdout)
+    assert states["second"] == "Success -> 6"
+    assert states["uses"] == "Success -> 102"  # the notebook's list, mysum's sum
+    assert summary(in_notebook.stdout)["uses"] == "Success -> total=102"

@@ -14,9 +14,11 @@ line, ``nbflow: error: ...``, with no traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 from nbflow.cli.options import EXECUTOR_KINDS, add_executor_options
@@ -58,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     try:
-        status: int = args.handler(args)
+        with _sigterm_interrupts():
+            status: int = args.handler(args)
     except NbflowError as exc:
         # Deliberate errors (a bad option, an unreachable cluster) are usage
         # errors here; anything else is a bug and keeps its traceback.
@@ -68,6 +71,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("nbflow: interrupted.", file=sys.stderr)
         return 1
     return status
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a run as Ctrl-C does, so what it started (a process pool,
+    a temporary cluster) is shut down before the command ends; Python's
+    default would end at once and leave the pool's processes running.
+    """
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,6 +183,12 @@ def _add_run(subparsers: Any) -> None:
         action="store_false",
         help="dask: run even if the workers lack packages the flow uses, or "
         "have other versions of them",
+    )
+    group.add_argument(
+        "--worker-timeout",
+        metavar="SECONDS",
+        help="dask --address: wait that long for a worker if the scheduler has "
+        "none (default 60)",
     )
     run.set_defaults(handler=_run)
 

@@ -128,7 +128,30 @@ def add_executor_options(group: Any) -> None:
 def executor_from_args(args: argparse.Namespace) -> Executor | None:
     """:func:`build_executor` from ``nbflow run``'s parsed options."""
     given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in FLAGS}
-    return build_executor(args.executor, given)
+    executor = build_executor(args.executor, given)
+    timeout = getattr(args, "worker_timeout", None)
+    if timeout is not None:
+        from nbflow.executors.dask import DaskExecutor
+
+        if not isinstance(executor, DaskExecutor) or executor.address is None:
+            raise CommandLineError(
+                "--worker-timeout applies to --executor dask with --address; "
+                "give the scheduler's --address."
+            )
+        executor.worker_timeout = _seconds(timeout)
+    return executor
+
+
+def _seconds(value: str | float) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise CommandLineError(
+            f"--worker-timeout must be a number of seconds >= 0, got {value!r}."
+        )
+    return seconds
 
 
 def build_executor(

@@ -183,6 +183,8 @@ class Flow:
         if not isinstance(task, Task):
             raise TypeError(f"Flow.add_task expects a Task, got {task!r}.")
         if task not in self._tasks:
+            if isinstance(task, Parameter):
+                _check_parameter_name(self, task)
             self._tasks[task] = _Binding()
             if _case_stack and not isinstance(task, Parameter):
                 _case_stack[-1].add_task(task, self)
@@ -641,3 +643,14 @@ def _find_cycle(upstream: dict[Task, list[Task]]) -> list[Task]:
         path.append(node)
         node = next(u for u in upstream[node] if u in upstream)
     return path[seen[node]:] + [node]
+
+
+def _check_parameter_name(flow: Flow, parameter: Parameter) -> None:
+    """Refuse a second Parameter of one name: ``flow.run(parameters=...)``
+    could not tell them apart.
+    """
+    if any(p.name == parameter.name for p in flow.parameters()):
+        raise FlowValidationError(
+            f"Flow {flow.name!r} already has a Parameter named {parameter.name!r}; "
+            "use that one, or give this one another name."
+        )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import datetime
 import inspect
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -21,8 +22,29 @@ if TYPE_CHECKING:
 __all__ = ["Parameter", "Task", "flatten", "mapped", "task", "unmapped"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+class _FlowStack(threading.local):
+    """Flows entered with ``with``, per thread: flows built in two threads at
+    once keep their own tasks.
+    """
+
+    def __init__(self) -> None:
+        self.flows: list[Flow] = []
+
+    def append(self, flow: Flow) -> None:
+        self.flows.append(flow)
+
+    def remove(self, flow: Flow) -> None:
+        self.flows.remove(flow)
+
+    def __getitem__(self, index: int) -> Flow:
+        return self.flows[index]
+
+    def __len__(self) -> int:
+        return len(self.flows)
+
+
 #: Flows entered with ``with``; the last one is where tasks are added.
-_flow_stack: list[Flow] = []
+_flow_stack = _FlowStack()
 #: ``case`` blocks entered with ``with`` (nbflow.tasks.control_flow); the
 #: last one is told of every task added to a flow meanwhile.
 _case_stack: list[Any] = []
@@ -38,9 +60,13 @@ def _seconds(value: datetime.timedelta | float | None, what: str) -> float:
         return 0.0
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
-    if not isinstance(value, (int, float)) or value < 0:
+    if what == "timeout" and value == float("inf"):
+        return 0.0  # unbounded: no timeout
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0 <= value < float("inf")):
         raise FlowValidationError(
-            f"{what} must be a timedelta or a number of seconds >= 0, got {value!r}."
+            f"{what} must be a timedelta or a finite number of seconds >= 0, "
+            f"got {value!r}."
         )
     return float(value)
 

@@ -135,6 +135,11 @@ def _final_state(flow: Flow, states: dict[Task, State], cancelled: bool) -> Stat
             log.exception("terminal_state_handler of flow %r raised", flow.name)
             return Failed(f"terminal_state_handler raised {type(exc).__name__}: {exc}",
                           states)
+        if new is not None and not isinstance(new, State):
+            name = getattr(handler, "__qualname__", repr(handler))
+            return Failed(
+                f"terminal_state_handler {name!r} of flow {flow.name!r} returned "
+                f"{new!r}; it must return a State or None.", states)
         if new is not None:
             state = new
     return state

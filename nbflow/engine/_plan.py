@@ -35,6 +35,7 @@ from nbflow.engine.task_runner import (
     SLOT,
     TRIGGER,
     VALUE,
+    Shape,
     TaskSpec,
 )
 
@@ -403,10 +404,11 @@ def template(value: Any) -> Any:
         return FLAT_SLOT
     if isinstance(value, (unmapped, flatten)):
         return template(value.value)
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(template(v) for v in value)
     if isinstance(value, dict):
-        return type(value)((k, template(v)) for k, v in value.items())
+        factory = getattr(value, "default_factory", None)
+        return Shape(type(value), [(k, template(v)) for k, v in value.items()], factory)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return Shape(type(value), [template(v) for v in value])
     return value
 
 

@@ -55,6 +55,7 @@ from nbflow.engine.events import (
 from nbflow.engine.state import Cached, Cancelled, Resume, Retrying, State, Success
 from nbflow.engine.task_runner import map_length, run_task
 from nbflow.errors import (
+    ExecutorBusyError,
     FlowValidationError,
     RunCancelled,
     RunStartedError,
@@ -316,7 +317,7 @@ class FlowRun:
 
     def _execute(self, bus: EventBus | None) -> dict[Task, State]:
         executor = self.executor
-        with executor.start():
+        with _exclusive(executor), executor.start():
             executor.prepare({t.name: getattr(t, "fn", None) or t.run
                               for t in self.order if not isinstance(t, Parameter)})
             channel = executor.open_channel(bus.put if bus is not None else None)
@@ -500,3 +501,27 @@ def _shielded(fn: Any, *args: Any) -> Any:
             return fn(*args)
         except KeyboardInterrupt:
             continue
+
+
+_busy: set[int] = set()
+_busy_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _exclusive(executor: Executor) -> Iterator[None]:
+    """Hold ``executor`` for one run: a second run on it at once (the same flow
+    run from two threads) would mix their work in its pool or client.
+    """
+    with _busy_lock:
+        if id(executor) in _busy:
+            raise ExecutorBusyError(
+                f"{executor!r} is already running a flow (in another thread); "
+                "wait for that run to end, or give this run its own executor: "
+                "flow.run(executor=...)."
+            )
+        _busy.add(id(executor))
+    try:
+        yield
+    finally:
+        with _busy_lock:
+            _busy.discard(id(executor))

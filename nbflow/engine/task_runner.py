@@ -16,7 +16,9 @@ no upstream-state dict is built: the common case adds one thread-local tuple
 
 from __future__ import annotations
 
+import collections
 import datetime
+import dis
 import pickle
 import threading
 import time
@@ -55,6 +57,8 @@ __all__ = [
     "SLOT",
     "TRIGGER",
     "VALUE",
+    "Shape",
+    "TaskExit",
     "TaskSpec",
     "map_length",
     "run_task",
@@ -78,7 +82,11 @@ class TaskSpec:
         "constants", "inputs", "positional", "varargs", "varkw",
         "trigger", "skip_on_upstream_skip", "task", "handlers", "edges",
         "cache_for", "cache_validator", "caches", "parameters", "resume",
+        "sendable", "unsendable",
     )
+    #: What is pickled (``sendable``: the constants checked to pickle, once;
+    #: ``unsendable``: on a worker, the first argument that did not).
+    _STATE = __slots__[:-2]
 
     def __init__(
         self,
@@ -121,16 +129,53 @@ class TaskSpec:
         self.parameters: dict[str, Any] | None = None
         #: States of an earlier round, by map index (None: not mapped).
         self.resume: dict[int | None, State] | None = None
+        self.sendable: dict[str, Any] | None = None
+        self.unsendable: _CannotSend | None = None
 
     def __getstate__(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, s) for s in TaskSpec.__slots__)
+        values = [getattr(self, s) for s in TaskSpec._STATE]
+        if self.constants:
+            if self.sendable is None:  # once per spec, not once per child
+                self.sendable = {
+                    k: v if type(v) in _LEAVES or (bad := _unpicklable(v)) is None
+                    else _CannotSend(k, bad) for k, v in self.constants.items()
+                }
+            values[TaskSpec._STATE.index("constants")] = self.sendable
+        return tuple(values)
 
     def __setstate__(self, values: tuple[Any, ...]) -> None:
-        for slot, value in zip(TaskSpec.__slots__, values):
+        for slot, value in zip(TaskSpec._STATE, values):
             setattr(self, slot, value)
+        self.sendable = None
+        self.unsendable = next(
+            (v for v in self.constants.values() if type(v) is _CannotSend), None
+        )
 
     def __repr__(self) -> str:
         return f"<TaskSpec {self.name!r} #{self.index}>"
+
+
+#: Argument types that always pickle: not checked.
+_LEAVES = frozenset({int, float, complex, str, bytes, bool, type(None)})
+
+
+class _CannotSend:
+    """Stands in for an argument that could not be pickled to reach a worker."""
+
+    __slots__ = ("name", "error")
+
+    def __init__(self, name: str, error: BaseException) -> None:
+        self.name, self.error = name, _portable(error)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _CannotSend, (self.name, self.error)
+
+    def failed(self, spec: TaskSpec) -> State:
+        exc = self.error
+        return Failed(
+            f"Task {spec.name!r} failed: its argument {self.name!r} cannot be sent "
+            f"to another process ({type(exc).__name__}: {exc}); create it inside "
+            "the task, or run on threads (LocalDaskExecutor('threads')).", exc)
 
 
 #: The Running state of a task with no state handlers (nobody keeps it).
@@ -144,6 +189,10 @@ def run_task(
     report = channel.report
     if channel.is_cancelled():
         return _end(report, spec, map_index, Cancelled("The run was cancelled."))
+    if spec.unsendable is not None:
+        return _end(report, spec, map_index, spec.unsendable.failed(spec))
+
+
     run_count = 1
     if spec.resume is not None:  # a later round of a run (see FlowRun): go on
         given = spec.resume.get(map_index)
@@ -160,7 +209,9 @@ def run_task(
         problem = _check_upstream(spec, inputs)
         if problem is not None:
             return _end(report, spec, map_index, problem)
-        _bind_inputs(spec, inputs, kwargs, map_index, strict=False)
+        problem = _bind_inputs(spec, inputs, kwargs, map_index, strict=False)
+        if problem is not None:  # a container that cannot hold the results
+            return _end(report, spec, map_index, problem)
     seen = dict(kwargs) if spec.cache_for is not None or spec.caches else None
     if seen is not None:
         cached = _from_cache(spec, seen)
@@ -186,8 +237,10 @@ def run_task(
                            or spec.varkw else kwargs)
         except signals.PrefectStateSignal as sig:
             state = sig.state
-        except Exception as exc:
-            state = _failed(spec, exc)
+        except (Exception, SystemExit, KeyboardInterrupt) as raised:
+            # A task's own sys.exit() or KeyboardInterrupt fails it; a real
+            # Ctrl-C (or a cancel) is raised again by _contained.
+            state = _failed(spec, _contained(raised), raised)
         else:
             if channel.crosses_processes:
                 state = _success(spec, result)
@@ -241,9 +294,11 @@ def run_task(
         old = state
 
 
-def _failed(spec: TaskSpec, exc: Exception) -> State:
-    """The state of a task that raised ``exc``."""
-    text = _format(exc)
+def _failed(
+    spec: TaskSpec, exc: Exception, raised: BaseException | None = None
+) -> State:
+    """The state of a task that raised ``exc`` (or its code ``raised``)."""
+    text = _format(raised if raised is not None else exc)
     if isinstance(exc, _TimedOut):
         return TimedOut(str(exc), _portable(exc), traceback=text)
     return Failed(_failure(spec, exc), _portable(exc), traceback=text)
@@ -309,10 +364,50 @@ def _cache(spec: TaskSpec, state: State, inputs: dict[str, Any]) -> State:
     )
 
 
+class TaskExit(RuntimeError):
+    """A task's ``sys.exit()``/``SystemExit``/``KeyboardInterrupt``: it ends
+    that task, not the run or the process (the original is its ``__cause__``).
+    """
+
+
+_RAISE_OPS = frozenset({dis.opmap["RAISE_VARARGS"], dis.opmap["RERAISE"]})
+
+
+def _contained(exc: BaseException) -> Exception:
+    """``exc`` as a task failure; raise it again if it is a Ctrl-C or a cancel.
+
+    A KeyboardInterrupt that the task's code raised itself (``raise
+    KeyboardInterrupt``) stops at a ``raise`` instruction; one from SIGINT, or
+    from :meth:`FlowRun.cancel`, arrives at any other instruction.
+    """
+    if isinstance(exc, Exception):
+        return exc
+    if isinstance(exc, KeyboardInterrupt):
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code.co_code if tb is not None else b""
+        lasti = tb.tb_lasti if tb is not None else -1
+        if not (0 <= lasti < len(code) and code[lasti] in _RAISE_OPS) or (
+            type(exc).__name__ == "RunInterrupted"
+        ):
+            raise exc
+        what = "raised KeyboardInterrupt"
+    else:
+        code_ = getattr(exc, "code", None)
+        what = f"called sys.exit({'' if code_ is None else repr(code_)})"
+    contained = TaskExit(f"it {what}, which ends this task, not the run")
+    contained.__cause__ = exc
+    contained.__traceback__ = exc.__traceback__
+    return contained
+
+
 def _failure(spec: TaskSpec, exc: Exception) -> str:
     """The message of a task that raised ``exc``."""
     if isinstance(exc, _TimedOut):
         return str(exc)
+    if isinstance(exc, TaskExit):
+        return f"Task {spec.name!r} failed: {exc}."
     return f"Task {spec.name!r} failed: {type(exc).__name__}: {exc}"
 
 
@@ -387,7 +482,18 @@ def _bind_inputs(
                 if isinstance(item_value, State):
                     return item_value
                 found.append(item_value)
-            kwargs[key] = _fill(extra[0], iter(found))  # type: ignore[index]
+            try:
+                kwargs[key] = _fill(extra[0], iter(found))  # type: ignore[index]
+            except Exception as exc:  # noqa: BLE001 - the task's failure
+                shape = extra[0]
+                return Failed(
+                    f"Task {spec.name!r} failed: its argument {key!r}, a "
+                    f"{type(shape).__name__ if not isinstance(shape, Shape) else shape.cls.__name__} "
+                    "holding task results, cannot be rebuilt "
+                    f"around them ({type(exc).__name__}: {exc}); pass a list, "
+                    "tuple, dict or set.",
+                    _portable(exc),
+                )
         elif strict:  # TRIGGER
             for name, item in zip(extra, value):
                 checked = _children(spec, name, item, strict)
@@ -550,6 +656,34 @@ class _Slot:
 SLOT = _Slot()
 
 
+class Shape:
+    """A container argument with tasks in it, to rebuild around their results:
+    its type, its items (``(key, item)`` pairs for a dict) in iteration order,
+    and a defaultdict's factory. A set of two tasks keeps two slots.
+    """
+
+    __slots__ = ("cls", "items", "factory")
+
+    def __init__(self, cls: type, items: list[Any], factory: Any = None) -> None:
+        self.cls, self.items, self.factory = cls, items, factory
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Shape, (self.cls, self.items, self.factory)
+
+    def fill(self, values: Any) -> Any:
+        """The container, each slot replaced by the next of ``values``."""
+        cls: Any = self.cls
+        if issubclass(cls, dict):
+            pairs = [(k, _fill(v, values)) for k, v in self.items]
+            if issubclass(cls, collections.defaultdict):
+                return cls(self.factory, pairs)
+            return cls(pairs)
+        items = [_fill(v, values) for v in self.items]
+        if issubclass(cls, tuple) and hasattr(cls, "_make"):  # a namedtuple
+            return cls._make(items)
+        return cls(items)
+
+
 class _FlatSlot:
     """Marks where a flattened upstream value (a list of lists) goes."""
 
@@ -571,6 +705,8 @@ def _fill(template: Any, values: Any) -> Any:
             for x in (item if isinstance(item, (list, tuple, set, frozenset, range))
                       else (item,))
         ]
+    if type(template) is Shape:
+        return template.fill(values)
     if isinstance(template, (list, tuple, set, frozenset)):
         return type(template)(_fill(t, values) for t in template)
     if isinstance(template, dict):

@@ -20,11 +20,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
-import signal
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from typing import Any
 
@@ -44,7 +43,6 @@ __all__ = [
     "lost_connection",
     "one_line",
     "stays",
-    "sigint_ignored_by_children",
     "task_name",
 ]
 
@@ -429,22 +427,3 @@ def close_client(client: Any) -> None:
         logger.setLevel(level)
 
 
-@contextlib.contextmanager
-def sigint_ignored_by_children() -> Iterator[None]:
-    """Start processes (a temporary cluster's workers) that ignore SIGINT.
-
-    A kernel interrupt (or Ctrl-C) goes to the driver's whole process group:
-    workers that died of it would take the results of finished tasks with
-    them. A process started while SIGINT is ignored keeps ignoring it, so the
-    driver ignores it while the cluster starts (a Ctrl-C in those seconds is
-    lost) and gets its own handler back right after. Only the main thread can
-    do this; elsewhere (a background run) nothing changes.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)

@@ -10,6 +10,7 @@ standard library's plumbing: the cell or script that called ``flow.run``.
 from __future__ import annotations
 
 import contextlib
+import html
 import inspect
 import logging
 import sys
@@ -55,12 +56,11 @@ def quiet_report(report: Any, code: str | None = None) -> Iterator[None]:
         yield
     finally:
         try:
-            code = code or calling_code()
-            if code is None:
-                report.__exit__(None, None, None)
-            else:
-                from distributed import get_client
+            from distributed import get_client
 
-                get_client().sync(report.__aexit__, None, None, None, code=code)
+            code = code or calling_code() or "<Code not available>"
+            # Dask puts the code into the report's HTML as it is.
+            get_client().sync(report.__aexit__, None, None, None,
+                              code=html.escape(code, quote=False))
         except Exception as exc:  # noqa: BLE001 - reported, the run goes on
             log.warning("Dask performance report not written: %s", exc)

@@ -45,7 +45,10 @@ from nbflow.executors._dask_faults import (
 )
 from nbflow.executors._dask_options import (
     ADAPT_KEYS,
+    DEFAULT_WORKER_TIMEOUT,
     check_options,
+    check_report_file,
+    check_worker_timeout,
     import_path,
     validate_address,
 )
@@ -126,6 +129,10 @@ class DaskExecutor(Executor):
     performance_report_path : str, optional
         Write Dask's performance report there (inline resources: it draws
         offline); its HTML is then in :attr:`performance_report`.
+    worker_timeout : float, optional
+        Seconds to wait, when the scheduler at ``address`` has no worker, for
+        the first one to join before failing (default 60); None: do not wait
+        (a cluster that starts workers only once work arrives).
     check_environment : bool
         Before the first task, ask the workers for the packages the flow's
         tasks use and refuse to run (:class:`~nbflow.errors.ClusterEnvironmentError`, one
@@ -151,9 +158,11 @@ class DaskExecutor(Executor):
         performance_report_path: str | os.PathLike[str] | None = None,
         *,
         check_environment: bool = True,
+        worker_timeout: float | None = DEFAULT_WORKER_TIMEOUT,
     ) -> None:
         super().__init__()
         check_options(address, cluster_class, cluster_kwargs, adapt_kwargs, client_kwargs)
+        self.worker_timeout = check_worker_timeout(worker_timeout)
         self.address = address
         #: ``cluster_class`` as given (an import path stays a string here).
         self._cluster_class = cluster_class
@@ -162,7 +171,8 @@ class DaskExecutor(Executor):
         self.client_kwargs = dict(client_kwargs or {})
         self.debug = debug
         self.performance_report_path = (
-            os.fspath(performance_report_path) if performance_report_path else None
+            check_report_file(performance_report_path)
+            if performance_report_path else None
         )
         self.check_environment = check_environment
         #: Called with one line about the workers when a run connects, e.g.
@@ -189,6 +199,8 @@ class DaskExecutor(Executor):
                 ("performance_report_path", self.performance_report_path),
             ) if v
         ]
+        if self.worker_timeout != DEFAULT_WORKER_TIMEOUT:
+            given.append(f"worker_timeout={self.worker_timeout!r}")
         if not self.check_environment:
             given.append("check_environment=False")
         return f"DaskExecutor({', '.join(given)})"
@@ -281,7 +293,10 @@ class DaskExecutor(Executor):
             yield
 
     def _connect(self, stack: contextlib.ExitStack) -> None:
+        from dask.utils import parse_timedelta
         from distributed import Client
+
+        from nbflow.executors.cluster_info import probe_scheduler
 
         stack.callback(self._forget)
         if self.address is not None:
@@ -295,7 +310,11 @@ class DaskExecutor(Executor):
                 return
             kwargs = {"timeout": 5, **self.client_kwargs}
             try:
+                probe_scheduler(self.address, timeout=float(parse_timedelta(
+                    kwargs["timeout"])), client_kwargs=self.client_kwargs)
                 self._client = Client(self.address, **kwargs)
+            except ClusterConnectionError:
+                raise
             except (OSError, TimeoutError) as exc:
                 raise ClusterConnectionError(
                     f"Could not connect to the Dask scheduler at {self.address!r} "
@@ -316,24 +335,34 @@ class DaskExecutor(Executor):
                 ) from exc
             self._home = Home(self._client, self.address)
             stack.callback(self._leave_existing)
+            self._wait_for_a_worker()
             return
         cls = self.cluster_class
         kwargs = dict(self.cluster_kwargs)
         if _is_local_cluster(cls):
             defaults = dict(_LOCAL_CLUSTER_DEFAULTS)
             if kwargs.get("processes") is False and "protocol" not in kwargs:
-                # In-process clusters talk over inproc://, which takes no host.
+                # In-process clusters talk over inproc://, which takes no host;
+                # their workers' HTTP servers would then listen on 0.0.0.0 and ::.
                 defaults.pop("host")
+                defaults["worker_dashboard_address"] = "127.0.0.1:0"
             kwargs = {**defaults, **kwargs}
+            if kwargs.get("processes") is not False and kwargs.get("worker_class") is None:
+                preload = kwargs.get("preload") or []
+                preload = [preload] if isinstance(preload, str) else list(preload)
+                kwargs["preload"] = [*preload, _IGNORE_SIGINT]
             # debug= sets silence_logs, as in Prefect 1 (which uses CRITICAL).
             kwargs.setdefault(
                 "silence_logs", logging.WARNING if self.debug else logging.ERROR
             )
-        from nbflow.executors._dask_faults import sigint_ignored_by_children
+        if _is_local_cluster(cls) and kwargs.get("processes") is not False:
+            from nbflow.executors.local_dask import check_main_guard
 
-        with sigint_ignored_by_children():  # a kernel interrupt must not kill them
+            check_main_guard(repr(self))
+        with _sigint_deferred():  # a kernel interrupt must not kill the workers
             self._cluster = cls(**kwargs)
-        stack.callback(self._cluster.close)
+            # Before a Ctrl-C of these seconds is raised on leaving the block.
+            stack.callback(self._cluster.close)
         if self.adapt_kwargs:
             self._cluster.adapt(**self.adapt_kwargs)
         self._client = Client(self._cluster, **self.client_kwargs)
@@ -352,6 +381,27 @@ class DaskExecutor(Executor):
         if self._last_home() is not home:
             home.keep()
             self._last_home = weakref.ref(home)
+
+    def _wait_for_a_worker(self) -> None:
+        """Say that the scheduler has no worker; wait ``worker_timeout`` for one."""
+        if self.worker_timeout is None or self._client.scheduler_info(n_workers=1)[
+            "workers"
+        ]:
+            return
+        log.warning(
+            "The Dask scheduler at %s has no workers; waiting up to %g s for one "
+            "(start one with `dask worker %s`).",
+            self.address, self.worker_timeout, self.address,
+        )
+        try:
+            self._client.wait_for_workers(1, timeout=self.worker_timeout)
+        except TimeoutError:
+            raise ClusterConnectionError(
+                f"The Dask scheduler at {self.address!r} has no workers and none "
+                f"joined within {self.worker_timeout:g} s; start one with `dask "
+                f"worker {self.address}`, or wait longer with worker_timeout=SECONDS "
+                "(`nbflow run --worker-timeout SECONDS`)."
+            ) from None
 
     def _forget(self) -> None:
         self._client = self._cluster = None
@@ -691,3 +741,35 @@ def _is_local_cluster(cls: Any) -> bool:
     from distributed import LocalCluster
 
     return isinstance(cls, type) and issubclass(cls, LocalCluster)
+
+
+#: Run in each worker process of a temporary cluster as it starts (a
+#: distributed preload given as source text): a kernel interrupt or Ctrl-C
+#: goes to the driver's whole process group, and workers that died of it
+#: would take the results of finished tasks with them.
+_IGNORE_SIGINT = "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN)"
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C that comes while a temporary cluster starts; raise it
+    (KeyboardInterrupt) when the block ends, once closing the cluster is
+    arranged. Only the main thread can do this; elsewhere (a background run)
+    nothing changes.
+    """
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    except BaseException:
+        if not caught:
+            raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

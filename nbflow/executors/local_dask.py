@@ -16,7 +16,13 @@ import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any
 
-from nbflow.errors import RunCancelled, WholeNumberError
+from nbflow.errors import (
+    LocalDaskOptionsError,
+    MainGuardError,
+    ProcessLostError,
+    RunCancelled,
+    WholeNumberError,
+)
 from nbflow.executors._local_pools import (
     DaemonThreadPool,
     Guarded,
@@ -36,7 +42,7 @@ from nbflow.executors.base import (
     work_name,
 )
 
-__all__ = ["LocalDaskExecutor"]
+__all__ = ["LocalDaskExecutor", "check_main_guard"]
 
 _keys = itertools.count()
 
@@ -85,6 +91,13 @@ class LocalDaskExecutor(Executor):
                 "num_workers", num_workers, minimum=1, default="one worker per core"
             )
         self.num_workers: int = num_workers or os.cpu_count() or 1
+        unknown = sorted(set(kwargs) - _GET_KEYWORDS[self.scheduler])
+        if unknown:
+            raise LocalDaskOptionsError(
+                f"Unknown LocalDaskExecutor options {unknown!r} for scheduler "
+                f"{self.scheduler!r}; it takes scheduler, num_workers and some of "
+                f"{sorted(_GET_KEYWORDS[self.scheduler])!r}."
+            )
         self.kwargs = kwargs
         self._graph: dict[str, Any] = {}
         self._done: dict[str, Any] = {}
@@ -124,6 +137,7 @@ class LocalDaskExecutor(Executor):
         elif self.scheduler == "processes":
             from dask.multiprocessing import get_context
 
+            check_main_guard(repr(self))
             ctx = get_context()
             self._queue, self._cancel = ctx.Queue(), ctx.Event()
             self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -193,7 +207,19 @@ class LocalDaskExecutor(Executor):
                    futures)
         missing = [k for k in keys if k not in self._done]
         if missing:
-            self._compute(missing)
+            # The pool forgets its processes when it breaks: keep them to name.
+            processes = getattr(self._pool, "_processes", None)
+            try:
+                self._compute(missing)
+            except Exception as exc:
+                from concurrent.futures.process import BrokenProcessPool
+
+                if not return_exceptions or not isinstance(exc, BrokenProcessPool):
+                    raise
+                # What finished is kept; what did not gets the lost process.
+                lost = Raised(ProcessLostError(_lost_processes(processes)))
+                for key in missing:
+                    self._done.setdefault(key, lost)
 
         def value(f: Any) -> Any:
             if not isinstance(f, _Future):
@@ -313,6 +339,94 @@ class LocalDaskExecutor(Executor):
             else:
                 out.append(None if isinstance(f, _Future) else f)
         return out
+
+
+#: The keywords each scheduler's ``get`` takes from a user (``dask.local.
+#: get_async``'s, less those the ``get`` or nbflow sets); dask ignores others.
+_GET_KEYWORDS: dict[str, frozenset[str]] = {
+    "threads": frozenset({"cache", "rerun_exceptions_locally", "raise_exception",
+                          "dumps", "loads", "chunksize"}),
+    "processes": frozenset({"func_loads", "func_dumps", "initializer", "chunksize",
+                            "cache", "rerun_exceptions_locally"}),
+    "synchronous": frozenset({"cache", "get_id", "rerun_exceptions_locally",
+                              "pack_exception", "raise_exception", "dumps", "loads",
+                              "chunksize"}),
+}
+
+
+def check_main_guard(what: str) -> None:
+    """Raise :class:`MainGuardError` if ``python script.py`` runs a flow that
+    starts processes (``what``) from the script's module-level code outside
+    ``if __name__ == "__main__":``: each new process imports the script again
+    and would run the flow again (hundreds of lines of tracebacks otherwise).
+    """
+    import ast
+    import sys
+
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not isinstance(path, str) or not path.endswith(".py"):
+        return  # a notebook, `python -c`, `nbflow run -p` (not run as __main__)
+    frame: Any = sys._getframe(1)
+    while frame is not None and frame.f_globals is not vars(main):
+        frame = frame.f_back
+    if frame is None or frame.f_code.co_name != "<module>":
+        return  # called from a function: the guard question is its caller's
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return
+    line = frame.f_lineno
+    for node in tree.body:
+        if node.lineno <= line <= (node.end_lineno or node.lineno):
+            if isinstance(node, ast.If) and _is_main_test(node.test):
+                return
+            break
+    else:
+        return
+    import os
+
+    raise MainGuardError(
+        f"{what} starts worker processes, which import {os.path.basename(path)!r} "
+        f"again, and its line {line} runs the flow at module level; put the code "
+        'that runs the flow under `if __name__ == "__main__":`.'
+    )
+
+
+def _is_main_test(test: Any) -> bool:
+    """Whether ``test`` is ``__name__ == "__main__"`` (either way round)."""
+    import ast
+
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    texts = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and texts == ["__main__"]
+
+
+def _lost_processes(pool_processes: Any) -> str:
+    """The pool's dead workers (its ``_processes``), as "process 123 (SIGKILL)"."""
+    import signal
+    import time
+
+    processes = dict(pool_processes or {})
+    deadline = time.monotonic() + 5.0  # the pool is reaping and stopping them
+    for p in processes.values():
+        p.join(max(0.0, deadline - time.monotonic()))
+    dead = {pid: p.exitcode for pid, p in processes.items()
+            if p.exitcode not in (None, 0)}
+    # The pool terminates the others itself (SIGTERM) once one is lost.
+    lost = {pid: code for pid, code in dead.items() if code != -signal.SIGTERM} or dead
+    if not lost:
+        return "process"
+    names = []
+    for pid, code in sorted(lost.items()):
+        why = signal.Signals(-code).name if code < 0 else f"exit status {code}"
+        names.append(f"{pid} ({why})")
+    return ("process " if len(names) == 1 else "processes ") + ", ".join(names)
 
 
 def _node(value: Any) -> Any:

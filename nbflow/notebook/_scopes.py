@@ -50,6 +50,12 @@ class ScopeCollector(ast.NodeVisitor):
         self.visit(node.value)
         self.stores.add(node.target.id)
 
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        # ``x += 1`` reads x before it binds it.
+        if isinstance(node.target, ast.Name):
+            self.loads.add(node.target.id)
+        self.generic_visit(node)
+
     def visit_Global(self, node: ast.Global) -> None:
         self.globals.update(node.names)
 

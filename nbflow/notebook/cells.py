@@ -39,6 +39,11 @@ class CellAnalysis:
     provides: tuple[str, ...]
     #: True when the cell does ``from module import *`` (its names are unknown).
     star_import: bool = False
+    #: Names read that need not come from outside: a builtin's name, a name
+    #: bound only in a branch that may not run, a name after ``import *``.
+    #: A task above or the namespace gives them when it has them, as in
+    #: Jupyter; otherwise the cell's own binding or the builtin is used.
+    fallbacks: tuple[str, ...] = ()
 
 
 def parse_cell(
@@ -81,7 +86,8 @@ def analyze_cell(source: str | ast.Module, cell: str | None = None) -> CellAnaly
     walker = _ModuleWalker(_module_bindings(tree))
     for statement in tree.body:
         walker.visit(statement)
-    return CellAnalysis(tuple(walker.reads), tuple(walker.provides), walker.star)
+    return CellAnalysis(tuple(walker.reads), tuple(walker.provides), walker.star,
+                        tuple(walker.fallbacks))
 
 
 # -- the module scope, in evaluation order -----------------------------------------
@@ -94,7 +100,9 @@ def _module_bindings(tree: ast.Module) -> set[str]:
         collector.visit(statement)
     bound = set(collector.stores)
     for inner in collector.nested:
-        bound |= inner.module_stores | inner.outer_stores
+        # Not ``inner.module_stores``: a function's ``global`` binds a name only
+        # when it is called, and may read the value first (``counter += 1``).
+        bound |= inner.outer_stores
     return bound
 
 
@@ -104,17 +112,76 @@ class _ModuleWalker(ast.NodeVisitor):
     def __init__(self, everywhere: set[str]) -> None:
         self.everywhere = everywhere
         self.bound: set[str] = set()
+        self.maybe: set[str] = set()  # bound in a branch that may not have run
         self.reads: dict[str, None] = {}
+        self.fallbacks: dict[str, None] = {}
         self.provides: dict[str, None] = {}
         self.star = False
 
     def _read(self, name: str, *, late: bool = False) -> None:
-        known = self.everywhere if late else self.bound
+        known = (self.everywhere | self.bound) if late else self.bound
         if name in known or name in self.reads or name in _PROVIDED_BY_EXEC:
             return
-        if name in _BUILTINS:
+        if name in _BUILTINS or self.star or name in self.maybe:
+            self.fallbacks[name] = None
             return
         self.reads[name] = None
+
+    def _branches(self, *branches: list[ast.stmt], exhaustive: bool) -> None:
+        """Visit alternative blocks; a name is bound after them only if every
+        block binds it (and, unless ``exhaustive``, also when none ran).
+        """
+        before = set(self.bound)
+        outcomes = [] if exhaustive else [before]
+        for block in branches:
+            self.bound = set(before)
+            for statement in block:
+                self.visit(statement)
+            outcomes.append(self.bound)
+        self.bound = set.intersection(*outcomes) if outcomes else before
+        self.maybe |= set().union(*outcomes) - self.bound
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        self._branches(node.body, node.orelse, exhaustive=True)
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        self._branches(node.body + node.orelse, exhaustive=False)
+
+    def visit_Try(self, node: ast.Try | ast.TryStar) -> None:
+        before = set(self.bound)
+        for statement in node.body + node.orelse:
+            self.visit(statement)
+        after_body = self.bound
+        # A handler runs after part of the body: its names may be unbound there.
+        self.maybe |= after_body - before
+        outcomes = [after_body]
+        for handler in node.handlers:
+            self.bound = set(before)
+            self.visit(handler)
+            outcomes.append(self.bound)
+        self.bound = set.intersection(*outcomes)
+        self.maybe |= set().union(*outcomes) - self.bound
+        for statement in node.finalbody:
+            self.visit(statement)
+
+    visit_TryStar = visit_Try
+
+    def visit_Match(self, node: ast.Match) -> None:
+        self.visit(node.subject)
+        before = set(self.bound)
+        outcomes = [before]  # no case may match
+        for case in node.cases:
+            self.bound = set(before)
+            self.visit(case.pattern)
+            if case.guard is not None:
+                self.visit(case.guard)
+            for statement in case.body:
+                self.visit(statement)
+            outcomes.append(self.bound)
+        self.bound = set.intersection(*outcomes)
+        self.maybe |= set().union(*outcomes) - self.bound
 
     def _bind(self, name: str) -> None:
         self.bound.add(name)
@@ -183,9 +250,13 @@ class _ModuleWalker(ast.NodeVisitor):
 
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
+        before = set(self.bound)
         self._assign_target(node.target)
         for statement in node.body + node.orelse:
             self.visit(statement)
+        # The loop may run no time: what it binds may be unbound after it.
+        self.maybe |= self.bound - before
+        self.bound = before
 
     visit_AsyncFor = visit_For
 

@@ -43,6 +43,8 @@ _CODE = (
 #: Names IPython defines in a notebook; read as globals, not as parameters.
 _IPYTHON = frozenset({"display", "get_ipython", "In", "Out"})
 _IMPORTED = ("Flow", "Parameter", "task", "unmapped", "current_flow")
+#: Keywords ``Task.__call__`` and ``Task.map`` take for themselves.
+_CALL_KEYWORDS = frozenset({"upstream_tasks", "mapped", "task_args", "flow"})
 
 
 def export_notebook(parts: NotebookParts, filename: str | None = None) -> str:
@@ -165,15 +167,19 @@ class _Writer:
         self.kinds = _kinds(tree)
         self.star = analyze_cell(tree).star_import
         self.params, self.passed = self._arguments()
-        local = {n for t in self.tasks for n in (*t.reads, *t.provides)}
+        local = {n for t in self.tasks
+                 for n in (*t.reads, *t.analysis.fallbacks, *t.provides)}
         local |= set(self.params) | set(self.passed)
         names = _Names(local | self.setup_names | set(_IMPORTED) | {"build_flow"})
         self.functions = {
             t: names.new(_identifier(t.name) + "_task") for t in self.tasks
         }
         self.pick = names.new("pick")
+        # nbflow's own names, imported under another one if the notebook uses them.
+        self.api = {n: names.new(n) if n in local | self.setup_names else n
+                    for n in ("Flow", "Parameter", "task", "unmapped")}
         # build_flow reads no setup name, only these: its locals must not hide them.
-        reserved = {"Flow", "Parameter", "unmapped", "flow", self.pick}
+        reserved = {*self.api.values(), "flow", self.pick}
         reserved |= set(self.functions.values())
         self.var = {n: names.new(n) if n in reserved else n for n in local}
         self.runs = {
@@ -196,6 +202,9 @@ class _Writer:
                     passed[name] = None
                 elif name not in self.setup_names | _IPYTHON and not self.star:
                     params[name] = None  # defined nowhere: a required Parameter
+            for name in task.analysis.fallbacks:  # a builtin's name, and the like
+                if name not in self.inputs[task] and self.kinds.get(name) == "variable":
+                    params[name] = None
         return list(params), list(passed)
 
     def _handles(self) -> list[CellTask]:
@@ -216,7 +225,7 @@ class _Writer:
         build = self._build()
         if self.picks_used:
             sections.append(
-                f'@task(name="pick")\ndef {self.pick}(results, name):\n'
+                f'@{self.api["task"]}(name="pick")\ndef {self.pick}(results, name):\n'
                 '    """One of the values a cell that provides several returned."""\n'
                 "    return results[name]"
             )
@@ -244,7 +253,9 @@ class _Writer:
             f"Run it with `nbflow run -p {self.filename}` (options choose the executor)."
             f"{params}{left_out}\n"
             '"""\n\n'
-            f"from nbflow import {', '.join(sorted(imports))}"
+            "from nbflow import "
+            + ", ".join(n if self.api[n] == n else f"{n} as {self.api[n]}"
+                        for n in sorted(imports))
         )
 
     def _function(self, task: CellTask) -> str:
@@ -266,7 +277,7 @@ class _Writer:
             values = ", ".join(f"{_q(n)}: {n}" for n in provides)
             body += f"\n    return {{{values}}}"
         return (
-            f"@task({', '.join(options)})\n"
+            f"@{self.api['task']}({', '.join(options)})\n"
             f"def {self.functions[task]}({args}):\n"
             f'    """{where}"""\n{body}'
         )
@@ -276,7 +287,7 @@ class _Writer:
         from_tasks = self.inputs[task]
         return [
             n
-            for n in task.reads
+            for n in (*task.reads, *task.analysis.fallbacks)
             if n in from_tasks or n in self.params or n in self.passed
         ]
 
@@ -288,11 +299,12 @@ class _Writer:
             '    """Build the notebook\'s flow; parameters default to the setup\'s."""'
             if defaults
             else '    """Build the notebook\'s flow."""',
-            f"    with Flow({_q(self.parts.name)}) as flow:",
+            f"    with {self.api['Flow']}({_q(self.parts.name)}) as flow:",
         ]
         for name in self.params:
             default = f", default={self.var[name]}" if name in defaults else ""
-            lines.append(f"        {self.var[name]} = Parameter({_q(name)}{default})")
+            lines.append(f"        {self.var[name]} = {self.api['Parameter']}("
+                         f"{_q(name)}{default})")
         source = {n: self.var[n] for n in args}  # what holds each name now
         for task in self.tasks:
             call = self._call(task, source, lines)
@@ -332,13 +344,17 @@ class _Writer:
     ) -> str:
         """The call of a cell's task in ``build_flow``; emit the picks it needs."""
         kwargs = []
-        for name in self._reads(task):
+        reads = self._reads(task)
+        # An argument named like a keyword of Task.__call__ goes by position.
+        by_position = not _CALL_KEYWORDS.isdisjoint(reads)
+        for name in reads:
             held = source[name]
             if held.startswith("@"):
                 held = self._pick(held, name, lines)
                 source[name] = held
             mapped = task.map_var is not None and name != task.map_var
-            kwargs.append(f"{name}=unmapped({held})" if mapped else f"{name}={held}")
+            value = f"{self.api['unmapped']}({held})" if mapped else held
+            kwargs.append(value if by_position else f"{name}={value}")
         if task.after:
             wrap = "unmapped({})" if task.map_var else "{}"  # ordering only
             ups = ", ".join(wrap.format(self._handle(n)) for n in task.after)
@@ -353,7 +369,7 @@ class _Writer:
         var = self.var[name]
         named = f"task_args={{{_q('name')}: {_q(f'{task_name}.{name}')}}}"
         if mapped == "1":
-            call = f"{self.pick}.map({run}, unmapped({_q(name)}), {named})"
+            call = f"{self.pick}.map({run}, {self.api['unmapped']}({_q(name)}), {named})"
         else:
             call = f"{self.pick}({run}, {_q(name)}, {named})"
         lines.append(f"        {var} = {call}")

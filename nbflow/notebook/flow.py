@@ -468,7 +468,8 @@ def cell_inputs(flow: Flow, exclude: Task | None = None) -> dict[CellTask, dict[
     for task in flow.ordered_tasks():
         if not isinstance(task, CellTask) or task is exclude:
             continue
-        inputs[task] = {n: latest[n] for n in task.reads if n in latest}
+        inputs[task] = {n: latest[n] for n in (*task.reads, *task.analysis.fallbacks)
+                        if n in latest}
         for name in task.provides:
             latest[name] = task
     return inputs

@@ -312,6 +312,12 @@ class FlowMagics(Magics):  # type: ignore[misc]
     def _run(self, args: Any) -> _ViewRunner | None:
         assert self.shell is not None  # a registered Magics has its shell
         namespace = self.shell.user_ns
+        going = getattr(self, "_background", None)
+        if going is not None and going.thread is not None and going.thread.is_alive():
+            raise UsageError(
+                "A background run of the notebook flow is still going; wait for "
+                "it (run.join()) or cancel it (run.cancel()), then run again."
+            )
         flow = run_flow(_cell(self.shell))
         try:
             budget = (None if args.memory_budget is None
@@ -329,6 +335,7 @@ class FlowMagics(Magics):  # type: ignore[misc]
                 name="nbflow-background-run", daemon=True,
             )
             runner.thread = thread
+            self._background = runner
             thread.start()
             return runner
         try:

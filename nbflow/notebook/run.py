@@ -102,6 +102,11 @@ def namespace_reads(
                     f"provides and the namespace does not define{hint}."
                 )
             taken[name] = namespace[name]
+        for name in task.analysis.fallbacks:
+            # A builtin's name, or one the cell may bind itself: from the
+            # namespace when it is there, as in Jupyter.
+            if name not in from_tasks and name in namespace:
+                taken[name] = namespace[name]
         if task.map_var in taken:
             _check_sequence(task, taken.pop(task.map_var))
     return values

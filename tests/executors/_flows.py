@@ -194,3 +194,20 @@ def rendezvous(me: str, other: str):
             raise TimeoutError(f"{other} never ran alongside {me}")
         time.sleep(0.01)
     return me
+
+
+@task
+def exits(code):
+    sys.exit(code)
+
+
+@task
+def interrupts():
+    raise KeyboardInterrupt
+
+
+def exiting_flow():
+    """A task that calls sys.exit, one that raises KeyboardInterrupt, one fine."""
+    with Flow("exiting") as flow:
+        a, b, c = exits(3), interrupts(), inc(1)
+    return flow, (a, b, c)

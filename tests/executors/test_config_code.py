@@ -70,7 +70,7 @@ ROUND_TRIP = {
             "processes": False,
             "name": 'q"uote',
             "resources": {"GPU": 1},
-            "x": [1, None],
+            "env": {"x": [1, None]},  # nested values round-trip
         },
     ),
     "adaptive": dict(
@@ -157,7 +157,7 @@ def test_config_from_executor_reads_each_kind():
 @pytest.mark.parametrize(
     "executor, what",
     [
-        (lambda: LocalDaskExecutor(optimize_graph=False), "scheduler keywords"),
+        (lambda: LocalDaskExecutor(chunksize=2), "scheduler keywords"),
         (lambda: DaskExecutor(adapt_kwargs={"interval": "1s"}), "adapt_kwargs"),
         (
             lambda: DaskExecutor(address="tcp://h:1", client_kwargs={"name": "x"}),

@@ -10,6 +10,7 @@ from _flows import (
     add,
     chain_flow,
     diamond_flow,
+    exiting_flow,
     failure_flow,
     flaky,
     inc,
@@ -191,3 +192,18 @@ def test_a_second_ctrl_c_during_shutdown_keeps_what_finished(executor):
     state = flow.run(executor=executor, listeners=[interrupt], return_tasks=[first])
     assert isinstance(state, Cancelled), state
     assert state.result[first].result == 2
+
+
+def test_sys_exit_and_keyboard_interrupt_in_a_task_fail_that_task(executor):
+    flow, (exits, interrupts, fine) = exiting_flow()
+    state = flow.run(executor=executor)
+    assert state.is_failed()
+    assert state.result[exits].message == (
+        "Task 'exits' failed: it called sys.exit(3), which ends this task, not the run."
+    )
+    assert state.result[interrupts].message == (
+        "Task 'interrupts' failed: it raised KeyboardInterrupt, which ends this "
+        "task, not the run."
+    )
+    assert isinstance(state.result[exits].result, RuntimeError)  # never a SystemExit
+    assert state.result[fine].result == 2

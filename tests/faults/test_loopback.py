@@ -11,7 +11,7 @@ from _processes import descendants, wait_until_gone
 
 from nbflow import Flow
 from nbflow.engine.runner import FlowRun
-from nbflow.executors import DaskExecutor
+from nbflow.executors import DaskExecutor, LocalDaskExecutor
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +56,35 @@ def test_temporary_cluster_listens_on_loopback_only(tmp_path, no_leaked_processe
     # all gone after the run: the processes, and this process's listeners
     assert not wait_until_gone(started), "cluster processes left behind"
     assert not (_listening({me}) - before), "a listener of this process was left open"
+
+
+def _one() -> int:
+    return 1
+
+
+MODES = {
+    "in-process": lambda: DaskExecutor(cluster_kwargs={"processes": False}),
+    "in-process-tcp": lambda: DaskExecutor(
+        cluster_kwargs={"processes": False, "protocol": "tcp://", "n_workers": 1}),
+    "processes": lambda: DaskExecutor(cluster_kwargs={"n_workers": 1}),
+    "adaptive": lambda: DaskExecutor(
+        cluster_kwargs={"n_workers": 0}, adapt_kwargs={"minimum": 1, "maximum": 1}),
+    "cluster-class": lambda: DaskExecutor(
+        cluster_class="distributed.LocalCluster", cluster_kwargs={"n_workers": 1}),
+    "local-dask-processes": lambda: LocalDaskExecutor("processes", num_workers=1),
+    "local-dask-threads": lambda: LocalDaskExecutor("threads", num_workers=1),
+}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_cluster_mode_listens_on_loopback_only(mode, no_leaked_processes):
+    me = os.getpid()
+    before = _listening({me})
+    before_children = descendants()
+    executor = MODES[mode]()
+    with executor.start():
+        assert executor.wait(executor.submit(_one)) == 1
+        started = descendants() - before_children
+        sockets = _listening({me} | started) - before
+    outside = {s for s in sockets if s[1] not in LOOPBACK}
+    assert not outside, f"{mode}: listening beyond loopback: {sorted(outside)}"

@@ -171,6 +171,31 @@ def test_flow_panel_shows_executor_panel(ip):
     assert isinstance(panel, panel_module.ExecutorPanel)
 
 
+def test_second_background_run_while_one_runs_is_refused(ip):
+    import threading
+
+    gate, started = threading.Event(), threading.Event()
+    ip.user_ns.update(gate=gate, started=started)
+    ip.run_cell_magic("flowtask", "slow", "started.set()\nopened = gate.wait(60)")
+    first = ip.run_line_magic("flow", "run --background")
+    try:
+        assert started.wait(60), "the background run never started its task"
+        for line in ("run --background", "run"):
+            with pytest.raises(UsageError) as info:
+                ip.run_line_magic("flow", line)
+            assert str(info.value) == (
+                "A background run of the notebook flow is still going; wait for it "
+                "(run.join()) or cancel it (run.cancel()), then run again."
+            )
+    finally:
+        gate.set()
+        state = first.join(60)
+    assert state is not None and state.is_successful(), state
+    assert ip.user_ns["opened"] is True
+    second = ip.run_line_magic("flow", "run --background")  # once it ended: fine
+    assert second.join(60).is_successful()
+
+
 @pytest.mark.parametrize("line", ["--help", "-h"])
 def test_flow_help_lists_every_command_in_one_line(ip, capsys, line):
     assert ip.run_line_magic("flow", line) is None
