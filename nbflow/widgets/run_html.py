@@ -74,6 +74,20 @@ STYLE = (
 _STYLE = f"<style>{STYLE}</style>"
 
 
+#: Prefect 1's states the progress text counts besides failed and cancelled
+#: (Skipped and Cached are successes, TimedOut a failure, as in Prefect).
+_COUNTED = {
+    "Skipped": "skipped",
+    "Cached": "cached",
+    "TimedOut": "timed out",
+    "Looped": "looping",
+    "Paused": "paused",
+    "Retrying": "retrying",
+}
+#: States of a task that failed on its own (not TriggerFailed: it did not run).
+_FAILED_ITSELF = ("Failed", "TimedOut")
+
+
 def format_seconds(seconds: float | None) -> str:
     """``1.23 s``, ``2 min 5 s``, or ``""`` for None.
 
@@ -134,6 +148,9 @@ def progress_text(snapshot: RunSnapshot) -> str:
         text += f" [{clock}, {speed}]"
     notes = [f"{n:,} {what}" for n, what in ((failed, "failed"), (cancelled, "cancelled"))
              if n]
+    counts = snapshot.counts
+    notes += [f"{counts[state]:,} {what}" for state, what in _COUNTED.items()
+              if counts.get(state) and (state != "Retrying" or not snapshot.is_finished)]
     if snapshot.is_finished and total - done - failed - cancelled:
         notes.append(f"{total - done - failed - cancelled:,} not run")
     return " · ".join([text, *notes])
@@ -141,7 +158,7 @@ def progress_text(snapshot: RunSnapshot) -> str:
 
 def _headline(snapshot: RunSnapshot) -> str:
     """What the run came to, in the user's words (not Prefect's "reference tasks")."""
-    failed = [t.name for t in snapshot.tasks if t.state == "Failed"]
+    failed = [t.name for t in snapshot.tasks if t.state in _FAILED_ITSELF]
     skipped = sum(1 for t in snapshot.tasks if t.state == "TriggerFailed")
     if snapshot.state == "Success":
         return ""  # the state and the progress text say it
@@ -222,7 +239,7 @@ def _bar(task: TaskSnapshot) -> str:
 def _row(task: TaskSnapshot, *, details: bool) -> str:
     name = html.escape(task.name, quote=True)
     message = html.escape(_message(task))
-    if details and task.traceback and task.state in ("Failed", "TriggerFailed"):
+    if details and task.traceback and task.state in (*_FAILED_ITSELF, "TriggerFailed"):
         message = (
             f'<details class="nbflow-error"><summary>{message}</summary>'
             f'<pre class="nbflow-traceback">{html.escape(user_traceback(task))}</pre>'
@@ -303,7 +320,7 @@ def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD
         rows = "".join(_row(t, details=details) for t in tasks)
         return f"{_HEAD}<tbody>{rows}</tbody></table>"
     urgent = [i for i, t in enumerate(tasks)
-              if t.state in ("Running", "Retrying", "Failed")][:fold]
+              if t.state in ("Running", "Retrying", *_FAILED_ITSELF)][:fold]
     chosen = set(urgent)
     for i in range(len(tasks)):
         if len(chosen) >= fold:
