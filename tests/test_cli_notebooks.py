@@ -57,7 +57,8 @@ def write_notebook(path: Path, cells: list[str], executor: str = "") -> Path:
 
 
 
-KINDS = "Success|Failed|TriggerFailed|Mapped|Cancelled|Retrying|Pending|Running"
+KINDS = ("Success|Failed|TriggerFailed|Mapped|Cancelled|Retrying|Pending|Running"
+         "|Skipped|TimedOut|Cached|Paused|Looped")
 
 
 def summary(out: str) -> dict[str, str]:
@@ -311,6 +312,11 @@ def test_export_writes_triggers_skips_and_timeouts_as_task_keywords(tmp_path):
             ("fetch", "clean", "count", "slow", "alarm", "report")] == [
         "Skipped", "Skipped", "Success", "TimedOut", "Success", "Success"]
     assert by_name["alarm"].result == "slow failed"
+    # `nbflow run NOTEBOOK` reads the same options.
+    notebook = summary(run("run", path).stdout)
+    assert [notebook[n].split()[0] for n in
+            ("fetch", "clean", "count", "slow", "alarm", "report")] == [
+        "Skipped", "Skipped", "Success", "TimedOut", "Success", "Success"]
 
 
 # -- bad input ------------------------------------------------------------------------

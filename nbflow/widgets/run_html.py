@@ -150,7 +150,8 @@ def progress_text(snapshot: RunSnapshot) -> str:
              if n]
     counts = snapshot.counts
     notes += [f"{counts[state]:,} {what}" for state, what in _COUNTED.items()
-              if counts.get(state) and (state != "Retrying" or not snapshot.is_finished)]
+              if counts.get(state)
+              and (state not in ("Retrying", "Looped") or not snapshot.is_finished)]
     if snapshot.is_finished and total - done - failed - cancelled:
         notes.append(f"{total - done - failed - cancelled:,} not run")
     return " · ".join([text, *notes])
