@@ -73,3 +73,14 @@ def test_bad_cell_options_are_refused(line):
 
     with pytest.raises(FlowtaskOptionsError, match="--"):
         parse_flowtask_line(line)
+
+
+def test_cell_loops_with_the_loop_signal_on_every_executor(executor):
+    flow = Flow("cells")
+    _cell(flow, "count", "from nbflow import context\n"
+                         "from nbflow.engine.signals import LOOP\n"
+                         "total = context.get('task_loop_result', 0) + 1\n"
+                         "if total < 3:\n    raise LOOP(result=total)")
+    ns: dict[str, object] = {}
+    assert run_notebook_flow(ns, flow=flow, executor=executor).is_successful()
+    assert ns["total"] == 3
