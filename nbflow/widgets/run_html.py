@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import time
 
-from nbflow.engine.run_state import RunSnapshot, TaskSnapshot, state_class
+from nbflow.engine.run_state import STATE_COLORS, RunSnapshot, TaskSnapshot, state_class
 
 __all__ = [
     "FOLD",
@@ -220,14 +220,26 @@ def _bar(task: TaskSnapshot) -> str:
         return ""
     total = max(task.size, 1)
     succeeded, failed, cancelled, _ = task.units
+    # Skipped and Cached children are successes, TimedOut ones failures (as in
+    # Prefect), each in its own colour.
+    kinds = {s: task.children.get(s, 0) for s in ("Skipped", "Cached", "TimedOut")}
+    parts = (
+        (succeeded - kinds["Skipped"] - kinds["Cached"], STATE_COLORS["Success"]),
+        (kinds["Cached"], STATE_COLORS["Cached"]),
+        (kinds["Skipped"], STATE_COLORS["Skipped"]),
+        (failed - kinds["TimedOut"], STATE_COLORS["Failed"]),
+        (kinds["TimedOut"], STATE_COLORS["TimedOut"]),
+        (cancelled, STATE_COLORS["Cancelled"]),
+    )
     segments = "".join(
         f'<span style="display:inline-block;height:100%;width:{100 * n / total:.1f}%;'
         f'background:{color}"></span>'
-        for n, color in ((succeeded, "#28a745"), (failed, "#dc3545"),
-                         (cancelled, "#6c757d"))
+        for n, color in parts if n > 0
     )
     notes = "".join(f", {n:,} {what}" for n, what in
-                    ((failed, "failed"), (cancelled, "cancelled")) if n)
+                    ((failed, "failed"), (cancelled, "cancelled"),
+                     (kinds["Skipped"], "skipped"), (kinds["Cached"], "cached"),
+                     (kinds["TimedOut"], "timed out")) if n)
     return (
         f'<div class="nbflow-map-progress" data-done="{succeeded}" '
         f'data-failed="{failed}" data-total="{task.size}" '

@@ -101,6 +101,9 @@ def test_new_states_are_coloured_and_counted_in_the_live_view_and_the_snapshot()
             assert f"background:{cls.color}" in row.group(0), name
         assert "3 skipped" in html and "1 cached" in html and "1 timed out" in html
         assert "1 paused" in html
+        bar = re.search(r'<div class="nbflow-map-progress"[^>]*>(.*?)</div>', html, re.S)
+        assert bar is not None and "4/4, 2 skipped" in bar.group(1), html
+        assert f"width:50.0%;background:{Skipped.color}" in bar.group(1)
         assert "&#x27;slow&#x27; failed" in html or "'slow' failed" in html
     assert "nbflow-state-timed-out" in saved and "nbflow-state-skipped" in saved
 
