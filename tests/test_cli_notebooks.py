@@ -57,7 +57,8 @@ def write_notebook(path: Path, cells: list[str], executor: str = "") -> Path:
 
 
 
-KINDS = "Success|Failed|TriggerFailed|Mapped|Cancelled|Retrying|Pending|Running"
+KINDS = ("Success|Failed|TriggerFailed|Mapped|Cancelled|Retrying|Pending|Running"
+         "|Skipped|TimedOut|Cached|Paused|Looped")
 
 
 def summary(out: str) -> dict[str, str]:
@@ -280,6 +281,42 @@ def test_export_mapped_cell_after_another_only_waits_for_it(tmp_path):
     flow = runpy.run_path(str(target), run_name="__nbflow__")["flow"]
     by_name = {t.name: s.result for t, s in flow.run().result.items()}
     assert by_name["each"] == [10, 20, 30]
+
+
+def test_export_writes_triggers_skips_and_timeouts_as_task_keywords(tmp_path):
+    cells = [
+        "%%flowtask fetch\nfrom nbflow.engine.signals import SKIP\n"
+        "data = 1\nraise SKIP('no new data')",
+        "%%flowtask clean\nrows = data",
+        "%%flowtask count --no-skip-on-upstream-skip\nn = 0",
+        "%%flowtask slow --timeout 0.5\nimport time\ntime.sleep(30)",
+        "%%flowtask alarm --trigger any_failed --after slow\nalarm = 'slow failed'",
+        "%%flowtask report --trigger 'some_failed( at_least = 1 )' --after slow\n"
+        "report = 'done'",
+    ]
+    path = write_notebook(tmp_path / "semantics.ipynb", cells)
+    target = tmp_path / "semantics.py"
+    assert run("export", path, "-o", target).returncode == 0
+    code = target.read_text(encoding="utf-8")
+    for part in [
+        "from nbflow import Flow, task, triggers",
+        '@task(name="count", skip_on_upstream_skip=False)',
+        '@task(name="slow", timeout=0.5)',
+        '@task(name="alarm", trigger=triggers.any_failed)',
+        '@task(name="report", trigger=triggers.some_failed(at_least=1))',
+    ]:
+        assert part in code, part
+    flow = runpy.run_path(str(target), run_name="__nbflow__")["flow"]
+    by_name = {t.name: s for t, s in flow.run().result.items()}
+    assert [type(by_name[n]).__name__ for n in
+            ("fetch", "clean", "count", "slow", "alarm", "report")] == [
+        "Skipped", "Skipped", "Success", "TimedOut", "Success", "Success"]
+    assert by_name["alarm"].result == "slow failed"
+    # `nbflow run NOTEBOOK` reads the same options.
+    notebook = summary(run("run", path).stdout)
+    assert [notebook[n].split()[0] for n in
+            ("fetch", "clean", "count", "slow", "alarm", "report")] == [
+        "Skipped", "Skipped", "Success", "TimedOut", "Success", "Success"]
 
 
 # -- bad input ------------------------------------------------------------------------

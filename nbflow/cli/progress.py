@@ -31,7 +31,7 @@ from nbflow.engine.events import (
     TaskStateChanged,
 )
 from nbflow.engine.run_state import RunState, shown_tasks, task_labels
-from nbflow.engine.state import Failed, State, TriggerFailed
+from nbflow.engine.state import Failed, Paused, State, TriggerFailed
 
 if TYPE_CHECKING:
     from nbflow.core.task import Task
@@ -41,11 +41,21 @@ __all__ = ["TextProgress", "print_summary", "use_color"]
 
 #: ANSI colours of the state kinds (the widgets use ``State.color`` instead).
 _ANSI = {
+    "Pending": "90",
+    "Scheduled": "33",
+    "Submitted": "33",
+    "Queued": "33",
+    "Paused": "34",
+    "Resume": "33",
     "Running": "36",
     "Retrying": "33",
+    "Looped": "34",
     "Success": "32",
+    "Cached": "32;2",
     "Mapped": "32",
+    "Skipped": "37;2",
     "Failed": "31",
+    "TimedOut": "31;1",
     "TriggerFailed": "31",
     "Cancelled": "90",
 }
@@ -183,7 +193,8 @@ class TextProgress:
         if event.map_index is None:
             if event.task in self._maps and event.new.is_mapped():
                 return  # its count line "N/N done" said it
-            shows = event.new.is_failed() or event.new.is_retrying()
+            shows = (event.new.is_failed() or event.new.is_retrying()
+                     or event.new.is_skipped() or isinstance(event.new, Paused))
             message = event.message if shows else None
             self._line(event.time, event.task, self._paint(event.new.name), message)
             return
@@ -228,6 +239,9 @@ class TextProgress:
         text = f"{snap.done}/{snap.size} done"
         if snap.failed:
             text += f", {self._paint('Failed', f'{snap.failed} failed')}"
+        for state, what in (("Skipped", "skipped"), ("TimedOut", "timed out")):
+            if snap.children.get(state):
+                text += f", {self._paint(state, f'{snap.children[state]} {what}')}"
         return text
 
     def _line(

@@ -122,11 +122,18 @@ def _final_state(flow: Flow, states: dict[Task, State], cancelled: bool) -> Stat
     else:
         failed = [t.name for t, s in states.items() if s.is_failed()
                   and not isinstance(s, TriggerFailed)]
-        names = ", ".join(map(repr, failed[:5])) or "upstream"
-        lost = next((s.result for s in states.values() if s.is_failed()
-                     and isinstance(s.result, ClusterConnectionError)), None)
-        why = "." if lost is None else f": {lost}"
-        state = Failed(f"Some reference tasks failed (failed: {names}){why}", states)
+        waiting = [t.name for t, s in states.items() if not s.is_finished()]
+        if not failed and waiting:  # e.g. a manual_only task ended Paused
+            names = ", ".join(map(repr, waiting[:5]))
+            state = Failed(f"Some reference tasks did not finish (not finished: "
+                           f"{names}); resume a Paused task with "
+                           "flow.run(task_states={task: Resume()}).", states)
+        else:
+            names = ", ".join(map(repr, failed[:5])) or "upstream"
+            lost = next((s.result for s in states.values() if s.is_failed()
+                         and isinstance(s.result, ClusterConnectionError)), None)
+            why = "." if lost is None else f": {lost}"
+            state = Failed(f"Some reference tasks failed (failed: {names}){why}", states)
     handler = flow.terminal_state_handler
     if handler is not None:
         try:

@@ -201,6 +201,19 @@ class RunSnapshot:
         return done, failed, cancelled, total
 
     @property
+    def counts(self) -> dict[str, int]:
+        """Units of work by state name now: a task's own state, or for a mapped
+        task its children's (e.g. ``{"Success": 8, "Skipped": 2}``).
+        """
+        found: dict[str, int] = {}
+        for t in self.tasks:
+            kinds = t.children if t.size is not None else {t.state: 1}
+            for name, n in kinds.items():
+                if n:
+                    found[name] = found.get(name, 0) + n
+        return found
+
+    @property
     def progress(self) -> float:
         """From 0 to 1: the share of the units of work that succeeded."""
         done, _, _, total = self.units

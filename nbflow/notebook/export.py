@@ -9,7 +9,9 @@ file has the same tasks, edges and options as ``nbflow run NOTEBOOK``:
   the names it reads from other cells or from the setup's variables, and
   which returns the names it provides (one value, or a dict of several);
 - ``build_flow(...)`` wires them in ``with Flow(...)``: ``--map`` is ``.map``,
-  ``--after`` is ``upstream_tasks=``, ``--retries`` is ``max_retries=``; the
+  ``--after`` is ``upstream_tasks=``, ``--retries`` is ``max_retries=``,
+  ``--timeout`` is ``timeout=``, ``--trigger NAME`` is ``trigger=triggers.NAME``,
+  ``--no-skip-on-upstream-skip`` is ``skip_on_upstream_skip=False``; the
   setup's variables that cells read are :class:`~nbflow.Parameter` (``-P``).
 """
 
@@ -177,7 +179,7 @@ class _Writer:
         self.pick = names.new("pick")
         # nbflow's own names, imported under another one if the notebook uses them.
         self.api = {n: names.new(n) if n in local | self.setup_names else n
-                    for n in ("Flow", "Parameter", "task", "unmapped")}
+                    for n in ("Flow", "Parameter", "task", "triggers", "unmapped")}
         # build_flow reads no setup name, only these: its locals must not hide them.
         reserved = {*self.api.values(), "flow", self.pick}
         reserved |= set(self.functions.values())
@@ -248,6 +250,8 @@ class _Writer:
             imports.append("Parameter")
         if any(t.map_var for t in self.tasks):
             imports.append("unmapped")
+        if any(t.trigger_spec is not None for t in self.tasks):
+            imports.append("triggers")
         return (
             f'"""The flow of notebook {p.name}.ipynb, exported by `nbflow export`.\n\n'
             f"Run it with `nbflow run -p {self.filename}` (options choose the executor)."
@@ -264,6 +268,14 @@ class _Writer:
         if task.max_retries:
             options.append(f"max_retries={task.max_retries}")
             options.append(f"retry_delay={task.retry_delay!r}")
+        if task.timeout is not None:
+            options.append(f"timeout={task.timeout!r}")
+        if task.trigger_spec is not None:
+            # Checked by the options parser: a name, or some_*(numbers).
+            spec = ast.unparse(ast.parse(task.trigger_spec.strip(), mode="eval"))
+            options.append(f"trigger={self.api['triggers']}.{spec}")
+        if not task.skip_on_upstream_skip:
+            options.append("skip_on_upstream_skip=False")
         args = ", ".join(self._reads(task))
         first = cell.first_line.replace("\\", "/").replace('"', "'") if cell else ""
         where = f"Cell {cell.index}: {first}" if cell else "A cell."

@@ -32,9 +32,15 @@ from typing import Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task, unmapped
-from nbflow.errors import DuplicateProviderError, FlowValidationError, RegistrationError
+from nbflow.errors import (
+    DuplicateProviderError,
+    FlowtaskOptionsError,
+    FlowValidationError,
+    RegistrationError,
+)
 from nbflow.executors.base import resolve_executor
 from nbflow.notebook.cells import CellAnalysis, analyze_cell, parse_cell
+from nbflow.notebook.options import resolve_trigger
 from nbflow.notebook.runtime import CellFunction, Pick, register_source
 
 __all__ = [
@@ -143,11 +149,16 @@ class CellTask(Task):
         retry_delay: datetime.timedelta | float | None = None,
         cache: bool = True,
         cache_for: datetime.timedelta | None = None,
+        trigger: str | None = None,
+        skip_on_upstream_skip: bool = True,
+        timeout: float | None = None,
     ) -> None:
         filename = f"<flowtask {name}>"
         fn = CellFunction(name, source, filename, analysis.provides, map_var)
         super().__init__(fn, name=name, max_retries=max_retries,
-                         retry_delay=retry_delay)
+                         retry_delay=retry_delay, timeout=timeout,
+                         trigger=None if trigger is None else resolve_trigger(trigger),
+                         skip_on_upstream_skip=skip_on_upstream_skip)
         self.source = source
         self.filename = filename
         self.cell_function = fn
@@ -159,6 +170,8 @@ class CellTask(Task):
         #: How long the notebook store keeps its result valid (``--cache-for``);
         #: not ``Task.cache_for``, Prefect's in-process cache, which cells do not use.
         self.store_for = cache_for
+        #: ``--trigger`` as written (``"all_finished"``), None for the default.
+        self.trigger_spec = trigger
 
     def __repr__(self) -> str:
         return f"<CellTask: {self.name}>"
@@ -209,6 +222,9 @@ def register_cell(
     flow: Flow | None = None,
     cache: bool = True,
     cache_for: datetime.timedelta | None = None,
+    trigger: str | None = None,
+    skip_on_upstream_skip: bool = True,
+    timeout: float | None = None,
 ) -> CellTask:
     """Register a cell as a task of the notebook flow; do not run it.
 
@@ -235,6 +251,13 @@ def register_cell(
         Reuse the cell's stored result when its code and inputs did not change.
     cache_for : timedelta, optional
         A stored result is reused for this long at most.
+    trigger : str, optional
+        A trigger of :mod:`nbflow.triggers` by name (``"all_finished"``), or
+        ``"some_successful(at_least=2)"``; default ``all_successful``.
+    skip_on_upstream_skip : bool
+        Skip the cell when an upstream task was skipped (Prefect's default).
+    timeout : float, optional
+        Seconds a run may take before the cell ends TimedOut.
 
     Returns
     -------
@@ -288,8 +311,9 @@ def register_cell(
     try:
         task = CellTask(source, name, analysis, map_var=map_var, after=after,
                         max_retries=retries, retry_delay=retry_delay, cache=cache,
-                        cache_for=cache_for)
-    except FlowValidationError as exc:
+                        cache_for=cache_for, trigger=trigger,
+                        skip_on_upstream_skip=skip_on_upstream_skip, timeout=timeout)
+    except (FlowValidationError, FlowtaskOptionsError) as exc:
         raise RegistrationError(str(exc)) from None
     renamed = passes.task_of.get(key)
     old = by_name.get(name)
@@ -547,6 +571,12 @@ def _options(task: CellTask) -> str:
         parts.append("not cached")
     elif task.store_for is not None:
         parts.append(f"cached for {task.store_for}")
+    if task.trigger_spec is not None:
+        parts.append(f"trigger {task.trigger_spec}")
+    if not task.skip_on_upstream_skip:
+        parts.append("runs after a skipped upstream")
+    if task.timeout is not None:
+        parts.append(f"timeout {task.timeout:g} s")
     return f" ({'; '.join(parts)})" if parts else ""
 
 

@@ -2,7 +2,8 @@
 
 Notebook layer: no IPython. The one grammar of ``%%flowtask [NAME] [--map VAR]
 [--retries N] [--retry-delay SECONDS] [--after TASK ...] [--cache | --no-cache]
-[--cache-for DURATION]``, split like a shell
+[--cache-for DURATION] [--trigger NAME] [--skip-on-upstream-skip |
+--no-skip-on-upstream-skip] [--timeout SECONDS]``, split like a shell
 line: the magic (in a kernel) and ``nbflow run NOTEBOOK`` / ``nbflow export``
 all parse it with :func:`parse_flowtask_line` and register the cell with
 :func:`register_flowtask`; :func:`flowtask_help` is the magic's help text.
@@ -14,8 +15,10 @@ its keyword in :func:`register_flowtask`.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import shlex
+from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn
 
 from nbflow.errors import FlowtaskOptionsError
@@ -30,6 +33,7 @@ __all__ = [
     "flowtask_help",
     "parse_flowtask_line",
     "register_flowtask",
+    "resolve_trigger",
     "split_flowtask_cell",
 ]
 
@@ -47,6 +51,9 @@ class FlowtaskOptions:
     after: tuple[str, ...] = ()
     cache: bool = True
     cache_for: str | None = None
+    trigger: str | None = None
+    skip_on_upstream_skip: bool = True
+    timeout: float | None = None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -54,7 +61,8 @@ class _Parser(argparse.ArgumentParser):
         raise FlowtaskOptionsError(
             f"Bad %%flowtask options: {message}; the options are [NAME] [--map VAR] "
             "[--retries N] [--retry-delay SECONDS] [--after TASK ...] [--no-cache] "
-            "[--cache-for DURATION]."
+            "[--cache-for DURATION] [--trigger NAME] [--no-skip-on-upstream-skip] "
+            "[--timeout SECONDS]."
         )
 
 
@@ -95,7 +103,83 @@ def _parser() -> _Parser:
         "--cache-for", default=None, metavar="DURATION",
         help="How long a stored result stays valid, e.g. 30m, 2h, 1d.",
     )
+    parser.add_argument(
+        "--trigger", default=None, metavar="NAME",
+        help="When the cell runs, given its upstream tasks' states: a trigger of "
+        "nbflow.triggers (" + ", ".join(_TRIGGERS) + "), or "
+        "'some_successful(at_least=N, at_most=M)' / 'some_failed(...)'; "
+        "default all_successful.",
+    )
+    parser.add_argument(
+        "--skip-on-upstream-skip", action=argparse.BooleanOptionalAction, default=True,
+        help="Skip the cell when an upstream task was skipped "
+        "(--no-skip-on-upstream-skip: run it, reading None for what it provides).",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=None, metavar="SECONDS",
+        help="Fail the cell as TimedOut when a run takes longer.",
+    )
     return parser
+
+
+#: The triggers ``--trigger`` names alone (``some_*`` take their thresholds).
+_TRIGGERS = (
+    "all_successful", "all_failed", "all_finished", "always_run", "any_successful",
+    "any_failed", "not_all_skipped", "manual_only",
+)
+_TRIGGER_FACTORIES = ("some_successful", "some_failed")
+
+
+def resolve_trigger(spec: str) -> Callable[..., bool]:
+    """The trigger of :mod:`nbflow.triggers` that ``--trigger spec`` names.
+
+    Parameters
+    ----------
+    spec : str
+        A trigger's name (``"all_finished"``), or ``"some_successful(at_least=2)"``
+        / ``"some_failed(at_most=0.5)"`` with number thresholds.
+
+    Returns
+    -------
+    callable
+        The trigger.
+
+    Raises
+    ------
+    FlowtaskOptionsError
+        For any other name, or thresholds that are not numbers.
+
+    Examples
+    --------
+    >>> resolve_trigger("any_failed").__name__
+    'any_failed'
+
+    """
+    from nbflow import triggers
+
+    text = spec.strip()
+    if text in _TRIGGERS:
+        trigger: Callable[..., bool] = getattr(triggers, text)
+        return trigger
+    try:
+        call = ast.parse(text, mode="eval").body
+    except SyntaxError:
+        call = None
+    if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id in _TRIGGER_FACTORIES and len(call.args) <= 2
+            and all(k.arg in ("at_least", "at_most") for k in call.keywords)):
+        values = [*call.args, *(k.value for k in call.keywords)]
+        if all(isinstance(v, ast.Constant) and type(v.value) in (int, float)
+               for v in values):
+            args = [ast.literal_eval(a) for a in call.args]
+            kwargs = {str(k.arg): ast.literal_eval(k.value) for k in call.keywords}
+            made: Callable[..., bool] = getattr(triggers, call.func.id)(*args, **kwargs)
+            return made
+    raise FlowtaskOptionsError(
+        f"Bad %%flowtask --trigger {spec!r}: use one of "
+        + ", ".join(_TRIGGERS)
+        + ", or some_successful(at_least=N, at_most=M) / some_failed(...) with numbers."
+    )
 
 
 def flowtask_help() -> str:
@@ -124,7 +208,8 @@ def parse_flowtask_line(line: str) -> FlowtaskOptions:
     --------
     >>> parse_flowtask_line("square --map xs --after load")
     FlowtaskOptions(name='square', map_var='xs', retries=0, retry_delay=None, \
-after=('load',), cache=True, cache_for=None)
+after=('load',), cache=True, cache_for=None, trigger=None, \
+skip_on_upstream_skip=True, timeout=None)
 
     """
     try:
@@ -134,6 +219,13 @@ after=('load',), cache=True, cache_for=None)
             f"Bad %%flowtask options {line!r}: {exc}; close the quotes."
         ) from None
     args = _parser().parse_args(words)
+    if args.trigger is not None:
+        resolve_trigger(args.trigger)  # a bad name fails here, not when it runs
+    if args.timeout is not None and not 0 < args.timeout < float("inf"):
+        raise FlowtaskOptionsError(
+            f"Bad %%flowtask --timeout {args.timeout!r}: give a number of seconds "
+            "above 0."
+        )
     return FlowtaskOptions(
         name=args.name,
         map_var=args.map_var,
@@ -142,6 +234,9 @@ after=('load',), cache=True, cache_for=None)
         after=tuple(args.after),
         cache=args.cache,
         cache_for=args.cache_for,
+        trigger=args.trigger,
+        skip_on_upstream_skip=args.skip_on_upstream_skip,
+        timeout=args.timeout,
     )
 
 
@@ -175,6 +270,9 @@ def register_flowtask(
         cache=options.cache,
         cache_for=(None if options.cache_for is None
                    else parse_duration(options.cache_for)),
+        trigger=options.trigger,
+        skip_on_upstream_skip=options.skip_on_upstream_skip,
+        timeout=options.timeout,
     )
 
 

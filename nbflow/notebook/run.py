@@ -362,11 +362,17 @@ def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) ->
                 for n in task.provides
             }
         elif task.map_var is None:
-            values = task_state.result.values
+            result = task_state.result
+            # Skipped (or ended by a signal): the cell provided nothing.
+            values = result.values if isinstance(result, CellResult) else {}
         else:
-            children: list[CellResult] = task_state.result
-            values = {n: [c.value(n) for c in children] for n in task.provides
-                      if all(n in c for c in children)}
+            # A skipped child provides None in its place.
+            children: list[CellResult | None] = [
+                c if isinstance(c, CellResult) else None
+                for c in task_state.result or ()]
+            values = {n: [None if c is None else c.value(n) for c in children]
+                      for n in task.provides
+                      if all(c is None or n in c for c in children)}
         namespace.update(values)
         written.update(dict.fromkeys(values))
     return list(written)
@@ -501,7 +507,8 @@ def failure(state: State, flow: Flow | None = None) -> CellFailed | None:
         failed.extend(bad or [(task.name, task_state)])
     if not failed:
         return None
-    done = sum(1 for t, s in states.items() if s.is_successful() and t.helper_of is None)
+    done = sum(1 for t, s in states.items()
+               if s.is_successful() and not s.is_skipped() and t.helper_of is None)
     first = failed[0][1]
     more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
     what = (first.message or f"Task {failed[0][0]!r} failed").rstrip(".")

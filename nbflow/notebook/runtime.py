@@ -221,7 +221,12 @@ class CellFunction:
             return _lookup(value, name)
         if name == self.map_var:  # one element of what the cell maps over
             return value
-        return [_lookup(v, name) for v in value]  # a mapped upstream's children
+        if not isinstance(value, list):
+            # A skipped upstream (--no-skip-on-upstream-skip): its result is
+            # the SKIP signal, as in Prefect; the cell reads None.
+            return None
+        # A mapped upstream's children; a skipped child provides None.
+        return [_lookup(v, name) if isinstance(v, CellResult) else None for v in value]
 
 
 def _lookup(result: CellResult, name: str) -> Any:

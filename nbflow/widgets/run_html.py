@@ -17,7 +17,7 @@ from __future__ import annotations
 import html
 import time
 
-from nbflow.engine.run_state import RunSnapshot, TaskSnapshot, state_class
+from nbflow.engine.run_state import STATE_COLORS, RunSnapshot, TaskSnapshot, state_class
 
 __all__ = [
     "FOLD",
@@ -72,6 +72,20 @@ STYLE = (
     "text-decoration:underline}"
 )
 _STYLE = f"<style>{STYLE}</style>"
+
+
+#: Prefect 1's states the progress text counts besides failed and cancelled
+#: (Skipped and Cached are successes, TimedOut a failure, as in Prefect).
+_COUNTED = {
+    "Skipped": "skipped",
+    "Cached": "cached",
+    "TimedOut": "timed out",
+    "Looped": "looping",
+    "Paused": "paused",
+    "Retrying": "retrying",
+}
+#: States of a task that failed on its own (not TriggerFailed: it did not run).
+_FAILED_ITSELF = ("Failed", "TimedOut")
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -134,6 +148,10 @@ def progress_text(snapshot: RunSnapshot) -> str:
         text += f" [{clock}, {speed}]"
     notes = [f"{n:,} {what}" for n, what in ((failed, "failed"), (cancelled, "cancelled"))
              if n]
+    counts = snapshot.counts
+    notes += [f"{counts[state]:,} {what}" for state, what in _COUNTED.items()
+              if counts.get(state)
+              and (state not in ("Retrying", "Looped") or not snapshot.is_finished)]
     if snapshot.is_finished and total - done - failed - cancelled:
         notes.append(f"{total - done - failed - cancelled:,} not run")
     return " · ".join([text, *notes])
@@ -141,7 +159,7 @@ def progress_text(snapshot: RunSnapshot) -> str:
 
 def _headline(snapshot: RunSnapshot) -> str:
     """What the run came to, in the user's words (not Prefect's "reference tasks")."""
-    failed = [t.name for t in snapshot.tasks if t.state == "Failed"]
+    failed = [t.name for t in snapshot.tasks if t.state in _FAILED_ITSELF]
     skipped = sum(1 for t in snapshot.tasks if t.state == "TriggerFailed")
     if snapshot.state == "Success":
         return ""  # the state and the progress text say it
@@ -202,14 +220,26 @@ def _bar(task: TaskSnapshot) -> str:
         return ""
     total = max(task.size, 1)
     succeeded, failed, cancelled, _ = task.units
+    # Skipped and Cached children are successes, TimedOut ones failures (as in
+    # Prefect), each in its own colour.
+    kinds = {s: task.children.get(s, 0) for s in ("Skipped", "Cached", "TimedOut")}
+    parts = (
+        (succeeded - kinds["Skipped"] - kinds["Cached"], STATE_COLORS["Success"]),
+        (kinds["Cached"], STATE_COLORS["Cached"]),
+        (kinds["Skipped"], STATE_COLORS["Skipped"]),
+        (failed - kinds["TimedOut"], STATE_COLORS["Failed"]),
+        (kinds["TimedOut"], STATE_COLORS["TimedOut"]),
+        (cancelled, STATE_COLORS["Cancelled"]),
+    )
     segments = "".join(
         f'<span style="display:inline-block;height:100%;width:{100 * n / total:.1f}%;'
         f'background:{color}"></span>'
-        for n, color in ((succeeded, "#28a745"), (failed, "#dc3545"),
-                         (cancelled, "#6c757d"))
+        for n, color in parts if n > 0
     )
     notes = "".join(f", {n:,} {what}" for n, what in
-                    ((failed, "failed"), (cancelled, "cancelled")) if n)
+                    ((failed, "failed"), (cancelled, "cancelled"),
+                     (kinds["Skipped"], "skipped"), (kinds["Cached"], "cached"),
+                     (kinds["TimedOut"], "timed out")) if n)
     return (
         f'<div class="nbflow-map-progress" data-done="{succeeded}" '
         f'data-failed="{failed}" data-total="{task.size}" '
@@ -222,7 +252,7 @@ def _bar(task: TaskSnapshot) -> str:
 def _row(task: TaskSnapshot, *, details: bool) -> str:
     name = html.escape(task.name, quote=True)
     message = html.escape(_message(task))
-    if details and task.traceback and task.state in ("Failed", "TriggerFailed"):
+    if details and task.traceback and task.state in (*_FAILED_ITSELF, "TriggerFailed"):
         message = (
             f'<details class="nbflow-error"><summary>{message}</summary>'
             f'<pre class="nbflow-traceback">{html.escape(user_traceback(task))}</pre>'
@@ -303,7 +333,7 @@ def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD
         rows = "".join(_row(t, details=details) for t in tasks)
         return f"{_HEAD}<tbody>{rows}</tbody></table>"
     urgent = [i for i, t in enumerate(tasks)
-              if t.state in ("Running", "Retrying", "Failed")][:fold]
+              if t.state in ("Running", "Retrying", *_FAILED_ITSELF)][:fold]
     chosen = set(urgent)
     for i in range(len(tasks)):
         if len(chosen) >= fold:

@@ -309,7 +309,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         new = [
             t
             for t in snapshot.tasks
-            if t.state in ("Failed", "TriggerFailed")
+            if t.state in ("Failed", "TimedOut", "TriggerFailed")
             and t.traceback
             and t.name not in self._errors_shown
         ]

@@ -451,6 +451,8 @@ def test_manual_only_pauses_until_resumed(executor):
     paused = flow.run(executor=executor, return_tasks=[first])
     assert isinstance(paused.result[gate], Paused)
     assert not paused.result[after].is_successful()
+    assert paused.message.startswith(
+        "Some reference tasks did not finish (not finished: 'gate', 'inc"), paused.message
     resumed = flow.run(executor=executor, task_states={first: paused.result[first],
                                                         gate: Resume()})
     assert resumed.result[after].result == 21

@@ -239,6 +239,31 @@ def test_flowtask_magic_and_nbflow_run_share_one_grammar(ip):
     assert "--retry-delay SECONDS" in help_text and "Seconds between retries." in help_text
 
 
+def test_flowtask_takes_prefect_triggers_skips_signals_and_timeouts(ip, capsys):
+    ip.run_cell_magic("flowtask", "fetch", "from nbflow.engine.signals import SKIP\n"
+                      "data = None\nraise SKIP('no new data')")
+    ip.run_cell_magic("flowtask", "clean", "rows = data")
+    ip.run_cell_magic("flowtask", "count --no-skip-on-upstream-skip", "n = data or 0")
+    ip.run_cell_magic("flowtask", "slow --timeout 0.5", "import time\ntime.sleep(30)")
+    ip.run_cell_magic("flowtask", "alarm --trigger any_failed --after slow",
+                      "alarm = 'slow failed'")
+    ip.run_cell_magic("flowtask", "report --trigger all_finished --after slow",
+                      "report = 'done'")
+    out = capsys.readouterr().out
+    assert "Task 'count' (runs after a skipped upstream)" in out
+    assert "Task 'slow' (timeout 0.5 s)" in out
+    assert "Task 'alarm' (after slow; trigger any_failed)" in out
+    with pytest.raises(CellFailed, match="'slow' timed out"):
+        ip.run_line_magic("flow", "run")
+    out = capsys.readouterr().out
+    assert re.search(r"fetch\s+Skipped", out), out
+    assert re.search(r"clean\s+Skipped", out) and re.search(r"slow\s+TimedOut", out)
+    assert ip.user_ns["n"] == 0 and "rows" not in ip.user_ns
+    assert ip.user_ns["alarm"] == "slow failed" and ip.user_ns["report"] == "done"
+    with pytest.raises(UsageError, match="--trigger 'every_other'"):
+        ip.run_cell_magic("flowtask", "x --trigger every_other", "x = 1")
+
+
 @pytest.mark.slow
 def test_flow_run_on_a_cluster_leaves_values_over_the_budget_there(
     ip, capsys, existing_cluster
