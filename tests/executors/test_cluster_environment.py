@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -574,3 +575,69 @@ def test_flow_run_magic_refuses_in_one_line_and_hints_at_data_files(far_cluster,
         reset_flow()
         current_flow().executor = None
         ip.run_line_magic("unload_ext", "nbflow")
+
+
+OTHER_PYTHON_PRELOAD = '''
+"""Make this worker say it runs another Python minor version (see the test)."""
+import collections
+import sys
+
+real = sys.version_info
+VersionInfo = collections.namedtuple(
+    "VersionInfo", "major minor micro releaselevel serial")
+OTHER = VersionInfo(real.major, real.minor - 1, 0, "final", 0)
+
+
+def dask_setup(worker):
+    sys.version_info = OTHER
+    sys.version = "%d.%d.0 (another Python)" % OTHER[:2]
+'''
+
+
+def test_worker_on_another_python_minor_version_is_refused_in_one_line(tmp_path):
+    """A worker with another Python minor version stops the run before
+    anything runs, in one line naming both versions and the worker.
+
+    This machine has one Python (Debian 12: ``/usr/bin/python3.11`` only, the
+    venv's is 3.11 too; no second minor version is packaged, and building one
+    or making a second venv with dask for it is not cheap), so the worker is a
+    real ``dask worker`` of this Python whose preload makes it *report* the
+    previous minor version: it replaces ``sys.version_info`` in that worker
+    process, which is what any code asking the worker's Python sees. nbflow's
+    check runs unmodified: the same ``client.run`` round trip to the real
+    worker process, the same comparison here.
+    """
+    preload = tmp_path / "otherpython.py"
+    preload.write_text(OTHER_PYTHON_PRELOAD)
+    marker = tmp_path / "ran.txt"
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    other = f"{sys.version_info[0]}.{sys.version_info[1] - 1}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", WORKTREE)
+        scheduler, address = start_scheduler(tmp_path)
+        workers = [start_worker(tmp_path, address, name="same")]
+        workers.append(start_worker(tmp_path, address, "--preload", str(preload),
+                                    name="older"))
+    try:
+        wait_for_workers(address, 2)
+        from distributed import Client
+        from distributed.versions import VersionMismatchWarning
+
+        with warnings.catch_warnings():  # distributed's table, for this client
+            warnings.simplefilter("ignore", VersionMismatchWarning)
+            client = Client(address, timeout=30, set_as_default=False)
+        with client:
+            older = [a for a, w in client.scheduler_info(n_workers=-1)[
+                "workers"].items() if w["name"] == "older"]
+        with Flow("other-python") as flow:
+            touch(str(marker))
+        with pytest.raises(ClusterEnvironmentError) as caught:
+            _run(flow, address)
+    finally:
+        for worker in workers:
+            stop(worker)
+        stop(scheduler)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith(".")
+    assert f"Python {other} on {older[0]} ({here} here)" in message
+    assert not marker.exists()  # nothing ran
