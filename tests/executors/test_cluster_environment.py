@@ -641,3 +641,76 @@ def test_worker_on_another_python_minor_version_is_refused_in_one_line(tmp_path)
     assert "\n" not in message and message.endswith(".")
     assert f"Python {other} on {older[0]} ({here} here)" in message
     assert not marker.exists()  # nothing ran
+
+
+def _refused_on_a_late_worker(message: str | None) -> None:
+    assert message is not None
+    assert "\n" not in message and message.endswith(".")
+    assert message.startswith("The workers of ")
+    assert "'nbflowonlyclient' (1.2.0 here) is missing on tcp://127.0.0.1:" in message
+    assert "used by task 'use_only_client'" in message
+    assert "check_environment=False" in message
+
+
+def test_adaptive_workers_that_join_after_the_check_check_themselves(
+    project, tmp_path, no_leaked_processes
+):
+    far = tmp_path / "adaptive"
+    far.mkdir()
+    executor = DaskExecutor(cluster_class=far_adaptive_cluster,
+                            cluster_kwargs={"folder": str(far)},
+                            adapt_kwargs={"minimum": 0, "maximum": 1})
+    with Flow("adaptive-lacking") as flow:
+        lacking = use_only_client()
+        own = use_module(3)
+    # No worker when the run checks (the scheduler, here, has everything);
+    # the worker adaptive scaling starts lacks nbflowonlyclient.
+    state = flow.run(executor=executor)
+    _refused_on_a_late_worker(state.result[lacking].message)
+    assert state.result[lacking].is_failed()
+    # A task that does not use it runs there.
+    assert state.result[own].result == (6, 1), state.result[own].message
+
+
+def test_dask_worker_that_joins_an_existing_cluster_after_the_check_checks_itself(
+    project, tmp_path
+):
+    from distributed import Client
+
+    site = tmp_path / "good-site"
+    _fake_distribution(site, "nbflowonlyclient", "1.2.0")
+    release = tmp_path / "release"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([WORKTREE, str(site)]))
+        scheduler, address = start_scheduler(tmp_path)
+        good = start_worker(tmp_path, address, name="good")
+    late = None
+    try:
+        wait_for_workers(address, 1)
+        with Flow("late-lacking") as flow:
+            gate = wait_for_file(str(release), time.time() + 120)
+            lacking = use_only_client(upstream_tasks=[gate])
+        run = FlowRun(flow, executor=DaskExecutor(address=address)).start()
+        with Client(address, timeout=30, set_as_default=False) as client:
+            deadline = time.monotonic() + 60  # the check passed: the gate runs
+            while not any(client.processing().values()):
+                assert time.monotonic() < deadline and run.state is None
+                time.sleep(0.05)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("PYTHONPATH", WORKTREE)  # without nbflowonlyclient
+                late = start_worker(tmp_path, address, name="late")
+            client.wait_for_workers(2, timeout=60)
+            # Only the late worker is left to run the rest.
+            good.kill()
+            good.wait(30)
+            release.write_text("go")
+            state = run.join(120)
+        assert state is not None
+        assert state.result[gate].is_successful(), state.result[gate].message
+        _refused_on_a_late_worker(state.result[lacking].message)
+    finally:
+        release.write_text("go")
+        for proc in (good, late):
+            if proc is not None:
+                stop(proc)
+        stop(scheduler)
