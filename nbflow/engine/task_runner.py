@@ -191,6 +191,9 @@ def run_task(
         return _end(report, spec, map_index, Cancelled("The run was cancelled."))
     if spec.unsendable is not None:
         return _end(report, spec, map_index, spec.unsendable.failed(spec))
+    refused = channel.refusal(spec.name)
+    if refused is not None:
+        return _end(report, spec, map_index, Failed(refused))
 
 
     run_count = 1

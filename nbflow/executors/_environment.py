@@ -15,6 +15,16 @@ namespace values of cells) and splits it into
 - installed distributions, checked against the workers and the scheduler in
   one round trip each (:func:`check_cluster`): missing ones, major/minor
   versions that differ from the client's, and a different Python minor version.
+  Workers that join after that check (adaptive scaling, a late ``dask
+  worker``) check themselves when they join: the same worker plugin carries
+  the run's :class:`Requirements`, its ``setup`` runs the same probe and
+  comparison there (before the worker takes any task), and a task that uses
+  what the worker lacks fails there with the same one line
+  (:func:`refusal`, asked by the run's task channel as each task starts);
+  the flow's other tasks run there. Why not re-check from the client when a
+  worker appears: tasks may reach the new worker before the client hears of
+  it, and refusing a worker for all flows on a shared cluster is not one
+  run's call.
 
 Why a plugin and not ``cloudpickle.register_pickle_by_value``: distributed
 pickles a task graph with the standard pickler first, which pickles a function
@@ -60,9 +70,11 @@ __all__ = [
     "ClusterEnvironment",
     "CodeBundle",
     "FlowNeeds",
+    "Requirements",
     "check_cluster",
     "data_file_hint",
     "flow_needs",
+    "refusal",
     "ship_code",
 ]
 
@@ -249,6 +261,8 @@ class FlowNeeds:
     #: The distributions that unpickling the tasks imports (the scheduler
     #: unpickles the task graph: it needs these, not the others).
     unpickled: frozenset[str] = frozenset()
+    #: Task name -> how messages name it (``cell 'clean'``, ``task 'load'``).
+    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 def _user_module_files(top: str) -> list[tuple[str, Path]] | None:
@@ -326,8 +340,9 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
     loaded: set[str] = {"nbflow"}  # top-level names unpickling imports
     modules_of: dict[int, dict[str, bool]] = {}
     unpickled: set[str] = set()
+    task_labels: dict[str, str] = {}
     for name, fn in functions.items():
-        label = _label(name, fn)
+        label = task_labels[name] = _label(name, fn)
         if id(fn) not in modules_of:  # many tasks may share one function
             modules_of[id(fn)] = _task_modules(fn)
         for module, is_loaded in modules_of[id(fn)].items():
@@ -392,7 +407,7 @@ def flow_needs(functions: Mapping[str, Callable[..., Any]]) -> FlowNeeds:
                 dists[always] = (always, importlib.metadata.version(always), ())
         unpickled.add(always)
     bundle = CodeBundle(tuple(sorted(files.items())), tuple(sorted(shipped)))
-    return FlowNeeds(dists, bundle, frozenset(unpickled))
+    return FlowNeeds(dists, bundle, frozenset(unpickled), task_labels)
 
 
 # -- asking the cluster ---------------------------------------------------------------
@@ -478,38 +493,67 @@ def check_cluster(
     # The scheduler unpickles the task graph: it needs the packages too.
     answers[_SCHEDULER] = client.run_on_scheduler(eval, probe)
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
-    problems: list[str] = []
-    details: list[str] = []
+    unpickled = needs.unpickled if needs is not None else None
+    found = _compare(answers, dists, unpickled, here)
+    pythons = {".".join(map(str, python)) for where, (python, _) in answers.items()
+               if where != _SCHEDULER}
+    return ClusterEnvironment(
+        address or "the cluster", workers, ", ".join(sorted(pythons)) or here,
+        tuple(p.short for p in found), tuple(p.detail for p in found))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Problem:
+    """One thing a place lacks: in short, in full, and the labels of the tasks
+    it stops (None: every task).
+    """
+
+    short: str
+    detail: str
+    labels: tuple[str, ...] | None
+
+
+def _compare(
+    answers: Mapping[str, Any],
+    dists: Mapping[str, tuple[str, str, tuple[str, ...]]],
+    unpickled: frozenset[str] | None,
+    here: str,
+) -> list[_Problem]:
+    """What the places in ``answers`` (where -> the probe's answer there) lack
+    of ``dists`` (see :class:`FlowNeeds`), or have in another major/minor
+    version; a Python minor version other than ``here``. The scheduler is
+    asked for the ``unpickled`` distributions only (None: all).
+    """
+    found: list[_Problem] = []
     pythons: dict[str, list[str]] = {}
     for where, (python, _) in answers.items():
         pythons.setdefault(".".join(map(str, python)), []).append(where)
     for py, on_py in sorted(pythons.items()):
         if py != here:
-            problems.append(f"Python {py} on {_count(on_py)}")
-            details.append(f"Python {py} on {_some(on_py)} ({here} here)")
+            found.append(_Problem(f"Python {py} on {_count(on_py)}",
+                                  f"Python {py} on {_some(on_py)} ({here} here)", None))
     for key, (name, mine, labels) in sorted(dists.items()):
         used = f" ({_some(list(labels))})" if labels else ""
         used_by = f", used by {_some(list(labels))}" if labels else (
             ", used by every task")
         theirs: dict[str | None, list[str]] = {}
         for where, (_, versions) in answers.items():
-            if where == _SCHEDULER and needs is not None and key not in needs.unpickled:
+            if where == _SCHEDULER and unpickled is not None and key not in unpickled:
                 continue
-            found = {_canonical(n): v for n, v in versions.items()}
-            theirs.setdefault(found.get(key), []).append(where)
+            have = {_canonical(n): v for n, v in versions.items()}
+            theirs.setdefault(have.get(key), []).append(where)
+        stops = labels or None
         for version, on in theirs.items():
             if version is None:
-                problems.append(f"missing on {_count(on)}: {name}{used}")
-                details.append(
-                    f"{name!r} ({mine} here) is missing on {_some(on)}{used_by}")
+                found.append(_Problem(
+                    f"missing on {_count(on)}: {name}{used}",
+                    f"{name!r} ({mine} here) is missing on {_some(on)}{used_by}", stops))
             elif _major_minor(version) != _major_minor(mine):
-                problems.append(f"{name} {version} on {_count(on)} ({mine} here){used}")
-                details.append(
-                    f"{name!r} is {version} on {_some(on)} but {mine} here{used_by}")
-    python = ", ".join(sorted(
-        py for py, on_py in pythons.items() if set(on_py) - {_SCHEDULER})) or here
-    return ClusterEnvironment(
-        address or "the cluster", workers, python, tuple(problems), tuple(details))
+                found.append(_Problem(
+                    f"{name} {version} on {_count(on)} ({mine} here){used}",
+                    f"{name!r} is {version} on {_some(on)} but {mine} here{used_by}",
+                    stops))
+    return found
 
 
 _SCHEDULER = "the scheduler"
@@ -577,16 +621,109 @@ def _plugin_name(bundle: CodeBundle) -> str:
     return f"{_PLUGIN_PREFIX}-{host}-{pid}"
 
 
-class _CodeOnWorkers(WorkerPlugin):
-    """Installs a :class:`CodeBundle` on each worker, joining ones included."""
+@dataclasses.dataclass(frozen=True)
+class Requirements:
+    """What a run checked the workers for, to check workers that join later
+    (adaptive scaling, a late ``dask worker``) the same way: see
+    :func:`refusal`.
+    """
 
-    def __init__(self, bundle: CodeBundle) -> None:
+    #: The scheduler, for messages.
+    address: str
+    #: The client's Python, ``"3.11"``.
+    python: str
+    distributions: Mapping[str, tuple[str, str, tuple[str, ...]]]
+    #: Task name -> its label (see :class:`FlowNeeds`).
+    labels: Mapping[str, str]
+
+    @classmethod
+    def of(cls, needs: FlowNeeds, address: str) -> Requirements:
+        """The requirements of a flow with ``needs`` on the cluster ``address``."""
+        here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+        return cls(address, here, needs.distributions, needs.labels)
+
+    @property
+    def token(self) -> str:
+        """Names these requirements on a worker (the runs' channels carry it)."""
+        text = repr((self.address, self.python, sorted(self.distributions.items()),
+                     sorted(self.labels.items())))
+        return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+#: On a worker: requirements token -> (them, the problems of this worker).
+_refusals: dict[str, tuple[Requirements, list[_Problem]]] = {}
+#: On a worker: plugin name (one per origin) -> the token it judged last.
+_judged: dict[str, str] = {}
+
+
+def _judge(requirements: Requirements, where: str, name: str) -> None:
+    """Check this worker against ``requirements``, as :func:`check_cluster`
+    checks the workers present when a run starts, and keep what it lacks for
+    :func:`refusal`.
+    """
+    answer = eval(_probe(requirements.distributions))  # the same probe, here
+    problems = _compare({where: answer}, requirements.distributions, None,
+                        requirements.python)
+    token = requirements.token
+    _refusals[token] = (requirements, problems)
+    old = _judged.get(name)
+    if old is not None and old != token:  # that origin's earlier run
+        _refusals.pop(old, None)
+    _judged[name] = token
+
+
+def refusal(token: str, task: str) -> str | None:
+    """Why ``task`` of the run whose requirements have ``token`` cannot run
+    on this worker (one line, as the check before the run says it), or None.
+
+    Parameters
+    ----------
+    token : str
+        :attr:`Requirements.token`.
+    task : str
+        The task's name.
+
+    Returns
+    -------
+    str or None
+
+    Examples
+    --------
+    >>> refusal("no-such-run", "load") is None
+    True
+
+    """
+    judged = _refusals.get(token)
+    if judged is None or not judged[1]:
+        return None
+    requirements, problems = judged
+    label = requirements.labels.get(task, f"task {task!r}")
+    mine = [p for p in problems if p.labels is None or label in p.labels]
+    if not mine:
+        return None
+    return str(ClusterEnvironment(
+        requirements.address, 1, "", tuple(p.short for p in mine),
+        tuple(p.detail for p in mine)).error())
+
+
+class _CodeOnWorkers(WorkerPlugin):
+    """Installs a :class:`CodeBundle` on each worker, joining ones included,
+    and checks each against the run's :class:`Requirements`.
+    """
+
+    def __init__(self, bundle: CodeBundle, requirements: Requirements | None = None
+                 ) -> None:
         self.bundle = bundle
+        self.requirements = requirements
         self.name = _plugin_name(bundle)
 
     def setup(self, worker: Any) -> None:
-        """Install the bundle."""
-        _install(self.bundle, getattr(worker, "local_directory", None))
+        """Install the bundle; check the worker."""
+        if self.bundle.files:
+            _install(self.bundle, getattr(worker, "local_directory", None))
+        if self.requirements is not None and self.bundle.origin != (
+                socket.gethostname(), os.getpid()):  # not an in-process worker
+            _judge(self.requirements, str(worker.address), self.name)
 
 
 class _CodeOnScheduler(SchedulerPlugin):
@@ -601,7 +738,8 @@ class _CodeOnScheduler(SchedulerPlugin):
 
     async def start(self, scheduler: Any) -> None:
         """Install the bundle."""
-        _install(self.bundle, getattr(scheduler, "local_directory", None))
+        if self.bundle.files:
+            _install(self.bundle, getattr(scheduler, "local_directory", None))
 
     def remove_client(self, scheduler: Any, client: str) -> None:
         """The run that sent the bundle is over (or its kernel is gone):
@@ -619,15 +757,19 @@ class _CodeOnScheduler(SchedulerPlugin):
 _shipped: dict[str, str] = {}
 
 
-def ship_code(client: Any, bundle: CodeBundle) -> bool:
+def ship_code(client: Any, bundle: CodeBundle,
+              requirements: Requirements | None = None) -> bool:
     """Send ``bundle`` to the scheduler and every worker, now and joining ones
-    while ``client`` is connected; nothing if this client sent it already.
-    Returns whether it was sent.
+    while ``client`` is connected, and have each worker check itself against
+    ``requirements``; nothing if this client sent them already. Returns
+    whether they were sent.
 
     Parameters
     ----------
     client : distributed.Client
     bundle : CodeBundle
+    requirements : Requirements, optional
+        What a worker that joins later is checked for (see :func:`refusal`).
 
     Returns
     -------
@@ -639,9 +781,9 @@ def ship_code(client: Any, bundle: CodeBundle) -> bool:
     True
 
     """
-    if not bundle.files:
+    if not bundle.files and requirements is None:
         return False
-    digest = bundle.digest
+    digest = bundle.digest + (requirements.token if requirements else "")
     if _shipped.get(client.id) == digest:
         return False
     if bundle.nbytes > _MAX_BUNDLE_BYTES:
@@ -652,7 +794,7 @@ def ship_code(client: Any, bundle: CodeBundle) -> bool:
         )
     name = _plugin_name(bundle)
     client.register_plugin(_CodeOnScheduler(bundle, client.id), name=name)
-    client.register_plugin(_CodeOnWorkers(bundle), name=name)
+    client.register_plugin(_CodeOnWorkers(bundle, requirements), name=name)
     _shipped[client.id] = digest
     return True
 

@@ -66,6 +66,13 @@ class TaskChannel(abc.ABC):
         """Where the calling task runs, for the run timeline: here, its thread."""
         return threading.current_thread().name
 
+    def refusal(self, task: str) -> str | None:
+        """Why the task named ``task`` cannot run where it is about to (a
+        worker that joined a cluster after the run's check and lacks a package
+        it uses), in one line; None: it can.
+        """
+        return None
+
 
 class InProcessChannel(TaskChannel):
     """A channel for tasks that run in the driver's own process."""

@@ -87,11 +87,14 @@ class _LogEvent:
 class _DaskChannel(TaskChannel):
     """Reports through Dask's events; cancellation is the scheduler's job."""
 
-    __slots__ = ("report", "crosses_processes")
+    __slots__ = ("report", "crosses_processes", "requirements")
 
-    def __init__(self, report: _LogEvent | None, crosses_processes: bool = True) -> None:
+    def __init__(self, report: _LogEvent | None, crosses_processes: bool = True,
+                 requirements: str | None = None) -> None:
         self.report = report
         self.crosses_processes = crosses_processes
+        #: The token of what the workers were checked for; None: not checked.
+        self.requirements = requirements
 
     def is_cancelled(self) -> bool:
         """Never: cancelling is the scheduler's job."""
@@ -105,6 +108,17 @@ class _DaskChannel(TaskChannel):
             return str(get_worker().address)
         except ValueError:  # not on a worker (a task run by the client)
             return threading.current_thread().name
+
+    def refusal(self, task: str) -> str | None:
+        """Why this worker cannot run ``task``: it joined after the run's
+        check and lacks a package the task uses (its worker plugin checked it
+        on joining).
+        """
+        if self.requirements is None:
+            return None
+        from nbflow.executors._environment import refusal
+
+        return refusal(self.requirements, task)
 
 
 class DaskExecutor(Executor):
@@ -181,6 +195,8 @@ class DaskExecutor(Executor):
         self._client: Any = None
         self._cluster: Any = None
         self._topic: str | None = None
+        #: The token of what this run checked the workers for (see prepare).
+        self._requirements: str | None = None
         #: Where this run's kept results are; after a run on an existing
         #: cluster, a weak reference to it, to reuse its client.
         self._home: Home | None = None
@@ -208,7 +224,7 @@ class DaskExecutor(Executor):
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         state.update(_client=None, _cluster=None, _topic=None, _home=None,
-                     _released=set(), on_environment=None)
+                     _released=set(), on_environment=None, _requirements=None)
         state.pop("_last_home", None)
         return state
 
@@ -407,12 +423,17 @@ class DaskExecutor(Executor):
         self._client = self._cluster = None
         self._home = None
         self._released = set()
+        self._requirements = None
         if self._topic is not None:
             self._topic = None
 
     def prepare(self, functions: Mapping[str, Callable[..., Any]]) -> None:
         """Check that the workers have the packages the tasks use (unless
         ``check_environment=False``) and send them the user's own modules.
+
+        Workers that join later (adaptive scaling, a late ``dask worker``) get
+        the modules and check themselves when they join: a task that uses a
+        package such a worker lacks fails there with the same one line.
 
         Parameters
         ----------
@@ -427,16 +448,25 @@ class DaskExecutor(Executor):
             the tasks that use it.
         """
         self._check_started()
-        from nbflow.executors._environment import check_cluster, flow_needs, ship_code
+        from nbflow.executors._environment import (
+            Requirements,
+            check_cluster,
+            flow_needs,
+            ship_code,
+        )
 
         needs = flow_needs(functions)
+        address = self._scheduler_address()
         if self.check_environment or self.on_environment is not None:
-            found = check_cluster(self._client, needs, self._scheduler_address())
+            found = check_cluster(self._client, needs, address)
             if self.on_environment is not None:
                 self.on_environment(found.describe())
             if found.problems and self.check_environment:
                 raise found.error()
-        ship_code(self._client, needs.bundle)
+        requirements = Requirements.of(needs, address) if self.check_environment else (
+            None)
+        ship_code(self._client, needs.bundle, requirements)
+        self._requirements = requirements.token if requirements is not None else None
 
     def open_channel(self, deliver: Deliver | None) -> TaskChannel:
         """Tasks report through Dask's event log to a topic of this run."""
@@ -444,7 +474,7 @@ class DaskExecutor(Executor):
         # Results move between processes unless the cluster lives in this one.
         crosses = not self._scheduler_address().startswith("inproc://")
         if deliver is None:
-            return _DaskChannel(None, crosses)
+            return _DaskChannel(None, crosses, self._requirements)
         self._topic = f"nbflow-{uuid.uuid4().hex}"
         topic = self._topic
 
@@ -455,7 +485,7 @@ class DaskExecutor(Executor):
             deliver(record)
 
         self._client.subscribe_topic(topic, handler)
-        return _DaskChannel(_LogEvent(topic), crosses)
+        return _DaskChannel(_LogEvent(topic), crosses, self._requirements)
 
     def submit(
         self,

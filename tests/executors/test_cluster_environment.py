@@ -12,6 +12,7 @@ import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -574,3 +575,142 @@ def test_flow_run_magic_refuses_in_one_line_and_hints_at_data_files(far_cluster,
         reset_flow()
         current_flow().executor = None
         ip.run_line_magic("unload_ext", "nbflow")
+
+
+OTHER_PYTHON_PRELOAD = '''
+"""Make this worker say it runs another Python minor version (see the test)."""
+import collections
+import sys
+
+real = sys.version_info
+VersionInfo = collections.namedtuple(
+    "VersionInfo", "major minor micro releaselevel serial")
+OTHER = VersionInfo(real.major, real.minor - 1, 0, "final", 0)
+
+
+def dask_setup(worker):
+    sys.version_info = OTHER
+    sys.version = "%d.%d.0 (another Python)" % OTHER[:2]
+'''
+
+
+def test_worker_on_another_python_minor_version_is_refused_in_one_line(tmp_path):
+    """A worker with another Python minor version stops the run before
+    anything runs, in one line naming both versions and the worker.
+
+    This machine has one Python (Debian 12: ``/usr/bin/python3.11`` only, the
+    venv's is 3.11 too; no second minor version is packaged, and building one
+    or making a second venv with dask for it is not cheap), so the worker is a
+    real ``dask worker`` of this Python whose preload makes it *report* the
+    previous minor version: it replaces ``sys.version_info`` in that worker
+    process, which is what any code asking the worker's Python sees. nbflow's
+    check runs unmodified: the same ``client.run`` round trip to the real
+    worker process, the same comparison here.
+    """
+    preload = tmp_path / "otherpython.py"
+    preload.write_text(OTHER_PYTHON_PRELOAD)
+    marker = tmp_path / "ran.txt"
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    other = f"{sys.version_info[0]}.{sys.version_info[1] - 1}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", WORKTREE)
+        scheduler, address = start_scheduler(tmp_path)
+        workers = [start_worker(tmp_path, address, name="same")]
+        workers.append(start_worker(tmp_path, address, "--preload", str(preload),
+                                    name="older"))
+    try:
+        wait_for_workers(address, 2)
+        from distributed import Client
+        from distributed.versions import VersionMismatchWarning
+
+        with warnings.catch_warnings():  # distributed's table, for this client
+            warnings.simplefilter("ignore", VersionMismatchWarning)
+            client = Client(address, timeout=30, set_as_default=False)
+        with client:
+            older = [a for a, w in client.scheduler_info(n_workers=-1)[
+                "workers"].items() if w["name"] == "older"]
+        with Flow("other-python") as flow:
+            touch(str(marker))
+        with pytest.raises(ClusterEnvironmentError) as caught:
+            _run(flow, address)
+    finally:
+        for worker in workers:
+            stop(worker)
+        stop(scheduler)
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith(".")
+    assert f"Python {other} on {older[0]} ({here} here)" in message
+    assert not marker.exists()  # nothing ran
+
+
+def _refused_on_a_late_worker(message: str | None) -> None:
+    assert message is not None
+    assert "\n" not in message and message.endswith(".")
+    assert message.startswith("The workers of ")
+    assert "'nbflowonlyclient' (1.2.0 here) is missing on tcp://127.0.0.1:" in message
+    assert "used by task 'use_only_client'" in message
+    assert "check_environment=False" in message
+
+
+def test_adaptive_workers_that_join_after_the_check_check_themselves(
+    project, tmp_path, no_leaked_processes
+):
+    far = tmp_path / "adaptive"
+    far.mkdir()
+    executor = DaskExecutor(cluster_class=far_adaptive_cluster,
+                            cluster_kwargs={"folder": str(far)},
+                            adapt_kwargs={"minimum": 0, "maximum": 1})
+    with Flow("adaptive-lacking") as flow:
+        lacking = use_only_client()
+        own = use_module(3)
+    # No worker when the run checks (the scheduler, here, has everything);
+    # the worker adaptive scaling starts lacks nbflowonlyclient.
+    state = flow.run(executor=executor)
+    _refused_on_a_late_worker(state.result[lacking].message)
+    assert state.result[lacking].is_failed()
+    # A task that does not use it runs there.
+    assert state.result[own].result == (6, 1), state.result[own].message
+
+
+def test_dask_worker_that_joins_an_existing_cluster_after_the_check_checks_itself(
+    project, tmp_path
+):
+    from distributed import Client
+
+    site = tmp_path / "good-site"
+    _fake_distribution(site, "nbflowonlyclient", "1.2.0")
+    release = tmp_path / "release"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join([WORKTREE, str(site)]))
+        scheduler, address = start_scheduler(tmp_path)
+        good = start_worker(tmp_path, address, name="good")
+    late = None
+    try:
+        wait_for_workers(address, 1)
+        with Flow("late-lacking") as flow:
+            gate = wait_for_file(str(release), time.time() + 120)
+            lacking = use_only_client(upstream_tasks=[gate])
+        run = FlowRun(flow, executor=DaskExecutor(address=address)).start()
+        with Client(address, timeout=30, set_as_default=False) as client:
+            deadline = time.monotonic() + 60  # the check passed: the gate runs
+            while not any(client.processing().values()):
+                assert time.monotonic() < deadline and run.state is None
+                time.sleep(0.05)
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setenv("PYTHONPATH", WORKTREE)  # without nbflowonlyclient
+                late = start_worker(tmp_path, address, name="late")
+            client.wait_for_workers(2, timeout=60)
+            # Only the late worker is left to run the rest.
+            good.kill()
+            good.wait(30)
+            release.write_text("go")
+            state = run.join(120)
+        assert state is not None
+        assert state.result[gate].is_successful(), state.result[gate].message
+        _refused_on_a_late_worker(state.result[lacking].message)
+    finally:
+        release.write_text("go")
+        for proc in (good, late):
+            if proc is not None:
+                stop(proc)
+        stop(scheduler)
