@@ -482,6 +482,15 @@ Many sensor logs, each parsed and checked for anomalies by pure-Python code:
 the typical *pure-Python, CPU-bound* case. One mapped cell handles every file;
 we time the flow on `LocalExecutor` (one file after the other) and on a
 `LocalDaskExecutor` with processes (several files at once), and compare.
+
+**What to expect.** The work is about seven seconds of one core's time, in 32
+tasks of a fifth of a second each: long enough that starting the worker
+processes (about a second of CPU in all) does not eat the gain. On two idle
+cores, two processes finish it about 1.7x faster than one thread; on four
+cores, four processes about 3x; the gain keeps growing with the cores while
+each gets several files. On one core there is nothing to gain, and a busy
+machine (other programs, a shared Binder) takes part of it: the comparison
+below says when the machine was busy.
 """),
     code("""
 %load_ext nbflow
@@ -498,8 +507,15 @@ from nbflow.executors import LocalDaskExecutor, LocalExecutor
 from nbflow.notebook import current_flow
 
 flow = current_flow()
-workers = min(4, os.cpu_count() or 1)
-print(f"This machine has {os.cpu_count()} cores; the process pool gets {workers}.")
+cores = os.cpu_count() or 1
+workers = min(4, cores)
+print(f"This machine has {cores} cores; the process pool gets {workers}.")
+
+
+def busy():
+    # How many programs want a core (the load average of the last minute),
+    # or None where the system does not say.
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 """),
     md("""
 First, the data: 32 CSV files of sensor readings in a temporary folder (an
@@ -523,11 +539,11 @@ print(f"{len(files)} files, {sum(os.path.getsize(f) for f in files) / 1e6:.1f} M
     md("""
 A helper that reads one file in plain Python and returns, per sensor, the
 number of readings, their mean, and how many readings were anomalies: more than
-three standard deviations away from that sensor's previous 100 readings.
+three standard deviations away from that sensor's previous 300 readings.
 Helpers from ordinary cells travel with the tasks, to other processes too.
 """),
     code("""
-def summarise(path, window=100):
+def summarise(path, window=300):
     recent, count, total, anomalies = {}, {}, {}, {}
     with open(path) as f:
         next(f)  # the header
@@ -559,6 +575,7 @@ report = f"{readings:,} readings in {len(summary)} files, {anomalies} anomalies"
     md("## One file after the other: `LocalExecutor`"),
     code("""
 flow.executor = LocalExecutor()
+load = [busy()]
 start = time.perf_counter()
 %flow run
 one_thread = time.perf_counter() - start
@@ -573,6 +590,7 @@ truly in parallel, one file per core.
 """),
     code("""
 flow.executor = LocalDaskExecutor(scheduler="processes", num_workers=workers)
+load.append(busy())
 start = time.perf_counter()
 %flow run
 in_processes = time.perf_counter() - start
@@ -585,14 +603,22 @@ print(report)
 print(f"{'LocalExecutor':<42}{one_thread:6.1f} s")
 print(f"{f'LocalDaskExecutor(processes, {workers} workers)':<42}{in_processes:6.1f} s")
 print(f"Speedup: {one_thread / in_processes:.1f}x with {workers} processes "
-      f"on {os.cpu_count()} cores")
+      f"on {cores} cores")
+if None not in load:
+    # Before the second run, the load counts the first one too (one core).
+    others = max(load[0], load[1] - 1)
+    if others > cores - 0.5:
+        print(f"The machine was busy: other programs wanted {others:.1f} of its "
+              f"{cores} cores (load average), so the processes shared them and "
+              "gained less than they would on idle cores.")
 """, "speedup"),
     md("""
-The time in processes includes starting them (a second or two: each imports
+The time in processes includes starting them (about a second: each imports
 Python afresh) and sending each task's inputs and results across. So the
 speedup approaches the number of cores only when the tasks are long enough to
-repay that; many tiny tasks, or tasks with big inputs, gain less. On a busy
-machine (Binder shares its cores) it also varies from run to run.
+repay that; many tiny tasks, or tasks with big inputs, gain less (shrink
+`window` to 30 above and see). On a busy machine (Binder shares its cores) it
+also varies from run to run.
 
 Try `LocalDaskExecutor(scheduler="threads")` too: for this workload it is
 hardly faster than `LocalExecutor`, because of the GIL. For numpy-heavy tasks

@@ -277,6 +277,8 @@ def test_run_dask_temporary_cluster_leaves_no_process(tmp_path):
     out = "".join(seen) + out
     assert proc.returncode == 0, out + err
     assert "on DaskExecutor(cluster_kwargs={'n_workers': 1})" in out
+    starting = "Starting a temporary Dask cluster (LocalCluster): "
+    assert f"{starting}0 of 1 workers up …\n{starting}1 of 1 workers up …\n" in out
     assert "where  Success  -> 'worker tcp://127.0.0.1:" in out
     assert cluster, "the temporary cluster started no process"
     assert not wait_until_gone(cluster)

@@ -455,3 +455,37 @@ def test_export_of_names_the_exported_file_uses_itself_runs(tmp_path):
     assert states["second"] == "Success -> 6"
     assert states["uses"] == "Success -> 102"  # the notebook's list, mysum's sum
     assert summary(in_notebook.stdout)["uses"] == "Success -> total=102"
+
+
+SEVERAL_FLOWS = [
+    "%load_ext nbflow\nfrom nbflow.notebook import current_flow",
+    "%%flowtask first\nx = 1",
+    "%flow run\nprint('first gave', x)",
+    "%flow reset\nbase = 10",
+    "%%flowtask second\ny = base + 1",
+    "%flow run\nprint('second gave', y, [t.name for t in current_flow().tasks])",
+    "raise RuntimeError('stop here')",
+    "print('never printed')",
+]
+
+
+def test_a_notebook_of_several_flows_runs_top_to_bottom(tmp_path: Path) -> None:
+    path = write_notebook(tmp_path / "several.ipynb", SEVERAL_FLOWS)
+    result = run("run", path)
+    out = result.stdout
+    assert result.returncode == 1, out + result.stderr
+    assert "top to bottom" in out.splitlines()[0]
+    assert "first gave 1" in out
+    assert "second gave 11 ['second']" in out  # `base` set between the flows
+    assert out.splitlines()[-1] == (
+        "Cell 7 (\"raise RuntimeError('stop here')\") raised RuntimeError: stop "
+        "here; the notebook stops there, as Jupyter's Run All does.")
+    assert "never printed" not in out
+    nb = nbformat.read(str(path), as_version=4)
+    nb.cells[6].metadata["tags"] = ["raises-exception"]
+    nbformat.write(nb, str(path))
+    result = run("run", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "as it is meant to: it is tagged raises-exception" in result.stdout
+    assert "never printed" in result.stdout
+    assert_usage_error(run("run", path, "-P", "base=3"), "has no parameters; leave out")

@@ -59,3 +59,36 @@ def test_text_progress_summary_ends_with_the_flows_state():
     assert state.is_successful()
     last = out.getvalue().splitlines()[-1]
     assert last.startswith("Flow 'labels': Success in "), last
+
+
+def test_a_cancelled_maps_count_says_which_children_never_ran():
+    import threading
+
+    from nbflow.engine.runner import FlowRun
+    from nbflow.executors import LocalDaskExecutor
+
+    started, release = threading.Semaphore(0), threading.Event()
+
+    @task
+    def slow(x: int) -> int:
+        started.release()
+        release.wait(60)
+        return x
+
+    with Flow("cancelled") as flow:
+        slow.map(list(range(10)))
+    out = io.StringIO()
+    run = FlowRun(flow, executor=LocalDaskExecutor("threads", num_workers=2),
+                  listeners=[TextProgress(out, color=False)])
+    run.start()
+    assert started.acquire(timeout=60)
+    run.cancel()
+    release.set()
+    state = run.join(timeout=60)
+    assert state is not None and state.is_cancelled(), state
+    text = out.getvalue()
+    counts = [line for line in text.splitlines() if "/10 done" in line]
+    assert counts and "10/10 done" not in text, text
+    last = counts[-1].split("  slow  ")[-1]
+    done, cancelled = int(last.split("/")[0]), int(last.split(", ")[-1].split()[0])
+    assert 1 <= done <= 2 and done + cancelled == 10 and last.endswith(" cancelled"), last

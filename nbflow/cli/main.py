@@ -123,7 +123,10 @@ first, in order, in one IPython shell: magics work, but `%flow run`, `show`,
 `%flow run` line is left out (it shows results). Then its %%flowtask cells run
 as one flow, on the executor the options give, else the one the notebook chose
 (current_flow().executor), else a LocalExecutor. The parameters of a notebook
-are its variables: -P n=3 sets `n` after the setup cells ran.
+are its variables: -P n=3 sets `n` after the setup cells ran. A notebook that
+empties its flow (`%flow reset`) holds several flows: it runs top to bottom as
+in Jupyter, each `%flow run` where it stands (a cell tagged raises-exception
+may fail; any other error stops the run, exit status 1).
 """
 
 

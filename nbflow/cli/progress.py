@@ -236,12 +236,17 @@ class TextProgress:
             self._status = True
 
     def _count_text(self, snap: TaskSnapshot) -> str:
-        text = f"{snap.done}/{snap.size} done"
+        # Cancelled children never ran: not done (a cancelled map's children
+        # that never started count too).
+        cancelled = snap.units[2]
+        text = f"{snap.done - snap.cancelled}/{snap.size} done"
         if snap.failed:
             text += f", {self._paint('Failed', f'{snap.failed} failed')}"
         for state, what in (("Skipped", "skipped"), ("TimedOut", "timed out")):
             if snap.children.get(state):
                 text += f", {self._paint(state, f'{snap.children[state]} {what}')}"
+        if cancelled:
+            text += f", {self._paint('Cancelled', f'{cancelled} cancelled')}"
         return text
 
     def _line(

@@ -60,6 +60,12 @@ def run_and_report(
             out.flush()
 
         on.on_environment = connected
+
+    def starting(text: str) -> None:  # "… 1 of 2 workers up …", a line each
+        out.write(f"{text}\n")
+        out.flush()
+
+    on.on_starting = starting
     started = time.monotonic()
     try:
         state = run([TextProgress(out, color=color)])
@@ -71,6 +77,8 @@ def run_and_report(
             f"{on!r} needs {package!r}, which is not installed; install it "
             "with `pip install jupyter-nbflow`."
         ) from None
+    finally:
+        on.on_starting = None
     seconds = time.monotonic() - started
     text = output(state) if output is not None else ""
     if text:

@@ -8,6 +8,12 @@ as ``%load_ext nbflow``, ``%matplotlib`` or ``!pip list`` work as in Jupyter;
 Then the ``%%flowtask`` cells are registered in notebook order with
 :func:`nbflow.notebook.register_cell`, ``-P NAME=VALUE`` sets namespace
 variables, and :func:`nbflow.notebook.run_notebook_flow` runs the flow.
+
+A notebook that empties its flow (``%flow reset``) holds several flows, one
+after another, and the code between them sets up the next: it runs top to
+bottom in the shell instead, as Jupyter's Run All does (:func:`run_top_to_bottom`),
+each ``%flow run`` with text progress; a cell tagged ``raises-exception`` may
+fail, any other error stops it there.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import functools
 import os
 import reprlib
 import sys
+import time
 import traceback
 import types
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
@@ -46,13 +53,15 @@ if TYPE_CHECKING:
     from nbflow.core.task import Task
     from nbflow.engine.events import Listener
     from nbflow.engine.state import State
+    from nbflow.executors.base import Executor
 
 __all__ = [
     "apply_params",
-    "run_notebook_command",
     "cell_detail",
     "notebook_flow",
+    "run_notebook_command",
     "run_setup",
+    "run_top_to_bottom",
 ]
 
 _repr = reprlib.Repr()
@@ -69,6 +78,8 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
         )
     parts = read_notebook(path)
     executor = executor_from_args(args)
+    if parts.resets:
+        return run_top_to_bottom(parts, executor, args)
     params = parse_params(args.param)
     flow = notebook_flow(parts)
     namespace, defined = run_setup(parts)
@@ -106,6 +117,56 @@ def run_notebook_command(args: argparse.Namespace, path: str) -> int:
     if plan is not None and (plan.enabled or plan.note):
         out.write(plan.summary() + "\n")
     return 0 if state.is_successful() else 1
+
+
+def run_top_to_bottom(
+    parts: NotebookParts, executor: Executor | None, args: argparse.Namespace
+) -> int:
+    """Run every code cell of a notebook of several flows in order, as Jupyter
+    does; the exit status (1: a cell not tagged ``raises-exception`` raised).
+
+    ``executor`` (from the options) is the flow's until a cell chooses another.
+    """
+    if args.param:
+        raise CommandLineError(
+            f"Notebook {parts.path!r} holds several flows (it has `%flow reset`), "
+            f"so it runs top to bottom and has no parameters; leave out "
+            f"-P {args.param[0]!r}, or set the variable in the notebook."
+        )
+    out = sys.stdout
+    out.write(f"Running notebook {parts.name!r} top to bottom: it holds several "
+              "flows (`%flow reset`), each run by its `%flow run`.\n")
+    out.flush()
+    flow = notebook_flow(parts)
+    flow.executor = executor
+    shell = _shell(skipped=())
+    started = time.monotonic()
+    before = os.getcwd()
+    os.chdir(os.path.dirname(os.path.abspath(parts.path)))
+    try:
+        with _cache_beside(parts.path):
+            for cell in parts.cells:
+                result = shell.run_cell(cell.source, silent=True)
+                sys.stdout.flush()
+                error = result.error_before_exec or result.error_in_exec
+                if isinstance(error, KeyboardInterrupt):
+                    raise KeyboardInterrupt
+                if error is None:
+                    continue
+                text = " ".join(str(error).split()).rstrip(".")
+                said = f"{type(error).__name__}: {text}" if text else type(error).__name__
+                if cell.raises:
+                    out.write(f"{cell.describe(capital=True)} raised {said} "
+                              "(as it is meant to: it is tagged raises-exception).\n")
+                    continue
+                out.write(f"{cell.describe(capital=True)} raised {said}; the "
+                          "notebook stops there, as Jupyter's Run All does.\n")
+                return 1
+    finally:
+        os.chdir(before)
+    out.write(f"Notebook {parts.name!r} ran to its end: {len(parts.cells)} code "
+              f"cells in {time.monotonic() - started:.1f} s.\n")
+    return 0
 
 
 @contextlib.contextmanager
@@ -146,7 +207,7 @@ def run_setup(parts: NotebookParts) -> tuple[dict[str, Any], list[str]]:
         A cell raised (the message names the cell, its line and the error).
 
     """
-    shell = _shell()
+    shell = _shell(skipped=_SKIPPED)
     existing = set(shell.user_ns)
     directory = os.path.dirname(os.path.abspath(parts.path))
     before = os.getcwd()
@@ -165,8 +226,10 @@ def run_setup(parts: NotebookParts) -> tuple[dict[str, Any], list[str]]:
     return user_ns, [n for n in user_ns if n not in existing]
 
 
-def _shell() -> Any:
-    """A quiet ``InteractiveShell``: no history file, errors left to the caller."""
+def _shell(*, skipped: Sequence[list[str]]) -> Any:
+    """A quiet ``InteractiveShell``: no history file, errors left to the caller,
+    the ``%flow`` commands in ``skipped`` skipped.
+    """
     try:
         from IPython.core.interactiveshell import InteractiveShell
         from traitlets.config import Config
@@ -179,6 +242,7 @@ def _shell() -> Any:
     if _SetupShell is None:
 
         class SetupShell(InteractiveShell):
+            skipped: list[list[str]] = []
             def showtraceback(self, *args: Any, **kwargs: Any) -> None:
                 """Say nothing: :func:`run_setup` reports the error in one line."""
 
@@ -188,7 +252,7 @@ def _shell() -> Any:
             def run_line_magic(
                 self, magic_name: str, line: str, _stack_depth: int = 1
             ) -> Any:
-                if magic_name == "flow" and line.split()[:1] in _SKIPPED:
+                if magic_name == "flow" and line.split()[:1] in self.skipped:
                     return None  # the flow's cells are registered after the setup
                 return super().run_line_magic(magic_name, line, _stack_depth + 1)
 
@@ -196,9 +260,11 @@ def _shell() -> Any:
     config = Config()
     config.HistoryManager.hist_file = ":memory:"
     if InteractiveShell.initialized():  # a second run in one process (tests)
-        return _SetupShell(config=config)
-    # The singleton, so that IPython.get_ipython() and display() find it.
-    return _SetupShell.instance(config=config)
+        shell = _SetupShell(config=config)
+    else:  # the singleton, so that IPython.get_ipython() and display() find it
+        shell = _SetupShell.instance(config=config)
+    shell.skipped = list(skipped)
+    return shell
 
 
 _SetupShell: Any = None

@@ -11,7 +11,8 @@ layers use is an optional member declared here, with a default built on the
 three, so no caller asks which executor it holds: submitting a map's children
 (:meth:`Executor.submit_map`), waiting without raising
 (:meth:`Executor.wait_outcomes`), cancelling, collecting what finished, whether
-it crosses processes, ``dashboard_link``, ``performance_report``, and the
+it crosses processes, ``dashboard_link``, ``performance_report``,
+``on_starting`` (a line on what a slow :meth:`Executor.start` is doing), and the
 *channel* (:meth:`Executor.open_channel`): a small picklable object that a task
 uses, wherever it runs, to report its state changes to the driver and to ask
 whether the run was cancelled. :func:`resolve_executor` is the one place the
@@ -24,6 +25,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import contextvars
+import logging
 import threading
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
@@ -42,6 +44,7 @@ __all__ = [
     "work_name",
 ]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 #: ``(task_index, map_index, state_name, time, message, traceback, where)``;
 #: ``where`` (see :meth:`TaskChannel.where`) is set on Running records only.
@@ -196,6 +199,12 @@ class Executor:
     # Class-level defaults: a subclass need not call ``Executor.__init__``.
     _channel: InProcessChannel | None = None
     _started = False
+    #: Called with one line on what :meth:`start` is doing while it takes a
+    #: while (``"Starting a temporary Dask cluster: 1 of 2 workers up …"``), at
+    #: most a few times a second and only until it is ready; set by whoever
+    #: shows the run (the run view, ``nbflow run``). Not pickled. An executor
+    #: reports through :meth:`report_starting`.
+    on_starting: Callable[[str], None] | None = None
 
     def __init__(self) -> None:
         self._channel = None
@@ -208,7 +217,20 @@ class Executor:
         state = self.__dict__.copy()
         state["_channel"] = None
         state["_started"] = False
+        state.pop("on_starting", None)
         return state
+
+    def report_starting(self, text: str) -> None:
+        """Tell :attr:`on_starting`, if set, that starting is at ``text``; a
+        callback that raises is logged, never breaks the start.
+        """
+        callback = self.on_starting
+        if callback is None:
+            return
+        try:
+            callback(text)
+        except Exception:  # a display's bug must not stop the executor
+            log.exception("nbflow: on_starting callback %r failed", callback)
 
     @contextlib.contextmanager
     def start(self) -> Iterator[None]:

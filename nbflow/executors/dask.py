@@ -375,6 +375,8 @@ class DaskExecutor(Executor):
             from nbflow.executors.local_dask import check_main_guard
 
             check_main_guard(repr(self))
+        if _is_local_cluster(cls) and self.on_starting is not None:
+            kwargs = self._report_workers_up(cls, kwargs)
         with _sigint_deferred():  # a kernel interrupt must not kill the workers
             self._cluster = cls(**kwargs)
             # Before a Ctrl-C of these seconds is raised on leaving the block.
@@ -385,6 +387,37 @@ class DaskExecutor(Executor):
         stack.callback(close_client, self._client)
         self._home = Home(self._client, self._scheduler_address())
         stack.callback(self._home.shut)
+
+    def _report_workers_up(self, cls: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` for a ``LocalCluster`` whose scheduler reports each worker
+        that joins ("N of M workers up") through :meth:`report_starting`.
+
+        A scheduler plugin: the scheduler runs in this process and calls it as
+        a worker registers (no polling); it removes itself once all are up, so
+        the run's tasks do not pass through it.
+        """
+        from distributed.diagnostics.plugin import SchedulerPlugin
+
+        expected = _expected_workers(kwargs)
+        if expected < 1:
+            return kwargs
+        what = f"Starting a temporary Dask cluster ({cls.__name__})"
+        report = self.report_starting
+
+        class WorkersUp(SchedulerPlugin):
+            name = "nbflow-workers-up"
+
+            def add_worker(self, scheduler: Any, worker: str) -> None:
+                up = len(scheduler.workers)
+                report(f"{what}: {min(up, expected)} of {expected} workers up …")
+                if up >= expected:
+                    scheduler.remove_plugin(name=self.name)
+
+        scheduler_kwargs = dict(kwargs.get("scheduler_kwargs") or {})
+        scheduler_kwargs["plugins"] = [
+            *(scheduler_kwargs.get("plugins") or ()), WorkersUp()]
+        report(f"{what}: 0 of {expected} workers up …")
+        return {**kwargs, "scheduler_kwargs": scheduler_kwargs}
 
     def _leave_existing(self) -> None:
         """Keep the client open while results of a run are kept on the
@@ -409,6 +442,9 @@ class DaskExecutor(Executor):
             "(start one with `dask worker %s`).",
             self.address, self.worker_timeout, self.address,
         )
+        self.report_starting(
+            f"Connected to {self.address}: 0 of 1 workers up; waiting up to "
+            f"{self.worker_timeout:g} s for one (`dask worker {self.address}`) …")
         try:
             self._client.wait_for_workers(1, timeout=self.worker_timeout)
         except TimeoutError:
@@ -765,6 +801,26 @@ def _with_hint(value: Any) -> Any:
         if hint is not None and hint not in (value.message or ""):
             value.message = f"{value.message} ({hint})"
     return value
+
+
+def _expected_workers(kwargs: Mapping[str, Any]) -> int:
+    """How many workers ``LocalCluster(**kwargs)`` starts (its own defaults)."""
+    from dask.system import CPU_COUNT
+    from distributed.deploy.utils import nprocesses_nthreads
+
+    n_workers = kwargs.get("n_workers")
+    threads = kwargs.get("threads_per_worker")
+    processes = kwargs.get("processes")
+    if processes is None:
+        from distributed import Nanny
+
+        worker_class = kwargs.get("worker_class")
+        processes = worker_class is None or issubclass(worker_class, Nanny)
+    if n_workers is not None:
+        return int(n_workers)
+    if threads is None:
+        return int(nprocesses_nthreads()[0]) if processes else 1
+    return max(1, CPU_COUNT // int(threads)) if processes else 1
 
 
 def _is_local_cluster(cls: Any) -> bool:

@@ -7,7 +7,10 @@ reads an ``.ipynb`` file (format 4, what Jupyter writes, as plain JSON: importin
 *setup* (ordinary code, run first, in order), the ``%%flowtask`` cells (the
 flow) and the ordinary code after the flow's first ``%flow run`` line, which
 shows results in a notebook and does not belong to a headless run. Cells are
-numbered from 1, counting every cell (markdown too), as they appear.
+numbered from 1, counting every cell (markdown too), as they appear. A notebook
+that empties its flow (a ``%flow reset`` line) holds several flows, one after
+another: :attr:`NotebookParts.resets` says so, and :attr:`NotebookParts.cells`
+keeps every code cell, to run it top to bottom as Jupyter does.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ __all__ = [
 
 #: A ``%flow run`` line (any options); the flow runs once, at the end, instead.
 _FLOW_RUN = re.compile(r"^\s*%flow\s+run\b")
+#: A top-level ``%flow reset`` line: the notebook starts another flow there.
+_FLOW_RESET = re.compile(r"^%flow\s+reset\b", re.MULTILINE)
 
 
 def is_flow_run(line: str) -> bool:
@@ -54,15 +59,17 @@ class Cell:
 
     index: int
     source: str
+    #: Tagged ``raises-exception`` (Jupyter's tag): its error is expected.
+    raises: bool = False
 
     @property
     def first_line(self) -> str:
         """The first line that is not blank, for messages."""
         return next((s.strip() for s in self.source.splitlines() if s.strip()), "")
 
-    def describe(self) -> str:
-        """``cell 3 ('import math')``."""
-        return f"cell {self.index} ({self.first_line!r})"
+    def describe(self, *, capital: bool = False) -> str:
+        """``cell 3 ('import math')`` (``Cell 3 ...`` to start a sentence)."""
+        return f"{'C' if capital else 'c'}ell {self.index} ({self.first_line!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +90,10 @@ class NotebookParts:
     tasks: tuple[FlowtaskCell, ...]
     #: Cells with ordinary code after the first ``%flow run`` (not run).
     after: tuple[int, ...]
+    #: Every code cell, whole, in order (``%%flowtask`` cells too).
+    cells: tuple[Cell, ...] = ()
+    #: Whether the notebook empties its flow (``%flow reset``) to start another.
+    resets: bool = False
 
 
 def read_notebook(path: str) -> NotebookParts:
@@ -103,7 +114,7 @@ def read_notebook(path: str) -> NotebookParts:
     tasks: list[FlowtaskCell] = []
     after: list[int] = []
     ran = False
-    for index, source in cells:
+    for index, source, _raises in cells:
         split = split_flowtask_cell(source)
         if split is not None:
             tasks.append(_flowtask(index, source, *split))
@@ -123,7 +134,11 @@ def read_notebook(path: str) -> NotebookParts:
             "the cells of the pipeline with %%flowtask on their first line."
         )
     name = os.path.splitext(os.path.basename(path))[0]
-    return NotebookParts(path, name, tuple(setup), tuple(tasks), tuple(after))
+    return NotebookParts(
+        path, name, tuple(setup), tuple(tasks), tuple(after),
+        cells=tuple(Cell(index, source, raises) for index, source, raises in cells),
+        resets=any(_FLOW_RESET.search(source) for _, source, _ in cells),
+    )
 
 
 def register_cells(parts: NotebookParts, flow: Flow) -> list[CellTask]:
@@ -141,13 +156,15 @@ def register_cells(parts: NotebookParts, flow: Flow) -> list[CellTask]:
             tasks.append(register_flowtask(cell.body, cell.options, flow=flow))
         except NbflowError as exc:
             raise NotebookFileError(
-                f"{cell.describe().capitalize()}: {' '.join(str(exc).split())}"
+                f"{cell.describe(capital=True)}: {' '.join(str(exc).split())}"
             ) from None
     return tasks
 
 
-def _code_cells(path: str) -> list[tuple[int, str]]:
-    """``(number, source)`` of each code cell; refuse what is not a notebook."""
+def _code_cells(path: str) -> list[tuple[int, str, bool]]:
+    """``(number, source, tagged raises-exception)`` of each code cell; refuse
+    what is not a notebook.
+    """
     if not os.path.exists(path):
         raise NotebookFileError(
             f"Notebook {path!r} does not exist; give the path of an .ipynb file."
@@ -161,7 +178,8 @@ def _code_cells(path: str) -> list[tuple[int, str]]:
             nb = json.load(f)
         nb = _format_4(nb, path)
         found = [
-            (i, _text(c["source"]))
+            (i, _text(c["source"]),
+             "raises-exception" in (c.get("metadata") or {}).get("tags", ()))
             for i, c in enumerate(nb["cells"], 1)
             if c["cell_type"] == "code"
         ]

@@ -215,8 +215,19 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         what = starting_text(run.executor) if run.state is None else None
         if what is not None:  # say what happens until the flow starts, clock going
             self._starting = (what, time.time())
+            run.executor.on_starting = self._on_starting
             self._restart()
             self._draw()
+    def _on_starting(self, what: str) -> None:
+        """The executor's word on its start ("1 of 2 workers up"), shown at once
+        (it comes a few times a second at most), the clock kept.
+        """
+        starting = self._starting
+        if starting is None:  # the flow started: a late or stray word
+            return
+        self._starting = (what, starting[1])
+        self._draw()
+
     def _on_cancel(self, _button: object = None) -> None:
         run = self._run
         if run is None:
@@ -233,6 +244,9 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         if isinstance(first, FlowStarted):
             self._layout = self._make_layout(first.tasks)
             self._starting = None
+            run = self._run
+            if run is not None and run.executor.on_starting == self._on_starting:
+                run.executor.on_starting = None
             self._restart()
             self._show_live()
         self.run_state(events)

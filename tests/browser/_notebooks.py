@@ -53,6 +53,15 @@ NOTEBOOKS: dict[str, list[str]] = {
         "%%flowtask check --map sq\nif sq == 49:\n    raise ValueError(f'bad {sq}')\nok = sq",
         "# FAIL\n%flow run",
     ] for name in ("b-look", "b-look-nb7")},
+    # 7: Voila: the panel's code and a live run view with a failed task's
+    # traceback (a background run: the view stays live once the page rendered)
+    "b-voila.ipynb": [
+        "%load_ext nbflow\nfrom nbflow.notebook import current_flow",
+        'panel = %flow panel\npanel.set(kind="local-dask")\npanel',
+        '%%flowtask readings\nreadings = [12.5, "n/a", 12.9]',
+        "%%flowtask average\naverage = sum(readings) / len(readings)",
+        "run = %flow run --background",
+    ],
     # 5: a background run, cancelled by the view's button
     "b-cancel.ipynb": [
         "%load_ext nbflow\nimport time\nfrom nbflow.executors import LocalDaskExecutor\n"

@@ -122,9 +122,14 @@ def lonely_scheduler(tmp_path):
 @pytest.mark.slow
 def test_scheduler_without_workers_fails_after_worker_timeout(lonely_scheduler):
     started = time.monotonic()
+    executor = DaskExecutor(address=lonely_scheduler, worker_timeout=1)
+    said: list[str] = []
+    executor.on_starting = said.append
     with pytest.raises(ClusterConnectionError) as info:
-        _flow().run(executor=DaskExecutor(address=lonely_scheduler, worker_timeout=1))
+        _flow().run(executor=executor)
     assert time.monotonic() - started < BOUND
+    assert said == [f"Connected to {lonely_scheduler}: 0 of 1 workers up; waiting up "
+                    f"to 1 s for one (`dask worker {lonely_scheduler}`) …"]
     message = str(info.value)
     assert message.startswith(
         f"The Dask scheduler at {lonely_scheduler!r} has no workers and none joined "
@@ -145,6 +150,7 @@ def test_scheduler_without_workers_in_the_cli(lonely_scheduler, tmp_path):
     assert last.startswith("nbflow: error: The Dask scheduler at "), result.stderr
     assert "has no workers and none joined within 1 s" in last
     assert "waiting up to 1 s" in result.stderr  # said while it waited
+    assert "0 of 1 workers up" in result.stdout, result.stdout
 
 
 def test_worker_timeout_is_checked():

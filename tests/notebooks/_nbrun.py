@@ -247,7 +247,13 @@ def check_workload(nb: Any, cwd: Path) -> None:
     _has(c["run-local"], "LocalExecutor: ")
     _has(c["run-processes"], "LocalDaskExecutor(processes, ")
     shown = _has(c["speedup"], "384,000 readings in 32 files")
-    assert re.search(r"^Speedup: \d+\.\dx with \d+ processes on \d+ cores$", shown, re.M), shown
+    found = re.search(r"^Speedup: (\d+\.\d)x with (\d+) processes on \d+ cores$",
+                      shown, re.M)
+    assert found, shown
+    # The headline: a real speed-up with two processes or more, or the
+    # notebook says that the machine was busy (a shared CI or Binder machine).
+    if int(found.group(2)) >= 2 and float(found.group(1)) < 1.2:
+        assert "The machine was busy: other programs wanted " in shown, shown
 
 
 def check_report(nb: Any, cwd: Path) -> None:

@@ -4,6 +4,8 @@ dashboard link leads somewhere, or says its cluster is gone."""
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 
 from nbflow import Flow, task
@@ -67,3 +69,32 @@ def test_a_temporary_clusters_dashboard_says_it_is_gone_an_existing_ones_stays(
     view = RunView(flow, executor=existing)
     assert flow.run(executor=existing, listeners=[view]).is_successful()
     assert 'class="nbflow-dashboard" href="http' in view.header.value
+
+
+def test_a_temporary_cluster_says_how_many_workers_are_up():
+    flow = _flow()
+    executor = DaskExecutor(cluster_kwargs={"n_workers": 2, "processes": False,
+                                            "dashboard_address": ":0"})
+    said: list[str] = []
+    executor.on_starting = said.append
+    assert flow.run(executor=executor).is_successful()
+    what = "Starting a temporary Dask cluster (LocalCluster)"
+    assert said == [f"{what}: {n} of 2 workers up …" for n in range(3)], said
+    assert pickle.loads(pickle.dumps(executor)).on_starting is None
+
+
+def test_the_view_shows_workers_coming_up_until_the_flow_starts():
+    flow = _flow()
+    view = RunView(flow)
+    executor = DaskExecutor(cluster_kwargs={"n_workers": 2, "processes": False,
+                                            "dashboard_address": ":0"})
+    run = FlowRun(flow, executor=executor, listeners=[view])
+    headers: list[str] = []
+    view.header.observe(lambda change: headers.append(change["new"]), names="value")
+    view.attach(run, cancellable=False)
+    assert run.run().is_successful()
+    up = [h for h in headers if "workers up" in h]
+    assert any("2 of 2 workers up …</span> · " in h for h in up), headers
+    assert up[0].index("nbflow-starting") > 0
+    assert "workers up" not in view.header.value
+    assert executor.on_starting is None  # the view let go of the executor
