@@ -91,4 +91,7 @@ def test_a_cancelled_maps_count_says_which_children_never_ran():
     assert counts and "10/10 done" not in text, text
     last = counts[-1].split("  slow  ")[-1]
     done, cancelled = int(last.split("/")[0]), int(last.split(", ")[-1].split()[0])
-    assert 1 <= done <= 2 and done + cancelled == 10 and last.endswith(" cancelled"), last
+    # Which children ran before the cancel is dask's order to choose; the
+    # count says how many ran and that the others never did.
+    assert done <= 2 and cancelled >= 8 and done + cancelled == 10, last
+    assert last.endswith(" cancelled"), last
