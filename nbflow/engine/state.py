@@ -63,6 +63,8 @@ class DeferredResult:
     #: Whether a pickled state carries this (a reference readable where the
     #: state goes) rather than the fetched value.
     travels: ClassVar[bool] = False
+    #: Whether the value can still be fetched (False: it was let go).
+    kept: ClassVar[bool] = True
 
     def portable(self) -> DeferredResult | None:
         """A reference through which a task elsewhere reads the value without

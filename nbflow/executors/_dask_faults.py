@@ -261,6 +261,7 @@ class Dropped(DeferredResult):
     """
 
     __slots__ = ("key", "home")
+    kept = False
 
     def __init__(self, key: object, home: Home) -> None:
         self.key = key
