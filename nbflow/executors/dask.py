@@ -616,7 +616,9 @@ class DaskExecutor(Executor):
                 state = shell[f.key]
                 state._result = ClusterResult(f, home)
                 out.append(state)
-            elif f.key in kept:
+            elif f.key in kept or stays(f):
+                # (the second: finished, but the scheduler was lost before its
+                # value came home: Success still, its value lost with it)
                 out.append(Success(result=ClusterResult(f, home), timestamp=now))
             else:
                 out.append(explain(self._client, f, address))
