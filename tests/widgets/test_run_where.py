@@ -95,3 +95,16 @@ def test_the_run_view_has_no_data_column_when_every_value_is_here():
     view = RunView(flow)
     assert flow.run(listeners=[view]).is_successful()
     assert "<th>data</th>" not in view.table.value
+
+
+def test_the_run_view_says_values_of_a_temporary_cluster_were_not_kept():
+    from nbflow.widgets import RunView
+
+    flow = _flow_of_big_values()
+    view = RunView(flow)
+    executor = DaskExecutor(cluster_kwargs={"n_workers": 1, "processes": False})
+    assert flow.run(executor=executor, listeners=[view]).is_successful()
+    table = view.table.value
+    assert '<td class="nbflow-lives">not kept</td>' in table
+    assert '<td class="nbflow-lives">here</td>' in table
+    assert "on cluster" not in table
