@@ -159,6 +159,7 @@ def _add_semantics(
     state handlers, cache (nothing, for a task that sets none of them).
     """
     from nbflow.engine.cache import candidates
+    from nbflow.engine.state import portable
     from nbflow.triggers import all_successful
 
     trigger = getattr(task, "_trigger", None)
@@ -174,7 +175,7 @@ def _add_semantics(
     if cache_for is not None:
         spec.cache_for = cache_for
         spec.cache_validator = task.cache_validator
-        spec.caches = candidates(task)
+        spec.caches = [portable(c) for c in candidates(task)]
         spec.parameters = parameters
 
 

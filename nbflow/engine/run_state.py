@@ -110,6 +110,9 @@ class TaskSnapshot:
     #: ``(where, start, end, children)``: when the children after the first
     #: :data:`CHILD_SPANS` kept each place busy, merged into intervals.
     busy: tuple[tuple[str, float, float, int], ...] = ()
+    #: Where its value lives once the run ended: ``"here"`` (the driver),
+    #: ``"on cluster, 16.8 MB"``, ``"not kept"``; None: no value.
+    lives: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -258,6 +261,7 @@ class _Task:
         "failed_index",
         "retries",
         "busy",
+        "lives",
     )
 
     def __init__(self, name: str) -> None:
@@ -275,6 +279,7 @@ class _Task:
         self.failed_index: int | None = None
         self.retries = 0
         self.busy: dict[str, list[list[float]]] = {}
+        self.lives: str | None = None
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -293,7 +298,54 @@ class _Task:
             self.retries,
             tuple((where, s, e, int(n)) for where, spans in self.busy.items()
                   for s, e, n in spans),
+            self.lives,
         )
+
+
+def where_values_live(flow_state: states.State) -> dict[Task, str]:
+    """Where each task's value lives at the end of a run (see
+    :attr:`TaskSnapshot.lives`); empty if every value is here. The sizes of
+    values kept elsewhere are asked once for the whole run.
+    """
+    result = flow_state._result
+    if not isinstance(result, dict):
+        return {}
+    spots: list[tuple[Task, list[states.State]]] = []
+    for task, state in result.items():
+        if isinstance(state, states.Success):
+            spots.append((task, list(state.map_states or [state])))
+    flat = [s for _, group in spots for s in group]
+    if not any(s.is_result_deferred() for s in flat):
+        return {}
+    sizes = iter(states.deferred_sizes(flat))
+    out: dict[Task, str] = {}
+    for task, group in spots:
+        on = total = known = 0
+        dropped = 0
+        for s in group:
+            size = next(sizes)
+            if s.is_result_deferred():
+                if not s._result.kept:
+                    dropped += 1
+                    continue
+                on += 1
+                if size is not None:
+                    total, known = total + size, known + 1
+        if on:
+            out[task] = "on cluster" + (f", {format_bytes(total)}" if known else "")
+        elif dropped:
+            out[task] = "not kept"
+        else:
+            out[task] = "here"
+    return out
+
+
+def format_bytes(n: int) -> str:
+    """``16.8 MB``, ``512 kB``, ``2.1 GB`` (powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 class RunState:
@@ -351,6 +403,10 @@ class RunState:
 
     def __call__(self, events: Sequence[Event]) -> None:
         """Apply a batch of events (the listener interface)."""
+        lives = {}
+        for event in events:
+            if isinstance(event, FlowFinished):  # asked once, outside the lock
+                lives = where_values_live(event.state)
         with self._lock:
             for event in events:
                 if type(event) is TaskStateChanged:
@@ -365,6 +421,9 @@ class RunState:
                     self._finished = event.time
                     self._state = event.state.name
                     self._message = event.state.message
+                    for task, text in lives.items():
+                        if task in self._tasks:
+                            self._tasks[task].lives = text
             self._version += 1
             self._changed.notify_all()
 

@@ -52,7 +52,15 @@ from nbflow.engine.events import (
     TaskMapped,
     global_listeners,
 )
-from nbflow.engine.state import Cached, Cancelled, Resume, Retrying, State, Success
+from nbflow.engine.state import (
+    Cached,
+    Cancelled,
+    Resume,
+    Retrying,
+    State,
+    Success,
+    portable,
+)
 from nbflow.engine.task_runner import map_length, run_task
 from nbflow.errors import (
     ExecutorBusyError,
@@ -371,7 +379,7 @@ class FlowRun:
         elif isinstance(given, Retrying):
             spec.resume = {None: given}
         if isinstance(given, Cached):
-            spec.caches = [given, *spec.caches]
+            spec.caches = [portable(given), *spec.caches]
             spec.cache_validator = task.cache_validator
         elif isinstance(given, Resume) and spec.trigger is manual_only:
             spec.trigger = None  # resumed by hand: Prefect's context "resume"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime
 import sys
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 __all__ = [
     "Cached",
@@ -47,6 +47,7 @@ __all__ = [
     "TriggerFailed",
     "deferred_sizes",
     "fetch_results",
+    "portable",
 ]
 
 
@@ -59,6 +60,17 @@ class DeferredResult:
     """
 
     __slots__ = ()
+    #: Whether a pickled state carries this (a reference readable where the
+    #: state goes) rather than the fetched value.
+    travels: ClassVar[bool] = False
+    #: Whether the value can still be fetched (False: it was let go).
+    kept: ClassVar[bool] = True
+
+    def portable(self) -> DeferredResult | None:
+        """A reference through which a task elsewhere reads the value without
+        it passing through here (one that ``travels``), or None.
+        """
+        return None
 
     def fetch(self) -> Any:
         """Bring the value here; raise (one line: why, and how to keep it) if
@@ -86,6 +98,9 @@ class DeferredResult:
         return [None] * len(items)
 
 
+_S = TypeVar("_S", bound="State")
+
+
 def deferred_sizes(states: list[State]) -> list[int | None]:
     """The size in bytes, where it is kept, of each state's deferred result
     (None: not deferred, or not known), asked once per kind of deferred result.
@@ -99,6 +114,22 @@ def deferred_sizes(states: list[State]) -> list[int | None]:
         for i, size in zip(positions, cls.sizes([states[i]._result for i in positions])):
             out[i] = size
     return out
+
+
+def portable(state: _S) -> _S:
+    """``state``, or for one whose result is kept elsewhere, a copy carrying a
+    reference that tasks elsewhere read the value through (a Cached state
+    sent to a Dask worker reads its value from the cluster, not from here).
+    """
+    value = state._result
+    ref = value.portable() if isinstance(value, DeferredResult) else None
+    if ref is None:
+        return state
+    copy = object.__new__(type(state))
+    for slot in state._fields:
+        setattr(copy, slot, getattr(state, slot, None))
+    copy._result = ref
+    return copy
 
 
 def fetch_results(states: Iterable[State]) -> None:
@@ -222,8 +253,12 @@ class State:
         return id(self)
 
     def __getstate__(self) -> tuple[Any, ...]:
-        # A deferred result is fetched: a pickled state carries its value.
-        return tuple(self.result if s == "_result" else getattr(self, s, None)
+        # A deferred result is fetched (but for a reference made to travel):
+        # a pickled state carries its value.
+        value = self._result
+        if isinstance(value, DeferredResult) and not value.travels:
+            value = self.result
+        return tuple(value if s == "_result" else getattr(self, s, None)
                      for s in self._fields)
 
     def __setstate__(self, values: tuple[Any, ...]) -> None:

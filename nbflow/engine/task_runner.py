@@ -351,6 +351,7 @@ def _from_cache(spec: TaskSpec, inputs: dict[str, Any]) -> State | None:
     for candidate in spec.caches:
         try:
             if validator is not None and validator(candidate, inputs, spec.parameters):
+                candidate.result  # noqa: B018 - one kept on a cluster comes here
                 return candidate
         except Exception:  # noqa: BLE001 - a validator that breaks: no cache  # nosec
             continue

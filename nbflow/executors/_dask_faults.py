@@ -18,6 +18,7 @@ that failed in one of those ways. ``distributed`` is imported by the caller only
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import re
 import threading
@@ -27,7 +28,15 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError
 from typing import Any
 
-from nbflow.engine.state import DeferredResult, State, Success, TriggerFailed
+from nbflow.engine.state import (
+    Cached,
+    DeferredResult,
+    Mapped,
+    Skipped,
+    State,
+    Success,
+    TriggerFailed,
+)
 from nbflow.errors import ClusterConnectionError, ResultNotKeptError, WorkerDiedError
 
 __all__ = [
@@ -42,6 +51,8 @@ __all__ = [
     "is_connected",
     "lost_connection",
     "one_line",
+    "plain",
+    "shells",
     "stays",
     "task_name",
 ]
@@ -55,18 +66,53 @@ _MEMORY_EVENT_WAIT = 2.0
 _KEY_SUFFIX = re.compile(r"-[0-9a-f]{32}(?:-\d+)?$")
 
 
-#: What the scheduler reports as the type of a successful task's value.
-_SUCCESS = f"{Success.__module__}.{Success.__qualname__}"
+def _qualified(kind: Any) -> Any:
+    if kind is not None and not isinstance(kind, str):
+        kind = f"{kind.__module__}.{kind.__qualname__}"
+    return kind
+
+
+#: What the scheduler reports as the type of a plainly successful task's value.
+_SUCCESS = _qualified(Success)
+#: ... and of every other successful kind whose value can stay where it is.
+_SUCCESSES = frozenset(_qualified(k) for k in (Success, Cached, Skipped, Mapped))
 
 
 def stays(future: Any) -> bool:
-    """Whether ``future`` finished as a successful task (its value can stay
-    where it is: the driver needs only to know it succeeded).
+    """Whether ``future`` finished as a successful task (Success, Cached,
+    Skipped: its value can stay where it is; the driver needs only to know it
+    succeeded, and for the kinds other than Success their state without the
+    value: :func:`shells`).
     """
-    kind = future.type
-    if kind is not None and not isinstance(kind, str):
-        kind = f"{kind.__module__}.{kind.__qualname__}"
-    return bool(kind == _SUCCESS)
+    return _qualified(future.type) in _SUCCESSES
+
+
+def plain(future: Any) -> bool:
+    """Whether ``future`` finished as a plain ``Success`` (its type is all the
+    driver needs to know).
+    """
+    return bool(_qualified(future.type) == _SUCCESS)
+
+
+def _shell(state: State) -> State:
+    """``state`` without its value (runs on a worker)."""
+    out = copy.copy(state)
+    out._result = None
+    return out
+
+
+def shells(client: Any, futures: list[Any]) -> dict[Any, State]:
+    """The states of ``futures`` (successful kinds other than ``Success``)
+    without their values, stripped on the cluster: one round trip for all.
+    """
+    if not futures:
+        return {}
+    stripped = client.map(_shell, futures, key=[f"nbflow-shell-{f.key}" for f in futures],
+                          pure=False)
+    try:
+        return dict(zip((f.key for f in futures), client.gather(stripped)))
+    finally:
+        client.cancel(stripped)
 
 
 class Home:
@@ -134,6 +180,12 @@ class ClusterResult(DeferredResult):
     def __repr__(self) -> str:
         return f"<result of {_label(self.future.key)} on the Dask cluster>"
 
+    def portable(self) -> DeferredResult:
+        """A reference a worker reads the value through (a Cached state that
+        may stand in for a task in a later run), worker to worker.
+        """
+        return OnWorker(self.future.key)
+
     def fetch(self) -> Any:
         """Gather the value from the cluster."""
         ok, value = self.fetch_all([self])[0]
@@ -176,12 +228,40 @@ class ClusterResult(DeferredResult):
                 for i in items]
 
 
+class OnWorker(DeferredResult):
+    """A :class:`ClusterResult` sent to a worker: the value is read from the
+    cluster there, by its key (worker to worker), never through the driver.
+    While the driver's :class:`ClusterResult` is held, the cluster keeps it.
+    """
+
+    __slots__ = ("key",)
+    travels = True
+
+    def __init__(self, key: Any) -> None:
+        self.key = key
+
+    def fetch(self) -> Any:
+        """The value, from the worker that holds it (it is computed already)."""
+        from distributed import Future, get_worker, worker_client
+
+        data = get_worker().data
+        if self.key in data:
+            state = data[self.key]
+        else:
+            with worker_client() as client:  # leaves the task slot while waiting
+                # In memory on the cluster: Dask gathers it from its worker.
+                future: Any = Future(self.key, client, state="memory")  # type: ignore[arg-type]
+                state = client.gather(future)
+        return state.result if isinstance(state, State) else state
+
+
 class Dropped(DeferredResult):
     """A successful task's value, released on the cluster once no task needed
     it (the run named what to keep, or its temporary cluster is gone).
     """
 
     __slots__ = ("key", "home")
+    kept = False
 
     def __init__(self, key: object, home: Home) -> None:
         self.key = key

@@ -41,6 +41,8 @@ from nbflow.executors._dask_faults import (
     gather_as_completed,
     is_connected,
     one_line,
+    plain,
+    shells,
     stays,
 )
 from nbflow.executors._dask_options import (
@@ -617,7 +619,9 @@ class DaskExecutor(Executor):
         def stay(f: Any) -> bool:
             if f.key in want:
                 return budget is not None and stays(f)
-            if not stays(f):
+            if not stays(f) or (release and not plain(f)):
+                # A Cached or Skipped value the cluster would drop comes home
+                # (the next run's cache needs it).
                 return False
             if release:
                 released.add(f.key)
@@ -661,6 +665,12 @@ class DaskExecutor(Executor):
         now = time.time()
         out: list[Any] = []
         released = self._released
+        other = [f for f in futures if isinstance(f, Future) and f.key in kept
+                 and f.key not in values and not plain(f)]
+        try:
+            shell = shells(self._client, other)
+        except Exception:  # noqa: BLE001 - the scheduler was lost: plain Success
+            shell = {}
         for f in futures:
             if not isinstance(f, Future):
                 out.append(f)
@@ -668,7 +678,13 @@ class DaskExecutor(Executor):
                 out.append(_with_hint(values[f.key]))
             elif f.key in released:
                 out.append(Success(result=Dropped(f.key, home), timestamp=now))
-            elif f.key in kept:
+            elif f.key in shell:
+                state = shell[f.key]
+                state._result = ClusterResult(f, home)
+                out.append(state)
+            elif f.key in kept or stays(f):
+                # (the second: finished, but the scheduler was lost before its
+                # value came home: Success still, its value lost with it)
                 out.append(Success(result=ClusterResult(f, home), timestamp=now))
             else:
                 out.append(explain(self._client, f, address))
@@ -708,7 +724,7 @@ class DaskExecutor(Executor):
         values: dict[Any, Any] = {}
         want = {futures[i].key for i in fetch if isinstance(futures[i], Future)}
         kept = {f.key for f in futures if isinstance(f, Future)
-                and f.status == "finished" and f.key not in want and stays(f)}
+                and f.status == "finished" and f.key not in want and plain(f)}
         done = [f for f in futures if isinstance(f, Future) and f.status == "finished"
                 and f.key not in kept]
         if done and self._client is not None:

@@ -249,7 +249,7 @@ def _bar(task: TaskSnapshot) -> str:
     )
 
 
-def _row(task: TaskSnapshot, *, details: bool) -> str:
+def _row(task: TaskSnapshot, *, details: bool, data: bool = False) -> str:
     name = html.escape(task.name, quote=True)
     message = html.escape(_message(task))
     if details and task.traceback and task.state in (*_FAILED_ITSELF, "TriggerFailed"):
@@ -264,7 +264,9 @@ def _row(task: TaskSnapshot, *, details: bool) -> str:
         f'<td style="white-space:nowrap"><span class="nbflow-dot" style="{_dot(task)}"></span>'
         f'<span class="nbflow-task-state">{task.state}</span>{_attempts(task)}</td>'
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
-        f"<td>{_bar(task)}</td><td>{message}</td></tr>"
+        f"<td>{_bar(task)}</td><td>{message}</td>"
+        + (f'<td class="nbflow-lives">{html.escape(task.lives or "")}</td>' if data else "")
+        + "</tr>"
     )
 
 
@@ -318,6 +320,9 @@ _HEAD = (
     '<table class="nbflow-tasks"><thead><tr><th>task</th><th>state</th>'
     "<th>duration</th><th>children</th><th>message</th></tr></thead>"
 )
+#: ... with the column saying where each value lives (a run that left any on
+#: a cluster).
+_HEAD_DATA = _HEAD.replace("<th>message</th>", "<th>message</th><th>data</th>")
 
 
 def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD) -> str:
@@ -329,9 +334,11 @@ def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD
     with all their rows in the static snapshot (``details`` on).
     """
     tasks = snapshot.tasks
+    data = any(t.lives not in (None, "here") for t in tasks)
+    head, columns = (_HEAD_DATA, 6) if data else (_HEAD, 5)
     if len(tasks) <= fold:
-        rows = "".join(_row(t, details=details) for t in tasks)
-        return f"{_HEAD}<tbody>{rows}</tbody></table>"
+        rows = "".join(_row(t, details=details, data=data) for t in tasks)
+        return f"{head}<tbody>{rows}</tbody></table>"
     urgent = [i for i, t in enumerate(tasks)
               if t.state in ("Running", "Retrying", *_FAILED_ITSELF)][:fold]
     chosen = set(urgent)
@@ -339,7 +346,7 @@ def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD
         if len(chosen) >= fold:
             break
         chosen.add(i)
-    shown = "".join(_row(tasks[i], details=details) for i in sorted(chosen))
+    shown = "".join(_row(tasks[i], details=details, data=data) for i in sorted(chosen))
     rest = [t for i, t in enumerate(tasks) if i not in chosen]
     counts: dict[str, int] = {}
     for t in rest:
@@ -347,12 +354,12 @@ def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD
     summary = (f"{len(rest):,} more tasks: "
                + ", ".join(f"{n:,} {state}" for state, n in counts.items()))
     if not details:
-        return (f'{_HEAD}<tbody>{shown}<tr class="nbflow-folded"><td colspan="5">'
+        return (f'{head}<tbody>{shown}<tr class="nbflow-folded"><td colspan="{columns}">'
                 f"{html.escape(summary)}</td></tr></tbody></table>")
-    more = "".join(_row(t, details=details) for t in rest)
-    return (f"{_HEAD}<tbody>{shown}</tbody></table>"
+    more = "".join(_row(t, details=details, data=data) for t in rest)
+    return (f"{head}<tbody>{shown}</tbody></table>"
             f'<details class="nbflow-folded"><summary>{html.escape(summary)}</summary>'
-            f"{_HEAD}<tbody>{more}</tbody></table></details>")
+            f"{head}<tbody>{more}</tbody></table></details>")
 
 
 def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 
 from nbflow import task
+from nbflow.engine.cache_validators import all_inputs
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -125,3 +126,17 @@ def keys_in_memory(address: str, prefix: str) -> list[str]:
         return client.run_on_scheduler(
             lambda dask_scheduler: [k for k, ts in dask_scheduler.tasks.items()
                                     if str(k).startswith(prefix) and ts.state == "memory"])
+
+
+@task(name="made-and-cached", cache_for=600, cache_validator=all_inputs)
+def make_cached(i: int, mb: int, log: str) -> Payload:
+    with open(log + ".runs", "a") as f:
+        f.write("x")
+    return Payload(np.full(mb * MB // 8, float(i)), log)
+
+
+@task(name="made-and-skipped")
+def make_skipped(mb: int, log: str) -> Payload:
+    from nbflow.engine.signals import SKIP
+
+    raise SKIP("nothing new to make", result=Payload(np.full(mb * MB // 8, 3.0), log))

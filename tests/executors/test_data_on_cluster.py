@@ -21,7 +21,9 @@ from _data import (
     keys_in_memory,
     make,
     make_all,
+    make_cached,
     make_dropped,
+    make_skipped,
     total_of,
 )
 
@@ -201,3 +203,38 @@ def test_with_return_tasks_other_values_are_dropped_as_the_run_goes(
     state = flow.run(executor=DaskExecutor(address=existing_cluster))
     assert len(keys_in_memory(existing_cluster, "made-then-dropped")) == 4
     assert state.result[made].map_states[1].result.array[0] == 1.0
+
+
+def test_cached_and_skipped_values_stay_on_the_cluster(existing_cluster, tmp_path):
+    from nbflow.engine import cache
+    from nbflow.engine.state import Cached, Skipped
+
+    cache.clear()
+    log = tmp_path / "arrivals"
+    with Flow("cached") as flow:
+        made = make_cached(2, SIZE_MB, str(log))
+        skipped = make_skipped(SIZE_MB, str(log))
+        summed = total_of(made)
+        after = grand_total([1.0])  # skips too: Skipped from upstream
+        flow.add_edge(skipped, after)
+    executor = DaskExecutor(address=existing_cluster)
+    try:
+        first = flow.run(executor=executor)
+        second = flow.run(executor=executor)
+        for state in (first, second):
+            assert state.is_successful(), state.message
+            assert state.result[summed].result == 2.0 * SIZE_MB * MB // 8
+            # The kind and message came home; the value stayed where it was made.
+            assert isinstance(state.result[made], Cached)
+            assert state.result[made].cached_result_expiration is not None
+            assert state.result[made].is_result_deferred()
+            assert isinstance(state.result[skipped], Skipped)
+            assert state.result[skipped].message == "nothing new to make"
+            assert state.result[skipped].is_result_deferred()
+        assert (tmp_path / "arrivals.runs").read_text() == "x"  # the cache stood in
+        assert os.getpid() not in arrivals(log)
+        assert float(second.result[made].result.array[0]) == 2.0
+        assert float(second.result[skipped].result.array[0]) == 3.0
+        assert os.getpid() in arrivals(log)
+    finally:
+        cache.clear()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from _faults import PATIENCE, StateWatch, hold, inc, spread, total
@@ -87,3 +88,111 @@ def test_scheduler_killed_mid_run_fails_fast_keeps_finished(tmp_path, no_leaked_
         release.touch()
         for proc in started:
             stop(proc)
+
+
+#: The processes of the temporary clusters the next test made (to stop them
+#: whatever happens).
+_MADE: list = []
+
+
+class ProcessCluster:
+    """A temporary cluster (``cluster_class``) of real ``dask scheduler`` and
+    ``dask worker`` processes, so a test can kill its scheduler by PID.
+    """
+
+    dashboard_link = None
+
+    def __init__(self, directory: str) -> None:
+        from distributed.core import Status
+
+        self.status = Status.running  # what a Client asks of a cluster
+        self.scheduler, self.worker, self.scheduler_address = _cluster(Path(directory))
+        _MADE.extend([self.scheduler, self.worker, self.scheduler_address])
+
+    def close(self) -> None:
+        stop(self.worker)
+        stop(self.scheduler)
+
+
+def test_temporary_cluster_scheduler_killed_mid_run(tmp_path, no_leaked_processes):
+    release = tmp_path / "release"
+    with Flow("chain") as flow:
+        a = inc(1)
+        b = spread(a)
+        c = hold.map(b, unmapped(str(tmp_path / "pids")), unmapped(str(release)))
+        total(c)
+    executor = DaskExecutor(cluster_class=ProcessCluster,
+                            cluster_kwargs={"directory": str(tmp_path)})
+    watch = StateWatch()
+    try:
+        run = FlowRun(flow, executor=executor, listeners=[watch],
+                      return_tasks=[a]).start()
+        assert watch.reached(c, "Running").wait(PATIENCE), "task c never ran"
+        assert watch.reached(a, "Success").is_set()
+        scheduler, address = _MADE[0], _MADE[2]
+        _wait_until_sent(address, "inc-")  # a's value reached the driver
+        os.kill(scheduler.pid, signal.SIGKILL)
+        state = run.join(BOUND)
+        assert state is not None, f"the run did not end within {BOUND} s of the kill"
+        assert isinstance(state, Failed), state.message
+        assert address in state.message
+        # Fetched as it finished: it keeps its value.
+        assert isinstance(state.result[a], Success) and state.result[a].result == 2
+        # Only on the cluster: Success, and reading it says it was not kept.
+        assert isinstance(state.result[b], Success)
+        with pytest.raises(ResultNotKeptError):
+            state.result[b].result  # noqa: B018 - reading fetches
+        assert isinstance(state.result[c], Failed)
+        assert address in state.result[c].message
+    finally:
+        release.touch()
+        for proc in _MADE[:2]:
+            stop(proc)
+        _MADE.clear()
+
+
+
+def _wait_until_sent(address: str, prefix: str) -> None:
+    """Wait until the worker sent (to the driver) a key starting with ``prefix``."""
+    from distributed import Client
+
+    def sent(dask_worker):
+        return [k for entry in dask_worker.transfer_outgoing_log
+                for k in entry["keys"] if str(k).startswith(prefix)]
+
+    deadline = time.monotonic() + PATIENCE
+    with Client(address, timeout=30) as client:
+        while not any(client.run(sent).values()):
+            assert time.monotonic() < deadline, f"no {prefix}* value was fetched"
+            time.sleep(0.05)
+
+
+def test_a_task_that_finished_stays_success_when_its_value_had_not_come_home(
+    tmp_path, no_leaked_processes
+):
+    # The runner waits for b's length (to map over it) when the scheduler
+    # dies: a, a reference task, finished but was not fetched yet.
+    scheduler, worker, address = _cluster(tmp_path)
+    release = tmp_path / "release"
+    try:
+        with Flow("early") as flow:
+            a = inc(1)
+            b = hold(2, str(tmp_path / "pids"), str(release))
+            c = inc.map(b)
+        watch = StateWatch()
+        run = FlowRun(flow, executor=DaskExecutor(address=address), listeners=[watch],
+                      return_tasks=[a]).start()
+        assert watch.reached(b, "Running").wait(PATIENCE), "task b never ran"
+        assert watch.reached(a, "Success").wait(PATIENCE)
+        os.kill(scheduler.pid, signal.SIGKILL)
+        state = run.join(BOUND)
+        assert state is not None, f"the run did not end within {BOUND} s of the kill"
+        assert isinstance(state, Failed) and address in state.message
+        assert isinstance(state.result[a], Success), state.result[a]
+        with pytest.raises(ResultNotKeptError, match="lost with the Dask scheduler"):
+            state.result[a].result  # noqa: B018 - reading fetches
+        assert isinstance(state.result[c], Failed)
+    finally:
+        release.touch()
+        stop(worker)
+        stop(scheduler)

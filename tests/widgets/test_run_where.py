@@ -50,3 +50,61 @@ def test_run_state_knows_where_each_task_ran(kind, expected, request):
         assert len(t.spans) == 4
         assert all(re.fullmatch(expected, where) for *_, where in t.spans)
         assert t.where is None  # a mapped parent runs nowhere itself
+
+
+def _ones(mb):
+    import numpy as np
+
+    return np.ones(mb * 2**20 // 8)
+
+
+def _length(values):
+    return len(values)
+
+
+def _flow_of_big_values():
+    ones, length = task(name="ones")(_ones), task(name="length")(_length)
+    with Flow("big values") as flow:
+        big = ones(16)
+        length(big)
+        length(ones.map([1, 1]))
+    return flow
+
+
+def test_the_run_view_shows_where_each_value_lives_and_its_size(dask_cluster):
+    from nbflow.widgets import RunView
+
+    flow = _flow_of_big_values()
+    view = RunView(flow)
+    state = flow.run(executor=DaskExecutor(address=dask_cluster.scheduler_address),
+                     listeners=[view])
+    assert state.is_successful(), state.message
+    table = view.table.value
+    assert "<th>data</th>" in table
+    # 16 MiB stayed where it was made; the reference task's value came here;
+    # the two children of the map stayed, 1 MiB each.
+    assert '<td class="nbflow-lives">on cluster, 16.8 MB</td>' in table
+    assert '<td class="nbflow-lives">here</td>' in table
+    assert '<td class="nbflow-lives">on cluster, 2.1 MB</td>' in table
+
+
+def test_the_run_view_has_no_data_column_when_every_value_is_here():
+    from nbflow.widgets import RunView
+
+    flow = _flow_of_big_values()
+    view = RunView(flow)
+    assert flow.run(listeners=[view]).is_successful()
+    assert "<th>data</th>" not in view.table.value
+
+
+def test_the_run_view_says_values_of_a_temporary_cluster_were_not_kept():
+    from nbflow.widgets import RunView
+
+    flow = _flow_of_big_values()
+    view = RunView(flow)
+    executor = DaskExecutor(cluster_kwargs={"n_workers": 1, "processes": False})
+    assert flow.run(executor=executor, listeners=[view]).is_successful()
+    table = view.table.value
+    assert '<td class="nbflow-lives">not kept</td>' in table
+    assert '<td class="nbflow-lives">here</td>' in table
+    assert "on cluster" not in table
