@@ -687,7 +687,9 @@ def _catch_up(client: Any, futures: list[Any]) -> None:
     if not pending or not is_connected(client):
         return
     try:
-        who_has = client.who_has(pending)
+        # Bounded, unlike Client.who_has: the scheduler may be going away.
+        who_has = client.sync(client.scheduler.who_has, keys=[f.key for f in pending],
+                              callback_timeout=_CATCH_UP)
         held = [f for f in pending if who_has.get(f.key)]
         if held:
             wait(held, timeout=_CATCH_UP)
