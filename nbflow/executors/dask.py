@@ -722,6 +722,8 @@ class DaskExecutor(Executor):
         from distributed import Future
 
         values: dict[Any, Any] = {}
+        if self._client is not None:
+            _catch_up(self._client, [f for f in futures if isinstance(f, Future)])
         want = {futures[i].key for i in fetch if isinstance(futures[i], Future)}
         kept = {f.key for f in futures if isinstance(f, Future)
                 and f.status == "finished" and f.key not in want and plain(f)}
@@ -746,6 +748,35 @@ class DaskExecutor(Executor):
             else:
                 out.append(values.get(f.key))
         return out
+
+
+#: How long a cancelled run waits for the client to hear of tasks the
+#: scheduler already holds (the client's event loop may be starved).
+_CATCH_UP = 30.0
+
+
+def _catch_up(client: Any, futures: list[Any]) -> None:
+    """Wait until the client knows of every future the scheduler holds in memory.
+
+    The client hears that a task finished a moment after the scheduler does;
+    on a loaded machine its dependents can already run meanwhile (a Ctrl-C
+    then came while the client still called a finished task pending, and it
+    ended Cancelled). Asked only when a run is cancelled.
+    """
+    from distributed import wait
+
+    pending = [f for f in futures if not f.done()]
+    if not pending or not is_connected(client):
+        return
+    try:
+        # Bounded, unlike Client.who_has: the scheduler may be going away.
+        who_has = client.sync(client.scheduler.who_has, keys=[f.key for f in pending],
+                              callback_timeout=_CATCH_UP)
+        held = [f for f in pending if who_has.get(f.key)]
+        if held:
+            wait(held, timeout=_CATCH_UP)
+    except Exception as exc:  # noqa: BLE001 - best effort: they end Cancelled
+        log.debug("Asking the scheduler for finished tasks failed: %r", exc)
 
 
 @dataclasses.dataclass(frozen=True)

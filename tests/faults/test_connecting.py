@@ -166,7 +166,9 @@ def test_in_process_scheduler_address_is_accepted():
 
     with Flow("inproc") as flow:
         result = inc(1)
-    with Client(processes=False, dashboard_address=None) as client:
+    # dashboard_address=None still starts the scheduler's HTTP server, on the
+    # default port 8787: under load another test's cluster may hold it.
+    with Client(processes=False, dashboard_address="127.0.0.1:0") as client:
         address = client.scheduler.address
         assert address.startswith("inproc://")
         state = flow.run(executor=DaskExecutor(address=address))
