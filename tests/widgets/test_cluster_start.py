@@ -57,7 +57,7 @@ def test_a_temporary_clusters_dashboard_says_it_is_gone_an_existing_ones_stays(
     flow = _flow()
     view = RunView(flow)
     executor = DaskExecutor(cluster_kwargs={"n_workers": 1, "processes": False,
-                                            "dashboard_address": ":0"})
+                                            "dashboard_address": "127.0.0.1:0"})
     run = FlowRun(flow, executor=executor, listeners=[view])
     view.attach(run, cancellable=False)
     assert "Starting a temporary Dask cluster" in view.header.value
@@ -74,7 +74,7 @@ def test_a_temporary_clusters_dashboard_says_it_is_gone_an_existing_ones_stays(
 def test_a_temporary_cluster_says_how_many_workers_are_up():
     flow = _flow()
     executor = DaskExecutor(cluster_kwargs={"n_workers": 2, "processes": False,
-                                            "dashboard_address": ":0"})
+                                            "dashboard_address": "127.0.0.1:0"})
     said: list[str] = []
     executor.on_starting = said.append
     assert flow.run(executor=executor).is_successful()
@@ -87,7 +87,7 @@ def test_the_view_shows_workers_coming_up_until_the_flow_starts():
     flow = _flow()
     view = RunView(flow)
     executor = DaskExecutor(cluster_kwargs={"n_workers": 2, "processes": False,
-                                            "dashboard_address": ":0"})
+                                            "dashboard_address": "127.0.0.1:0"})
     run = FlowRun(flow, executor=executor, listeners=[view])
     headers: list[str] = []
     view.header.observe(lambda change: headers.append(change["new"]), names="value")
