@@ -98,18 +98,8 @@ def compile_task(
         elif isinstance(raw, Task):
             kind, source = slots[raw]
             if binding.mapped and not is_unmapped:
-                # A mapped upstream: child i feeds child i. A running one: each
-                # child takes its element where it runs (see map_size). A
-                # decided one (a parameter): its result is split here.
-                if kind == CHILDREN_SLOT:
-                    mapped[len(inputs)] = ChildFutures(raw.name, source)
-                    plan.append((key, SINGLE, raw.name))
-                elif kind == FUTURE:
-                    mapped[len(inputs)] = Remote(raw.name, source)
-                    plan.append((key, ELEMENT, raw.name))
-                else:
-                    mapped[len(inputs)] = raw
-                    plan.append((key, VALUE, raw.name))
+                mapped[len(inputs)], entry = _mapped_over(raw, kind, source, key)
+                plan.append(entry)
             else:
                 plan.append((key, CHILDREN, raw.name))
             inputs.append(source)
@@ -127,15 +117,8 @@ def compile_task(
     for up in binding.mapped_upstream:
         # ``.map(upstream_tasks=[up])``: mapped over, no data passed.
         kind, source = slots[up]
-        if kind == CHILDREN_SLOT:
-            mapped[len(inputs)] = ChildFutures(up.name, source)
-            plan.append((None, SINGLE, up.name))
-        elif kind == FUTURE:
-            mapped[len(inputs)] = Remote(up.name, source)
-            plan.append((None, ELEMENT, up.name))
-        else:
-            mapped[len(inputs)] = up
-            plan.append((None, VALUE, up.name))
+        mapped[len(inputs)], entry = _mapped_over(up, kind, source, None)
+        plan.append(entry)
         inputs.append(source)
     if binding.upstream:
         plan.append((None, TRIGGER, tuple(t.name for t in binding.upstream)))
@@ -149,6 +132,22 @@ def compile_task(
     )
     _add_semantics(flow, task, spec, plan, parameters)
     return spec, inputs, mapped
+
+
+def _mapped_over(
+    upstream: Task, kind: int, source: Any, key: str | None
+) -> tuple[Any, tuple[str | None, int, Any]]:
+    """How a mapped task takes an upstream task it maps over, and its plan entry.
+
+    A mapped upstream: child i feeds child i. A running one: each child takes
+    its element where it runs (see :func:`map_size`). A decided one (a
+    parameter): its result is split here.
+    """
+    if kind == CHILDREN_SLOT:
+        return ChildFutures(upstream.name, source), (key, SINGLE, upstream.name)
+    if kind == FUTURE:
+        return Remote(upstream.name, source), (key, ELEMENT, upstream.name)
+    return upstream, (key, VALUE, upstream.name)
 
 
 def _add_semantics(
