@@ -441,7 +441,7 @@ from nbflow.executors.dask import client_environment
 
 def team_cluster(**kwargs):
     env = client_environment()
-    pins = env.requirements(["dask", "distributed", "nbflow"])
+    pins = env.requirements(["dask", "distributed", "jupyter-nbflow"])
     print(f"Workers to build: Python {env.python}, pip install {' '.join(pins)}")
     return LocalCluster(processes=False, dashboard_address="127.0.0.1:0", **kwargs)
 

@@ -382,11 +382,11 @@ class DaskExecutor(Executor):
         with _sigint_deferred():  # a kernel interrupt must not kill the workers
             self._cluster = cls(**kwargs)
             # Before a Ctrl-C of these seconds is raised on leaving the block.
-            stack.callback(self._cluster.close)
+            stack.callback(_to_the_end, self._cluster.close)
         if self.adapt_kwargs:
             self._cluster.adapt(**self.adapt_kwargs)
         self._client = Client(self._cluster, **self.client_kwargs)
-        stack.callback(close_client, self._client)
+        stack.callback(_to_the_end, close_client, self._client)
         self._home = Home(self._client, self._scheduler_address())
         stack.callback(self._home.shut)
 
@@ -868,6 +868,22 @@ def _expected_workers(kwargs: Mapping[str, Any]) -> int:
     if threads is None:
         return int(nprocesses_nthreads()[0]) if processes else 1
     return max(1, CPU_COUNT // int(threads)) if processes else 1
+
+
+def _to_the_end(close: Callable[..., Any], *args: Any) -> None:
+    """Call ``close`` to its end even if Ctrl-C is pressed meanwhile (users
+    press it twice: a temporary cluster half shut down leaves its processes
+    behind); the interrupt is raised once it is done.
+    """
+    interrupted = False
+    while True:
+        try:
+            close(*args)
+            break
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _is_local_cluster(cls: Any) -> bool:
