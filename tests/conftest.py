@@ -47,4 +47,17 @@ def no_leaked_processes():
     before = descendants()
     yield
     left = wait_until_gone(descendants() - before)
-    assert not left, f"processes left behind: {sorted(left)}"
+    assert not left, f"processes left behind: {_described(left)}"
+
+
+def _described(pids: set[int]) -> list[str]:
+    """``pid: command line`` of each of ``pids`` (what leaked, to find who)."""
+    import psutil
+
+    out = []
+    for pid in sorted(pids):
+        try:
+            out.append(f"{pid}: {' '.join(psutil.Process(pid).cmdline())[:200]}")
+        except psutil.Error:
+            out.append(f"{pid}: (gone)")
+    return out
