@@ -114,10 +114,19 @@ def descendants() -> set[int]:
         with contextlib.suppress(psutil.NoSuchProcess):
             if p.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if any(s in " ".join(p.cmdline()) for s in _STDLIB_SINGLETONS):
+            command = " ".join(p.cmdline())
+            if any(s in command for s in _STDLIB_SINGLETONS):
+                continue
+            # The browser tests' Chromium (a session fixture) starts helper
+            # processes of its own whenever it likes: not the running test's.
+            if command.startswith(_CHROMIUM):
                 continue
             alive.add(p.pid)
     return alive
+
+
+#: Debian's Chromium, which tests/browser drives (its helpers run this binary).
+_CHROMIUM = "/usr/lib/chromium/chromium"
 
 
 def wait_until_gone(pids: set[int], timeout: float = 15) -> set[int]:
