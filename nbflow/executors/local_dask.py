@@ -411,11 +411,20 @@ def _lost_processes(pool_processes: Any) -> str:
     """The pool's dead workers (its ``_processes``), as "process 123 (SIGKILL)"."""
     import signal
     import time
+    from multiprocessing.connection import wait as ready
 
     processes = dict(pool_processes or {})
     deadline = time.monotonic() + 5.0  # the pool is reaping and stopping them
     for p in processes.values():
         p.join(max(0.0, deadline - time.monotonic()))
+    # The pool's manager thread reaps them too: when its waitpid wins, ours
+    # sees no child and an exit code shows only once that thread has set it.
+    def unsettled() -> bool:  # ended (its sentinel is ready), no exit code yet
+        return any(p.exitcode is None and ready([p.sentinel], 0)
+                   for p in processes.values())
+
+    while unsettled() and time.monotonic() < deadline:
+        time.sleep(0.02)
     dead = {pid: p.exitcode for pid, p in processes.items()
             if p.exitcode not in (None, 0)}
     # The pool terminates the others itself (SIGTERM) once one is lost.
