@@ -127,12 +127,12 @@ class TaskFailed(NbflowError, RuntimeError):
 
 
 class RunStartedError(NbflowError, RuntimeError):
-    """A FlowRun was started twice."""
+    """A FlowRun (or a NotebookRun) was started twice."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, kind: str = "FlowRun") -> None:
         super().__init__(
             f"This run of flow {name!r} was already started; make a new "
-            "FlowRun for another run."
+            f"{kind} for another run."
         )
 
 

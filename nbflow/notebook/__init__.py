@@ -1,7 +1,8 @@
 """The notebook layer: ``%%flowtask`` cells as tasks of the kernel's flow.
 
 Everything the magics do is a call of a function here, usable without IPython:
-:func:`register_cell`, :func:`run_notebook_flow`, :func:`describe_flow`,
+:func:`register_cell`, :class:`NotebookRun` (one run: start, cancel, join; its
+state, outputs and failure) or :func:`run_notebook_flow`, :func:`describe_flow`,
 :func:`remove_task`, :func:`reset_flow`, and :func:`current_flow` for the flow
 itself. This package imports neither IPython nor ipywidgets (only
 :mod:`nbflow.notebook.magics` does).
@@ -28,10 +29,10 @@ from nbflow.notebook.run import (
     ClusterValue,
     MapValueError,
     MemoryBudgetError,
+    NotebookRun,
     UndefinedNameError,
     UnserialisableValueError,
     cell_output,
-    check_notebook_flow,
     failure,
     parse_bytes,
     run_notebook_flow,
@@ -50,12 +51,12 @@ __all__ = [
     "DuplicateProviderError",
     "MapValueError",
     "MemoryBudgetError",
+    "NotebookRun",
     "RegistrationError",
     "UndefinedNameError",
     "UnserialisableValueError",
     "analyze_cell",
     "cell_output",
-    "check_notebook_flow",
     "current_flow",
     "describe_cell",
     "describe_flow",

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import argparse
 import functools
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -20,30 +19,23 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 
 from nbflow.cli.progress import TextProgress
-from nbflow.engine.events import Listener
-from nbflow.engine.runner import FlowRun
-from nbflow.engine.state import State
 from nbflow.errors import NbflowError
 from nbflow.notebook import (
-    cell_output,
-    check_notebook_flow,
+    NotebookRun,
     current_flow,
     describe_cell,
     describe_flow,
-    failure,
     forget_cells,
     parse_bytes,
     remove_task,
     reset_flow,
     run_flow,
-    run_notebook_flow,
 )
 from nbflow.notebook.cache import (
     cache_location,
     clear_cache,
     configure_cache,
     describe_cache,
-    last_plan,
 )
 from nbflow.notebook.options import (
     flowtask_help,
@@ -107,46 +99,6 @@ def _with_help(magic: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
         return None
 
     return flow
-
-
-class _ViewRunner:
-    """Runs the prepared notebook flow as a :class:`FlowRun` the view can cancel.
-
-    ``run = %flow run --background`` returns it: ``run.cancel()``, ``run.join()``.
-    """
-
-    def __init__(self, view: Any) -> None:
-        self.view = view
-        self.run: FlowRun | None = None
-        self.thread: threading.Thread | None = None
-        self.state: State | None = None
-
-    def __call__(self, flow: Any, executor: Any, listeners: Sequence[Listener],
-                 task_states: Any = None) -> State:
-        self.run = FlowRun(flow, executor=executor, listeners=[*listeners, self.view],
-                           task_states=task_states)
-        attach = getattr(self.view, "attach", None)
-        if attach is not None:
-            # Only a background run can be cancelled from the view: during a
-            # blocking run the kernel handles the click after the run.
-            attach(self.run, cancellable=self.thread is not None)
-        self.state = self.run.run()
-        return self.state
-
-    def __repr__(self) -> str:
-        status = "running" if self.state is None else self.state.name
-        return f"<background run of the notebook flow: {status}>"
-
-    def cancel(self) -> None:
-        """Cancel the run, as the view's Cancel button does."""
-        if self.run is not None:
-            self.run.cancel()
-
-    def join(self, timeout: float | None = None) -> State | None:
-        """Wait for a background run to end (and its results to be written back)."""
-        if self.thread is not None:
-            self.thread.join(timeout)
-        return self.state
 
 
 def _without_comment(line: str) -> str:
@@ -219,31 +171,14 @@ class _TextOutput:
         self.shell.events.register("pre_run_cell", again)
 
 
-def _run_in_background(
-    namespace: Any, runner: _ViewRunner, output: _TextOutput, flow: Any,
-    fresh: Any = False, budget: int | None = None,
-) -> None:
-    """Run the notebook flow; show cell output and errors under the view."""
-    try:
-        state = run_notebook_flow(namespace, runner=runner, flow=flow, fresh=fresh,
-                                  memory_budget=budget)
-    except Exception as exc:  # noqa: BLE001 - shown to the user; the kernel goes on
-        output.append(f"{type(exc).__name__}: {exc}\n")
-        return
-    parts = []
-    text = cell_output(state, flow)
-    if text:
-        parts.append(text + "\n")
-    said = _cache_line()
-    if said:
-        parts.append(said + "\n")
-    if state.is_cancelled():
-        parts.append(f"{state.message}\n")
-    error = failure(state, flow)
-    if error is not None:
-        parts.append("\n".join(error._render_traceback_()) + "\n")
-    if parts:
-        output.append("".join(parts))
+def _ended(run: NotebookRun) -> str:
+    """What a background run shows under its view once it ended."""
+    if run.error is not None:
+        return f"{type(run.error).__name__}: {run.error}\n"
+    parts = [run.summary()]
+    if run.failure is not None:
+        parts.append("\n".join(run.failure._render_traceback_()))
+    return "".join(f"{p}\n" for p in parts if p)
 
 
 @magics_class
@@ -309,73 +244,60 @@ class FlowMagics(Magics):  # type: ignore[misc]
 
     # -- one method per command: one library call each, then display ----------
 
-    def _run(self, args: Any) -> _ViewRunner | None:
+    def _run(self, args: Any) -> NotebookRun | None:
         assert self.shell is not None  # a registered Magics has its shell
-        namespace = self.shell.user_ns
         going = getattr(self, "_background", None)
-        if going is not None and going.thread is not None and going.thread.is_alive():
+        if going is not None and going.is_running:
             raise UsageError(
                 "A background run of the notebook flow is still going; wait for "
                 "it (run.join()) or cancel it (run.cancel()), then run again."
             )
-        flow = run_flow(_cell(self.shell))
         try:
             budget = (None if args.memory_budget is None
                       else parse_bytes(args.memory_budget))
-            check_notebook_flow(namespace, flow=flow)
+            run = NotebookRun(self.shell.user_ns, flow=run_flow(_cell(self.shell)),
+                              fresh=args.fresh, memory_budget=budget)
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
-        view = self._progress_view(flow)
-        runner = _ViewRunner(view)
+        self._show_live(run, background=args.background)
         if args.background:
             output = _TextOutput(self.shell)
-            thread = threading.Thread(
-                target=_run_in_background,
-                args=(namespace, runner, output, flow, args.fresh, budget),
-                name="nbflow-background-run", daemon=True,
-            )
-            runner.thread = thread
-            self._background = runner
-            thread.start()
-            return runner
+            run.add_done_callback(lambda ended: output.append(_ended(ended)))
+            self._background = run.start()
+            return run
         try:
-            state = run_notebook_flow(namespace, runner=runner, flow=flow,
-                                      fresh=args.fresh, memory_budget=budget)
+            run.run()
         except NbflowError as exc:
             raise UsageError(str(exc)) from None
-        text = cell_output(state, flow)
+        text = run.summary()
         if text:
             print(text)
-        said = _cache_line()
-        if said:
-            print(said)
-        if state.is_cancelled():
-            print(state.message)
-        error = failure(state, flow)
-        if error is not None:
-            raise error
+        if run.failure is not None:
+            raise run.failure
         return None
 
-    def _progress_view(self, flow: Any) -> Any:
-        """The live view of the run (``nbflow.widgets.RunView``), displayed;
-        the executor panels displayed so far become static HTML of their choice.
+    def _show_live(self, run: NotebookRun, *, background: bool) -> None:
+        """Show ``run`` live: its view (``nbflow.widgets.RunView``), displayed,
+        the executor panels displayed so far made static HTML of their choice.
 
         Text progress in a shell with no widget frontend (terminal IPython), or
         where ipywidgets is not installed.
         """
         if getattr(self.shell, "kernel", None) is None:
-            return TextProgress(summary=True)
+            run.add_listener(TextProgress(summary=True))
+            return
         try:
             from nbflow.widgets.panel import show_chosen_executors
             from nbflow.widgets.run_view import RunView
         except ImportError:
-            return TextProgress(summary=True)
+            run.add_listener(TextProgress(summary=True))
+            return
         from IPython.display import display
 
         show_chosen_executors()  # the panels keep the choice this run uses
-        view = RunView(flow)
+        view = RunView(run.flow)
+        view.follow(run, cancellable=background)
         display(view)
-        return view
 
     def _show(self, args: Any) -> None:
         print(describe_flow())
@@ -407,14 +329,6 @@ class FlowMagics(Magics):  # type: ignore[misc]
         from nbflow.widgets.panel import ExecutorPanel
 
         return ExecutorPanel(current_flow())
-
-
-def _cache_line() -> str | None:
-    """What the last run reused and why the other cells ran (None: cache off)."""
-    plan = last_plan()
-    if plan is None or (not plan.enabled and not plan.note):
-        return None
-    return plan.summary()
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -1,34 +1,31 @@
 """Running the notebook flow and writing its results back into a namespace.
 
-Notebook layer: no IPython. :func:`run_notebook_flow` checks the flow before
-anything runs (every name a cell reads exists, mapped names are sequences, and
-on processes or a cluster every value can be serialised), runs it on its
-executor, and writes each provided name back. :func:`cell_output` and
-:func:`failure` turn the final state into what the notebook shows.
+Notebook layer: no IPython. A :class:`NotebookRun` is the handle of one run:
+made, it checks the flow (every name a cell reads exists, mapped names are
+sequences, and on processes or a cluster every value can be serialised) and
+builds the run's own copy of it; run or started, it runs that copy on its
+executor and writes each provided name back; it can be cancelled and joined.
+:func:`run_notebook_flow` runs one to its end. :func:`cell_output` and
+:func:`failure` turn a final state into what the notebook shows.
 """
 
 from __future__ import annotations
 
 import collections.abc
-from collections.abc import (
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    MutableMapping,
-    Sequence,
-)
-from contextlib import contextmanager
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task
-from nbflow.engine.runner import bringing_home
+from nbflow.engine.runner import FlowRun
 from nbflow.engine.state import State, TriggerFailed, deferred_sizes
 from nbflow.errors import (
     CellFailed,
     MapValueError,
     MemoryBudgetError,
+    RunStartedError,
     UndefinedNameError,
     UnserialisableValueError,
 )
@@ -36,6 +33,7 @@ from nbflow.executors.base import report_code, resolve_executor
 from nbflow.notebook import runtime
 from nbflow.notebook.flow import (
     CellTask,
+    PickTask,
     cell_inputs,
     check_providers,
     current_flow,
@@ -46,17 +44,14 @@ from nbflow.notebook.runtime import CellResult, install_stdout, uninstall_stdout
 if TYPE_CHECKING:
     from nbflow.engine.events import Listener
     from nbflow.executors.base import Executor
-
-#: ``runner(flow, executor, listeners, task_states) -> State``: how a prepared
-#: flow is run (``task_states``: the cells reused from the cache, as ``Cached``).
-Runner = Callable[[Flow, "Executor", Sequence["Listener"], Mapping[Task, State]], State]
+    from nbflow.notebook.cache import RunPlan
 
 __all__ = [
     "CellFailed",
     "ClusterValue",
     "MapValueError",
     "MemoryBudgetError",
-    "Runner",
+    "NotebookRun",
     "UndefinedNameError",
     "UnserialisableValueError",
     "cell_output",
@@ -69,6 +64,8 @@ __all__ = [
     "run_notebook_flow",
     "write_back",
 ]
+
+log = logging.getLogger(__name__)
 
 
 def namespace_reads(
@@ -155,46 +152,20 @@ def check_serialisable(
             ) from exc
 
 
-@contextmanager
-def _prepared(
-    flow: Flow,
-    values: dict[CellTask, dict[str, Any]],
-    mapped: Mapping[str, Any],
-    portable: bool,
-) -> Iterator[None]:
-    """Give each cell task its namespace values for one run, then take them back."""
-    for task, taken in values.items():
-        task.fn = task.cell_function.with_namespace(taken, portable=portable)
-    try:
-        rebind(flow, namespace=mapped)
-        yield
-    finally:
-        for task in values:
-            task.fn = task.cell_function
-        rebind(flow)
-
-
 def run_notebook_flow(
     namespace: MutableMapping[str, Any],
     *,
     listeners: Sequence[Listener] = (),
     flow: Flow | None = None,
     executor: Executor | None = None,
-    runner: Runner | None = None,
     fresh: bool | Iterable[str] = False,
     memory_budget: int | None = None,
 ) -> State:
     """Run the notebook flow and write every provided name back to ``namespace``.
 
-    Cells whose code and inputs did not change since their result was stored
-    do not run: they end ``Cached`` with the stored outputs (see
-    :mod:`nbflow.notebook.cache`; :func:`nbflow.notebook.cache.last_plan` says
-    what was reused and why the others ran).
-
-    On a cluster, the values the cells provide are brought home within
-    ``memory_budget`` bytes (the scheduler knows their sizes before any is
-    fetched); the largest beyond it stay there, written back as
-    :class:`ClusterValue` handles, named in one printed line.
+    A :class:`NotebookRun` run here, to its end; see there for what is reused
+    from the cache and what stays on a cluster. The names left on a cluster
+    (over ``memory_budget``) are named in one printed line.
 
     Parameters
     ----------
@@ -207,11 +178,6 @@ def run_notebook_flow(
         Default :func:`current_flow`.
     executor : Executor, optional
         Default ``flow.executor``, else a ``LocalExecutor``.
-    runner : callable, optional
-        ``runner(flow, executor, listeners, task_states) -> State`` runs the
-        prepared flow; default ``flow.run(executor=executor,
-        listeners=listeners, task_states=task_states)`` (a live view passes one
-        that builds a cancellable ``FlowRun``).
     fresh : bool or iterable of str
         True: reuse no stored result. Task names: not those, nor their downstream.
     memory_budget : int, optional
@@ -236,32 +202,11 @@ def run_notebook_flow(
     >>> state = run_notebook_flow(globals())             # doctest: +SKIP
 
     """
-    flow, executor, values = _checked(namespace, flow, executor)
-    from nbflow.executors.dask import DaskExecutor
-    from nbflow.notebook import cache
-
-    plan = cache.plan_run(flow, values, namespace, fresh=fresh,
-                          cluster=isinstance(executor, DaskExecutor))
-    mapped = {t.map_var: namespace[t.map_var] for t in values
-              if t.map_var and t.map_var in namespace}
-    portable = executor.crosses_processes
-    stream = install_stdout()
-    budget = default_memory_budget() if memory_budget is None else memory_budget
-    cells = [t for t in flow.ordered_tasks() if isinstance(t, CellTask)]
-    try:
-        # A run's report (Dask's) shows the cells, not the line `%flow run`.
-        with _prepared(flow, values, mapped, portable), \
-                report_code(cells_source(flow)), bringing_home(cells, budget):
-            for task in values:
-                plan.wrap(task)
-            state = (runner or _run)(flow, executor, listeners, plan.task_states)
-    finally:
-        uninstall_stdout(stream)
-    cache.remember(plan, state.result if isinstance(state.result, dict) else {})
-    written = write_back(state, namespace, flow)
-    line = left_on_cluster({n: namespace[n] for n in written}, budget)
-    if line:
-        print(line)
+    run = NotebookRun(namespace, flow=flow, executor=executor, listeners=listeners,
+                      fresh=fresh, memory_budget=memory_budget)
+    state = run.run()
+    if run.cluster_note:
+        print(run.cluster_note)
     return state
 
 
@@ -273,40 +218,386 @@ def cells_source(flow: Flow) -> str:
     )
 
 
-def check_notebook_flow(
-    namespace: Mapping[str, Any],
-    *,
-    flow: Flow | None = None,
-    executor: Executor | None = None,
-) -> None:
-    """Raise what :func:`run_notebook_flow` would raise before any task runs.
+class NotebookRun:
+    """One run of the notebook flow (or of any flow), as a handle to it.
 
-    For a run started in the background, so its errors show at once.
+    In the spirit of ipyparallel's ``AsyncResult``: :meth:`start` it in the
+    background (or :meth:`run` it here), :meth:`cancel` it from any thread,
+    :meth:`join` it; then read its :attr:`state`, the :attr:`outputs` written
+    back, what the cells printed (:attr:`stdout`) and the :attr:`failure`.
+    ``%flow run`` makes one (``run = %flow run --background`` returns it), and
+    so does :func:`nbflow.widgets.run_with_view` for a flow built in Python.
+
+    Everything is checked when the handle is made, once: every name a cell
+    reads exists (the values are read from ``namespace`` then), mapped names
+    are sequences, the flow is valid, and on processes or a cluster every value
+    and cell can be serialised. The run is of a flow of its own,
+    :attr:`flow`, whose cell tasks are copies of the registered ones: they get
+    this run's namespace values and cache storing, and the registered flow is
+    never changed, during the run or after it.
+
+    Cells whose code and inputs did not change since their result was stored
+    do not run: they end ``Cached`` with the stored outputs (see
+    :mod:`nbflow.notebook.cache`). On a cluster, the values the cells provide
+    are brought home within ``memory_budget`` bytes; the largest beyond it
+    stay there, written back as :class:`ClusterValue` handles.
+
+    Parameters
+    ----------
+    namespace : dict, optional
+        Where cells read the names no task provides (e.g. IPython's
+        ``user_ns``) and where their outputs are written. None: ``flow`` is a
+        flow built in Python, run as it is, with nothing read or written back.
+    flow : Flow, optional
+        Default :func:`current_flow` (which needs a ``namespace``).
+    executor : Executor, optional
+        Default ``flow.executor``, else a ``LocalExecutor``.
+    listeners : sequence of callables
+        Event listeners (progress, the live view); see also :meth:`add_listener`.
+    parameters : dict, optional
+        Values of the flow's parameters.
+    fresh : bool or iterable of str
+        True: reuse no stored result. Task names: not those, nor their downstream.
+    memory_budget : int, optional
+        Bytes of values to bring home from a cluster at most; default
+        :func:`default_memory_budget` (a quarter of the available memory).
+
+    Attributes
+    ----------
+    flow : Flow
+        The flow that runs (listeners see its tasks); for the notebook flow, a
+        copy whose cell tasks are this run's own.
+    executor : Executor
+        Where it runs.
+    state : State or None
+        The flow's final state once the run ended; ``state.result`` maps each
+        registered task to its state.
+    outputs : dict
+        The names written back to ``namespace`` and their values.
+    stdout : str
+        What the cells printed, each line marked ``[task]``.
+    failure : CellFailed or None
+        The tasks that failed on their own, with their tracebacks, to raise.
+    error : BaseException or None
+        What the run raised instead of ending (e.g. a cluster that did not
+        start); :meth:`join` and :meth:`run` raise it.
+    cluster_note : str
+        One line naming the values left on a cluster, or "".
+    plan : RunPlan or None
+        What the cache reused and why the other cells ran.
+    view : object or None
+        The live view watching it, if any (kept for the user).
+
+    Raises
+    ------
+    UndefinedNameError, MapValueError, UnserialisableValueError, FlowValidationError
+        A check failed; nothing runs.
+    DuplicateProviderError
+        Two cells provide one name (neither reads it from the other).
+
+    Examples
+    --------
+    >>> run = NotebookRun(globals()).start()              # doctest: +SKIP
+    >>> run.cancel()                                      # doctest: +SKIP
+    >>> run.join(60)                                      # doctest: +SKIP
+    <Cancelled: 'Flow run was cancelled; 1 of 2 tasks had succeeded.'>
+
     """
-    _checked(namespace, flow, executor)
+
+    def __init__(
+        self,
+        namespace: MutableMapping[str, Any] | None = None,
+        *,
+        flow: Flow | None = None,
+        executor: Executor | None = None,
+        listeners: Sequence[Listener] = (),
+        parameters: dict[str, Any] | None = None,
+        fresh: bool | Iterable[str] = False,
+        memory_budget: int | None = None,
+    ) -> None:
+        if namespace is None and flow is None:
+            raise TypeError(
+                "NotebookRun needs a namespace to run the notebook flow, or a "
+                "flow to run as it is; pass one of them."
+            )
+        registered = flow if flow is not None else current_flow()
+        self.namespace = namespace
+        self.executor = resolve_executor(executor, registered.executor)
+        self.parameters = parameters
+        self.fresh = fresh
+        self.memory_budget = memory_budget
+        self.listeners = list(listeners)
+        self.state: State | None = None
+        self.outputs: dict[str, Any] = {}
+        self.stdout = ""
+        self.failure: CellFailed | None = None
+        self.error: BaseException | None = None
+        self.cluster_note = ""
+        self.plan: RunPlan | None = None
+        self.view: Any = None
+        self._registered = registered
+        #: Per-run cell task -> the registered one (empty for a plain flow).
+        self._originals: dict[Task, Task] = {}
+        self._values: dict[CellTask, dict[str, Any]] = {}
+        if namespace is None:
+            self.flow = registered
+        else:
+            self.flow = self._prepare(registered, namespace)
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._flow_run: FlowRun | None = None
+        self._begun = False
+        self._thread: threading.Thread | None = None
+        self._ended = threading.Event()
+        self._callbacks: list[Callable[[NotebookRun], None]] = []
+
+    def _prepare(self, registered: Flow, namespace: Mapping[str, Any]) -> Flow:
+        """Check the notebook flow once; return this run's copy of it."""
+        registered.validate()
+        check_providers(registered)
+        values = namespace_reads(registered, namespace)
+        if self.executor.crosses_processes:
+            check_serialisable(registered, values, self.executor)
+        run, twins = _per_run_flow(registered)
+        self._originals = {twin: task for task, twin in twins.items()}
+        mapped = {t.map_var: namespace[t.map_var] for t in values
+                  if t.map_var and t.map_var in namespace}
+        portable = self.executor.crosses_processes
+        for task, taken in values.items():
+            twin = twins[task]
+            assert isinstance(twin, CellTask)
+            twin.fn = task.cell_function.with_namespace(taken, portable=portable)
+            self._values[twin] = taken
+        rebind(run, namespace=mapped)
+        return run
+
+    def __repr__(self) -> str:
+        if self.state is not None:
+            status = self.state.name
+        elif self.error is not None:
+            status = f"raised {type(self.error).__name__}"
+        else:
+            status = "running" if self._begun else "not started"
+        return f"<NotebookRun of flow {self.flow.name!r}: {status}>"
+
+    # -- control ------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        """Let ``listener`` see the run's events too (before it starts).
+
+        Raises
+        ------
+        RunStartedError
+            The run was already started.
+
+        """
+        if self._begun:
+            raise RunStartedError(self.flow.name, "NotebookRun")
+        self.listeners.append(listener)
+
+    def add_done_callback(self, fn: Callable[[NotebookRun], None]) -> None:
+        """Call ``fn(run)`` once the run ended (or raised), in the run's thread;
+        at once if it already did. An error of ``fn`` is logged.
+        """
+        with self._lock:
+            if not self._ended.is_set():
+                self._callbacks.append(fn)
+                return
+        _call_back(fn, self)
+
+    def start(self) -> NotebookRun:
+        """Run in a background daemon thread and return at once; see :meth:`join`.
+
+        Raises
+        ------
+        RunStartedError
+            The run was already started.
+
+        """
+        self._begin()
+        self._thread = threading.Thread(target=self._run_in_thread,
+                                        name=f"nbflow-run-{self.flow.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self) -> State:
+        """Run to the end in this thread (Ctrl-C cancels it); return the state.
+
+        Raises
+        ------
+        RunStartedError
+            The run was already started.
+        BaseException
+            What the run raised instead of ending (see :attr:`error`).
+
+        """
+        self._begin()
+        self._run_in_thread()
+        if self.error is not None:
+            raise self.error
+        assert self.state is not None
+        return self.state
+
+    def cancel(self) -> None:
+        """Stop the run as Ctrl-C would (unfinished tasks end Cancelled); safe
+        from any thread, also before the run started (it then runs nothing).
+        """
+        with self._lock:
+            self._cancelled = True
+            flow_run = self._flow_run
+        if flow_run is not None:
+            flow_run.cancel()
+
+    def join(self, timeout: float | None = None) -> State | None:
+        """Wait for the run to end (its outputs written back); return its state.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most; None waits for the end.
+
+        Returns
+        -------
+        State or None
+            The flow's state, or None if the run is still going after ``timeout``.
+
+        Raises
+        ------
+        BaseException
+            What the run raised instead of ending (see :attr:`error`).
+
+        """
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                return None
+        if self.error is not None:
+            raise self.error
+        return self.state
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the run started and has not ended yet."""
+        return self._begun and not self._ended.is_set()
+
+    @property
+    def is_done(self) -> bool:
+        """Whether the run ended (with a state, or raising)."""
+        return self._ended.is_set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
+
+    def summary(self) -> str:
+        """What the notebook shows under the ended run: the values left on a
+        cluster, what the cells printed, what the cache reused, and a
+        cancelled run's message ("" while it runs).
+        """
+        state = self.state
+        if state is None:
+            return ""
+        plan = self.plan
+        cache_line = (plan.summary() if plan is not None and (plan.enabled or plan.note)
+                      else "")
+        cancelled = state.message or "" if state.is_cancelled() else ""
+        parts = [self.cluster_note, self.stdout, cache_line, cancelled]
+        return "\n".join(p for p in parts if p)
+
+    # -- the run ------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        with self._lock:
+            if self._begun:
+                raise RunStartedError(self.flow.name, "NotebookRun")
+            self._begun = True
+
+    def _run_in_thread(self) -> None:
+        try:
+            self.state = self._run_flow()
+        except BaseException as exc:  # noqa: BLE001 - kept; join() and run() raise it
+            self.error = exc
+        with self._lock:
+            self._ended.set()
+            callbacks, self._callbacks = self._callbacks, []
+        if self.error is not None and not callbacks and self._thread is not None:
+            # No one watches this background run: say it here, or no one will.
+            log.error("The run of flow %r raised", self.flow.name, exc_info=self.error)
+        for fn in callbacks:
+            _call_back(fn, self)
+
+    def _flow_run_of(self, **kwargs: Any) -> FlowRun:
+        """The engine's run, cancelled at once if :meth:`cancel` came first."""
+        flow_run = FlowRun(self.flow, parameters=self.parameters, executor=self.executor,
+                           listeners=self.listeners, **kwargs)
+        with self._lock:
+            self._flow_run = flow_run
+            cancelled = self._cancelled
+        if cancelled:
+            flow_run.cancel()
+        return flow_run
+
+    def _run_flow(self) -> State:
+        namespace = self.namespace
+        if namespace is None:
+            return self._flow_run_of().run()
+        from nbflow.executors.dask import DaskExecutor
+        from nbflow.notebook import cache
+
+        flow, values = self.flow, self._values
+        plan = self.plan = cache.plan_run(
+            flow, values, namespace, fresh=self.fresh,
+            cluster=isinstance(self.executor, DaskExecutor))
+        budget = (default_memory_budget() if self.memory_budget is None
+                  else self.memory_budget)
+        cells = [t for t in flow.ordered_tasks() if isinstance(t, CellTask)]
+        for task in values:
+            plan.wrap(task)  # this run's task: the registered one keeps its function
+        stream = install_stdout()
+        try:
+            # A run's report (Dask's) shows the cells, not the line `%flow run`.
+            with report_code(cells_source(flow)):
+                state = self._flow_run_of(task_states=plan.task_states,
+                                          return_tasks=cells, memory_budget=budget).run()
+        finally:
+            uninstall_stdout(stream)
+        states: dict[Task, State] = state.result if isinstance(state.result, dict) else {}
+        cache.remember(plan, states)
+        written = write_back(state, namespace, flow)
+        self.outputs = {n: namespace[n] for n in written}
+        self.cluster_note = left_on_cluster(self.outputs, budget)
+        self.stdout = cell_output(state, flow)
+        self.failure = failure(state, flow)
+        # The user knows the registered tasks: the state speaks of them.
+        state.result = {self._originals.get(t, t): s for t, s in states.items()}
+        return state
 
 
-def _checked(
-    namespace: Mapping[str, Any], flow: Flow | None, executor: Executor | None
-) -> tuple[Flow, Executor, Any]:
-    flow = flow if flow is not None else current_flow()
-    executor = resolve_executor(executor, flow.executor)
-    flow.validate()
-    check_providers(flow)
-    values = namespace_reads(flow, namespace)
-    if executor.crosses_processes:
-        check_serialisable(flow, values, executor)
-    return flow, executor, values
+def _per_run_flow(flow: Flow) -> tuple[Flow, dict[Task, Task]]:
+    """A copy of ``flow`` whose cell tasks (and the helpers that serve them) are
+    copies too; return it and each registered task's copy.
+    """
+    run = flow.copy()
+    twins: dict[Task, Task] = {}
+    for task in flow.ordered_tasks():
+        if isinstance(task, CellTask):
+            twins[task] = task.copy()
+            run.replace(task, twins[task], validate=False)
+    for task in flow.ordered_tasks():
+        if isinstance(task, PickTask):
+            source = twins[task.source_task]
+            assert isinstance(source, CellTask)
+            twins[task] = PickTask(source, task.picked)
+            run.replace(task, twins[task], validate=False)
+    return run, twins
 
 
-def _run(
-    flow: Flow,
-    executor: Executor,
-    listeners: Sequence[Listener],
-    task_states: Mapping[Task, State],
-) -> State:
-    return flow.run(executor=executor, listeners=listeners,
-                    task_states=dict(task_states))
+def _call_back(fn: Callable[[NotebookRun], None], run: NotebookRun) -> None:
+    try:
+        fn(run)
+    except Exception:  # a callback must not break the run's end
+        log.exception("A done callback of the run of flow %r raised", run.flow.name)
 
 
 class ClusterValue:

@@ -8,8 +8,9 @@ the final state is always drawn, in the event bus thread, before ``run()``
 returns. When the run ends, the displayed output is updated to carry the final
 state as plain HTML too, so the saved notebook shows it without a kernel.
 
-:func:`run_with_view` runs a flow with a view, in the background if asked; the
-view's Cancel button then stops it as Ctrl-C would.
+:func:`run_with_view` runs a flow with a view, in the background if asked, as
+a :class:`~nbflow.notebook.NotebookRun` (the handle ``%flow run`` gives too);
+the view's Cancel button then stops it as Ctrl-C would.
 
 CSS hooks (stable, used by browser tests): the root has class
 ``nbflow-run-view``; ``nbflow-task`` rows, ``nbflow-state-<state>`` classes and
@@ -35,6 +36,7 @@ import ipywidgets
 from nbflow.engine.events import Event, FlowFinished, FlowStarted
 from nbflow.engine.run_state import RunSnapshot, RunState, shown_edges, shown_tasks
 from nbflow.engine.runner import FlowRun
+from nbflow.notebook.run import NotebookRun
 from nbflow.widgets._snapshot import StaticSnapshot
 from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
 from nbflow.widgets.report import _href, render_report, render_timeline
@@ -80,7 +82,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
     ----------
     flow : Flow, optional
         Its edges draw the graph picture (without it, tasks are drawn unlinked).
-    run : FlowRun, optional
+    run : NotebookRun or FlowRun, optional
         The run the Cancel button cancels (see :meth:`attach`).
     executor : Executor, optional
         The run's executor, when it is not ``flow.executor`` nor the attached
@@ -121,7 +123,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self,
         flow: Flow | None = None,
         *,
-        run: FlowRun | None = None,
+        run: NotebookRun | FlowRun | None = None,
         executor: Executor | None = None,
         interval: float = 0.1,
         timeline: bool = False,
@@ -133,7 +135,7 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         self.interval = interval
         self.timeline = timeline
         self.draws = 0
-        self._run: FlowRun | None = None
+        self._run: NotebookRun | FlowRun | None = None
         self._cancellable = True
         self._layout = self._make_layout(tasks) if tasks else None
         self._draw_lock = threading.Lock()
@@ -200,7 +202,21 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
         """The events listener (the view itself)."""
         return self
 
-    def attach(self, run: FlowRun, *, cancellable: bool = True) -> None:
+    def follow(self, run: NotebookRun, *, cancellable: bool) -> None:
+        """Watch ``run`` (before it starts): its events, its Cancel button
+        (when ``cancellable``: it runs in the background), and the error it
+        raises instead of ending, if it does.
+        """
+        run.add_listener(self)
+        run.view = self
+        self.attach(run, cancellable=cancellable)
+        run.add_done_callback(self._on_done)
+
+    def _on_done(self, run: NotebookRun) -> None:
+        if run.error is not None:
+            self.show_error(run.error)
+
+    def attach(self, run: NotebookRun | FlowRun, *, cancellable: bool = True) -> None:
         """Let the Cancel button cancel ``run`` (unless not ``cancellable``:
         during a blocking run the kernel would handle the click only after it).
         """
@@ -454,10 +470,10 @@ def run_with_view(
     parameters: dict[str, Any] | None = None,
     executor: Executor | None = None,
     background: bool = False,
-    on_finish: Callable[[FlowRun], None] | None = None,
+    on_finish: Callable[[NotebookRun], None] | None = None,
     display: bool = True,
     view: RunView | None = None,
-) -> FlowRun:
+) -> NotebookRun:
     """Run ``flow`` with a :class:`RunView` of it, here or in the background.
 
     Parameters
@@ -471,8 +487,8 @@ def run_with_view(
         Return at once and run in a daemon thread: the view keeps updating
         while the kernel is idle and its Cancel button stops the run.
     on_finish : callable, optional
-        Called with the finished :class:`~nbflow.engine.runner.FlowRun` (its
-        ``.state`` set), in the run's thread, e.g. to write results back.
+        Called with the run once it ended with a state (not raising), in the
+        run's thread, e.g. to write results back.
     display : bool
         Display the view (with IPython) before the run starts.
     view : RunView, optional
@@ -480,8 +496,14 @@ def run_with_view(
 
     Returns
     -------
-    FlowRun
-        With ``.view``; ``.state`` once it ended (``run.join()`` waits for it).
+    NotebookRun
+        The run's handle (``%flow run`` gives the same), with ``.view``;
+        ``.state`` once it ended (``run.join()`` waits for it).
+
+    Raises
+    ------
+    BaseException
+        Run here (not ``background``): what the run raised instead of ending.
 
     Examples
     --------
@@ -489,16 +511,12 @@ def run_with_view(
     >>> run.join(timeout=60)  # doctest: +SKIP
 
     """
+    run = NotebookRun(flow=flow, parameters=parameters, executor=executor)
     view = view or RunView(flow)
-    run = _ViewedRun(
-        flow,
-        parameters=parameters,
-        executor=executor,
-        listeners=[view],
-        on_finish=on_finish,
-    )
-    run.view = view
-    view.attach(run, cancellable=background)
+    view.follow(run, cancellable=background)
+    if on_finish is not None:
+        run.add_done_callback(lambda ended: on_finish(ended) if ended.error is None
+                              else None)
     if display:
         from IPython.display import display as show
 
@@ -507,26 +525,3 @@ def run_with_view(
         return run.start()
     run.run()
     return run
-
-
-class _ViewedRun(FlowRun):
-    """A FlowRun that calls ``on_finish`` when it ended, and keeps its view."""
-
-    def __init__(
-        self, *args: Any, on_finish: Callable[[FlowRun], None] | None, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.on_finish = on_finish
-        self.view: RunView | None = None
-
-    def run(self) -> State:
-        """Run, then call ``on_finish`` (its error is raised, e.g. by ``join``)."""
-        try:
-            state = super().run()
-        except BaseException as exc:
-            if self.view is not None:
-                self.view.show_error(exc)
-            raise
-        if self.on_finish is not None:
-            self.on_finish(self)
-        return state

@@ -196,6 +196,34 @@ def test_second_background_run_while_one_runs_is_refused(ip):
     assert second.join(60).is_successful()
 
 
+def test_background_run_is_a_handle_and_leaves_the_registered_flow_alone(ip):
+    import threading
+
+    from nbflow.notebook import NotebookRun
+
+    gate, started = threading.Event(), threading.Event()
+    ip.user_ns.update(gate=gate, started=started, xs=[1, 2])
+    ip.run_cell_magic("flowtask", "twice --map xs", "ys = xs * 2")
+    ip.run_cell_magic("flowtask", "slow", "started.set()\nopened = gate.wait(60)")
+    flow = current_flow()
+
+    def seen():
+        return [(t, t.fn, dict(flow.binding(t).arguments)) for t in flow.ordered_tasks()]
+
+    before = seen()
+    run = ip.run_line_magic("flow", "run --background")
+    try:
+        assert isinstance(run, NotebookRun)
+        assert started.wait(60), "the background run never started its task"
+        assert seen() == before  # from this thread, while the run goes
+    finally:
+        gate.set()
+        state = run.join(60)
+    assert state is not None and state.is_successful(), state
+    assert run.outputs == {"ys": [2, 4], "opened": True} and ip.user_ns["ys"] == [2, 4]
+    assert seen() == before
+
+
 @pytest.mark.parametrize("line", ["--help", "-h"])
 def test_flow_help_lists_every_command_in_one_line(ip, capsys, line):
     assert ip.run_line_magic("flow", line) is None

@@ -240,24 +240,6 @@ def test_run_notebook_flow_on_processes_shows_cell_line(flow):
     assert "bad = sq[0] / 0" in rendered
 
 
-def test_run_notebook_flow_runner_runs_the_prepared_flow(flow):
-    from nbflow.engine.runner import FlowRun
-
-    seen = []
-
-    def runner(run_flow, executor, listeners, task_states):
-        run = FlowRun(run_flow, executor=executor, listeners=listeners,
-                      task_states=task_states)
-        seen.append(run)
-        return run.run()
-
-    ns = {"k": 2}
-    register_cell("y = k * 21", "a", flow=flow)
-    state = run_notebook_flow(ns, flow=flow, runner=runner)
-    assert len(seen) == 1 and seen[0].state is state
-    assert ns["y"] == 42
-
-
 def test_notebook_layer_imports_no_ipython_widgets_or_dask():
     import subprocess
     import sys

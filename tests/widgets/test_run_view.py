@@ -14,6 +14,7 @@ from nbflow.engine.run_state import CHILD_SPANS
 from nbflow.engine.runner import FlowRun, RunStartedError
 from nbflow.engine.state import Cancelled, Failed, Success
 from nbflow.executors import DaskExecutor, LocalDaskExecutor, LocalExecutor
+from nbflow.notebook import NotebookRun
 from nbflow.widgets import RunState, RunView, run_with_view
 
 TIMEOUT = 60
@@ -217,6 +218,7 @@ def test_run_with_view_in_the_foreground_calls_on_finish():
     flow, t = mixed_flow()
     finished = []
     run = run_with_view(flow, display=False, on_finish=finished.append)
+    assert isinstance(run, NotebookRun)  # the handle `%flow run` gives too
     assert finished == [run] and isinstance(run.state, Failed)
     assert run.view.run_state.snapshot().state == "Failed"
     assert run.view.report_area.children[0].description == "Show run timeline"
