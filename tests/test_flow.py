@@ -196,6 +196,23 @@ def test_replace_keeps_position_and_edges():
     assert flow.run().result[b].result == 11
 
 
+def test_copy_replacing_swaps_tasks_in_one_pass_and_leaves_the_original():
+    with Flow("r") as flow:
+        a = inc(1)
+        b = add(unmapped(a), [a, 2])  # wrapped and in a container
+        c = inc.map([b, a])
+    flow.set_reference_tasks([c])
+    twin = a.copy()
+    copied = flow.copy(replacing={a: twin})
+    assert copied.ordered_tasks() == [twin, b, c]
+    assert copied.upstream_tasks(b) == [twin] and flow.upstream_tasks(b) == [a]
+    assert copied.reference_tasks() == {c}
+    assert flow.ordered_tasks() == [a, b, c]  # the original keeps its graph
+    assert copied.binding(b).arguments["x"].value is twin
+    assert copied.binding(b).arguments["y"][0] is twin
+    assert flow.binding(b).arguments["y"][0] is a
+
+
 def test_remove_refuses_task_with_readers():
     with Flow("r") as flow:
         a = inc(1)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import collections
 import copy
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.core._values import iter_tasks
@@ -305,7 +305,7 @@ class Flow:
         items = [(new, binding) if t is old else (t, b) for t, b in self._tasks.items()]
         self._tasks = dict(items)
         for b in self._tasks.values():
-            b.arguments = {k: _swap(v, old, new) for k, v in b.arguments.items()}
+            b.arguments = {k: _swap(v, {old: new}) for k, v in b.arguments.items()}
             b.upstream = [new if u is old else u for u in b.upstream]
             b.mapped_upstream = [new if u is old else u for u in b.mapped_upstream]
         if old in self._reference_tasks:
@@ -326,17 +326,24 @@ class Flow:
             b.mapped_upstream = [u for u in b.mapped_upstream if u is not task]
         self._reference_tasks.discard(task)
 
-    def copy(self) -> Flow:
-        """A copy of the flow: the same tasks, its own graph."""
+    def copy(self, *, replacing: Mapping[Task, Task] | None = None) -> Flow:
+        """A copy of the flow: the same tasks, its own graph.
+
+        ``replacing`` maps tasks to the tasks that take their places in the
+        copy, with their positions and edges (as :meth:`replace` would, one at
+        a time; here in one pass over the graph).
+        """
+        swaps = dict(replacing or {})
         new = copy.copy(self)
         new._tasks = {
-            t: dataclasses.replace(
-                b, arguments=dict(b.arguments), upstream=list(b.upstream),
-                mapped_upstream=list(b.mapped_upstream),
+            swaps.get(t, t): dataclasses.replace(
+                b, arguments={k: _swap(v, swaps) for k, v in b.arguments.items()},
+                upstream=[swaps.get(u, u) for u in b.upstream],
+                mapped_upstream=[swaps.get(u, u) for u in b.mapped_upstream],
             )
             for t, b in self._tasks.items()
         }
-        new._reference_tasks = set(self._reference_tasks)
+        new._reference_tasks = {swaps.get(t, t) for t in self._reference_tasks}
         new.state_handlers = list(self.state_handlers)
         return new
 
@@ -620,15 +627,18 @@ def _is_flatten(value: Any) -> bool:
     return isinstance(value, flatten)
 
 
-def _swap(value: Any, old: Task, new: Task) -> Any:
-    if value is old:
-        return new
+def _swap(value: Any, swaps: Mapping[Task, Task]) -> Any:
+    """``value`` with the tasks in it (wrapped or in containers) swapped."""
+    if not swaps:
+        return value
+    if isinstance(value, Task):
+        return swaps.get(value, value)
     if isinstance(value, (unmapped, flatten)):
-        return type(value)(_swap(value.value, old, new))
+        return type(value)(_swap(value.value, swaps))
     if isinstance(value, (list, tuple)):
-        return type(value)(_swap(v, old, new) for v in value)
+        return type(value)(_swap(v, swaps) for v in value)
     if isinstance(value, dict):
-        return type(value)((k, _swap(v, old, new)) for k, v in value.items())
+        return type(value)((k, _swap(v, swaps)) for k, v in value.items())
     return value
 
 

@@ -578,19 +578,16 @@ def _per_run_flow(flow: Flow) -> tuple[Flow, dict[Task, Task]]:
     """A copy of ``flow`` whose cell tasks (and the helpers that serve them) are
     copies too; return it and each registered task's copy.
     """
-    run = flow.copy()
     twins: dict[Task, Task] = {}
     for task in flow.ordered_tasks():
         if isinstance(task, CellTask):
             twins[task] = task.copy()
-            run.replace(task, twins[task], validate=False)
     for task in flow.ordered_tasks():
         if isinstance(task, PickTask):
             source = twins[task.source_task]
             assert isinstance(source, CellTask)
             twins[task] = PickTask(source, task.picked)
-            run.replace(task, twins[task], validate=False)
-    return run, twins
+    return flow.copy(replacing=twins), twins
 
 
 def _call_back(fn: Callable[[NotebookRun], None], run: NotebookRun) -> None:
