@@ -294,6 +294,8 @@ class NotebookRun:
         A check failed; nothing runs.
     DuplicateProviderError
         Two cells provide one name (neither reads it from the other).
+    TypeError
+        Neither a namespace nor a flow was given.
 
     Examples
     --------
@@ -335,7 +337,6 @@ class NotebookRun:
         self.cluster_note = ""
         self.plan: RunPlan | None = None
         self.view: Any = None
-        self._registered = registered
         #: Per-run cell task -> the registered one (empty for a plain flow).
         self._originals: dict[Task, Task] = {}
         self._values: dict[CellTask, dict[str, Any]] = {}
