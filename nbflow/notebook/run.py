@@ -240,8 +240,10 @@ def run_notebook_flow(
     from nbflow.executors.dask import DaskExecutor
     from nbflow.notebook import cache
 
-    plan = cache.plan_run(flow, values, namespace, fresh=fresh,
-                          cluster=isinstance(executor, DaskExecutor))
+    on_dask = executor if isinstance(executor, DaskExecutor) else None
+    plan = cache.plan_run(
+        flow, values, namespace, fresh=fresh, cluster=on_dask is not None,
+        cluster_address=None if on_dask is None else on_dask.address)
     mapped = {t.map_var: namespace[t.map_var] for t in values
               if t.map_var and t.map_var in namespace}
     portable = executor.crosses_processes

@@ -205,11 +205,12 @@ def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster
     restart()
     assert isinstance(run(ns, flow, executor=executor)["a"], Cached)
     assert ns["x"] == 1
-    # the default location: not cached, and the run says so
+    # a temporary cluster with the default location: not cached, and says so
     monkeypatch.setattr(cache, "_settings", cache._Settings())
     monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
-    assert run(ns, flow, executor=executor)["a"].name == "Success"
-    assert "folder every worker reaches" in cache.last_plan().summary()
+    temporary = DaskExecutor(cluster_kwargs={"n_workers": 1, "processes": False})
+    assert run(ns, flow, executor=temporary)["a"].name == "Success"
+    assert "temporary Dask cluster keeps nothing" in cache.last_plan().summary()
 
 
 @pytest.mark.slow
@@ -279,6 +280,81 @@ def test_cluster_stores_on_workers_and_reuses_without_the_kernel(store, flow,
     states = run(ns, flow, executor=executor)
     assert [s.name for s in states.values()] == ["Cached", "Success"]
     assert ns["n"] == 200_001 and ns["big"][-1] == 199_999
+
+
+@pytest.fixture
+def no_location(monkeypatch):
+    """The cache on, no location set, nothing kept from another test."""
+    monkeypatch.setenv("NBFLOW_CACHE", "on")
+    monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
+    monkeypatch.setattr(cache, "_settings", cache._Settings())
+    monkeypatch.setattr(cache, "_memory", {})
+    monkeypatch.setattr(cache, "_on_cluster", None)
+
+
+@pytest.mark.slow
+def test_existing_cluster_with_no_location_caches_in_its_memory(no_location, flow,
+                                                               existing_cluster,
+                                                               tmp_path):
+    import os
+
+    import numpy as np
+    from executors._data import MB, Payload, arrivals
+
+    from nbflow.notebook.run import ClusterValue
+
+    log, runs = tmp_path / "arrivals", tmp_path / "runs"
+    ns = {"Payload": Payload, "np": np, "LOG": str(log), "RUNS": str(runs), "MB": MB}
+    register_cell("open(RUNS, 'a').write('a')\n"
+                  "big = Payload(np.ones(20 * MB // 8), LOG)", "a", flow=flow)
+    register_cell("n = len(big.array)", "b", flow=flow)
+    executor = DaskExecutor(address=existing_cluster)
+    budget = 100_000  # n comes home, big stays on the cluster
+
+    def states():
+        state = run_notebook_flow(ns, flow=flow, executor=executor, memory_budget=budget)
+        assert state.is_successful(), state
+        return {t.name: s for t, s in state.result.items()}
+
+    assert [s.name for s in states().values()] == ["Success", "Success"]
+    summary = cache.last_plan().summary()
+    assert f"in memory on the Dask cluster at {existing_cluster} for this session " \
+           "only" in summary and "cache location" in summary
+    # an edited downstream cell: the upstream is reused where it is
+    register_cell("n = len(big.array) + 1", "b", flow=flow)
+    second = states()
+    assert isinstance(second["a"], Cached) and second["a"].is_result_deferred()
+    assert second["b"].name == "Success" and ns["n"] == 20 * MB // 8 + 1
+    assert cache.last_plan().ran == {"b": "code changed"}
+    assert runs.read_text() == "a"  # cell a ran once
+    assert isinstance(ns["big"], ClusterValue)
+    assert f"In memory on the Dask cluster at {existing_cluster} for this session: " \
+           "a, b." in cache.describe_cache()
+    # every run: the value never reached the kernel
+    assert all(isinstance(s, Cached) for s in states().values())
+    assert runs.read_text() == "a" and os.getpid() not in arrivals(log)
+    # a cleared cache runs it again
+    cache.clear_cache()
+    assert [s.name for s in states().values()] == ["Success", "Success"]
+    assert runs.read_text() == "aa"
+
+
+@pytest.mark.slow
+def test_results_kept_on_a_cluster_go_with_it(no_location, flow, tmp_path):
+    from _processes import dask_cluster_processes
+
+    from nbflow.notebook.run import namespace_reads
+
+    ns: dict = {}
+    register_cell("x = 1", "a", flow=flow)
+    with dask_cluster_processes(tmp_path, 1) as (address, _, _):
+        executor = DaskExecutor(address=address)
+        run(ns, flow, executor=executor, memory_budget=0)
+        assert isinstance(run(ns, flow, executor=executor, memory_budget=0)["a"], Cached)
+    plan = cache.plan_run(flow, namespace_reads(flow, ns), ns, cluster=True,
+                          cluster_address=address)
+    assert plan.task_states == {}
+    assert plan.ran == {"a": "its result was lost with the cluster"}
 
 
 def test_a_failing_cell_is_not_stored_and_its_traceback_starts_at_the_cell(store, flow):
