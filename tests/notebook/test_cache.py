@@ -340,6 +340,24 @@ def test_existing_cluster_with_no_location_caches_in_its_memory(no_location, flo
 
 
 @pytest.mark.slow
+def test_a_shared_location_keeps_values_over_the_budget_off_the_kernel(
+        store, flow, existing_cluster, tmp_path):
+    import os
+
+    import numpy as np
+    from executors._data import MB, Payload, arrivals
+
+    log = tmp_path / "arrivals"
+    ns = {"Payload": Payload, "np": np, "LOG": str(log), "MB": MB}
+    register_cell("big = Payload(np.ones(20 * MB // 8), LOG)", "a", flow=flow)
+    executor = DaskExecutor(address=existing_cluster)
+    for kind in ("Success", "Cached"):
+        state = run_notebook_flow(ns, flow=flow, executor=executor, memory_budget=0)
+        assert [s.name for s in state.result.values()] == [kind]
+    assert os.getpid() not in arrivals(log)
+
+
+@pytest.mark.slow
 def test_results_kept_on_a_cluster_go_with_it(no_location, flow, tmp_path):
     from _processes import dask_cluster_processes
 
