@@ -66,6 +66,7 @@ __all__ = [
     "cache_location",
     "cache_settings",
     "cell_keys",
+    "chosen_cache_location",
     "clear_cache",
     "configure_cache",
     "describe_cache",
@@ -73,6 +74,7 @@ __all__ = [
     "parse_duration",
     "plan_run",
     "remember",
+    "use_cache_location",
 ]
 
 #: Part of every key: bump it when what a key covers or the entry format changes.
@@ -130,6 +132,19 @@ def configure_cache(
         _settings.size_limit = size_limit
     if enabled is not None:
         _settings.enabled = enabled
+
+
+def use_cache_location(location: str | os.PathLike[str] | None) -> None:
+    """Keep the cache in ``location`` from the next run on; None: the default.
+
+    What the executor panel's *cache location* field sets (checked there).
+    """
+    _settings.location = None if location is None else os.fspath(location)
+
+
+def chosen_cache_location() -> str | None:
+    """The location set with :func:`configure_cache` or the panel, else None."""
+    return _settings.location
 
 
 def cache_location() -> str:
