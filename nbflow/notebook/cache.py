@@ -34,7 +34,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nbflow.engine.state import Cached, DeferredResult, State
+from nbflow.engine.state import Cached, DeferredResult, Pending, State
 from nbflow.errors import CacheSettingsError
 from nbflow.notebook._cache_store import (
     Store,
@@ -357,7 +357,10 @@ def _cell_key(
 class RunPlan:
     """What a run of the notebook flow reuses and what it runs, and why.
 
-    ``reused`` and ``ran`` map task names to a one-line reason.
+    ``reused`` and ``ran`` map task names to a one-line reason;
+    ``task_states`` are the states the run starts from: ``Cached`` for the
+    reused tasks, ``Pending`` saying why for the others (the run view shows it
+    from the start).
     """
 
     enabled: bool
@@ -387,7 +390,8 @@ class RunPlan:
     def wrap(self, task: CellTask) -> None:
         """Make ``task`` store its outputs after it succeeds (during the run)."""
         key = self.keys.get(task)
-        if not self.storing or key is None or key.key is None or task in self.task_states:
+        if not self.storing or key is None or key.key is None or isinstance(
+                self.task_states.get(task), Cached):
             return
         cache_for = getattr(task, "store_for", None)
         expire = cache_for.total_seconds() if cache_for is not None else None
@@ -458,7 +462,8 @@ def plan_run(
     Returns
     -------
     RunPlan
-        Its ``task_states`` give the reused tasks their ``Cached`` state.
+        Its ``task_states`` give the reused tasks their ``Cached`` state, and
+        the others a ``Pending`` one saying why they run.
 
     """
     global _last
@@ -501,7 +506,7 @@ def plan_run(
             f"Reused: {why}.", result, cached_inputs={"key": key.key},
         )
         plan.reused[task.name] = why
-    return plan
+    return _say_why(plan)
 
 
 def _plan_on_cluster(
@@ -543,7 +548,7 @@ def _plan_on_cluster(
             cached_inputs={"key": key.key},
         )
         plan.reused[task.name] = f"unchanged ({age})"
-    return plan
+    return _say_why(plan)
 
 
 def _why_not_held(task: CellTask, found: _Held, now: float) -> str | None:
@@ -555,6 +560,15 @@ def _why_not_held(task: CellTask, found: _Held, now: float) -> str | None:
     if cache_for is not None and now - found.created > cache_for.total_seconds():
         return "its kept result expired"
     return None
+
+
+def _say_why(plan: RunPlan) -> RunPlan:
+    """Start each task that runs from a Pending state saying why."""
+    for task in plan.keys:
+        why = plan.ran.get(task.name)
+        if why is not None:
+            plan.task_states[task] = Pending(f"Ran: {why}.")
+    return plan
 
 
 def _forced(flow: Flow, fresh: bool | Iterable[str]) -> set[str]:
@@ -653,7 +667,8 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
         if plan.on_cluster is not None and _on_cluster is not None:
             old = _on_cluster.held.get(task.name)
             if done and state is not None:
-                since = old.created if old is not None and task in plan.task_states else now
+                reused = isinstance(plan.task_states.get(task), Cached)
+                since = old.created if old is not None and reused else now
                 _on_cluster.held[task.name] = _Held(key, state, since)
             else:
                 _on_cluster.held.pop(task.name, None)
