@@ -239,7 +239,9 @@ def test_nbflow_run_notebook_reuses_and_fresh_forces(tmp_path):
         return done.stdout
 
     log = tmp_path / "runs.log"
-    assert "ran load (first run); total (first run)" in nbflow_run()
+    first = nbflow_run()
+    assert "ran load (first run); total (first run)" in first
+    assert "Pending  Ran: first run." in first  # each task says why, as it starts
     out = nbflow_run()
     assert "Cache: reused 2 of 2 tasks." in out and "Cached" in out
     assert log.read_text().split() == ["load", "total"]
