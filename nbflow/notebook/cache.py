@@ -439,6 +439,7 @@ def plan_run(
     fresh: bool | Iterable[str] = False,
     cluster: bool = False,
     cluster_address: str | None = None,
+    local_workers: bool = False,
 ) -> RunPlan:
     """Decide, before a run, which cell tasks are reused and why the others run.
 
@@ -458,6 +459,9 @@ def plan_run(
     cluster_address : str, optional
         The address of the existing cluster the run is on: with no location
         set, results are kept in its memory for this session.
+    local_workers : bool
+        The cluster's workers run on this machine (a temporary
+        ``LocalCluster``): they reach the default location too.
 
     Returns
     -------
@@ -472,12 +476,13 @@ def plan_run(
     _last = plan
     if not enabled:
         return plan
-    if cluster and not _is_shared():
+    if cluster and not _is_shared() and not local_workers:
         if cluster_address is not None:
             return _plan_on_cluster(plan, flow, values, fresh, cluster_address)
         plan.enabled = False
-        plan.note = ("Not cached: a temporary Dask cluster keeps nothing after its "
-                     "run; set a cache location every worker reaches (the panel, "
+        plan.note = ("Not cached: a temporary Dask cluster that is not a "
+                     "LocalCluster keeps nothing after its run; set a cache "
+                     "location every worker reaches (the panel, "
                      "%flow cache location PATH, configure_cache(location) or "
                      "$NBFLOW_CACHE_DIR), or run on an existing cluster.")
         return plan

@@ -243,7 +243,8 @@ def run_notebook_flow(
     on_dask = executor if isinstance(executor, DaskExecutor) else None
     plan = cache.plan_run(
         flow, values, namespace, fresh=fresh, cluster=on_dask is not None,
-        cluster_address=None if on_dask is None else on_dask.address)
+        cluster_address=None if on_dask is None else on_dask.address,
+        local_workers=on_dask is not None and on_dask.is_local_cluster)
     mapped = {t.map_var: namespace[t.map_var] for t in values
               if t.map_var and t.map_var in namespace}
     portable = executor.crosses_processes

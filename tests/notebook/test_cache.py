@@ -194,9 +194,16 @@ def test_local_dask_workers_store_and_reuse(store, flow, scheduler):
     assert ns["pid"] == ns["b"] == first
 
 
+def _in_process_cluster(**kwargs):
+    """A temporary cluster nbflow cannot tell is local (not a LocalCluster class)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+
+
 @pytest.mark.slow
-def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster,
-                                                       monkeypatch):
+def test_dask_executor_caches_where_its_workers_reach(store, flow, dask_cluster,
+                                                      monkeypatch, tmp_path):
     ns: dict = {}
     register_cell("x = 1", "a", flow=flow)
     executor = DaskExecutor(address=dask_cluster.scheduler_address)
@@ -205,12 +212,19 @@ def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster
     restart()
     assert isinstance(run(ns, flow, executor=executor)["a"], Cached)
     assert ns["x"] == 1
-    # a temporary cluster with the default location: not cached, and says so
+    # a temporary LocalCluster with the default location: its workers reach it
     monkeypatch.setattr(cache, "_settings", cache._Settings())
     monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
     temporary = DaskExecutor(cluster_kwargs={"n_workers": 1, "processes": False})
     assert run(ns, flow, executor=temporary)["a"].name == "Success"
-    assert "temporary Dask cluster keeps nothing" in cache.last_plan().summary()
+    assert isinstance(run(ns, flow, executor=temporary)["a"], Cached)
+    assert (tmp_path / ".nbflow" / "cache").is_dir()
+    # another temporary cluster with the default location: not cached, and says so
+    elsewhere = DaskExecutor(cluster_class=_in_process_cluster)
+    assert run(ns, flow, executor=elsewhere)["a"].name == "Success"
+    assert "temporary Dask cluster that is not a LocalCluster keeps nothing" in \
+        cache.last_plan().summary()
 
 
 @pytest.mark.slow
