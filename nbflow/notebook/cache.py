@@ -401,12 +401,14 @@ class RunPlan:
 
 @dataclasses.dataclass
 class _Held:
-    """A cell's result kept in a cluster's memory: its key, its final state
-    (holding the value's future, or the value when it came home), since when.
+    """A cell's result kept in a cluster's memory: its key, its result (the
+    reference holding the value there, or the value when it came home), since
+    when. The reference, not the state: a state fetched later (the user read
+    the value) would hand the next run the value from here.
     """
 
     key: CellKey
-    state: State
+    result: Any
     created: float
 
 
@@ -528,6 +530,8 @@ def _plan_on_cluster(
     if _on_cluster is None or _on_cluster.address != address:
         _on_cluster = _OnCluster(address)
     held = _on_cluster.held
+    for gone in set(held) - {t.name for t in flow.ordered_tasks()}:
+        del held[gone]  # a removed cell's value is let go
     plan.on_cluster, plan.storing = address, False
     plan.note = (f"Cached in memory on the Dask cluster at {address} for this "
                  "session only; to keep results across sessions, set a cache "
@@ -549,7 +553,7 @@ def _plan_on_cluster(
             continue
         age = f"kept on the cluster {_age(now - found.created)} ago"
         plan.task_states[task] = Cached(
-            f"Reused: unchanged ({age}).", found.state._result,
+            f"Reused: unchanged ({age}).", found.result,
             cached_inputs={"key": key.key},
         )
         plan.reused[task.name] = f"unchanged ({age})"
@@ -558,7 +562,7 @@ def _plan_on_cluster(
 
 def _why_not_held(task: CellTask, found: _Held, now: float) -> str | None:
     """Why a result kept on the cluster cannot stand in any more, or None."""
-    result = found.state._result
+    result = found.result
     if isinstance(result, DeferredResult) and not result.is_kept():
         return "its result was lost with the cluster"
     cache_for = getattr(task, "store_for", None)
@@ -674,7 +678,7 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
             if done and state is not None:
                 reused = isinstance(plan.task_states.get(task), Cached)
                 since = old.created if old is not None and reused else now
-                _on_cluster.held[task.name] = _Held(key, state, since)
+                _on_cluster.held[task.name] = _Held(key, state._result, since)
             else:
                 _on_cluster.held.pop(task.name, None)
         elif (done and state is not None and key.key is not None

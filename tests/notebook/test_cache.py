@@ -317,7 +317,7 @@ def test_existing_cluster_with_no_location_caches_in_its_memory(no_location, flo
     import numpy as np
     from executors._data import MB, Payload, arrivals
 
-    from nbflow.notebook.run import ClusterValue
+    from nbflow.notebook.run import ClusterValue, namespace_reads
 
     log, runs = tmp_path / "arrivals", tmp_path / "runs"
     ns = {"Payload": Payload, "np": np, "LOG": str(log), "RUNS": str(runs), "MB": MB}
@@ -349,6 +349,13 @@ def test_existing_cluster_with_no_location_caches_in_its_memory(no_location, flo
     # every run: the value never reached the kernel
     assert all(isinstance(s, Cached) for s in states().values())
     assert runs.read_text() == "a" and os.getpid() not in arrivals(log)
+    # read here by the user, it is still reused from the cluster, not sent from here
+    assert len(ns["big"].result().array) == 20 * MB // 8
+    plan = cache.plan_run(flow, namespace_reads(flow, ns), ns, cluster=True,
+                          cluster_address=existing_cluster)
+    reused = {t.name: s for t, s in plan.task_states.items()}
+    assert reused["a"].is_cached() and reused["a"].is_result_deferred()
+    assert reused["b"].is_cached()  # its small value came home: reused from here
     # a cleared cache runs it again
     cache.clear_cache()
     assert [s.name for s in states().values()] == ["Success", "Success"]
