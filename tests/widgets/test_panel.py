@@ -366,7 +366,7 @@ def test_panel_cache_location_is_used_by_the_next_run(flow, cache_settings, tmp_
     panel = ExecutorPanel(flow)
     control = panel._cache_location
     assert control.value == "" and "default: .nbflow/cache" in control.placeholder
-    assert visible(control)
+    assert visible(control) and not control.continuous_update  # sent on Enter
     shared = tmp_path / "shared" / "cache"  # made when first written
     control.value = str(shared)
     assert panel.problem is None and cache_settings.cache_location() == str(shared)
