@@ -31,7 +31,7 @@ from nbflow.engine.events import (
     TaskStateChanged,
 )
 from nbflow.engine.run_state import RunState, shown_tasks, task_labels
-from nbflow.engine.state import Failed, Paused, State, TriggerFailed
+from nbflow.engine.state import Failed, Paused, Pending, State, TriggerFailed
 
 if TYPE_CHECKING:
     from nbflow.core.task import Task
@@ -194,7 +194,8 @@ class TextProgress:
             if event.task in self._maps and event.new.is_mapped():
                 return  # its count line "N/N done" said it
             shows = (event.new.is_failed() or event.new.is_retrying()
-                     or event.new.is_skipped() or isinstance(event.new, Paused))
+                     or event.new.is_skipped() or isinstance(event.new, Paused)
+                     or type(event.new) is Pending)  # why it runs (the cache's)
             message = event.message if shows else None
             self._line(event.time, event.task, self._paint(event.new.name), message)
             return

@@ -262,6 +262,7 @@ class _Task:
         "retries",
         "busy",
         "lives",
+        "why",
     )
 
     def __init__(self, name: str) -> None:
@@ -280,6 +281,9 @@ class _Task:
         self.retries = 0
         self.busy: dict[str, list[list[float]]] = {}
         self.lives: str | None = None
+        #: Why it runs (the message of the Pending state it started from),
+        #: shown while it has no message of its own.
+        self.why: str | None = None
 
     def snapshot(self) -> TaskSnapshot:
         return TaskSnapshot(
@@ -288,7 +292,7 @@ class _Task:
             _COLORS.get(self.state, "#999999"),
             self.start,
             self.end,
-            self.message,
+            self.message if self.message is not None else self.why,
             self.traceback,
             self.size,
             {k: n for k, n in self.children.items() if n},
@@ -498,6 +502,8 @@ class RunState:
     ) -> None:
         """A task (not a child of a mapped one) changed state."""
         record.state = name
+        if name == "Pending" and new.message:
+            record.why = new.message
         failed = name in _FAILED
         if not (failed and record.failed_index is not None):
             record.message = new.message  # a failed map keeps its first child's

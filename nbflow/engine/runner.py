@@ -55,6 +55,7 @@ from nbflow.engine.events import (
 from nbflow.engine.state import (
     Cached,
     Cancelled,
+    Pending,
     Resume,
     Retrying,
     State,
@@ -156,7 +157,8 @@ class FlowRun:
     task_states : dict, optional
         Task -> State to start from (Prefect 1's ``task_states``): a task given a
         finished state does not run and keeps it; a ``Cached`` one stands in
-        for the run while the task's ``cache_validator`` says it is valid.
+        for the run while the task's ``cache_validator`` says it is valid; a
+        ``Pending`` one's message (why the task runs) is shown from the start.
     return_tasks : iterable of Task, optional
         Tasks whose results the driver brings home, besides the reference
         tasks'. On a cluster the others stay there until read; when this is
@@ -332,6 +334,11 @@ class FlowRun:
             if bus is not None:
                 link = executor.dashboard_link
                 bus.put(FlowStarted(self.flow.name, tuple(self.order), time.time(), link))
+                for task, given in self.task_states.items():
+                    # A Pending state given with a message (why the task runs)
+                    # is shown from the start.
+                    if type(given) is Pending and given.message and task in self.index:
+                        self._emit(task, None, given)
             try:
                 with self._interrupter.guard():
                     while True:

@@ -66,6 +66,10 @@ class DeferredResult:
     #: Whether the value can still be fetched (False: it was let go).
     kept: ClassVar[bool] = True
 
+    def is_kept(self) -> bool:
+        """Whether the value can still be fetched (its cluster still holds it)."""
+        return self.kept
+
     def portable(self) -> DeferredResult | None:
         """A reference through which a task elsewhere reads the value without
         it passing through here (one that ``travels``), or None.

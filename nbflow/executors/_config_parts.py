@@ -30,6 +30,7 @@ __all__ = [
     "Option",
     "Section",
     "SecurityPaths",
+    "check_cache_location",
     "check_cluster_kwargs",
     "check_report_path",
     "check_security",
@@ -45,9 +46,11 @@ TLS_FIELDS = ("tls_ca_file", "tls_client_cert", "tls_client_key")
 
 #: Where a field applies, and where the panel shows it: always (``kind``), to one
 #: executor kind, to the temporary (and adaptive) or adaptive or existing
-#: cluster modes, or to every DaskExecutor (``dask``, ``report``).
+#: cluster modes, or to every DaskExecutor (``dask``, ``report``); the notebook
+#: cache's location applies to every run (``cache``).
 Section = Literal[
-    "kind", "local-dask", "dask", "temporary", "adaptive", "existing", "report"
+    "kind", "local-dask", "dask", "temporary", "adaptive", "existing", "report",
+    "cache",
 ]
 ExecutorKind = Literal["local", "local-dask", "dask"]
 ClusterMode = Literal["temporary", "adaptive", "existing"]
@@ -220,6 +223,40 @@ def check_report_path(path: str | None) -> str:
         raise ExecutorConfigError(
             f"The folder of performance_report_path {path!r} does not exist; "
             "create it or choose another path."
+        )
+    return path
+
+
+def check_cache_location(location: str) -> str:
+    """The absolute folder of a cache location (a path or ``file://`` URL) if
+    the cache can be written there (it, or the nearest folder above it that
+    exists, is a folder this process may write in).
+
+    Examples
+    --------
+    >>> check_cache_location("file:///tmp/nbflow-cache")
+    '/tmp/nbflow-cache'
+
+    """
+    path = location[len("file://"):] if location.startswith("file://") else location
+    why = None
+    if "://" in path:
+        why = ("the cache is a folder on a filesystem the kernel and every worker "
+               "mount, not an object store")
+    else:
+        path = os.path.abspath(os.path.expanduser(path))
+        found = path
+        while not os.path.exists(found):
+            found = os.path.dirname(found)
+        if not os.path.isdir(found):
+            why = f"{found!r} is a file"
+        elif not os.access(found, os.W_OK | os.X_OK):
+            why = f"{found!r} is not writable"
+    if why is not None:
+        raise ExecutorConfigError(
+            f"The cache location {location!r} cannot be written ({why}); give a "
+            "folder the kernel and every worker can write, or leave it empty for "
+            "the default."
         )
     return path
 

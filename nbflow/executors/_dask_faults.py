@@ -180,6 +180,10 @@ class ClusterResult(DeferredResult):
     def __repr__(self) -> str:
         return f"<result of {_label(self.future.key)} on the Dask cluster>"
 
+    def is_kept(self) -> bool:
+        """Whether the cluster still holds the value (its scheduler is reachable)."""
+        return self.home.why_not(self.future) is None
+
     def portable(self) -> DeferredResult:
         """A reference a worker reads the value through (a Cached state that
         may stand in for a task in a later run), worker to worker.

@@ -28,6 +28,7 @@ from nbflow.executors._config_parts import (
     Option,
     Section,
     SecurityPaths,
+    check_cache_location,
     check_cluster_kwargs,
     check_report_path,
     check_security,
@@ -102,6 +103,11 @@ class ExecutorConfig:
         Paths of the TLS files for a secure existing cluster.
     debug : bool
         Keep the cluster's logs at their usual level.
+    cache_location : str, optional
+        Where the notebook cache keeps cell results from the next run on: a
+        folder (or ``file://`` URL) the kernel and every worker can write; on
+        a cluster it is what lets runs be cached beyond the session. Default:
+        ``$NBFLOW_CACHE_DIR``, else ``.nbflow/cache`` next to the notebook.
 
     Examples
     --------
@@ -185,6 +191,14 @@ class ExecutorConfig:
         None, option("existing", "text", placeholder="path of the client key (PEM)")
     )
     debug: bool = _field(False, option("report", "flag"))
+    cache_location: str | None = _field(
+        None,
+        option(
+            "cache", "text",
+            placeholder="default: .nbflow/cache next to the notebook; a shared "
+                        "folder for a cluster",
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Canonical names where they are recognisable; anything else is kept
@@ -211,10 +225,10 @@ class ExecutorConfig:
         Examples
         --------
         >>> sorted(ExecutorConfig(kind="dask", cluster="adaptive").sections())
-        ['adaptive', 'dask', 'kind', 'report', 'temporary']
+        ['adaptive', 'cache', 'dask', 'kind', 'report', 'temporary']
 
         """
-        shown: set[Section] = {"kind"}
+        shown: set[Section] = {"kind", "cache"}
         if self.kind == "local-dask":
             shown.add("local-dask")
         elif self.kind == "dask":
@@ -313,17 +327,21 @@ class ExecutorConfig:
 
         """
         cls, kwargs = self._checked_arguments()
+        cache = ("" if self.cache_location is None else
+                 f"\nconfigure_cache({literal(self.cache_location)})")
         rendered = [f"{k}={literal(v)}" for k, v in kwargs.items()]
         line = f"{target} = {cls.__name__}({', '.join(rendered)})"
         if len(line) > 88:
             body = "".join(f"    {arg},\n" for arg in rendered)
             line = f"{target} = {cls.__name__}(\n{body})"
         if not imports:
-            return line
+            return line + cache
         lines = [f"from nbflow.executors import {cls.__name__}"]
         if "client_kwargs" in kwargs:
             lines.insert(0, "from distributed import Security")
-        return "\n".join(lines) + "\n\n" + line
+        if cache:
+            lines.append("from nbflow.notebook.cache import configure_cache")
+        return "\n".join(lines) + "\n\n" + line + cache
 
     def _checked_arguments(self) -> tuple[type[Executor], dict[str, Any]]:
         try:
@@ -334,6 +352,8 @@ class ExecutorConfig:
     def _arguments(self) -> tuple[type[Executor], dict[str, Any]]:
         """The executor class and its arguments (TLS as paths); raise if invalid."""
         kind = normalize_kind(self.kind)
+        if self.cache_location is not None:
+            check_cache_location(self.cache_location)
         for name, spec in OPTIONS.items():
             value = getattr(self, name)
             if spec.minimum is not None and value is not None and self.applies(name):

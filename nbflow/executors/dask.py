@@ -251,6 +251,18 @@ class DaskExecutor(Executor):
         self._cluster_class = value
 
     @property
+    def is_local_cluster(self) -> bool:
+        """Whether runs start a temporary ``LocalCluster``: its workers run on
+        this machine and see its files.
+        """
+        if self.address is not None:
+            return False
+        try:
+            return _is_local_cluster(self.cluster_class)
+        except Exception:  # noqa: BLE001 - a bad import path is start()'s to explain
+            return False
+
+    @property
     def performance_report(self) -> str:
         """The HTML of the performance report at ``performance_report_path``,
         read whenever the file exists; "" when it does not (as Prefect 1).

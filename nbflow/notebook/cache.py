@@ -13,7 +13,10 @@ that runs stores its outputs where it runs, once it succeeded
 
 The store (:mod:`nbflow.notebook._cache_store`, diskcache) is in
 ``.nbflow/cache`` next to the notebook by default; an unreadable entry is a
-miss and one warning line, never an error.
+miss and one warning line, never an error. A run on an existing Dask cluster
+with no location set caches in the cluster's memory instead, for this
+process's session only: the results stay where they were made (the kernel
+holds their futures), and a reused cell reads its value worker to worker.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import types
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from nbflow.engine.state import Cached, State
+from nbflow.engine.state import Cached, DeferredResult, Pending, State
 from nbflow.errors import CacheSettingsError
 from nbflow.notebook._cache_store import (
     Store,
@@ -63,6 +66,7 @@ __all__ = [
     "cache_location",
     "cache_settings",
     "cell_keys",
+    "chosen_cache_location",
     "clear_cache",
     "configure_cache",
     "describe_cache",
@@ -70,6 +74,7 @@ __all__ = [
     "parse_duration",
     "plan_run",
     "remember",
+    "use_cache_location",
 ]
 
 #: Part of every key: bump it when what a key covers or the entry format changes.
@@ -127,6 +132,19 @@ def configure_cache(
         _settings.size_limit = size_limit
     if enabled is not None:
         _settings.enabled = enabled
+
+
+def use_cache_location(location: str | os.PathLike[str] | None) -> None:
+    """Keep the cache in ``location`` from the next run on; None: the default.
+
+    What the executor panel's *cache location* field sets (checked there).
+    """
+    _settings.location = None if location is None else os.fspath(location)
+
+
+def chosen_cache_location() -> str | None:
+    """The location set with :func:`configure_cache` or the panel, else None."""
+    return _settings.location
 
 
 def cache_location() -> str:
@@ -339,7 +357,10 @@ def _cell_key(
 class RunPlan:
     """What a run of the notebook flow reuses and what it runs, and why.
 
-    ``reused`` and ``ran`` map task names to a one-line reason.
+    ``reused`` and ``ran`` map task names to a one-line reason;
+    ``task_states`` are the states the run starts from: ``Cached`` for the
+    reused tasks, ``Pending`` saying why for the others (the run view shows it
+    from the start).
     """
 
     enabled: bool
@@ -352,6 +373,9 @@ class RunPlan:
     note: str | None = None
     #: True when tasks that run store their outputs.
     storing: bool = True
+    #: The address of the existing cluster whose memory holds the results
+    #: (no location set), else None.
+    on_cluster: str | None = None
 
     def summary(self) -> str:
         """One line for the user: what was reused, what ran and why."""
@@ -366,7 +390,8 @@ class RunPlan:
     def wrap(self, task: CellTask) -> None:
         """Make ``task`` store its outputs after it succeeds (during the run)."""
         key = self.keys.get(task)
-        if not self.storing or key is None or key.key is None or task in self.task_states:
+        if not self.storing or key is None or key.key is None or isinstance(
+                self.task_states.get(task), Cached):
             return
         cache_for = getattr(task, "store_for", None)
         expire = cache_for.total_seconds() if cache_for is not None else None
@@ -374,7 +399,30 @@ class RunPlan:
                               key.key, key.parts, expire)
 
 
+@dataclasses.dataclass
+class _Held:
+    """A cell's result kept in a cluster's memory: its key, its result (the
+    reference holding the value there, or the value when it came home), since
+    when. The reference, not the state: a state fetched later (the user read
+    the value) would hand the next run the value from here.
+    """
+
+    key: CellKey
+    result: Any
+    created: float
+
+
+@dataclasses.dataclass
+class _OnCluster:
+    """The cell results kept in the memory of one existing cluster."""
+
+    address: str
+    held: dict[str, _Held] = dataclasses.field(default_factory=dict)
+
+
 _last: RunPlan | None = None
+#: This session's results kept on a cluster (runs with no location set).
+_on_cluster: _OnCluster | None = None
 #: The results of this kernel's last run: task name -> (key, result). A cell
 #: reused in the kernel that computed it is not read back from disk.
 _memory: dict[str, tuple[str, CellResult]] = {}
@@ -392,6 +440,8 @@ def plan_run(
     *,
     fresh: bool | Iterable[str] = False,
     cluster: bool = False,
+    cluster_address: str | None = None,
+    local_workers: bool = False,
 ) -> RunPlan:
     """Decide, before a run, which cell tasks are reused and why the others run.
 
@@ -406,12 +456,20 @@ def plan_run(
     fresh : bool or iterable of str
         True: reuse nothing. Task names: reuse neither them nor their downstream.
     cluster : bool
-        The run is on a ``DaskExecutor``: cache only with a location the user set.
+        The run is on a ``DaskExecutor``: cache on disk only in a location the
+        user set (every worker must reach it).
+    cluster_address : str, optional
+        The address of the existing cluster the run is on: with no location
+        set, results are kept in its memory for this session.
+    local_workers : bool
+        The cluster's workers run on this machine (a temporary
+        ``LocalCluster``): they reach the default location too.
 
     Returns
     -------
     RunPlan
-        Its ``task_states`` give the reused tasks their ``Cached`` state.
+        Its ``task_states`` give the reused tasks their ``Cached`` state, and
+        the others a ``Pending`` one saying why they run.
 
     """
     global _last
@@ -420,11 +478,15 @@ def plan_run(
     _last = plan
     if not enabled:
         return plan
-    if cluster and not _is_shared():
+    if cluster and not _is_shared() and not local_workers:
+        if cluster_address is not None:
+            return _plan_on_cluster(plan, flow, values, fresh, cluster_address)
         plan.enabled = False
-        plan.note = ("Not cached: a DaskExecutor run caches only in a folder every "
-                     "worker reaches; set one with configure_cache(location) or "
-                     "$NBFLOW_CACHE_DIR.")
+        plan.note = ("Not cached: a temporary Dask cluster that is not a "
+                     "LocalCluster keeps nothing after its run; set a cache "
+                     "location every worker reaches (the panel, "
+                     "%flow cache location PATH, configure_cache(location) or "
+                     "$NBFLOW_CACHE_DIR), or run on an existing cluster.")
         return plan
     plan.keys = cell_keys(flow, values)
     forced = _forced(flow, fresh)
@@ -451,6 +513,70 @@ def plan_run(
             f"Reused: {why}.", result, cached_inputs={"key": key.key},
         )
         plan.reused[task.name] = why
+    return _say_why(plan)
+
+
+def _plan_on_cluster(
+    plan: RunPlan,
+    flow: Flow,
+    values: Mapping[CellTask, Mapping[str, Any]],
+    fresh: bool | Iterable[str],
+    address: str,
+) -> RunPlan:
+    """Reuse the results this session keeps in the memory of the cluster at
+    ``address`` (those of another cluster are let go).
+    """
+    global _on_cluster
+    if _on_cluster is None or _on_cluster.address != address:
+        _on_cluster = _OnCluster(address)
+    held = _on_cluster.held
+    for gone in set(held) - {t.name for t in flow.ordered_tasks()}:
+        del held[gone]  # a removed cell's value is let go
+    plan.on_cluster, plan.storing = address, False
+    plan.note = (f"Cached in memory on the Dask cluster at {address} for this "
+                 "session only; to keep results across sessions, set a cache "
+                 "location every worker reaches (the panel, %flow cache location "
+                 "PATH or configure_cache(location)).")
+    plan.keys = cell_keys(flow, values)
+    forced = _forced(flow, fresh)
+    now = time.time()
+    for task, key in plan.keys.items():
+        found = held.get(task.name)
+        if task.name in forced or key.key is None:
+            plan.ran[task.name] = "--fresh" if task.name in forced else (
+                key.why_not or "not cached")
+            continue
+        why = None if found is None else _why_not_held(task, found, now)
+        if found is None or found.key.key != key.key or why is not None:
+            record = None if found is None else {"key": None, "parts": found.key.parts}
+            plan.ran[task.name] = why or _why(record, key)
+            continue
+        age = f"kept on the cluster {_age(now - found.created)} ago"
+        plan.task_states[task] = Cached(
+            f"Reused: unchanged ({age}).", found.result,
+            cached_inputs={"key": key.key},
+        )
+        plan.reused[task.name] = f"unchanged ({age})"
+    return _say_why(plan)
+
+
+def _why_not_held(task: CellTask, found: _Held, now: float) -> str | None:
+    """Why a result kept on the cluster cannot stand in any more, or None."""
+    result = found.result
+    if isinstance(result, DeferredResult) and not result.is_kept():
+        return "its result was lost with the cluster"
+    cache_for = getattr(task, "store_for", None)
+    if cache_for is not None and now - found.created > cache_for.total_seconds():
+        return "its kept result expired"
+    return None
+
+
+def _say_why(plan: RunPlan) -> RunPlan:
+    """Start each task that runs from a Pending state saying why."""
+    for task in plan.keys:
+        why = plan.ran.get(task.name)
+        if why is not None:
+            plan.task_states[task] = Pending(f"Ran: {why}.")
     return plan
 
 
@@ -510,7 +636,11 @@ _MISSING = object()
 
 def _why_changed(store: Store | None, task: CellTask, key: CellKey) -> str:
     """Why a cell with no stored result runs: what differs from its last stored run."""
-    record = store.record(task.name) if store is not None else None
+    return _why(store.record(task.name) if store is not None else None, key)
+
+
+def _why(record: dict[str, Any] | None, key: CellKey) -> str:
+    """What differs between ``key`` and a task's last ``record`` (its key and parts)."""
     if not record:
         return "first run"
     if record.get("key") == key.key:
@@ -536,11 +666,24 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
     """Keep this run's results in the kernel, to reuse without reading the disk."""
     if not plan.enabled:
         return
+    now = time.time()
     for task, key in plan.keys.items():
         state = states.get(task)
-        if (key.key is not None and state is not None and state.is_successful()
-                and isinstance(state.result, CellResult)):
-            _memory[task.name] = (key.key, state.result)
+        # A value still on a cluster is not read here (that would fetch it).
+        done = (key.key is not None and state is not None and state.is_successful()
+                and not state.is_skipped()
+                and (state.is_result_deferred() or isinstance(state.result, CellResult)))
+        if plan.on_cluster is not None and _on_cluster is not None:
+            old = _on_cluster.held.get(task.name)
+            if done and state is not None:
+                reused = isinstance(plan.task_states.get(task), Cached)
+                since = old.created if old is not None and reused else now
+                _on_cluster.held[task.name] = _Held(key, state._result, since)
+            else:
+                _on_cluster.held.pop(task.name, None)
+        elif (done and state is not None and key.key is not None
+              and isinstance(state._result, CellResult)):
+            _memory[task.name] = (key.key, state._result)
         else:
             _memory.pop(task.name, None)
         if state is not None and task.name in plan.ran and state.message is None:
@@ -583,8 +726,11 @@ def describe_cache() -> str:
     """The cache as text: where, how big, and each task's latest result and age."""
     enabled, location, size_limit = cache_settings()
     state = "" if enabled else " (off)"
+    held = sorted(_on_cluster.held) if _on_cluster is not None else []
+    memory = (f"\nIn memory on the Dask cluster at {_on_cluster.address} for this "
+              f"session: {', '.join(held)}." if _on_cluster is not None and held else "")
     if not os.path.isdir(location):
-        return f"Cache at {location}{state}: empty."
+        return f"Cache at {location}{state}: empty.{memory}"
     store = open_store(location, size_limit)
     entries = cache_entries()
     lines = [f"Cache at {location}{state}: {format_bytes(store.results.volume())} of "
@@ -595,16 +741,20 @@ def describe_cache() -> str:
         names = ", ".join(e.names) or "-"
         lines.append(f"  {e.task}: {format_bytes(e.size)}, stored {_age(now - e.created)} "
                      f"ago{gone}; {names}")
-    return "\n".join(lines)
+    return "\n".join(lines) + memory
 
 
 def clear_cache(name: str | None = None) -> int:
     """Remove every stored result, or those of task ``name``; return how many entries."""
+    global _on_cluster
     _, location, size_limit = cache_settings()
     if name is None:
         _memory.clear()
+        _on_cluster = None  # the cluster lets the values go
     else:
         _memory.pop(name, None)
+        if _on_cluster is not None:
+            _on_cluster.held.pop(name, None)
     if not os.path.isdir(location):
         return 0
     return open_store(location, size_limit).clear(name)

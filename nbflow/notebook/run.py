@@ -547,9 +547,11 @@ class NotebookRun:
         from nbflow.notebook import cache
 
         flow, values = self.flow, self._values
+        on_dask = self.executor if isinstance(self.executor, DaskExecutor) else None
         plan = self.plan = cache.plan_run(
-            flow, values, namespace, fresh=self.fresh,
-            cluster=isinstance(self.executor, DaskExecutor))
+            flow, values, namespace, fresh=self.fresh, cluster=on_dask is not None,
+            cluster_address=None if on_dask is None else on_dask.address,
+            local_workers=on_dask is not None and on_dask.is_local_cluster)
         budget = (default_memory_budget() if self.memory_budget is None
                   else self.memory_budget)
         cells = [t for t in flow.ordered_tasks() if isinstance(t, CellTask)]

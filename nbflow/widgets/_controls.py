@@ -87,9 +87,10 @@ def make_control(field: str) -> w.Widget:
         control.style = _STYLE
     if hasattr(control, "placeholder"):
         control.placeholder = OPTIONS[field].placeholder
-    if field in ("cluster_class", "cluster_kwargs"):
+    if field in ("cluster_class", "cluster_kwargs", "cache_location"):
         # Sent on Enter or leaving the box: a half-typed import path would
-        # import whatever module it names so far, half-typed JSON never parses.
+        # import whatever module it names so far, half-typed JSON never parses,
+        # a half-typed folder would become the cache's.
         control.continuous_update = False
     control.add_class(f"nbflow-{field}")
     return control

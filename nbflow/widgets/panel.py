@@ -22,6 +22,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbflow.errors import NbflowError
+from nbflow.executors._config_parts import check_cache_location
 from nbflow.executors._schedulers import normalize_scheduler
 from nbflow.executors.base import Executor
 from nbflow.executors.cluster_info import ClusterSummary, inspect_cluster
@@ -32,6 +33,7 @@ from nbflow.executors.config import (
     normalize_cluster_mode,
     normalize_kind,
 )
+from nbflow.notebook.cache import chosen_cache_location, use_cache_location
 from nbflow.widgets._controls import (
     FIELDS,
     from_control,
@@ -87,7 +89,10 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
     def __init__(self, flow: Any = None, config: ExecutorConfig | None = None) -> None:
         self.flow = flow
         self._handles: list[Any] = []
-        self.config = (_current(flow) if flow is not None else None) or ExecutorConfig()
+        # The cache location is the notebook's (the same for every panel).
+        self.config = dataclasses.replace(
+            (_current(flow) if flow is not None else None) or ExecutorConfig(),
+            cache_location=chosen_cache_location())
         self.problem: str | None = None
         self._quiet = False
         self.controls: dict[str, w.Widget] = {f: make_control(f) for f in FIELDS}
@@ -114,9 +119,12 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
                 config = ExecutorConfig.from_executor(flow.executor)
             except ExecutorConfigError as exc:
                 opening = str(exc)
+        apply = config is not None and flow is not None and config != _current(flow)
+        if config is None or config.cache_location is None:
+            config = dataclasses.replace(config or ExecutorConfig(),
+                                         cache_location=self.config.cache_location)
         self._show(
-            config or ExecutorConfig(),
-            apply=config is not None and flow is not None and config != _current(flow),
+            config, apply=apply or config.cache_location != self.config.cache_location
         )
         if opening is not None:
             self._show_problem(opening)
@@ -154,6 +162,7 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
                     c["performance_report_path"],
                 ]
             ),
+            "cache": w.VBox([c["cache_location"]]),
         }
 
     # -- public -------------------------------------------------------------------
@@ -313,6 +322,10 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
                 log.warning("Could not build %r", draft, exc_info=True)
                 problem = str(exc) or repr(exc)
             else:
+                if draft.cache_location != self.config.cache_location:
+                    location = draft.cache_location
+                    use_cache_location(None if location is None
+                                       else check_cache_location(location))
                 self.config = draft
                 if self.flow is not None:
                     self.flow.executor = executor

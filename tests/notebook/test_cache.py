@@ -194,9 +194,16 @@ def test_local_dask_workers_store_and_reuse(store, flow, scheduler):
     assert ns["pid"] == ns["b"] == first
 
 
+def _in_process_cluster(**kwargs):
+    """A temporary cluster nbflow cannot tell is local (not a LocalCluster class)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+
+
 @pytest.mark.slow
-def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster,
-                                                       monkeypatch):
+def test_dask_executor_caches_where_its_workers_reach(store, flow, dask_cluster,
+                                                      monkeypatch, tmp_path):
     ns: dict = {}
     register_cell("x = 1", "a", flow=flow)
     executor = DaskExecutor(address=dask_cluster.scheduler_address)
@@ -205,11 +212,19 @@ def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster
     restart()
     assert isinstance(run(ns, flow, executor=executor)["a"], Cached)
     assert ns["x"] == 1
-    # the default location: not cached, and the run says so
+    # a temporary LocalCluster with the default location: its workers reach it
     monkeypatch.setattr(cache, "_settings", cache._Settings())
     monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
-    assert run(ns, flow, executor=executor)["a"].name == "Success"
-    assert "folder every worker reaches" in cache.last_plan().summary()
+    monkeypatch.chdir(tmp_path)
+    temporary = DaskExecutor(cluster_kwargs={"n_workers": 1, "processes": False})
+    assert run(ns, flow, executor=temporary)["a"].name == "Success"
+    assert isinstance(run(ns, flow, executor=temporary)["a"], Cached)
+    assert (tmp_path / ".nbflow" / "cache").is_dir()
+    # another temporary cluster with the default location: not cached, and says so
+    elsewhere = DaskExecutor(cluster_class=_in_process_cluster)
+    assert run(ns, flow, executor=elsewhere)["a"].name == "Success"
+    assert "temporary Dask cluster that is not a LocalCluster keeps nothing" in \
+        cache.last_plan().summary()
 
 
 @pytest.mark.slow
@@ -238,7 +253,9 @@ def test_nbflow_run_notebook_reuses_and_fresh_forces(tmp_path):
         return done.stdout
 
     log = tmp_path / "runs.log"
-    assert "ran load (first run); total (first run)" in nbflow_run()
+    first = nbflow_run()
+    assert "ran load (first run); total (first run)" in first
+    assert "Pending  Ran: first run." in first  # each task says why, as it starts
     out = nbflow_run()
     assert "Cache: reused 2 of 2 tasks." in out and "Cached" in out
     assert log.read_text().split() == ["load", "total"]
@@ -279,6 +296,106 @@ def test_cluster_stores_on_workers_and_reuses_without_the_kernel(store, flow,
     states = run(ns, flow, executor=executor)
     assert [s.name for s in states.values()] == ["Cached", "Success"]
     assert ns["n"] == 200_001 and ns["big"][-1] == 199_999
+
+
+@pytest.fixture
+def no_location(monkeypatch):
+    """The cache on, no location set, nothing kept from another test."""
+    monkeypatch.setenv("NBFLOW_CACHE", "on")
+    monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
+    monkeypatch.setattr(cache, "_settings", cache._Settings())
+    monkeypatch.setattr(cache, "_memory", {})
+    monkeypatch.setattr(cache, "_on_cluster", None)
+
+
+@pytest.mark.slow
+def test_existing_cluster_with_no_location_caches_in_its_memory(no_location, flow,
+                                                               existing_cluster,
+                                                               tmp_path):
+    import os
+
+    import numpy as np
+    from executors._data import MB, Payload, arrivals
+
+    from nbflow.notebook.run import ClusterValue, namespace_reads
+
+    log, runs = tmp_path / "arrivals", tmp_path / "runs"
+    ns = {"Payload": Payload, "np": np, "LOG": str(log), "RUNS": str(runs), "MB": MB}
+    register_cell("open(RUNS, 'a').write('a')\n"
+                  "big = Payload(np.ones(20 * MB // 8), LOG)", "a", flow=flow)
+    register_cell("n = len(big.array)", "b", flow=flow)
+    executor = DaskExecutor(address=existing_cluster)
+    budget = 100_000  # n comes home, big stays on the cluster
+
+    def states():
+        state = run_notebook_flow(ns, flow=flow, executor=executor, memory_budget=budget)
+        assert state.is_successful(), state
+        return {t.name: s for t, s in state.result.items()}
+
+    assert [s.name for s in states().values()] == ["Success", "Success"]
+    summary = cache.last_plan().summary()
+    assert f"in memory on the Dask cluster at {existing_cluster} for this session " \
+           "only" in summary and "cache location" in summary
+    # an edited downstream cell: the upstream is reused where it is
+    register_cell("n = len(big.array) + 1", "b", flow=flow)
+    second = states()
+    assert isinstance(second["a"], Cached) and second["a"].is_result_deferred()
+    assert second["b"].name == "Success" and ns["n"] == 20 * MB // 8 + 1
+    assert cache.last_plan().ran == {"b": "code changed"}
+    assert runs.read_text() == "a"  # cell a ran once
+    assert isinstance(ns["big"], ClusterValue)
+    assert f"In memory on the Dask cluster at {existing_cluster} for this session: " \
+           "a, b." in cache.describe_cache()
+    # every run: the value never reached the kernel
+    assert all(isinstance(s, Cached) for s in states().values())
+    assert runs.read_text() == "a" and os.getpid() not in arrivals(log)
+    # read here by the user, it is still reused from the cluster, not sent from here
+    assert len(ns["big"].result().array) == 20 * MB // 8
+    plan = cache.plan_run(flow, namespace_reads(flow, ns), ns, cluster=True,
+                          cluster_address=existing_cluster)
+    reused = {t.name: s for t, s in plan.task_states.items()}
+    assert reused["a"].is_cached() and reused["a"].is_result_deferred()
+    assert reused["b"].is_cached()  # its small value came home: reused from here
+    # a cleared cache runs it again
+    cache.clear_cache()
+    assert [s.name for s in states().values()] == ["Success", "Success"]
+    assert runs.read_text() == "aa"
+
+
+@pytest.mark.slow
+def test_a_shared_location_keeps_values_over_the_budget_off_the_kernel(
+        store, flow, existing_cluster, tmp_path):
+    import os
+
+    import numpy as np
+    from executors._data import MB, Payload, arrivals
+
+    log = tmp_path / "arrivals"
+    ns = {"Payload": Payload, "np": np, "LOG": str(log), "MB": MB}
+    register_cell("big = Payload(np.ones(20 * MB // 8), LOG)", "a", flow=flow)
+    executor = DaskExecutor(address=existing_cluster)
+    for kind in ("Success", "Cached"):
+        state = run_notebook_flow(ns, flow=flow, executor=executor, memory_budget=0)
+        assert [s.name for s in state.result.values()] == [kind]
+    assert os.getpid() not in arrivals(log)
+
+
+@pytest.mark.slow
+def test_results_kept_on_a_cluster_go_with_it(no_location, flow, tmp_path):
+    from _processes import dask_cluster_processes
+
+    from nbflow.notebook.run import namespace_reads
+
+    ns: dict = {}
+    register_cell("x = 1", "a", flow=flow)
+    with dask_cluster_processes(tmp_path, 1) as (address, _, _):
+        executor = DaskExecutor(address=address)
+        run(ns, flow, executor=executor, memory_budget=0)
+        assert isinstance(run(ns, flow, executor=executor, memory_budget=0)["a"], Cached)
+    plan = cache.plan_run(flow, namespace_reads(flow, ns), ns, cluster=True,
+                          cluster_address=address)
+    assert [s.name for s in plan.task_states.values()] == ["Pending"]
+    assert plan.ran == {"a": "its result was lost with the cluster"}
 
 
 def test_a_failing_cell_is_not_stored_and_its_traceback_starts_at_the_cell(store, flow):

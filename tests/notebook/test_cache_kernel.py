@@ -310,3 +310,36 @@ def test_kernel_killed_while_writing_leaves_no_wrong_value(kernels, tmp_path):
     assert states(k2) == {"big": "Success"}
     assert k2.value("(len(big), int(big[-1]), int(big[12345]))") == \
         f"({n}, {n - 1}, 12345)"
+
+
+def test_existing_cluster_with_no_location_caches_in_its_memory(kernels, tmp_path,
+                                                               existing_cluster):
+    tests = Path(__file__).parent.parent
+    k = kernels()
+    for code in SETUP:
+        k.run(code)
+    k.run(f"import sys\nsys.path.insert(0, {str(tests)!r})\n"
+          "import numpy as np\nfrom executors._data import MB, Payload, arrivals\n"
+          "ARRIVALS = os.path.abspath('arrivals')\n"
+          "from nbflow.executors import DaskExecutor\n"
+          "from nbflow.notebook import current_flow\n"
+          f"current_flow().executor = DaskExecutor(address={existing_cluster!r})")
+    k.run(cell("load", "big = Payload(np.ones(50 * MB // 8), ARRIVALS)"))
+    k.run(cell("size", "n = len(big.array)"))
+    log = tmp_path / "runs.log"
+    out = flow_run(k, "--memory-budget 1MB")
+    line = (f"Cached in memory on the Dask cluster at {existing_cluster} for this "
+            "session only; to keep results across sessions, set a cache location")
+    assert out.count(line) == 1, out
+    assert ran(log, []) == ["load", "size"]
+    # the next run in this kernel reuses both where they are
+    before = ran(log, [])
+    out = flow_run(k, "--memory-budget 1MB")
+    assert "Cache: reused 2 of 2 tasks." in out and out.count(line) == 1, out
+    assert states(k) == {"load": "Cached", "size": "Cached"}
+    assert ran(log, before) == []
+    assert k.value("type(big).__name__") == "'ClusterValue'"
+    assert k.value("n") == str(50 * 2**20 // 8)
+    # the 50 MB never reached the kernel
+    k.run("from pathlib import Path")
+    assert k.value("os.getpid() in arrivals(Path(ARRIVALS))") == "False"

@@ -322,6 +322,7 @@ def check_incremental(nb: Any, cwd: Path) -> None:
     _has(c["edit"], "Cache: reused 3 of 4 tasks; ran report (code changed).")
     assert 'class="nbflow-task nbflow-state-cached" data-task="load"' in view_html(
         c["edit"])
+    assert "Ran: code changed." in view_html(c["edit"])  # why, in report's row
     _has(c["comment"], "Cache: reused 4 of 4 tasks.")
     _has(c["helper"], "ran clean (helper 'normalise' changed); stats (upstream "
                       "'clean' changed); report (upstream 'stats' changed).")

@@ -214,7 +214,9 @@ def test_panel_shows_only_the_controls_of_the_chosen_kind_and_mode():
     sections = panel._sections
 
     def on():
-        return {name for name, box in sections.items() if visible(box)}
+        shown = {name for name, box in sections.items() if visible(box)}
+        assert "cache" in shown  # the cache location: for every executor
+        return shown - {"cache"}
 
     assert on() == set()
     panel._kind.value = "local-dask"
@@ -342,3 +344,59 @@ def test_panel_test_connection_shows_workers_threads_memory(existing_cluster):
     assert text.startswith(f"<b>{existing_cluster}</b>: 2 workers, 2 threads, ")
     assert text.endswith(f" GiB memory, Python {sys.version_info[0]}.{sys.version_info[1]}")
     assert not panel._test_connection.disabled
+
+
+@pytest.fixture
+def cache_settings(monkeypatch):
+    """The notebook cache on with no location chosen; forgotten after the test."""
+    from nbflow.notebook import cache
+
+    monkeypatch.setenv("NBFLOW_CACHE", "on")
+    monkeypatch.delenv("NBFLOW_CACHE_DIR", raising=False)
+    monkeypatch.setattr(cache, "_settings", cache._Settings())
+    monkeypatch.setattr(cache, "_memory", {})
+    return cache
+
+
+def test_panel_cache_location_is_used_by_the_next_run(flow, cache_settings, tmp_path,
+                                                      monkeypatch):
+    from nbflow.notebook import register_cell, run_notebook_flow
+
+    monkeypatch.chdir(tmp_path)
+    panel = ExecutorPanel(flow)
+    control = panel._cache_location
+    assert control.value == "" and "default: .nbflow/cache" in control.placeholder
+    assert visible(control) and not control.continuous_update  # sent on Enter
+    shared = tmp_path / "shared" / "cache"  # made when first written
+    control.value = str(shared)
+    assert panel.problem is None and cache_settings.cache_location() == str(shared)
+    assert f'configure_cache("{shared}")' in panel.code
+    register_cell("x = 1", "a", flow=flow)
+    run_notebook_flow({}, flow=flow)
+    assert cache_settings.last_plan().location == str(shared) and shared.is_dir()
+    # a panel opened later shows it; emptied, the default is back
+    again = ExecutorPanel(flow)
+    assert again._cache_location.value == str(shared)
+    again._cache_location.value = ""
+    assert cache_settings.cache_location() == str(tmp_path / ".nbflow" / "cache")
+    assert "configure_cache" not in again.code
+
+
+@pytest.mark.parametrize("where", ["file", "s3"])
+def test_panel_cache_location_that_cannot_be_written_is_one_line(flow, cache_settings,
+                                                                 tmp_path, where):
+    panel = ExecutorPanel(flow)
+    good = str(tmp_path / "cache")
+    panel._cache_location.value = good
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("")
+    bad = str(a_file / "cache") if where == "file" else "s3://bucket/cache"
+    panel._cache_location.value = bad
+    assert panel.problem is not None and "\n" not in panel.problem
+    assert panel.problem.startswith(f"The cache location {bad!r} cannot be written (")
+    assert panel.problem.endswith("or leave it empty for the default.")
+    assert html.escape(repr(bad), quote=False) in panel._message.value
+    assert cache_settings.cache_location() == good  # the last valid one stays
+    assert panel.config.cache_location == good
+    with pytest.raises(ExecutorConfigError, match="cannot be written"):
+        ExecutorConfig(cache_location=bad).build()
