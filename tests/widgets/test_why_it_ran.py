@@ -15,7 +15,6 @@ import types
 import pytest
 
 from nbflow import Flow
-from nbflow.engine.runner import FlowRun
 from nbflow.notebook import cache, register_cell, run_notebook_flow
 from nbflow.widgets import RunView
 
@@ -46,14 +45,9 @@ def _row(view, name):
 def _run_watched(flow, ns, **kwargs):
     """Run the notebook flow in a thread, watched by a RunView; return both."""
     view = RunView(flow)
-
-    def runner(flow, executor, listeners, task_states):
-        return FlowRun(flow, executor=executor, listeners=[*listeners, view],
-                       task_states=task_states).run()
-
     out: dict = {}
     thread = threading.Thread(
-        target=lambda: out.update(state=run_notebook_flow(ns, flow=flow, runner=runner,
+        target=lambda: out.update(state=run_notebook_flow(ns, flow=flow, listeners=[view],
                                                           **kwargs)), daemon=True)
     thread.start()
     return view, thread, out
