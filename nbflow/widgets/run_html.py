@@ -177,8 +177,10 @@ def header_html(
     *,
     starting: tuple[str, float] | None = None,
     dashboard_alive: bool = True,
+    progress: bool = True,
 ) -> str:
-    """Flow name, its state, elapsed time and the Dask dashboard link.
+    """Flow name, its state, elapsed time, the progress text (unless not
+    ``progress``: the live view shows it by its bar) and the Dask dashboard link.
 
     ``starting`` is ``(what, since)`` while the executor starts (a cluster, a
     process pool), shown with its own clock instead of a frozen "Pending";
@@ -197,8 +199,10 @@ def header_html(
         f"<b>{html.escape(snapshot.flow_name or 'flow')}</b>",
         f'<span class="nbflow-flow-state {state_class(state)}">{state}</span>',
         f'<span class="nbflow-elapsed">{format_seconds(snapshot.elapsed)}</span>',
-        f'<span class="nbflow-progress-text">{html.escape(progress_text(snapshot))}</span>',
     ]
+    if progress:
+        parts.append(f'<span class="nbflow-progress-text">'
+                     f"{html.escape(progress_text(snapshot))}</span>")
     if snapshot.dashboard_link and dashboard_alive:
         href = html.escape(snapshot.dashboard_link, quote=True)
         parts.append(

@@ -295,8 +295,8 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             if stop is not None and stop.is_set():
                 return snapshot
             self.draws += 1
-            self.header.value = header_html(
-                snapshot, starting=self._starting,
+            self.header.value = header_html(  # its progress text is by the bar
+                snapshot, starting=self._starting, progress=False,
                 dashboard_alive=self._dashboard_alive(snapshot))
             self.progress.value = snapshot.progress
             self.progress_label.value = (

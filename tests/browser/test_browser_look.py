@@ -73,6 +73,8 @@ def test_live_view_is_styled_then_the_saved_notebook_reopens_as_it_ended(
     label.locator("text=/^36% 4\\/11 \\[/").wait_for(timeout=120_000)
     text = label.inner_text().strip()
     assert re.fullmatch(r"36% 4/11 \[\d\d:\d\d<\d\d:\d\d, [\d,.]+ it/s\]", text), text
+    seen = page.locator(LIVE).inner_text()
+    assert seen.count("4/11 [") == 1, seen  # by the bar, not again in the header
     live = _check_styles(page, LIVE)
     page.locator(LIVE).screenshot(path=str(artifacts / f"{prefix}-run-live-styled.png"))
     body = page.locator(".jp-Notebook").inner_text()
