@@ -91,7 +91,7 @@ def test_new_states_are_coloured_and_counted_in_the_live_view_and_the_snapshot()
     tasks = {t.name: t for t in snapshot.tasks}
     assert tasks["flaky"].retries == 1 and tasks["loops"].state == "Success"
     saved = view.html()
-    for html in (view.header.value + view.table.value, saved):
+    for html in (view.header.value + view.progress_label.value + view.table.value, saved):
         for name, cls in [("skipper-2", Skipped), ("cached", Cached), ("slow", TimedOut),
                           ("waits", Paused)]:
             row = re.search(rf'<tr class="nbflow-task ([^"]+)" data-task="{name}">.*?</tr>',
