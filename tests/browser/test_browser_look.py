@@ -31,6 +31,7 @@ STYLES_JS = """(root) => {
     bar: css('.nbflow-map-progress .nbflow-bar', 'display', 'width', 'height',
              'background-color'),
     th: css('table.nbflow-tasks th', 'text-align'),
+    state: css('tr.nbflow-task td:nth-child(2)', 'white-space'),
     root: {color: getComputedStyle(el).getPropertyValue('color')},
   };
 }"""
@@ -50,6 +51,7 @@ def _check_styles(page: Any, root: str) -> dict[str, Any]:
     assert styles["bar"]["width"] == "140px" and styles["bar"]["height"] == "10px", styles
     assert styles["bar"]["display"] == "inline-flex", styles
     assert styles["th"] == {"text-align": "left"}, styles
+    assert styles["state"] == {"white-space": "nowrap"}, styles  # "○ TriggerFailed"
     return styles
 
 

@@ -20,7 +20,7 @@ def test_failed_and_trigger_failed_differ_and_tracebacks_start_at_the_cell():
     trigger_row = page.split('data-task="report"')[1].split("</tr>")[0]
     assert 'style="background:#dc3545"' in failed_row
     assert "background:transparent;border:2px solid" in trigger_row  # a ring
-    node = page.split('<g class="nbflow-node nbflow-state-trigger-failed"')[1]
+    node = view.svg().split('<g class="nbflow-node nbflow-state-trigger-failed"')[1]
     assert 'stroke-dasharray="4 2"' in node.split("</g>")[0]
     traceback = page.split('<pre class="nbflow-traceback">')[1].split("</pre>")[0]
     assert traceback.startswith("Traceback (most recent call last):\n  File "
