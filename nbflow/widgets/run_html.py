@@ -85,6 +85,16 @@ STYLE = (
     "font-style:italic}"
     ".nbflow-run-view a.nbflow-dashboard{color:var(--jp-content-link-color,#1a73e8);"
     "text-decoration:underline}"
+    # Each state's dot, from here only: where this stylesheet is dropped (an
+    # untrusted notebook in Lab, GitHub) no stray coloured box is left, and the
+    # mark says the state. TriggerFailed is a ring (it did not run: its
+    # upstream failed), so it does not look like the task that failed.
+    ".nbflow-run-view .nbflow-dot{background:#999999}"
+    + "".join(f".nbflow-run-view .{state_class(name)}>td>.nbflow-dot{{background:{color}}}"
+              for name, color in sorted(STATE_COLORS.items())
+              if name not in ("State", "_MetaState"))
+    + ".nbflow-run-view .nbflow-state-trigger-failed>td>.nbflow-dot{background:transparent;"
+    f"border:2px solid {STATE_COLORS['TriggerFailed']};box-sizing:border-box}}"
 )
 _STYLE = f"<style>{STYLE}</style>"
 
@@ -276,7 +286,7 @@ def _bar(task: TaskSnapshot) -> str:
         (cancelled, STATE_COLORS["Cancelled"]),
     )
     segments = "".join(
-        f'<span style="display:inline-block;height:100%;width:{100 * n / total:.1f}%;'
+        f'<span style="width:{100 * n / total:.1f}%;'
         f'background:{color}"></span>'
         for n, color in parts if n > 0
     )
@@ -307,8 +317,7 @@ def _row(task: TaskSnapshot, *, details: bool, data: bool = False) -> str:
         f"<td>{html.escape(task.name)}</td>"
         # the style beats the page's td rules (Lab's); `nowrap` stays where
         # style attributes are dropped (GitHub)
-        f'<td nowrap style="white-space:nowrap"><span class="nbflow-dot" '
-        f'style="{_dot(task)}"></span>'
+        f'<td nowrap style="white-space:nowrap"><span class="nbflow-dot"></span>'
         f'<span class="nbflow-mark">{state_mark(task.state)} </span>'
         f'<span class="nbflow-task-state">{task.state}</span>{_attempts(task)}</td>'
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
@@ -327,15 +336,6 @@ def _attempts(task: TaskSnapshot) -> str:
     else:
         text = f"{task.retries + 1} attempts"
     return f' <span class="nbflow-attempts">· {text}</span>'
-
-
-def _dot(task: TaskSnapshot) -> str:
-    """A filled dot in the state's colour; a ring for TriggerFailed (it did not
-    run: its upstream failed), so it does not look like the task that failed.
-    """
-    if task.state == "TriggerFailed":
-        return f"background:transparent;border:2px solid {task.color};box-sizing:border-box"
-    return f"background:{task.color}"
 
 
 def user_traceback(task: TaskSnapshot) -> str:

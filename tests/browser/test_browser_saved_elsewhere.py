@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness
+import _ui as ui
 import nbformat
 import pytest
 from nbclient import NotebookClient
@@ -224,4 +225,20 @@ def test_saved_notebook_reads_in_vs_code_without_widget_state(
     for i in range(2):
         assert EXECUTOR.replace("'", '"') in panels.nth(i).inner_text()
     page.locator("main").screenshot(path=str(artifacts / "vscode-saved-run.png"))
+    assert page.external_requests == []
+
+
+def test_saved_notebook_reads_untrusted_in_jupyterlab(
+    saved: nbformat.NotebookNode, page: Any, lab: Any, notebook_root: Path, artifacts: Path
+) -> None:
+    # as cloned from git (not signed on this machine): Lab sanitises its HTML
+    # outputs, dropping <style> and <svg> (JupyterLab's allowedTags)
+    nbformat.write(saved, notebook_root / "b-untrusted.ipynb")
+    ui.open_notebook(page, lab, "b-untrusted.ipynb")
+    run = page.locator(".jp-OutputArea-output", has_text="Executor: LocalDaskExecutor")
+    run.wait_for()
+    assert page.locator(".jp-Notebook style").count() == 0  # untrusted indeed
+    _check_what_a_person_sees(page, run, marks=True)
+    assert ui.bad_widget_text(page) == []
+    run.screenshot(path=str(artifacts / "lab-untrusted-saved-run.png"))
     assert page.external_requests == []

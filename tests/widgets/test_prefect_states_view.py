@@ -15,6 +15,7 @@ from nbflow.engine.run_state import RunState, state_class
 from nbflow.engine.state import Cached, Paused, Skipped, TimedOut
 from nbflow.triggers import manual_only
 from nbflow.widgets import RunView, run_with_view
+from nbflow.widgets.run_html import STYLE
 
 TIMEOUT = 60
 
@@ -98,7 +99,8 @@ def test_new_states_are_coloured_and_counted_in_the_live_view_and_the_snapshot()
                             html, re.S)
             assert row is not None, (name, html)
             assert row.group(1) == state_class(cls.__name__)
-            assert f"background:{cls.color}" in row.group(0), name
+            dot = f".{state_class(cls.__name__)}>td>.nbflow-dot{{background:{cls.color}}}"
+            assert dot in STYLE, name
         assert "3 skipped" in html and "1 cached" in html and "1 timed out" in html
         assert "1 paused" in html
         bar = re.search(r'<div class="nbflow-map-progress"[^>]*>(.*?)</div>', html, re.S)
