@@ -40,13 +40,15 @@ FAILURE = "square[4] failed: ValueError: bad 4"
 EXECUTOR = "LocalDaskExecutor(scheduler='threads', num_workers=2)"
 
 # GitHub's allowlist, written out from html-pipeline's SanitizationFilter
-# WHITELIST (the sanitiser GitHub built and used for user content;
-# github.com/gjtorikian/html-pipeline, lib/html/pipeline/sanitization_filter.rb,
-# 2.x): these elements, these attributes, these URL schemes; no <style>, no
-# <svg>, no `class`, `style` or `id` (GitHub strips them from notebooks too:
+# WHITELIST (github.com/gjtorikian/html-pipeline,
+# lib/html/pipeline/sanitization_filter.rb, 2.x; started at GitHub for user
+# content; the list of GitHub's current notebook preview is not published, and
+# this is the closest published one, the stricter of its versions): these
+# elements, these attributes, these URL schemes; no <style>, no <svg>, no
+# `class`, `style` or `id` (GitHub strips them from notebooks too:
 # jupyter/nbviewer#450). One addition for notebooks: images may be data: URIs
-# (GitHub shows matplotlib's base64 PNG outputs, and turns a notebook's inline
-# SVG into a base64 data: image itself, "for security reasons": GitHub staff in
+# (GitHub shows matplotlib's base64 PNG outputs, and turned notebooks' inline
+# SVG into base64 data: images itself, "for security reasons": GitHub staff in
 # IRkernel/IRkernel#145).
 GITHUB_TAGS = set(
     "h1 h2 h3 h4 h5 h6 h7 h8 br b i strong em a pre code img tt div ins del sup "
