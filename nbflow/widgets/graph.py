@@ -29,10 +29,19 @@ if TYPE_CHECKING:
     from nbflow.core.flow import Flow
     from nbflow.core.task import Task
 
-__all__ = ["MAX_NODES", "GraphLayout", "flow_layout", "layout_graph", "render_svg"]
+__all__ = [
+    "MAX_NODES",
+    "GraphLayout",
+    "describe_graph",
+    "flow_layout",
+    "layout_graph",
+    "render_svg",
+]
 
 #: Flows with more tasks than this get no picture (it would not be readable).
 MAX_NODES = 400
+#: Tasks named in the graph's words (:func:`describe_graph`), at most.
+_DESCRIBED = 40
 _COL, _ROW, _NODE_W, _NODE_H, _PAD = 190, 44, 150, 28, 12
 
 
@@ -173,6 +182,37 @@ def render_svg(layout: GraphLayout, tasks: Sequence[TaskSnapshot]) -> str:
         parts.append(_node(name, x, y, by_name.get(name)))
     parts.append("</svg>")
     return "".join(parts)
+
+
+def describe_graph(layout: GraphLayout, tasks: Sequence[TaskSnapshot]) -> str:
+    """The graph in words, for where its picture is not shown (an image's
+    ``alt``): each task, its state and the tasks after it.
+
+    Examples
+    --------
+    >>> from nbflow import Task
+    >>> a, b = Task(name="a"), Task(name="b")
+    >>> describe_graph(layout_graph([a, b], [(a, b)]), [])
+    'Graph of 2 tasks: a (Pending) → b; b (Pending)'
+
+    """
+    by_name = {t.name: t for t in tasks}
+    after: dict[str, list[str]] = {}
+    for up, down in layout.edges:
+        after.setdefault(up, []).append(down)
+    parts = []
+    for name in list(layout.positions)[:_DESCRIBED]:
+        task = by_name.get(name)
+        detail = task.state if task is not None else "Pending"
+        if task is not None and task.size is not None:
+            detail += f" {task.units[0]}/{task.size}"
+        downstream = after.get(name)
+        parts.append(f"{name} ({detail})" + (" → " + ", ".join(downstream)
+                                              if downstream else ""))
+    more = len(layout.positions) - len(parts)
+    if more > 0:
+        parts.append(f"… {more} more")
+    return f"Graph of {len(layout.positions)} tasks: " + "; ".join(parts)
 
 
 def _node(name: str, x: float, y: float, task: TaskSnapshot | None) -> str:

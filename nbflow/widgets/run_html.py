@@ -9,12 +9,22 @@ CSS hooks (stable, used by browser tests): ``nbflow-run-view`` on the root;
 ``nbflow-state-<state>`` (e.g. ``nbflow-state-trigger-failed``), its state name
 as the text of ``span.nbflow-task-state``; ``div.nbflow-map-progress`` bars of
 mapped tasks; ``span.nbflow-elapsed``; ``a.nbflow-dashboard``;
-``details.nbflow-error`` with the traceback in ``pre``.
+``details.nbflow-error`` with the traceback in ``pre``; in the static snapshot,
+``img.nbflow-graph-img`` and ``img.nbflow-timeline-img``.
+
+Where our stylesheet does not apply (GitHub's notebook preview keeps no
+``<style>``, ``class``, ``style`` or ``<svg>``), the snapshot still reads: each
+state has a mark and a word (``✓ Success``, ``✗ Failed``, ``⊘ TriggerFailed``;
+the row's mark is hidden where its coloured dot shows), bars have their counts
+as text, and the pictures are ``<img>`` of SVG data (with the graph in words as
+their ``alt`` text).
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import re
 import time
 
 from nbflow.engine.run_state import STATE_COLORS, RunSnapshot, TaskSnapshot, state_class
@@ -28,6 +38,8 @@ __all__ = [
     "header_html",
     "progress_text",
     "snapshot_html",
+    "state_mark",
+    "svg_image",
     "table_html",
     "timeline_svg",
     "user_traceback",
@@ -65,11 +77,24 @@ STYLE = (
     "color:var(--jp-content-font-color1,#1f1f1f);"
     "background:var(--jp-cell-editor-background,#f7f7f7)}"
     ".nbflow-run-view .nbflow-graph-box{max-width:100%;max-height:520px;overflow:auto}"
-    ".nbflow-run-view .nbflow-graph-box>svg{max-width:none}"
+    ".nbflow-run-view .nbflow-graph-box>svg,.nbflow-run-view .nbflow-graph-box>img{"
+    "max-width:none;height:auto}"
+    # the marks are for pages without this stylesheet; here the dot shows
+    ".nbflow-run-view .nbflow-mark{display:none}"
     ".nbflow-run-view tr.nbflow-folded td{color:var(--jp-ui-font-color2,#616161);"
     "font-style:italic}"
     ".nbflow-run-view a.nbflow-dashboard{color:var(--jp-content-link-color,#1a73e8);"
     "text-decoration:underline}"
+    # Each state's dot, from here only: where this stylesheet is dropped (an
+    # untrusted notebook in Lab, GitHub) no stray coloured box is left, and the
+    # mark says the state. TriggerFailed is a ring (it did not run: its
+    # upstream failed), so it does not look like the task that failed.
+    ".nbflow-run-view .nbflow-dot{background:#999999}"
+    + "".join(f".nbflow-run-view .{state_class(name)}>td>.nbflow-dot{{background:{color}}}"
+              for name, color in sorted(STATE_COLORS.items())
+              if name not in ("State", "_MetaState"))
+    + ".nbflow-run-view .nbflow-state-trigger-failed>td>.nbflow-dot{background:transparent;"
+    f"border:2px solid {STATE_COLORS['TriggerFailed']};box-sizing:border-box}}"
 )
 _STYLE = f"<style>{STYLE}</style>"
 
@@ -86,6 +111,29 @@ _COUNTED = {
 }
 #: States of a task that failed on its own (not TriggerFailed: it did not run).
 _FAILED_ITSELF = ("Failed", "TimedOut")
+#: A character per state, so that a page without our stylesheet (GitHub's
+#: notebook preview) says it by more than a colour; and a colour-blind reader too.
+_MARKS = {
+    "Pending": "○", "Scheduled": "○", "Submitted": "○", "Queued": "○",
+    "Paused": "‖", "Resume": "↻", "Retrying": "↻", "Looped": "↻",
+    "Running": "●",
+    "Success": "✓", "Mapped": "✓", "Cached": "✓", "Skipped": "✓",
+    "Failed": "✗", "TimedOut": "✗", "TriggerFailed": "⊘",
+    "Cancelled": "■",
+}
+
+
+def state_mark(state: str) -> str:
+    """The character that marks ``state``: ✓ done, ✗ failed, ⊘ did not run
+    (TriggerFailed), ● running, ○ waiting, ↻ again, ■ cancelled.
+
+    Examples
+    --------
+    >>> state_mark("Success"), state_mark("TriggerFailed")
+    ('✓', '⊘')
+
+    """
+    return _MARKS.get(state, "•")
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -177,8 +225,10 @@ def header_html(
     *,
     starting: tuple[str, float] | None = None,
     dashboard_alive: bool = True,
+    progress: bool = True,
 ) -> str:
-    """Flow name, its state, elapsed time and the Dask dashboard link.
+    """Flow name, its state, elapsed time, the progress text (unless not
+    ``progress``: the live view shows it by its bar) and the Dask dashboard link.
 
     ``starting`` is ``(what, since)`` while the executor starts (a cluster, a
     process pool), shown with its own clock instead of a frozen "Pending";
@@ -195,10 +245,14 @@ def header_html(
         )
     parts = [
         f"<b>{html.escape(snapshot.flow_name or 'flow')}</b>",
+        f'<span class="nbflow-flow-mark" style="color:{STATE_COLORS.get(state, "inherit")}">'
+        f"{state_mark(state)}</span> "
         f'<span class="nbflow-flow-state {state_class(state)}">{state}</span>',
         f'<span class="nbflow-elapsed">{format_seconds(snapshot.elapsed)}</span>',
-        f'<span class="nbflow-progress-text">{html.escape(progress_text(snapshot))}</span>',
     ]
+    if progress:
+        parts.append(f'<span class="nbflow-progress-text">'
+                     f"{html.escape(progress_text(snapshot))}</span>")
     if snapshot.dashboard_link and dashboard_alive:
         href = html.escape(snapshot.dashboard_link, quote=True)
         parts.append(
@@ -232,7 +286,7 @@ def _bar(task: TaskSnapshot) -> str:
         (cancelled, STATE_COLORS["Cancelled"]),
     )
     segments = "".join(
-        f'<span style="display:inline-block;height:100%;width:{100 * n / total:.1f}%;'
+        f'<span style="width:{100 * n / total:.1f}%;'
         f'background:{color}"></span>'
         for n, color in parts if n > 0
     )
@@ -261,7 +315,10 @@ def _row(task: TaskSnapshot, *, details: bool, data: bool = False) -> str:
     return (
         f'<tr class="nbflow-task {state_class(task.state)}" data-task="{name}">'
         f"<td>{html.escape(task.name)}</td>"
-        f'<td style="white-space:nowrap"><span class="nbflow-dot" style="{_dot(task)}"></span>'
+        # the style beats the page's td rules (Lab's); `nowrap` stays where
+        # style attributes are dropped (GitHub)
+        f'<td nowrap style="white-space:nowrap"><span class="nbflow-dot"></span>'
+        f'<span class="nbflow-mark">{state_mark(task.state)} </span>'
         f'<span class="nbflow-task-state">{task.state}</span>{_attempts(task)}</td>'
         f'<td class="nbflow-duration">{format_seconds(task.duration)}</td>'
         f"<td>{_bar(task)}</td><td>{message}</td>"
@@ -279,15 +336,6 @@ def _attempts(task: TaskSnapshot) -> str:
     else:
         text = f"{task.retries + 1} attempts"
     return f' <span class="nbflow-attempts">· {text}</span>'
-
-
-def _dot(task: TaskSnapshot) -> str:
-    """A filled dot in the state's colour; a ring for TriggerFailed (it did not
-    run: its upstream failed), so it does not look like the task that failed.
-    """
-    if task.state == "TriggerFailed":
-        return f"background:transparent;border:2px solid {task.color};box-sizing:border-box"
-    return f"background:{task.color}"
 
 
 def user_traceback(task: TaskSnapshot) -> str:
@@ -365,7 +413,8 @@ def table_html(snapshot: RunSnapshot, *, details: bool = False, fold: int = FOLD
 def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:
     """When each task ran, as a small static SVG: a bar per task from its first
     start to its end, in its state's colour (a mapped task's bar spans all its
-    children). Empty before the run started.
+    children), dark text on a light card (it is shown as an image, where no
+    theme colour reaches it). Empty before the run started.
     """
     rows = [t for t in snapshot.tasks if t.start is not None]
     if snapshot.started is None or not rows:
@@ -394,27 +443,65 @@ def timeline_svg(snapshot: RunSnapshot, width: int = 560) -> str:
             f"{format_seconds(span)}</text>")
     return (
         f'<svg class="nbflow-timeline-svg" xmlns="http://www.w3.org/2000/svg" '
-        f'width="{width}" height="{height}" font-size="11" fill="currentColor">'
+        f'width="{width}" height="{height}" font-family="sans-serif" font-size="11" '
+        f'fill="#333"><rect width="100%" height="100%" rx="4" fill="#fcfcfc"/>'
         f"{''.join(parts)}{axis}</svg>"
     )
 
 
-def _graph_box(svg: str) -> str:
+_SIZE = re.compile(r'<svg\b[^>]*?\swidth="([\d.]+)"[^>]*?\sheight="([\d.]+)"')
+
+
+def svg_image(svg: str, *, alt: str, cls: str) -> str:
+    """``svg`` as an ``<img>`` of a base64 ``data:`` URI, ``alt`` its words.
+
+    The picture every renderer shows: GitHub's notebook preview drops inline
+    ``<svg>`` (its labels would spill out as loose text) but keeps images with
+    data URIs, and turns inline SVG into such images itself. Anything that is
+    not an ``<svg>`` (a note that a graph is too big to draw) is returned as is.
+
+    Examples
+    --------
+    >>> svg_image('<svg width="10" height="5"></svg>', alt="x", cls="c")[:48]
+    '<img class="c" src="data:image/svg+xml;base64,PH'
+
+    """
+    if not svg.startswith("<svg"):
+        return svg
+    data = base64.b64encode(svg.encode()).decode("ascii")
+    match = _SIZE.match(svg)
+    size = f' width="{match[1]}" height="{match[2]}"' if match else ""
+    return (f'<img class="{cls}" src="data:image/svg+xml;base64,{data}"{size} '
+            f'alt="{html.escape(alt, quote=True)}">')
+
+
+def _graph_box(svg: str, alt: str) -> str:
     """The graph picture in a box that scrolls rather than cut a big graph."""
-    return f'<div class="nbflow-graph-box">{svg}</div>' if svg else ""
+    if not svg:
+        return ""
+    return (f'<div class="nbflow-graph-box">'
+            f'{svg_image(svg, alt=alt, cls="nbflow-graph-img")}</div>')
 
 
 def snapshot_html(
-    snapshot: RunSnapshot, svg: str = "", extra: str = "", *, dashboard_alive: bool = True
+    snapshot: RunSnapshot,
+    svg: str = "",
+    extra: str = "",
+    *,
+    dashboard_alive: bool = True,
+    graph_alt: str = "",
 ) -> str:
-    """A self-contained page fragment of the run: header, table, graph picture,
-    then ``extra`` (the executor, the timeline, a link to the report).
+    """A self-contained page fragment of the run: header, table, graph picture
+    (an image of ``svg``, ``graph_alt`` its words), then ``extra`` (the
+    executor, the timeline, a link to the report).
 
     It is what a notebook saved after the run shows with no kernel (Lab,
-    Notebook 7, nbconvert, GitHub, nbviewer): static HTML, no script.
+    Notebook 7, VS Code, nbconvert, GitHub, nbviewer): static HTML, no script,
+    readable without its stylesheet.
     """
+    alt = graph_alt or f"Graph of flow {snapshot.flow_name or 'flow'!r}"
     return (
         f'<div class="nbflow-run-view nbflow-static">{_STYLE}'
         f"{header_html(snapshot, dashboard_alive=dashboard_alive)}"
-        f"{table_html(snapshot, details=True)}{_graph_box(svg)}{extra}</div>"
+        f"{table_html(snapshot, details=True)}{_graph_box(svg, alt)}{extra}</div>"
     )

@@ -38,7 +38,13 @@ from nbflow.engine.run_state import RunSnapshot, RunState, shown_edges, shown_ta
 from nbflow.engine.runner import FlowRun
 from nbflow.notebook.run import NotebookRun
 from nbflow.widgets._snapshot import StaticSnapshot
-from nbflow.widgets.graph import MAX_NODES, GraphLayout, layout_graph, render_svg
+from nbflow.widgets.graph import (
+    MAX_NODES,
+    GraphLayout,
+    describe_graph,
+    layout_graph,
+    render_svg,
+)
 from nbflow.widgets.report import _href, render_report, render_timeline
 from nbflow.widgets.run_html import (
     STYLE,
@@ -46,6 +52,7 @@ from nbflow.widgets.run_html import (
     header_html,
     progress_text,
     snapshot_html,
+    svg_image,
     table_html,
     timeline_svg,
     user_traceback,
@@ -311,8 +318,8 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
             if stop is not None and stop.is_set():
                 return snapshot
             self.draws += 1
-            self.header.value = header_html(
-                snapshot, starting=self._starting,
+            self.header.value = header_html(  # its progress text is by the bar
+                snapshot, starting=self._starting, progress=False,
                 dashboard_alive=self._dashboard_alive(snapshot))
             self.progress.value = snapshot.progress
             self.progress_label.value = (
@@ -424,8 +431,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
                          f"{html.escape(shown)}</code></div>")
         timeline = timeline_svg(snapshot)
         if timeline:
+            picture = svg_image(timeline, cls="nbflow-timeline-img",
+                                alt="Run timeline: when each task ran")
             extra.append(f'<details class="nbflow-timeline-static"><summary>Run '
-                         f"timeline</summary>{timeline}</details>")
+                         f"timeline</summary>{picture}</details>")
         path = getattr(executor, "performance_report_path", None)
         if snapshot.is_finished and path and os.path.exists(path):
             extra.append(
@@ -434,8 +443,10 @@ class RunView(StaticSnapshot, ipywidgets.VBox):
                 f' target="_blank" rel="noopener" download {_OPEN_IN_TAB}>'
                 f"{html.escape(path)}</a></div>"
             )
+        alt = describe_graph(self._layout, snapshot.tasks) if self._layout else ""
         return snapshot_html(snapshot, self.svg(snapshot), "".join(extra),
-                             dashboard_alive=self._dashboard_alive(snapshot))
+                             dashboard_alive=self._dashboard_alive(snapshot),
+                             graph_alt=alt)
 
     def _dashboard_alive(self, snapshot: RunSnapshot) -> bool:
         """Whether the dashboard link still leads somewhere: the run goes on, or

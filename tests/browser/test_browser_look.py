@@ -31,6 +31,7 @@ STYLES_JS = """(root) => {
     bar: css('.nbflow-map-progress .nbflow-bar', 'display', 'width', 'height',
              'background-color'),
     th: css('table.nbflow-tasks th', 'text-align'),
+    state: css('tr.nbflow-task td:nth-child(2)', 'white-space'),
     root: {color: getComputedStyle(el).getPropertyValue('color')},
   };
 }"""
@@ -50,6 +51,7 @@ def _check_styles(page: Any, root: str) -> dict[str, Any]:
     assert styles["bar"]["width"] == "140px" and styles["bar"]["height"] == "10px", styles
     assert styles["bar"]["display"] == "inline-flex", styles
     assert styles["th"] == {"text-align": "left"}, styles
+    assert styles["state"] == {"white-space": "nowrap"}, styles  # "○ TriggerFailed"
     return styles
 
 
@@ -73,6 +75,8 @@ def test_live_view_is_styled_then_the_saved_notebook_reopens_as_it_ended(
     label.locator("text=/^36% 4\\/11 \\[/").wait_for(timeout=120_000)
     text = label.inner_text().strip()
     assert re.fullmatch(r"36% 4/11 \[\d\d:\d\d<\d\d:\d\d, [\d,.]+ it/s\]", text), text
+    seen = page.locator(LIVE).inner_text()
+    assert seen.count("4/11 [") == 1, seen  # by the bar, not again in the header
     live = _check_styles(page, LIVE)
     page.locator(LIVE).screenshot(path=str(artifacts / f"{prefix}-run-live-styled.png"))
     body = page.locator(".jp-Notebook").inner_text()

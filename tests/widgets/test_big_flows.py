@@ -48,4 +48,4 @@ def test_the_graph_scrolls_rather_than_being_cut():
     view = RunView(flow)
     assert view.graph.layout.overflow == "auto" and view.graph.layout.max_width == "100%"
     flow.run(listeners=[view])
-    assert '<div class="nbflow-graph-box"><svg class="nbflow-graph"' in view.html()
+    assert '<div class="nbflow-graph-box"><img class="nbflow-graph-img"' in view.html()

@@ -16,11 +16,15 @@ def test_failed_and_trigger_failed_differ_and_tracebacks_start_at_the_cell():
     view = RunView(flow)
     state = run_notebook_flow({}, flow=flow, listeners=[view])
     page = view.html()
-    failed_row = page.split('data-task="average"')[1].split("</tr>")[0]
-    trigger_row = page.split('data-task="report"')[1].split("</tr>")[0]
-    assert 'style="background:#dc3545"' in failed_row
-    assert "background:transparent;border:2px solid" in trigger_row  # a ring
-    node = page.split('<g class="nbflow-node nbflow-state-trigger-failed"')[1]
+    # the rows' dots, coloured by the stylesheet the snapshot carries
+    assert '<tr class="nbflow-task nbflow-state-failed" data-task="average">' in page
+    assert '<tr class="nbflow-task nbflow-state-trigger-failed" data-task="report">' in page
+    assert ".nbflow-state-failed>td>.nbflow-dot{background:#dc3545}" in page
+    assert (".nbflow-state-trigger-failed>td>.nbflow-dot{background:transparent;"
+            "border:2px solid") in page  # a ring
+    # and a mark each, for a page without that stylesheet
+    assert '<span class="nbflow-mark">✗ </span><span class="nbflow-task-state">Failed' in page
+    node = view.svg().split('<g class="nbflow-node nbflow-state-trigger-failed"')[1]
     assert 'stroke-dasharray="4 2"' in node.split("</g>")[0]
     traceback = page.split('<pre class="nbflow-traceback">')[1].split("</pre>")[0]
     assert traceback.startswith("Traceback (most recent call last):\n  File "

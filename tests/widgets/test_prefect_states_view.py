@@ -15,6 +15,7 @@ from nbflow.engine.run_state import RunState, state_class
 from nbflow.engine.state import Cached, Paused, Skipped, TimedOut
 from nbflow.triggers import manual_only
 from nbflow.widgets import RunView, run_with_view
+from nbflow.widgets.run_html import STYLE
 
 TIMEOUT = 60
 
@@ -91,14 +92,15 @@ def test_new_states_are_coloured_and_counted_in_the_live_view_and_the_snapshot()
     tasks = {t.name: t for t in snapshot.tasks}
     assert tasks["flaky"].retries == 1 and tasks["loops"].state == "Success"
     saved = view.html()
-    for html in (view.header.value + view.table.value, saved):
+    for html in (view.header.value + view.progress_label.value + view.table.value, saved):
         for name, cls in [("skipper-2", Skipped), ("cached", Cached), ("slow", TimedOut),
                           ("waits", Paused)]:
             row = re.search(rf'<tr class="nbflow-task ([^"]+)" data-task="{name}">.*?</tr>',
                             html, re.S)
             assert row is not None, (name, html)
             assert row.group(1) == state_class(cls.__name__)
-            assert f"background:{cls.color}" in row.group(0), name
+            dot = f".{state_class(cls.__name__)}>td>.nbflow-dot{{background:{cls.color}}}"
+            assert dot in STYLE, name
         assert "3 skipped" in html and "1 cached" in html and "1 timed out" in html
         assert "1 paused" in html
         bar = re.search(r'<div class="nbflow-map-progress"[^>]*>(.*?)</div>', html, re.S)

@@ -62,3 +62,28 @@ def test_a_1000_child_map_shows_its_share_done_rate_and_time_left_then_cancelled
                         rf"{cancelled:,} cancelled", text), text
     assert f"{done}/1,000, {cancelled} cancelled" in view.table.value
     assert view.progress.value == done / 1000
+
+
+def test_the_live_view_shows_the_progress_text_once_the_saved_one_in_its_header():
+    REACHED.clear()
+    RELEASE.clear()
+    with Flow("held") as flow:
+        child.map(list(range(1000)))
+    view = RunView(flow, interval=0.05)
+    run = run_with_view(flow, background=True, display=False, view=view)
+    try:
+        assert REACHED.wait(TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while "/1,000 [" not in view.progress_label.value:  # drawn mid-run
+            assert time.monotonic() < deadline
+            view.run_state.wait(view.run_state.version, timeout=1)
+        # the bar line has it (next to the bar, as tqdm), the header does not
+        shown = view.header.value + view.progress_label.value
+        assert shown.count("/1,000 [") == 1, shown
+        assert "/1,000 [" in view.progress_label.value
+    finally:
+        RELEASE.set()
+    assert run.join(TIMEOUT) is not None
+    # the saved snapshot has no bar line: its header carries the text, once
+    saved = view.html()
+    assert saved.count("1,000/1,000 [") == 1, saved

@@ -4,6 +4,8 @@ notebook keeps."""
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
 import time
 
@@ -207,11 +209,25 @@ def test_the_saved_output_carries_the_final_state_as_html():
     page = bundle["text/html"]
     assert "Executor: <code>LocalExecutor()</code>" in page
     assert '<details class="nbflow-timeline-static"><summary>Run timeline' in page
-    assert page.count('<rect x=') >= 5 + 5  # graph nodes, timeline bars
     assert page.startswith('<div class="nbflow-run-view nbflow-static">')
     assert '<details class="nbflow-error"><summary>' in page and "ValueError" in page
-    assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in page
-    assert "<script" not in page
+    assert "<script" not in page and "<svg" not in page  # pictures are images
+    # the graph and the timeline: images of SVG data, the graph in words as alt
+    graph, timeline = _images(page)
+    assert graph.count("<rect x=") == 5 and timeline.count("<rect x=") == 5
+    assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in graph
+    assert ('alt="Graph of 5 tasks: inc (Success) → boom, inc-2; check (Failed 2/3); '
+            'boom (Failed) → add; inc-2 (Success) → add; add (TriggerFailed)"') in page
+    # each state also as a mark and a word (for pages without our stylesheet)
+    assert ('<span class="nbflow-mark">⊘ </span><span class="nbflow-task-state">'
+            "TriggerFailed</span>") in page
+    assert '">✗</span> <span class="nbflow-flow-state nbflow-state-failed">' in page
+
+
+def _images(page):
+    """The SVG documents of a snapshot's data: images, in order."""
+    found = re.findall(r'<img class="[^"]+" src="data:image/svg\+xml;base64,([^"]+)"', page)
+    return [base64.b64decode(data).decode() for data in found]
 
 
 def test_run_with_view_in_the_foreground_calls_on_finish():
@@ -378,8 +394,10 @@ def test_the_executed_notebook_keeps_the_final_states_as_html(tmp_path):
         (page,) = html_outputs(cell)
         assert 'class="nbflow-task nbflow-state-failed" data-task="boom"' in page
         assert 'class="nbflow-task nbflow-state-success" data-task="inc"' in page
-        assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in page
-        assert "nbflow-state-pending" not in page and "ValueError: boom 2" in page
+        assert '<g class="nbflow-node nbflow-state-failed" data-task="boom"' in _images(page)[0]
+        assert "nbflow-task nbflow-state-pending" not in page  # nothing left Pending
+        assert "nbflow-node nbflow-state-pending" not in _images(page)[0]
+        assert "ValueError: boom 2" in page
         # no widget left to look up when the notebook is reopened
         assert all("application/vnd.jupyter.widget-view+json" not in o.get("data", {})
                    for o in cell.outputs), cell.outputs
