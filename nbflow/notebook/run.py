@@ -648,8 +648,10 @@ def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) ->
     sizes = deferred_sizes([s for _, s in done])
     for (task, task_state), size in zip(done, sizes):
         if task_state.is_result_deferred():
+            imported = {} if task.map_var is not None else _imports(task.source)
             values: dict[str, Any] = {
-                n: ClusterValue(n, task_state, size, task.map_var is not None)
+                n: imported[n] if n in imported
+                else ClusterValue(n, task_state, size, task.map_var is not None)
                 for n in task.provides
             }
         elif task.map_var is None:
@@ -667,6 +669,28 @@ def write_back(state: State, namespace: MutableMapping[str, Any], flow: Flow) ->
         namespace.update(values)
         written.update(dict.fromkeys(values))
     return list(written)
+
+
+def _imports(source: str) -> dict[str, Any]:
+    """The modules and names a cell's top-level ``import`` statements bind,
+    imported here: a cell whose values stay on a cluster still gives the
+    kernel its imports (``np``, not a ``ClusterValue`` of a module).
+    """
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return {}
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Import | ast.ImportFrom) and not any(
+                a.name == "*" for a in node.names):
+            try:
+                exec(compile(ast.Module([node], []), "<imports>", "exec"), {}, found)
+            except Exception:  # noqa: BLE001 - not importable here: left on the cluster
+                continue
+    return found
 
 
 def left_on_cluster(namespace: Mapping[str, Any], budget: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -301,7 +302,9 @@ def test_flow_run_on_a_cluster_leaves_values_over_the_budget_there(
 
     current_flow().executor = DaskExecutor(address=existing_cluster)
     ip.run_cell("import numpy")
-    ip.run_cell_magic("flowtask", "big", "big = numpy.ones(2**21)\nprint('made big')")
+    ip.run_cell_magic("flowtask", "big",
+                      "import numpy as np\nfrom os import path\n"
+                      "big = np.ones(2**21)\nprint('made big')")
     ip.run_cell_magic("flowtask", "medium", "medium = bytes(2**20)")
     ip.run_cell_magic("flowtask", "small", "small = len(big) + len(medium)")
     capsys.readouterr()
@@ -312,6 +315,8 @@ def test_flow_run_on_a_cluster_leaves_values_over_the_budget_there(
     assert ip.user_ns["medium"] == bytes(2**20)
     handle = ip.user_ns["big"]
     assert isinstance(handle, ClusterValue)
+    # The cell's imports are made again here, not left as values there.
+    assert ip.user_ns["np"] is ip.user_ns["numpy"] and ip.user_ns["path"] is os.path
     assert handle.size is not None and handle.size >= 16 * 2**20
     lines = [line for line in out.splitlines() if line.startswith("Left on")]
     assert lines == [
