@@ -293,6 +293,17 @@ def cell_keys(
     return keys
 
 
+def _options_digest(task: CellTask) -> str:
+    """The options that change what a cell provides, or whether it runs at all:
+    ``--map``, ``--after``, ``--trigger``, ``--timeout`` and
+    ``--skip-on-upstream-skip``. Not ``--retries``/``--retry-delay`` (a stored
+    result is a success, however many tries it took) nor ``--cache-for``
+    (checked against the stored result's age when it is looked up).
+    """
+    return _digest(task.map_var, tuple(task.after), task.trigger_spec, task.timeout,
+                   task.skip_on_upstream_skip)
+
+
 def _cell_key(
     task: CellTask,
     from_tasks: Mapping[str, CellTask],
@@ -301,7 +312,7 @@ def _cell_key(
     by_name: Mapping[str, CellTask],
 ) -> CellKey:
     code = _digest(_normalised(task.source))
-    options = _digest(task.map_var, tuple(task.after))
+    options = _options_digest(task)
     inputs: dict[str, str] = {}
     helpers: list[str] = []
     parts: dict[str, Any] = {"code": code, "options": options, "inputs": inputs,
@@ -352,6 +363,8 @@ class RunPlan:
     note: str | None = None
     #: True when tasks that run store their outputs.
     storing: bool = True
+    #: When each reused result was stored (``time.time()``), by task name.
+    stored_at: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for the user: what was reused, what ran and why."""
@@ -375,9 +388,10 @@ class RunPlan:
 
 
 _last: RunPlan | None = None
-#: The results of this kernel's last run: task name -> (key, result). A cell
-#: reused in the kernel that computed it is not read back from disk.
-_memory: dict[str, tuple[str, CellResult]] = {}
+#: The results of this kernel's last run: task name -> (key, result, when it
+#: was stored). A cell reused in the kernel that computed it is not read back
+#: from disk.
+_memory: dict[str, tuple[str, CellResult, float]] = {}
 
 
 def last_plan() -> RunPlan | None:
@@ -442,11 +456,13 @@ def plan_run(
         if key.key is None:
             plan.ran[task.name] = key.why_not or "not cached"
             continue
-        result, found = _lookup(store, task, key.key, namespace, lazy=cluster)
+        result, found, created = _lookup(store, task, key.key, namespace,
+                                         lazy=cluster)
         if result is None:
             plan.ran[task.name] = found or _why_changed(store, task, key)
             continue
         why = found or "unchanged"
+        plan.stored_at[task.name] = created
         plan.task_states[task] = Cached(
             f"Reused: {why}.", result, cached_inputs={"key": key.key},
         )
@@ -481,28 +497,38 @@ def _lookup(
     namespace: Mapping[str, Any],
     *,
     lazy: bool = False,
-) -> tuple[CellResult | None, str | None]:
-    """The stored result of ``task`` (and since when), or None and why not."""
+) -> tuple[CellResult | None, str | None, float]:
+    """The stored result of ``task``, why it is reused and when it was
+    stored; or None and why not.
+    """
+    now = time.time()
+    cache_for = task.store_for
     # On a cluster, a result held here would travel from the kernel to the
     # workers: they read it from the store instead.
     held = None if lazy else _memory.get(task.name)
     if held is not None and held[0] == key and all(
         namespace.get(n, _MISSING) is v for n, v in held[1]._values.items()
     ) and not held[1]._blobs:
-        return held[1], "unchanged in this kernel"
-    if store is None:
-        return None, "the cache cannot be opened"
-    try:
-        found = read_result(store, key, values=not lazy)
-    except Unreadable as exc:
-        warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
-              "it again.")
-        store.results.delete(("result", key))
-        return None, "its stored result was unreadable"
-    if found is None:
-        return None, None
-    result, created = found
-    return result, f"unchanged (stored {_age(time.time() - created)} ago)"
+        result, why, created = held[1], "unchanged in this kernel", held[2]
+    else:
+        if store is None:
+            return None, "the cache cannot be opened", now
+        try:
+            found = read_result(store, key, values=not lazy)
+        except Unreadable as exc:
+            warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
+                  "it again.")
+            store.results.delete(("result", key))
+            return None, "its stored result was unreadable", now
+        if found is None:
+            return None, None, now
+        result, created = found
+        why = f"unchanged (stored {_age(now - created)} ago)"
+    # The entry expires as --cache-for said when it was stored; a shorter
+    # --cache-for given since applies too (it is not part of the key).
+    if cache_for is not None and now - created > cache_for.total_seconds():
+        return None, "its stored result is older than --cache-for", now
+    return result, why, created
 
 
 _MISSING = object()
@@ -536,11 +562,13 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
     """Keep this run's results in the kernel, to reuse without reading the disk."""
     if not plan.enabled:
         return
+    now = time.time()
     for task, key in plan.keys.items():
         state = states.get(task)
         if (key.key is not None and state is not None and state.is_successful()
                 and isinstance(state.result, CellResult)):
-            _memory[task.name] = (key.key, state.result)
+            created = plan.stored_at.get(task.name, now)
+            _memory[task.name] = (key.key, state.result, created)
         else:
             _memory.pop(task.name, None)
         if state is not None and task.name in plan.ran and state.message is None:

@@ -142,6 +142,38 @@ def test_cache_for_expires(store, flow):
     assert cache.last_plan().ran == {"a": "its stored result expired or was evicted"}
 
 
+@pytest.mark.parametrize("option", [{"timeout": 30.0}, {"trigger": "all_finished"},
+                                    {"skip_on_upstream_skip": False}])
+def test_options_that_change_what_a_cell_does_are_in_its_key(store, flow, option):
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = x + 1")
+    run(ns, flow)
+    register_cell("RAN.append('b')\ny = x + 1", "b", flow=flow, **option)
+    run(ns, flow)
+    assert ns["RAN"] == ["b"]
+    assert cache.last_plan().ran == {"b": "options changed"}
+    run(ns, flow)
+    assert ns["RAN"] == []
+
+
+def test_retries_and_cache_for_are_not_in_the_key(store, flow):
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = x + 1")
+    run(ns, flow)
+    register_cell("RAN.append('b')\ny = x + 1", "b", flow=flow, retries=3,
+                  retry_delay=0.5, cache_for=datetime.timedelta(hours=1))
+    restart()
+    states = run(ns, flow)
+    assert ns["RAN"] == []
+    assert isinstance(states["b"], Cached)
+    # a --cache-for shorter than the stored result's age: it runs again
+    register_cell("RAN.append('b')\ny = x + 1", "b", flow=flow,
+                  cache_for=datetime.timedelta(microseconds=1))
+    run(ns, flow)
+    assert ns["RAN"] == ["b"]
+    assert cache.last_plan().ran == {"b": "its stored result is older than --cache-for"}
+
+
 def test_fresh_names_a_task_and_its_downstream(store, flow):
     ns: dict = {}
     cells(flow, a="x = 1", b="y = x + 1", c="z = y + 1", d="w = 2")
