@@ -21,10 +21,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import datetime
+import functools
 import hashlib
+import importlib.machinery
 import inspect
 import os
+import site
 import sys
+import sysconfig
 import textwrap
 import time
 import types
@@ -193,6 +197,9 @@ class CellKey:
     key: str | None
     parts: dict[str, Any]
     why_not: str | None = None
+    #: For a cell that maps (``--map``): its key but what it maps over; each
+    #: child's key is this and the child's element (see :func:`child_key`).
+    child_base: str | None = None
 
 
 def _digest(*parts: Any) -> str:
@@ -205,6 +212,76 @@ def _normalised(source: str) -> str:
         return ast.dump(ast.parse(textwrap.dedent(source)))
     except SyntaxError:
         return source
+
+
+@functools.lru_cache(maxsize=4096)
+def _source_digest(source: str) -> tuple[str, tuple[str, ...]]:
+    """A cell's normalised source, hashed, and the modules it imports (absolute)."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return _digest(source), ()
+    modules: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules[node.module] = None
+    return _digest(ast.dump(tree)), tuple(sorted(modules))
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[str, ...]:
+    """Folders of the standard library and installed packages."""
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")
+             if k in paths}
+    roots.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    roots.add(site.getusersitepackages())
+    return tuple(os.path.join(os.path.realpath(r), "") for r in roots)
+
+
+#: Content digests of module files, by (path, size, mtime).
+_file_digests: dict[tuple[str, int, int], str] = {}
+
+
+def _module_token(name: str) -> str:
+    """A module a cell imports, by the file it would be imported from: the
+    notebook's own modules (any not installed) by their source, installed ones
+    by their file's size and time (a reinstall changes them). Found without
+    importing, so the token is the same before and after the import (after a
+    restart, reused cells import nothing).
+    """
+    if name in sys.builtin_module_names:
+        return _digest("builtin module", name)
+    spec = None
+    path: list[str] | None = None
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        try:
+            spec = importlib.machinery.PathFinder.find_spec(part, path)
+        except (ImportError, ValueError, OSError):
+            spec = None
+        if spec is None or (spec.submodule_search_locations is None
+                             and i < len(parts) - 1):
+            spec = None
+            break
+        path = list(spec.submodule_search_locations or ())
+    origin = spec.origin if spec is not None else None
+    try:
+        stat = os.stat(origin) if origin else None
+    except OSError:
+        stat = None
+    if origin is None or stat is None:
+        return _digest("module", name, "not found")
+    if os.path.realpath(origin).startswith(_installed_roots()):
+        return _digest("module", name, origin, stat.st_size, stat.st_mtime_ns)
+    where = (origin, stat.st_size, stat.st_mtime_ns)
+    digest = _file_digests.get(where)
+    if digest is None:
+        with open(origin, "rb") as f:
+            digest = _file_digests[where] = hashlib.sha256(f.read()).hexdigest()
+    return _digest("module", name, digest)
 
 
 class _Unhashable(Exception):
@@ -278,19 +355,34 @@ def _global_names(code: types.CodeType) -> set[str]:
 
 
 def cell_keys(
-    flow: Flow, values: Mapping[CellTask, Mapping[str, Any]]
+    flow: Flow,
+    values: Mapping[CellTask, Mapping[str, Any]],
+    namespace: Mapping[str, Any] | None = None,
 ) -> dict[CellTask, CellKey]:
     """The key of every cell task of ``flow``, in flow order.
 
     ``values`` are the namespace values each cell reads (see
-    :func:`nbflow.notebook.run.namespace_reads`).
+    :func:`nbflow.notebook.run.namespace_reads`); ``namespace`` holds what
+    cells with ``--map`` map over, when no task provides it.
     """
     keys: dict[CellTask, CellKey] = {}
     inputs = cell_inputs(flow)
     by_name = {t.name: t for t in inputs}
+    modules: dict[str, str] = {}
     for task, from_tasks in inputs.items():
-        keys[task] = _cell_key(task, from_tasks, values.get(task, {}), keys, by_name)
+        keys[task] = _cell_key(task, from_tasks, values.get(task, {}), keys, by_name,
+                               namespace or {}, modules)
     return keys
+
+
+def child_key(base: str, element: Any) -> str | None:
+    """The key of one child of a mapped cell: the cell's ``child_base`` and its
+    element; None if the element cannot be hashed (the child runs, unstored).
+    """
+    try:
+        return _digest(FORMAT, "child", base, _token(element))
+    except _Unhashable:
+        return None
 
 
 def _options_digest(task: CellTask) -> str:
@@ -310,19 +402,25 @@ def _cell_key(
     values: Mapping[str, Any],
     keys: Mapping[CellTask, CellKey],
     by_name: Mapping[str, CellTask],
+    namespace: Mapping[str, Any],
+    module_tokens: dict[str, str],
 ) -> CellKey:
-    code = _digest(_normalised(task.source))
+    code, imported = _source_digest(task.source)
     options = _options_digest(task)
     inputs: dict[str, str] = {}
     helpers: list[str] = []
+    # The modules it imports: their names are not tracked (``import *``), nor
+    # what a module of the notebook's folder does, so each counts by its file.
+    modules: dict[str, str] = {}
     parts: dict[str, Any] = {"code": code, "options": options, "inputs": inputs,
-                             "upstream": {}, "helpers": helpers}
+                             "upstream": {}, "helpers": helpers, "modules": modules}
     if not getattr(task, "cache", True):
         return CellKey(None, parts, "--no-cache")
-    if task.map_var is not None:
-        return CellKey(None, parts, "a cell that maps (--map) is not cached")
-    if task.analysis.star_import:
-        return CellKey(None, parts, "its `import *` names are not tracked")
+    for name in imported:
+        token = module_tokens.get(name)
+        if token is None:
+            token = module_tokens[name] = _module_token(name)
+        modules[name] = token
     for name, value in sorted(values.items()):
         try:
             inputs[name] = _token(value)
@@ -339,8 +437,23 @@ def _cell_key(
         if key is None:
             return CellKey(None, parts, f"upstream {provider.name!r} is not cached")
         upstream[name] = f"{provider.name}:{key}"
-    return CellKey(_digest(FORMAT, code, options, sorted(inputs.items()),
-                           sorted(upstream.items())), parts)
+    if task.map_var is None:
+        return CellKey(_digest(FORMAT, code, options, sorted(modules.items()),
+                               sorted(inputs.items()), sorted(upstream.items())), parts)
+    # A cell that maps: each child is keyed by this base and its own element
+    # (an element added or changed runs that child alone); the cell's key,
+    # which its downstream's keys are made of, also covers what it maps over.
+    base = _digest(FORMAT, "mapped", code, options, sorted(modules.items()),
+                   sorted(inputs.items()),
+                   sorted((n, v) for n, v in upstream.items() if n != task.map_var))
+    over = upstream.get(task.map_var)
+    if over is None:
+        try:
+            over = _token(namespace.get(task.map_var))
+        except _Unhashable as exc:
+            return CellKey(None, parts, f"what it maps over, {task.map_var!r}, cannot "
+                                        f"be hashed ({exc}); use --no-cache")
+    return CellKey(_digest(base, over), parts, child_base=base)
 
 
 # -- planning a run -------------------------------------------------------------------
@@ -365,6 +478,8 @@ class RunPlan:
     storing: bool = True
     #: When each reused result was stored (``time.time()``), by task name.
     stored_at: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: The tasks ``--fresh`` runs (cells that map do not look their children up).
+    forced: set[str] = dataclasses.field(default_factory=set)
 
     def summary(self) -> str:
         """One line for the user: what was reused, what ran and why."""
@@ -383,6 +498,13 @@ class RunPlan:
             return
         cache_for = getattr(task, "store_for", None)
         expire = cache_for.total_seconds() if cache_for is not None else None
+        if key.child_base is not None:
+            # Each child looks its own result up where it runs, by its element.
+            task.fn = StoringCell(task.fn, self.location, self.size_limit, task.name,
+                                  key.child_base, key.parts, expire,
+                                  map_var=task.map_var,
+                                  lookup=task.name not in self.forced)
+            return
         task.fn = StoringCell(task.fn, self.location, self.size_limit, task.name,
                               key.key, key.parts, expire)
 
@@ -440,8 +562,8 @@ def plan_run(
                      "worker reaches; set one with configure_cache(location) or "
                      "$NBFLOW_CACHE_DIR.")
         return plan
-    plan.keys = cell_keys(flow, values)
-    forced = _forced(flow, fresh)
+    plan.keys = cell_keys(flow, values, namespace)
+    forced = plan.forced = _forced(flow, fresh)
     try:
         store = open_store(location, size_limit)
     except Exception as exc:  # noqa: BLE001 - an unusable store is no cache
@@ -455,6 +577,13 @@ def plan_run(
             continue
         if key.key is None:
             plan.ran[task.name] = key.why_not or "not cached"
+            continue
+        if key.child_base is not None:
+            # Its children are looked up where they run: this reason stands
+            # unless some are reused (see remember()).
+            why = _why_changed(store, task, key)
+            plan.ran[task.name] = "its elements changed" if why in (
+                "inputs changed", "its stored result expired or was evicted") else why
             continue
         result, found, created = _lookup(store, task, key.key, namespace,
                                          lazy=cluster)
@@ -544,6 +673,10 @@ def _why_changed(store: Store | None, task: CellTask, key: CellKey) -> str:
     old, new = record.get("parts", {}), key.parts
     if old.get("code") != new["code"]:
         return "code changed"
+    modules = [n for n, v in new["modules"].items()
+               if old.get("modules", {}).get(n) != v]
+    if modules:
+        return f"module {modules[0]!r} changed"
     changed = [n for n in new["inputs"] if old.get("inputs", {}).get(n) != new["inputs"][n]]
     changed += [n for n in old.get("inputs", {}) if n not in new["inputs"]]
     if changed:
@@ -565,6 +698,9 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
     now = time.time()
     for task, key in plan.keys.items():
         state = states.get(task)
+        if (key.child_base is not None and state is not None and state.map_states
+                and task.name not in plan.forced):
+            _mapped_reasons(plan, task.name, state)
         if (key.key is not None and state is not None and state.is_successful()
                 and isinstance(state.result, CellResult)):
             created = plan.stored_at.get(task.name, now)
@@ -573,6 +709,22 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
             _memory.pop(task.name, None)
         if state is not None and task.name in plan.ran and state.message is None:
             state.message = f"Ran: {plan.ran[task.name]}."
+
+
+def _mapped_reasons(plan: RunPlan, name: str, state: State) -> None:
+    """Say what a cell that maps reused, from its children's states."""
+    children = state.map_states or []
+    reused = sum(isinstance(c, Cached) for c in children)
+    if reused == len(children):
+        plan.ran.pop(name, None)
+        plan.reused[name] = f"unchanged ({len(children)} elements)"
+        state.message = f"Reused: {plan.reused[name]}."
+    elif reused:
+        plan.ran[name] = f"{len(children) - reused} of {len(children)} elements new or " \
+                         "changed"
+    order = [t.name for t in plan.keys]
+    plan.reused = {n: plan.reused[n] for n in order if n in plan.reused}
+    plan.ran = {n: plan.ran[n] for n in order if n in plan.ran}
 
 
 # -- inspecting and clearing ----------------------------------------------------------
