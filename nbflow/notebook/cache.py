@@ -19,6 +19,7 @@ miss and one warning line, never an error.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -368,11 +369,32 @@ def cell_keys(
     keys: dict[CellTask, CellKey] = {}
     inputs = cell_inputs(flow)
     by_name = {t.name: t for t in inputs}
-    modules: dict[str, str] = {}
+    memo = _Tokens()
     for task, from_tasks in inputs.items():
         keys[task] = _cell_key(task, from_tasks, values.get(task, {}), keys, by_name,
-                               namespace or {}, modules)
+                               namespace or {}, memo)
     return keys
+
+
+class _Tokens:
+    """The tokens of one plan: a value several cells read is hashed once."""
+
+    def __init__(self) -> None:
+        self.modules: dict[str, str] = {}
+        # id -> (value, token): the value is held so that its id stays its own.
+        self.values: dict[int, tuple[Any, str]] = {}
+
+    def module(self, name: str) -> str:
+        token = self.modules.get(name)
+        if token is None:
+            token = self.modules[name] = _module_token(name)
+        return token
+
+    def value(self, value: Any) -> str:
+        held = self.values.get(id(value))
+        if held is None:
+            held = self.values[id(value)] = (value, _token(value))
+        return held[1]
 
 
 def child_key(base: str, element: Any) -> str | None:
@@ -403,7 +425,7 @@ def _cell_key(
     keys: Mapping[CellTask, CellKey],
     by_name: Mapping[str, CellTask],
     namespace: Mapping[str, Any],
-    module_tokens: dict[str, str],
+    tokens: _Tokens,
 ) -> CellKey:
     code, imported = _source_digest(task.source)
     options = _options_digest(task)
@@ -417,13 +439,10 @@ def _cell_key(
     if not getattr(task, "cache", True):
         return CellKey(None, parts, "--no-cache")
     for name in imported:
-        token = module_tokens.get(name)
-        if token is None:
-            token = module_tokens[name] = _module_token(name)
-        modules[name] = token
+        modules[name] = tokens.module(name)
     for name, value in sorted(values.items()):
         try:
-            inputs[name] = _token(value)
+            inputs[name] = tokens.value(value)
         except _Unhashable as exc:
             return CellKey(None, parts, f"input {name!r} cannot be hashed ({exc}); "
                                         "use --no-cache")
@@ -449,7 +468,7 @@ def _cell_key(
     over = upstream.get(task.map_var)
     if over is None:
         try:
-            over = _token(namespace.get(task.map_var))
+            over = tokens.value(namespace.get(task.map_var))
         except _Unhashable as exc:
             return CellKey(None, parts, f"what it maps over, {task.map_var!r}, cannot "
                                         f"be hashed ({exc}); use --no-cache")
@@ -571,6 +590,22 @@ def plan_run(
               "cell runs and nothing is stored.")
         plan.storing = False
         store = None
+    # One transaction for every lookup: a read in a least-recently-used store
+    # writes its access time, which is one commit per cell otherwise.
+    with store.results.transact() if store is not None else contextlib.nullcontext():
+        _look_up_all(plan, store, namespace, forced, cluster=cluster)
+    return plan
+
+
+def _look_up_all(
+    plan: RunPlan,
+    store: Store | None,
+    namespace: Mapping[str, Any],
+    forced: set[str],
+    *,
+    cluster: bool,
+) -> None:
+    """Fill ``plan``'s reused and ran tasks from the store."""
     for task, key in plan.keys.items():
         if task.name in forced:
             plan.ran[task.name] = "--fresh"
@@ -596,7 +631,6 @@ def plan_run(
             f"Reused: {why}.", result, cached_inputs={"key": key.key},
         )
         plan.reused[task.name] = why
-    return plan
 
 
 def _forced(flow: Flow, fresh: bool | Iterable[str]) -> set[str]:

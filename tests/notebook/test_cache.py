@@ -174,6 +174,26 @@ def test_retries_and_cache_for_are_not_in_the_key(store, flow):
     assert cache.last_plan().ran == {"b": "its stored result is older than --cache-for"}
 
 
+class Counted:
+    """A value that counts how often dask hashes it (its tokenize protocol)."""
+
+    calls = 0
+
+    def __dask_tokenize__(self):
+        Counted.calls += 1
+        return "counted"
+
+
+def test_a_value_several_cells_read_is_hashed_once_per_run(store, flow):
+    ns = {"big": Counted()}
+    cells(flow, a="x = big", b="y = big", c="z = (big, x, y)")
+    Counted.calls = 0
+    run(ns, flow)
+    assert Counted.calls == 1
+    run(ns, flow)
+    assert Counted.calls == 2 and ns["RAN"] == []
+
+
 def test_fresh_names_a_task_and_its_downstream(store, flow):
     ns: dict = {}
     cells(flow, a="x = 1", b="y = x + 1", c="z = y + 1", d="w = 2")
