@@ -246,6 +246,50 @@ def test_local_dask_workers_store_and_reuse(store, flow, scheduler):
     assert ns["pid"] == ns["b"] == first
 
 
+@pytest.mark.parametrize("where", ["local", "processes",
+                                   pytest.param("cluster", marks=pytest.mark.slow)])
+def test_mapped_cell_reuses_each_element_on_every_executor(store, flow, tmp_path,
+                                                          where, request):
+    from nbflow.executors import LocalExecutor
+
+    if where == "cluster":
+        executor = DaskExecutor(address=request.getfixturevalue("existing_cluster"))
+    elif where == "processes":
+        executor = LocalDaskExecutor(scheduler="processes", num_workers=2)
+    else:
+        executor = LocalExecutor()
+    log = tmp_path / "children.log"
+    ns = {"xs": [1, 2, 3], "LOG": str(log)}
+    register_cell("open(LOG, 'a').write(f'{xs}\\n')\nsq = xs * xs", "sq", flow=flow,
+                  map_var="xs")
+    register_cell("total = sum(sq)", "total", flow=flow)
+
+    def children() -> list[str]:
+        before = log.read_text().split() if log.exists() else []
+        restart()
+        state = run_notebook_flow(ns, flow=flow, executor=executor)
+        assert state.is_successful(), state
+        mapped = next(s for t, s in state.result.items() if t.name == "sq")
+        assert (ns["sq"], ns["total"]) == ([x * x for x in ns["xs"]],
+                                           sum(x * x for x in ns["xs"]))
+        ran = log.read_text().split()[len(before):]
+        return [*sorted(ran), *(s.name for s in mapped.map_states)]
+
+    assert children() == ["1", "2", "3", "Success", "Success", "Success"]
+    assert children() == ["Cached", "Cached", "Cached"]
+    assert cache.last_plan().reused["sq"] == "unchanged (3 elements)"
+    assert list(cache.last_plan().reused) == ["sq", "total"]
+    ns["xs"] = [1, 2, 3, 4]
+    assert children() == ["4", "Cached", "Cached", "Cached", "Success"]
+    assert cache.last_plan().ran == {"sq": "1 of 4 elements new or changed",
+                                     "total": "upstream 'sq' changed"}
+    # --fresh sq: every child runs, none is looked up
+    before = log.read_text().split()
+    restart()
+    run_notebook_flow(ns, flow=flow, executor=executor, fresh=["sq"])
+    assert sorted(log.read_text().split()[len(before):]) == ["1", "2", "3", "4"]
+
+
 @pytest.mark.slow
 def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster,
                                                        monkeypatch):
