@@ -11,6 +11,7 @@ size bound the least recently used results go, one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -57,6 +58,8 @@ class Store:
     """
 
     def __init__(self, location: str, size_limit: int) -> None:
+        import sqlite3
+
         import diskcache  # type: ignore[import-untyped]
 
         parent = os.path.dirname(location)
@@ -67,12 +70,28 @@ class Store:
                 with open(ignore, "w") as f:
                     f.write("# nbflow's cache of cell results; never committed.\n*\n")
         self.size_limit = size_limit
-        # cull_limit=0: evict in evict(), one result at a time, after a write
-        # (diskcache's own culling drops ten entries at once, the new one too).
-        self.results = diskcache.Cache(
-            location, size_limit=size_limit, eviction_policy="least-recently-used",
-            cull_limit=0,
-        )
+        settings = {
+            "size_limit": size_limit, "eviction_policy": "least-recently-used",
+            # cull_limit=0: evict in evict(), one result at a time, after a
+            # write (diskcache's own culling drops ten entries at once, the new
+            # one too).
+            "cull_limit": 0,
+            # No fsync (it was most of the time a restarted kernel took to open
+            # the store): SQLite's write-ahead log keeps the index whole when
+            # a process is killed, whatever this says; what only an OS crash
+            # could damage is caught by each value's checksum, or, for the
+            # index itself, by starting a new one below.
+            "sqlite_synchronous": 0,
+        }
+        try:
+            self.results = diskcache.Cache(location, **settings)
+        except sqlite3.DatabaseError as exc:
+            warn(f"the index of the cache in {location!r} is damaged ({exc}); "
+                 "starting an empty one.")
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(location, diskcache.core.DBNAME + suffix))
+            self.results = diskcache.Cache(location, **settings)
 
     # Task records: ("task", name) -> dict, untagged, so never evicted (results
     # are tagged with their task's name).

@@ -194,6 +194,30 @@ def test_a_value_several_cells_read_is_hashed_once_per_run(store, flow):
     assert Counted.calls == 2 and ns["RAN"] == []
 
 
+def test_a_damaged_index_is_replaced_with_one_warning(store, flow, capsys):
+    from nbflow.notebook import _cache_store
+
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = x + 1")
+    run(ns, flow)
+    # what an OS crash could leave: the index is not a database any more
+    _cache_store._stores.clear()  # as in a new kernel
+    for path in store.glob("cache.db*"):
+        path.unlink()
+    (store / "cache.db").write_bytes(b"not a database " * 100)
+    restart()
+    capsys.readouterr()
+    run(ns, flow)
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and "is damaged" in warnings[0]
+    assert ns["RAN"] == ["a", "b"] and cache.last_plan().ran["a"] == "first run"
+    # the new index keeps what ran since
+    _cache_store._stores.clear()
+    restart()
+    run(ns, flow)
+    assert ns["RAN"] == []
+
+
 def test_fresh_names_a_task_and_its_downstream(store, flow):
     ns: dict = {}
     cells(flow, a="x = 1", b="y = x + 1", c="z = y + 1", d="w = 2")
