@@ -246,6 +246,23 @@ def _installed_roots() -> tuple[str, ...]:
 _file_digests: dict[tuple[str, int, int], str] = {}
 
 
+def _find_spec(name: str, path: list[str] | None) -> Any:
+    """Where ``name`` would be imported from, without importing it: a top-level
+    name as ``import`` looks for it (editable installs have their own finders),
+    a submodule in its package's folders.
+    """
+    finders: list[Any] = list(sys.meta_path) if path is None else []
+    finders = [f for f in finders if f is not importlib.machinery.BuiltinImporter]
+    for finder in finders or [importlib.machinery.PathFinder]:
+        try:
+            spec = finder.find_spec(name, path)
+        except Exception:  # noqa: BLE001, S112 - a finder that fails finds nothing
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
 def _module_token(name: str) -> str:
     """A module a cell imports, by the file it would be imported from: the
     notebook's own modules (any not installed) by their source, installed ones
@@ -259,10 +276,7 @@ def _module_token(name: str) -> str:
     path: list[str] | None = None
     parts = name.split(".")
     for i, part in enumerate(parts):
-        try:
-            spec = importlib.machinery.PathFinder.find_spec(part, path)
-        except (ImportError, ValueError, OSError):
-            spec = None
+        spec = _find_spec(part, path)
         if spec is None or (spec.submodule_search_locations is None
                              and i < len(parts) - 1):
             spec = None

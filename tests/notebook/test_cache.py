@@ -218,6 +218,47 @@ def test_a_damaged_index_is_replaced_with_one_warning(store, flow, capsys):
     assert ns["RAN"] == []
 
 
+class EditableFinder:
+    """What ``pip install -e`` puts on ``sys.meta_path``: one package, found in
+    its project folder (not on ``sys.path``).
+    """
+
+    def __init__(self, name, folder):
+        self.name, self.folder = name, str(folder)
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.machinery
+
+        if name != self.name:
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, [self.folder])
+
+
+def test_an_editable_package_a_cell_imports_counts_by_its_source(store, flow,
+                                                                 tmp_path,
+                                                                 monkeypatch):
+    import sys
+
+    project = tmp_path / "project"
+    (project / "edpkg").mkdir(parents=True)
+    init = project / "edpkg" / "__init__.py"
+    init.write_text("def f():\n    return 1\n")
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path,
+                                           EditableFinder("edpkg", project)])
+    ns: dict = {}
+    cells(flow, a="from edpkg import *\nv = f()")
+    try:
+        run(ns, flow)
+        run(ns, flow)
+        assert ns["RAN"] == []
+        init.write_text("def f():\n    return 2  # edited\n")
+        run(ns, flow)
+        assert ns["RAN"] == ["a"]
+        assert cache.last_plan().ran == {"a": "module 'edpkg' changed"}
+    finally:
+        sys.modules.pop("edpkg", None)
+
+
 def test_fresh_names_a_task_and_its_downstream(store, flow):
     ns: dict = {}
     cells(flow, a="x = 1", b="y = x + 1", c="z = y + 1", d="w = 2")
