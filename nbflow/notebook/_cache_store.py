@@ -78,7 +78,7 @@ class Store:
             "cull_limit": 0,
             # No fsync (it was most of the time a restarted kernel took to open
             # the store): SQLite's write-ahead log keeps the index whole when
-            # a process is killed, whatever this says; what only an OS crash
+            # a process is killed, fsync or not; what only an OS crash
             # could damage is caught by each value's checksum, or, for the
             # index itself, by starting a new one below.
             "sqlite_synchronous": 0,
@@ -383,7 +383,10 @@ class StoringCell:
         from nbflow.notebook.cache import child_key
 
         if isinstance(element, CellResult):  # a mapped upstream's child
-            element = element.value(self.map_var or "")
+            try:
+                element = element.value(self.map_var or "")
+            except KeyError:  # it did not provide it: the cell says so, unstored
+                return None
         return child_key(self.key, element)
 
     def _reuse(self, key: str) -> None:

@@ -381,6 +381,24 @@ def test_mapped_cell_reuses_each_element_on_every_executor(store, flow, tmp_path
     assert sorted(log.read_text().split()[len(before):]) == ["1", "2", "3", "4"]
 
 
+def test_a_map_over_a_mapped_cell_reuses_each_element(store, flow):
+    ns = {"xs": [1, 2, 3]}
+    register_cell("RAN.append(('a', xs))\ny = xs + 1", "a", flow=flow, map_var="xs")
+    register_cell("RAN.append(('b', y))\nz = y * 2", "b", flow=flow, map_var="y")
+
+    def children():
+        restart()
+        states = run(ns, flow)
+        return sorted(ns["RAN"]), [c.name for c in states["b"].map_states]
+
+    assert children() == ([("a", 1), ("a", 2), ("a", 3), ("b", 2), ("b", 3),
+                           ("b", 4)], ["Success"] * 3)
+    assert children() == ([], ["Cached"] * 3)
+    ns["xs"] = [1, 20, 3]
+    assert children() == ([("a", 20), ("b", 21)], ["Cached", "Success", "Cached"])
+    assert ns["z"] == [4, 42, 8]
+
+
 @pytest.mark.slow
 def test_dask_executor_caches_only_with_a_location_set(store, flow, dask_cluster,
                                                        monkeypatch):
