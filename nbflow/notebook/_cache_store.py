@@ -11,6 +11,7 @@ size bound the least recently used results go, one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import socket
@@ -57,6 +58,8 @@ class Store:
     """
 
     def __init__(self, location: str, size_limit: int) -> None:
+        import sqlite3
+
         import diskcache  # type: ignore[import-untyped]
 
         parent = os.path.dirname(location)
@@ -67,12 +70,28 @@ class Store:
                 with open(ignore, "w") as f:
                     f.write("# nbflow's cache of cell results; never committed.\n*\n")
         self.size_limit = size_limit
-        # cull_limit=0: evict in evict(), one result at a time, after a write
-        # (diskcache's own culling drops ten entries at once, the new one too).
-        self.results = diskcache.Cache(
-            location, size_limit=size_limit, eviction_policy="least-recently-used",
-            cull_limit=0,
-        )
+        settings = {
+            "size_limit": size_limit, "eviction_policy": "least-recently-used",
+            # cull_limit=0: evict in evict(), one result at a time, after a
+            # write (diskcache's own culling drops ten entries at once, the new
+            # one too).
+            "cull_limit": 0,
+            # No fsync (it was most of the time a restarted kernel took to open
+            # the store): SQLite's write-ahead log keeps the index whole when
+            # a process is killed, fsync or not; what only an OS crash
+            # could damage is caught by each value's checksum, or, for the
+            # index itself, by starting a new one below.
+            "sqlite_synchronous": 0,
+        }
+        try:
+            self.results = diskcache.Cache(location, **settings)
+        except sqlite3.DatabaseError as exc:
+            warn(f"the index of the cache in {location!r} is damaged ({exc}); "
+                 "starting an empty one.")
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(os.path.join(location, diskcache.core.DBNAME + suffix))
+            self.results = diskcache.Cache(location, **settings)
 
     # Task records: ("task", name) -> dict, untagged, so never evicted (results
     # are tagged with their task's name).
@@ -313,9 +332,15 @@ class StoringCell:
     the values do not travel through the kernel to be stored. A value that
     cannot be stored (no space, not serialisable) is a warning, never a failure
     of the cell.
+
+    For a child of a cell that maps (``map_var``), ``key`` is the cell's
+    ``child_base``: the child's own key adds its element, and the child first
+    looks that key up (unless ``lookup`` is False, for ``--fresh``); a stored
+    result ends it ``Cached`` without running the cell.
     """
 
-    __slots__ = ("fn", "location", "size_limit", "task", "key", "parts", "expire")
+    __slots__ = ("fn", "location", "size_limit", "task", "key", "parts", "expire",
+                 "map_var", "lookup")
 
     def __init__(
         self,
@@ -326,6 +351,9 @@ class StoringCell:
         key: str,
         parts: dict[str, Any],
         expire: float | None,
+        *,
+        map_var: str | None = None,
+        lookup: bool = True,
     ) -> None:
         self.fn = fn
         self.location = location
@@ -334,6 +362,8 @@ class StoringCell:
         self.key = key
         self.parts = parts
         self.expire = expire
+        self.map_var = map_var
+        self.lookup = lookup
 
     @property
     def __name__(self) -> str:  # noqa: PLW3201 - read by executors for key names
@@ -349,11 +379,51 @@ class StoringCell:
     def __repr__(self) -> str:
         return f"<StoringCell {self.task!r}>"
 
+    def _child_key(self, element: Any) -> str | None:
+        from nbflow.notebook.cache import child_key
+
+        if isinstance(element, CellResult):  # a mapped upstream's child
+            try:
+                element = element.value(self.map_var or "")
+            except KeyError:  # it did not provide it: the cell says so, unstored
+                return None
+        return child_key(self.key, element)
+
+    def _reuse(self, key: str) -> None:
+        """End this child ``Cached`` with its stored result, if there is one."""
+        from nbflow.engine.signals import SUCCESS
+        from nbflow.engine.state import Cached
+
+        store = open_store(self.location, self.size_limit)
+        try:
+            found = read_result(store, key)
+        except Unreadable as exc:
+            warn(f"a stored result of {self.task!r} is unreadable ({exc}); running "
+                  "that element again.")
+            store.results.delete(("result", key))
+            return
+        if found is None:
+            return
+        result, created = found
+        if self.expire is not None and time.time() - created > self.expire:
+            return
+        signal = SUCCESS()
+        signal.state = Cached("Reused: unchanged.", result, cached_inputs={"key": key})
+        raise signal
+
     def __call__(self, **inputs: Any) -> Any:
         """Run the cell, then store its result."""
+        key = self.key
+        if self.map_var is not None:
+            child = self._child_key(inputs.get(self.map_var))
+            if child is None:
+                return self.fn(**inputs)  # its element cannot be hashed
+            if self.lookup:
+                self._reuse(child)
+            key = child
         result = self.fn(**inputs)
         try:
-            write_result(self.location, self.size_limit, self.task, self.key, self.parts,
+            write_result(self.location, self.size_limit, self.task, key, self.parts,
                    result, self.expire)
         except Exception as exc:  # noqa: BLE001 - the cell succeeded; say why not stored
             warn(f"the outputs of {self.task!r} were not stored "

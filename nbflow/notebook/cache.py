@@ -22,12 +22,17 @@ holds their futures), and a reused cell reads its value worker to worker.
 from __future__ import annotations
 
 import ast
+import contextlib
 import dataclasses
 import datetime
+import functools
 import hashlib
+import importlib.machinery
 import inspect
 import os
+import site
 import sys
+import sysconfig
 import textwrap
 import time
 import types
@@ -211,6 +216,9 @@ class CellKey:
     key: str | None
     parts: dict[str, Any]
     why_not: str | None = None
+    #: For a cell that maps (``--map``): its key but what it maps over; each
+    #: child's key is this and the child's element (see :func:`child_key`).
+    child_base: str | None = None
 
 
 def _digest(*parts: Any) -> str:
@@ -223,6 +231,90 @@ def _normalised(source: str) -> str:
         return ast.dump(ast.parse(textwrap.dedent(source)))
     except SyntaxError:
         return source
+
+
+@functools.lru_cache(maxsize=4096)
+def _source_digest(source: str) -> tuple[str, tuple[str, ...]]:
+    """A cell's normalised source, hashed, and the modules it imports (absolute)."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return _digest(source), ()
+    modules: dict[str, None] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update((alias.name, None) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules[node.module] = None
+    return _digest(ast.dump(tree)), tuple(sorted(modules))
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_roots() -> tuple[str, ...]:
+    """Folders of the standard library and installed packages."""
+    paths = sysconfig.get_paths()
+    roots = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")
+             if k in paths}
+    roots.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    roots.add(site.getusersitepackages())
+    return tuple(os.path.join(os.path.realpath(r), "") for r in roots)
+
+
+#: Content digests of module files, by (path, size, mtime).
+_file_digests: dict[tuple[str, int, int], str] = {}
+
+
+def _find_spec(name: str, path: list[str] | None) -> Any:
+    """Where ``name`` would be imported from, without importing it: a top-level
+    name as ``import`` looks for it (editable installs have their own finders),
+    a submodule in its package's folders.
+    """
+    finders: list[Any] = list(sys.meta_path) if path is None else []
+    finders = [f for f in finders if f is not importlib.machinery.BuiltinImporter]
+    for finder in finders or [importlib.machinery.PathFinder]:
+        try:
+            spec = finder.find_spec(name, path)
+        except Exception:  # noqa: BLE001, S112 - a finder that fails finds nothing
+            continue
+        if spec is not None:
+            return spec
+    return None
+
+
+def _module_token(name: str) -> str:
+    """A module a cell imports, by the file it would be imported from: the
+    notebook's own modules (any not installed) by their source, installed ones
+    by their file's size and time (a reinstall changes them). Found without
+    importing, so the token is the same before and after the import (after a
+    restart, reused cells import nothing).
+    """
+    if name in sys.builtin_module_names:
+        return _digest("builtin module", name)
+    spec = None
+    path: list[str] | None = None
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        spec = _find_spec(part, path)
+        if spec is None or (spec.submodule_search_locations is None
+                             and i < len(parts) - 1):
+            spec = None
+            break
+        path = list(spec.submodule_search_locations or ())
+    origin = spec.origin if spec is not None else None
+    try:
+        stat = os.stat(origin) if origin else None
+    except OSError:
+        stat = None
+    if origin is None or stat is None:
+        return _digest("module", name, "not found")
+    if os.path.realpath(origin).startswith(_installed_roots()):
+        return _digest("module", name, origin, stat.st_size, stat.st_mtime_ns)
+    where = (origin, stat.st_size, stat.st_mtime_ns)
+    digest = _file_digests.get(where)
+    if digest is None:
+        with open(origin, "rb") as f:
+            digest = _file_digests[where] = hashlib.sha256(f.read()).hexdigest()
+    return _digest("module", name, digest)
 
 
 class _Unhashable(Exception):
@@ -249,6 +341,9 @@ def _token(value: Any, seen: frozenset[int] = frozenset()) -> str:
         module = getattr(value, "__module__", None) or ""
         return _digest("named", module, getattr(value, "__qualname__", ""),
                        _version(module))
+    plain = _plain_token(value)
+    if plain is not None:
+        return plain
     import dask
     from dask.base import tokenize
 
@@ -257,6 +352,48 @@ def _token(value: Any, seen: frozenset[int] = frozenset()) -> str:
             return str(tokenize(value))
     except Exception as exc:  # noqa: BLE001 - dask raises several kinds
         raise _Unhashable(f"{type(exc).__name__}: {exc}") from None
+
+
+#: Plain containers with more items than this are left to dask.
+_PLAIN_ITEMS = 10_000
+
+
+def _plain_token(value: Any) -> str | None:
+    """The token of a value made of Python's own numbers, strings and
+    containers only (what most notebook cells share), without importing dask
+    (0.1-0.2 s, on the first run after a restart); None for anything else.
+    """
+    budget = [_PLAIN_ITEMS]
+
+    def walk(v: Any) -> Any:
+        budget[0] -= 1
+        kind = type(v)  # exactly: a subclass may mean more than its value
+        if budget[0] < 0:
+            raise _NotPlain
+        if kind is int:
+            return "i", hex(v)  # repr() refuses very long ints
+        if kind is str:
+            return "s", hashlib.sha256(v.encode("utf-8", "surrogatepass")).hexdigest()
+        if kind is bytes:
+            return "b", hashlib.sha256(v).hexdigest()
+        if kind in (float, complex, bool) or v is None:
+            return kind.__name__, repr(v)
+        if kind in (list, tuple):
+            return kind.__name__, tuple(walk(x) for x in v)
+        if kind is dict:
+            return "d", tuple((walk(k), walk(x)) for k, x in v.items())
+        if kind in (set, frozenset):
+            return kind.__name__, tuple(sorted(repr(walk(x)) for x in v))
+        raise _NotPlain
+
+    try:
+        return _digest("plain", walk(value))
+    except (_NotPlain, RecursionError):
+        return None
+
+
+class _NotPlain(Exception):
+    """A value with something in it that is not a plain Python value."""
 
 
 def _function_token(fn: types.FunctionType, seen: frozenset[int]) -> str:
@@ -296,19 +433,66 @@ def _global_names(code: types.CodeType) -> set[str]:
 
 
 def cell_keys(
-    flow: Flow, values: Mapping[CellTask, Mapping[str, Any]]
+    flow: Flow,
+    values: Mapping[CellTask, Mapping[str, Any]],
+    namespace: Mapping[str, Any] | None = None,
 ) -> dict[CellTask, CellKey]:
     """The key of every cell task of ``flow``, in flow order.
 
     ``values`` are the namespace values each cell reads (see
-    :func:`nbflow.notebook.run.namespace_reads`).
+    :func:`nbflow.notebook.run.namespace_reads`); ``namespace`` holds what
+    cells with ``--map`` map over, when no task provides it.
     """
     keys: dict[CellTask, CellKey] = {}
     inputs = cell_inputs(flow)
     by_name = {t.name: t for t in inputs}
+    memo = _Tokens()
     for task, from_tasks in inputs.items():
-        keys[task] = _cell_key(task, from_tasks, values.get(task, {}), keys, by_name)
+        keys[task] = _cell_key(task, from_tasks, values.get(task, {}), keys, by_name,
+                               namespace or {}, memo)
     return keys
+
+
+class _Tokens:
+    """The tokens of one plan: a value several cells read is hashed once."""
+
+    def __init__(self) -> None:
+        self.modules: dict[str, str] = {}
+        # id -> (value, token): the value is held so that its id stays its own.
+        self.values: dict[int, tuple[Any, str]] = {}
+
+    def module(self, name: str) -> str:
+        token = self.modules.get(name)
+        if token is None:
+            token = self.modules[name] = _module_token(name)
+        return token
+
+    def value(self, value: Any) -> str:
+        held = self.values.get(id(value))
+        if held is None:
+            held = self.values[id(value)] = (value, _token(value))
+        return held[1]
+
+
+def child_key(base: str, element: Any) -> str | None:
+    """The key of one child of a mapped cell: the cell's ``child_base`` and its
+    element; None if the element cannot be hashed (the child runs, unstored).
+    """
+    try:
+        return _digest(FORMAT, "child", base, _token(element))
+    except _Unhashable:
+        return None
+
+
+def _options_digest(task: CellTask) -> str:
+    """The options that change what a cell provides, or whether it runs at all:
+    ``--map``, ``--after``, ``--trigger``, ``--timeout`` and
+    ``--skip-on-upstream-skip``. Not ``--retries``/``--retry-delay`` (a stored
+    result is a success, however many tries it took) nor ``--cache-for``
+    (checked against the stored result's age when it is looked up).
+    """
+    return _digest(task.map_var, tuple(task.after), task.trigger_spec, task.timeout,
+                   task.skip_on_upstream_skip)
 
 
 def _cell_key(
@@ -317,22 +501,25 @@ def _cell_key(
     values: Mapping[str, Any],
     keys: Mapping[CellTask, CellKey],
     by_name: Mapping[str, CellTask],
+    namespace: Mapping[str, Any],
+    tokens: _Tokens,
 ) -> CellKey:
-    code = _digest(_normalised(task.source))
-    options = _digest(task.map_var, tuple(task.after))
+    code, imported = _source_digest(task.source)
+    options = _options_digest(task)
     inputs: dict[str, str] = {}
     helpers: list[str] = []
+    # The modules it imports: their names are not tracked (``import *``), nor
+    # what a module of the notebook's folder does, so each counts by its file.
+    modules: dict[str, str] = {}
     parts: dict[str, Any] = {"code": code, "options": options, "inputs": inputs,
-                             "upstream": {}, "helpers": helpers}
+                             "upstream": {}, "helpers": helpers, "modules": modules}
     if not getattr(task, "cache", True):
         return CellKey(None, parts, "--no-cache")
-    if task.map_var is not None:
-        return CellKey(None, parts, "a cell that maps (--map) is not cached")
-    if task.analysis.star_import:
-        return CellKey(None, parts, "its `import *` names are not tracked")
+    for name in imported:
+        modules[name] = tokens.module(name)
     for name, value in sorted(values.items()):
         try:
-            inputs[name] = _token(value)
+            inputs[name] = tokens.value(value)
         except _Unhashable as exc:
             return CellKey(None, parts, f"input {name!r} cannot be hashed ({exc}); "
                                         "use --no-cache")
@@ -346,8 +533,23 @@ def _cell_key(
         if key is None:
             return CellKey(None, parts, f"upstream {provider.name!r} is not cached")
         upstream[name] = f"{provider.name}:{key}"
-    return CellKey(_digest(FORMAT, code, options, sorted(inputs.items()),
-                           sorted(upstream.items())), parts)
+    if task.map_var is None:
+        return CellKey(_digest(FORMAT, code, options, sorted(modules.items()),
+                               sorted(inputs.items()), sorted(upstream.items())), parts)
+    # A cell that maps: each child is keyed by this base and its own element
+    # (an element added or changed runs that child alone); the cell's key,
+    # which its downstream's keys are made of, also covers what it maps over.
+    base = _digest(FORMAT, "mapped", code, options, sorted(modules.items()),
+                   sorted(inputs.items()),
+                   sorted((n, v) for n, v in upstream.items() if n != task.map_var))
+    over = upstream.get(task.map_var)
+    if over is None:
+        try:
+            over = tokens.value(namespace.get(task.map_var))
+        except _Unhashable as exc:
+            return CellKey(None, parts, f"what it maps over, {task.map_var!r}, cannot "
+                                        f"be hashed ({exc}); use --no-cache")
+    return CellKey(_digest(base, over), parts, child_base=base)
 
 
 # -- planning a run -------------------------------------------------------------------
@@ -376,6 +578,10 @@ class RunPlan:
     #: The address of the existing cluster whose memory holds the results
     #: (no location set), else None.
     on_cluster: str | None = None
+    #: When each reused result was stored (``time.time()``), by task name.
+    stored_at: dict[str, float] = dataclasses.field(default_factory=dict)
+    #: The tasks ``--fresh`` runs (cells that map do not look their children up).
+    forced: set[str] = dataclasses.field(default_factory=set)
 
     def summary(self) -> str:
         """One line for the user: what was reused, what ran and why."""
@@ -395,6 +601,13 @@ class RunPlan:
             return
         cache_for = getattr(task, "store_for", None)
         expire = cache_for.total_seconds() if cache_for is not None else None
+        if key.child_base is not None:
+            # Each child looks its own result up where it runs, by its element.
+            task.fn = StoringCell(task.fn, self.location, self.size_limit, task.name,
+                                  key.child_base, key.parts, expire,
+                                  map_var=task.map_var,
+                                  lookup=task.name not in self.forced)
+            return
         task.fn = StoringCell(task.fn, self.location, self.size_limit, task.name,
                               key.key, key.parts, expire)
 
@@ -423,9 +636,10 @@ class _OnCluster:
 _last: RunPlan | None = None
 #: This session's results kept on a cluster (runs with no location set).
 _on_cluster: _OnCluster | None = None
-#: The results of this kernel's last run: task name -> (key, result). A cell
-#: reused in the kernel that computed it is not read back from disk.
-_memory: dict[str, tuple[str, CellResult]] = {}
+#: The results of this kernel's last run: task name -> (key, result, when it
+#: was stored). A cell reused in the kernel that computed it is not read back
+#: from disk.
+_memory: dict[str, tuple[str, CellResult, float]] = {}
 
 
 def last_plan() -> RunPlan | None:
@@ -480,7 +694,8 @@ def plan_run(
         return plan
     if cluster and not _is_shared() and not local_workers:
         if cluster_address is not None:
-            return _plan_on_cluster(plan, flow, values, fresh, cluster_address)
+            return _plan_on_cluster(plan, flow, values, namespace, fresh,
+                                    cluster_address)
         plan.enabled = False
         plan.note = ("Not cached: a temporary Dask cluster that is not a "
                      "LocalCluster keeps nothing after its run; set a cache "
@@ -488,8 +703,8 @@ def plan_run(
                      "%flow cache location PATH, configure_cache(location) or "
                      "$NBFLOW_CACHE_DIR), or run on an existing cluster.")
         return plan
-    plan.keys = cell_keys(flow, values)
-    forced = _forced(flow, fresh)
+    plan.keys = cell_keys(flow, values, namespace)
+    forced = plan.forced = _forced(flow, fresh)
     try:
         store = open_store(location, size_limit)
     except Exception as exc:  # noqa: BLE001 - an unusable store is no cache
@@ -497,6 +712,22 @@ def plan_run(
               "cell runs and nothing is stored.")
         plan.storing = False
         store = None
+    # One transaction for every lookup: a read in a least-recently-used store
+    # writes its access time, which is one commit per cell otherwise.
+    with store.results.transact() if store is not None else contextlib.nullcontext():
+        _look_up_all(plan, store, namespace, forced, cluster=cluster)
+    return _say_why(plan)
+
+
+def _look_up_all(
+    plan: RunPlan,
+    store: Store | None,
+    namespace: Mapping[str, Any],
+    forced: set[str],
+    *,
+    cluster: bool,
+) -> None:
+    """Fill ``plan``'s reused and ran tasks from the store."""
     for task, key in plan.keys.items():
         if task.name in forced:
             plan.ran[task.name] = "--fresh"
@@ -504,22 +735,31 @@ def plan_run(
         if key.key is None:
             plan.ran[task.name] = key.why_not or "not cached"
             continue
-        result, found = _lookup(store, task, key.key, namespace, lazy=cluster)
+        if key.child_base is not None:
+            # Its children are looked up where they run: this reason stands
+            # unless some are reused (see remember()).
+            why = _why_changed(store, task, key)
+            plan.ran[task.name] = "its elements changed" if why in (
+                "inputs changed", "its stored result expired or was evicted") else why
+            continue
+        result, found, created = _lookup(store, task, key.key, namespace,
+                                         lazy=cluster)
         if result is None:
             plan.ran[task.name] = found or _why_changed(store, task, key)
             continue
         why = found or "unchanged"
+        plan.stored_at[task.name] = created
         plan.task_states[task] = Cached(
             f"Reused: {why}.", result, cached_inputs={"key": key.key},
         )
         plan.reused[task.name] = why
-    return _say_why(plan)
 
 
 def _plan_on_cluster(
     plan: RunPlan,
     flow: Flow,
     values: Mapping[CellTask, Mapping[str, Any]],
+    namespace: Mapping[str, Any],
     fresh: bool | Iterable[str],
     address: str,
 ) -> RunPlan:
@@ -537,8 +777,8 @@ def _plan_on_cluster(
                  "session only; to keep results across sessions, set a cache "
                  "location every worker reaches (the panel, %flow cache location "
                  "PATH or configure_cache(location)).")
-    plan.keys = cell_keys(flow, values)
-    forced = _forced(flow, fresh)
+    plan.keys = cell_keys(flow, values, namespace)
+    forced = plan.forced = _forced(flow, fresh)
     now = time.time()
     for task, key in plan.keys.items():
         found = held.get(task.name)
@@ -607,28 +847,38 @@ def _lookup(
     namespace: Mapping[str, Any],
     *,
     lazy: bool = False,
-) -> tuple[CellResult | None, str | None]:
-    """The stored result of ``task`` (and since when), or None and why not."""
+) -> tuple[CellResult | None, str | None, float]:
+    """The stored result of ``task``, why it is reused and when it was
+    stored; or None and why not.
+    """
+    now = time.time()
+    cache_for = task.store_for
     # On a cluster, a result held here would travel from the kernel to the
     # workers: they read it from the store instead.
     held = None if lazy else _memory.get(task.name)
     if held is not None and held[0] == key and all(
         namespace.get(n, _MISSING) is v for n, v in held[1]._values.items()
     ) and not held[1]._blobs:
-        return held[1], "unchanged in this kernel"
-    if store is None:
-        return None, "the cache cannot be opened"
-    try:
-        found = read_result(store, key, values=not lazy)
-    except Unreadable as exc:
-        warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
-              "it again.")
-        store.results.delete(("result", key))
-        return None, "its stored result was unreadable"
-    if found is None:
-        return None, None
-    result, created = found
-    return result, f"unchanged (stored {_age(time.time() - created)} ago)"
+        result, why, created = held[1], "unchanged in this kernel", held[2]
+    else:
+        if store is None:
+            return None, "the cache cannot be opened", now
+        try:
+            found = read_result(store, key, values=not lazy)
+        except Unreadable as exc:
+            warn(f"the stored result of {task.name!r} is unreadable ({exc}); running "
+                  "it again.")
+            store.results.delete(("result", key))
+            return None, "its stored result was unreadable", now
+        if found is None:
+            return None, None, now
+        result, created = found
+        why = f"unchanged (stored {_age(now - created)} ago)"
+    # The entry expires as --cache-for said when it was stored; a shorter
+    # --cache-for given since applies too (it is not part of the key).
+    if cache_for is not None and now - created > cache_for.total_seconds():
+        return None, "its stored result is older than --cache-for", now
+    return result, why, created
 
 
 _MISSING = object()
@@ -648,6 +898,10 @@ def _why(record: dict[str, Any] | None, key: CellKey) -> str:
     old, new = record.get("parts", {}), key.parts
     if old.get("code") != new["code"]:
         return "code changed"
+    modules = [n for n, v in new["modules"].items()
+               if old.get("modules", {}).get(n) != v]
+    if modules:
+        return f"module {modules[0]!r} changed"
     changed = [n for n in new["inputs"] if old.get("inputs", {}).get(n) != new["inputs"][n]]
     changed += [n for n in old.get("inputs", {}) if n not in new["inputs"]]
     if changed:
@@ -669,10 +923,13 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
     now = time.time()
     for task, key in plan.keys.items():
         state = states.get(task)
+        if (key.child_base is not None and state is not None and state.map_states
+                and task.name not in plan.forced):
+            _mapped_reasons(plan, task.name, state)
         # A value still on a cluster is not read here (that would fetch it).
         done = (key.key is not None and state is not None and state.is_successful()
                 and not state.is_skipped()
-                and (state.is_result_deferred() or isinstance(state.result, CellResult)))
+                and (state.is_result_deferred() or isinstance(state._result, CellResult)))
         if plan.on_cluster is not None and _on_cluster is not None:
             old = _on_cluster.held.get(task.name)
             if done and state is not None:
@@ -683,11 +940,28 @@ def remember(plan: RunPlan, states: Mapping[Task, State]) -> None:
                 _on_cluster.held.pop(task.name, None)
         elif (done and state is not None and key.key is not None
               and isinstance(state._result, CellResult)):
-            _memory[task.name] = (key.key, state._result)
+            created = plan.stored_at.get(task.name, now)
+            _memory[task.name] = (key.key, state._result, created)
         else:
             _memory.pop(task.name, None)
         if state is not None and task.name in plan.ran and state.message is None:
             state.message = f"Ran: {plan.ran[task.name]}."
+
+
+def _mapped_reasons(plan: RunPlan, name: str, state: State) -> None:
+    """Say what a cell that maps reused, from its children's states."""
+    children = state.map_states or []
+    reused = sum(isinstance(c, Cached) for c in children)
+    if reused == len(children):
+        plan.ran.pop(name, None)
+        plan.reused[name] = f"unchanged ({len(children)} elements)"
+        state.message = f"Reused: {plan.reused[name]}."
+    elif reused:
+        plan.ran[name] = f"{len(children) - reused} of {len(children)} elements new or " \
+                         "changed"
+    order = [t.name for t in plan.keys]
+    plan.reused = {n: plan.reused[n] for n in order if n in plan.reused}
+    plan.ran = {n: plan.ran[n] for n in order if n in plan.ran}
 
 
 # -- inspecting and clearing ----------------------------------------------------------

@@ -142,6 +142,149 @@ def test_cache_for_expires(store, flow):
     assert cache.last_plan().ran == {"a": "its stored result expired or was evicted"}
 
 
+@pytest.mark.parametrize("option", [{"timeout": 30.0}, {"trigger": "all_finished"},
+                                    {"skip_on_upstream_skip": False}])
+def test_options_that_change_what_a_cell_does_are_in_its_key(store, flow, option):
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = x + 1")
+    run(ns, flow)
+    register_cell("RAN.append('b')\ny = x + 1", "b", flow=flow, **option)
+    run(ns, flow)
+    assert ns["RAN"] == ["b"]
+    assert cache.last_plan().ran == {"b": "options changed"}
+    run(ns, flow)
+    assert ns["RAN"] == []
+
+
+def test_retries_and_cache_for_are_not_in_the_key(store, flow):
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = x + 1")
+    run(ns, flow)
+    register_cell("RAN.append('b')\ny = x + 1", "b", flow=flow, retries=3,
+                  retry_delay=0.5, cache_for=datetime.timedelta(hours=1))
+    restart()
+    states = run(ns, flow)
+    assert ns["RAN"] == []
+    assert isinstance(states["b"], Cached)
+    # a --cache-for shorter than the stored result's age: it runs again
+    register_cell("RAN.append('b')\ny = x + 1", "b", flow=flow,
+                  cache_for=datetime.timedelta(microseconds=1))
+    run(ns, flow)
+    assert ns["RAN"] == ["b"]
+    assert cache.last_plan().ran == {"b": "its stored result is older than --cache-for"}
+
+
+class Counted:
+    """A value that counts how often dask hashes it (its tokenize protocol)."""
+
+    calls = 0
+
+    def __dask_tokenize__(self):
+        Counted.calls += 1
+        return "counted"
+
+
+def test_a_value_several_cells_read_is_hashed_once_per_run(store, flow):
+    ns = {"big": Counted()}
+    cells(flow, a="x = big", b="y = big", c="z = (big, x, y)")
+    Counted.calls = 0
+    run(ns, flow)
+    assert Counted.calls == 1
+    run(ns, flow)
+    assert Counted.calls == 2 and ns["RAN"] == []
+
+
+def test_a_damaged_index_is_replaced_with_one_warning(store, flow, capsys):
+    from nbflow.notebook import _cache_store
+
+    ns: dict = {}
+    cells(flow, a="x = 1", b="y = x + 1")
+    run(ns, flow)
+    # what an OS crash could leave: the index is not a database any more
+    _cache_store._stores.clear()  # as in a new kernel
+    for path in store.glob("cache.db*"):
+        path.unlink()
+    (store / "cache.db").write_bytes(b"not a database " * 100)
+    restart()
+    capsys.readouterr()
+    run(ns, flow)
+    warnings = capsys.readouterr().err.splitlines()
+    assert len(warnings) == 1 and "is damaged" in warnings[0]
+    assert ns["RAN"] == ["a", "b"] and cache.last_plan().ran["a"] == "first run"
+    # the new index keeps what ran since
+    _cache_store._stores.clear()
+    restart()
+    run(ns, flow)
+    assert ns["RAN"] == []
+
+
+class EditableFinder:
+    """What ``pip install -e`` puts on ``sys.meta_path``: one package, found in
+    its project folder (not on ``sys.path``).
+    """
+
+    def __init__(self, name, folder):
+        self.name, self.folder = name, str(folder)
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.machinery
+
+        if name != self.name:
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, [self.folder])
+
+
+def test_an_editable_package_a_cell_imports_counts_by_its_source(store, flow,
+                                                                 tmp_path,
+                                                                 monkeypatch):
+    import sys
+
+    project = tmp_path / "project"
+    (project / "edpkg").mkdir(parents=True)
+    init = project / "edpkg" / "__init__.py"
+    init.write_text("def f():\n    return 1\n")
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path,
+                                           EditableFinder("edpkg", project)])
+    ns: dict = {}
+    cells(flow, a="from edpkg import *\nv = f()")
+    try:
+        run(ns, flow)
+        run(ns, flow)
+        assert ns["RAN"] == []
+        init.write_text("def f():\n    return 2  # edited\n")
+        run(ns, flow)
+        assert ns["RAN"] == ["a"]
+        assert cache.last_plan().ran == {"a": "module 'edpkg' changed"}
+    finally:
+        sys.modules.pop("edpkg", None)
+
+
+def test_plain_values_are_hashed_without_importing_dask(tmp_path):
+    # Importing dask (0.1-0.2 s) was the first run's cost after a restart for
+    # any cell reading a number or a string from the notebook.
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from nbflow import Flow
+from nbflow.notebook import cache, register_cell, run_notebook_flow
+flow = Flow("plain")
+ns = {"k": 3, "names": ["a", "b"], "opts": {"n": 1.5, "on": True, "none": None}}
+register_cell("x = (k, names, opts)", "a", flow=flow)
+register_cell("y = x", "b", flow=flow, map_var="names")
+for _ in range(2):
+    run_notebook_flow(ns, flow=flow)
+    cache._memory.clear()
+print(sorted(cache.last_plan().reused), "dask" in sys.modules)
+"""
+    env = {**os.environ, "NBFLOW_CACHE": "on", "NBFLOW_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.stdout.strip() == "['a', 'b'] False", out.stderr
+
+
 def test_fresh_names_a_task_and_its_downstream(store, flow):
     ns: dict = {}
     cells(flow, a="x = 1", b="y = x + 1", c="z = y + 1", d="w = 2")
@@ -199,6 +342,68 @@ def _in_process_cluster(**kwargs):
     from distributed import LocalCluster
 
     return LocalCluster(n_workers=1, processes=False, dashboard_address=None)
+
+
+@pytest.mark.parametrize("where", ["local", "processes",
+                                   pytest.param("cluster", marks=pytest.mark.slow)])
+def test_mapped_cell_reuses_each_element_on_every_executor(store, flow, tmp_path,
+                                                          where, request):
+    from nbflow.executors import LocalExecutor
+
+    if where == "cluster":
+        executor = DaskExecutor(address=request.getfixturevalue("existing_cluster"))
+    elif where == "processes":
+        executor = LocalDaskExecutor(scheduler="processes", num_workers=2)
+    else:
+        executor = LocalExecutor()
+    log = tmp_path / "children.log"
+    ns = {"xs": [1, 2, 3], "LOG": str(log)}
+    register_cell("open(LOG, 'a').write(f'{xs}\\n')\nsq = xs * xs", "sq", flow=flow,
+                  map_var="xs")
+    register_cell("total = sum(sq)", "total", flow=flow)
+
+    def children() -> list[str]:
+        before = log.read_text().split() if log.exists() else []
+        restart()
+        state = run_notebook_flow(ns, flow=flow, executor=executor)
+        assert state.is_successful(), state
+        mapped = next(s for t, s in state.result.items() if t.name == "sq")
+        assert (ns["sq"], ns["total"]) == ([x * x for x in ns["xs"]],
+                                           sum(x * x for x in ns["xs"]))
+        ran = log.read_text().split()[len(before):]
+        return [*sorted(ran), *(s.name for s in mapped.map_states)]
+
+    assert children() == ["1", "2", "3", "Success", "Success", "Success"]
+    assert children() == ["Cached", "Cached", "Cached"]
+    assert cache.last_plan().reused["sq"] == "unchanged (3 elements)"
+    assert list(cache.last_plan().reused) == ["sq", "total"]
+    ns["xs"] = [1, 2, 3, 4]
+    assert children() == ["4", "Cached", "Cached", "Cached", "Success"]
+    assert cache.last_plan().ran == {"sq": "1 of 4 elements new or changed",
+                                     "total": "upstream 'sq' changed"}
+    # --fresh sq: every child runs, none is looked up
+    before = log.read_text().split()
+    restart()
+    run_notebook_flow(ns, flow=flow, executor=executor, fresh=["sq"])
+    assert sorted(log.read_text().split()[len(before):]) == ["1", "2", "3", "4"]
+
+
+def test_a_map_over_a_mapped_cell_reuses_each_element(store, flow):
+    ns = {"xs": [1, 2, 3]}
+    register_cell("RAN.append(('a', xs))\ny = xs + 1", "a", flow=flow, map_var="xs")
+    register_cell("RAN.append(('b', y))\nz = y * 2", "b", flow=flow, map_var="y")
+
+    def children():
+        restart()
+        states = run(ns, flow)
+        return sorted(ns["RAN"]), [c.name for c in states["b"].map_states]
+
+    assert children() == ([("a", 1), ("a", 2), ("a", 3), ("b", 2), ("b", 3),
+                           ("b", 4)], ["Success"] * 3)
+    assert children() == ([], ["Cached"] * 3)
+    ns["xs"] = [1, 20, 3]
+    assert children() == ([("a", 20), ("b", 21)], ["Cached", "Success", "Cached"])
+    assert ns["z"] == [4, 42, 8]
 
 
 @pytest.mark.slow

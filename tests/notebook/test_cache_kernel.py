@@ -9,6 +9,7 @@ a temporary folder, so the store is that folder's ``.nbflow/cache``.
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import time
@@ -126,8 +127,6 @@ def ran(log: Path, before: list[str]) -> list[str]:
 
 
 def states(k: Kernel) -> dict[str, str]:
-    import ast
-
     result: dict[str, str] = ast.literal_eval(k.value("STATES"))
     return result
 
@@ -343,3 +342,97 @@ def test_existing_cluster_with_no_location_caches_in_its_memory(kernels, tmp_pat
     # the 50 MB never reached the kernel
     k.run("from pathlib import Path")
     assert k.value("os.getpid() in arrivals(Path(ARRIVALS))") == "False"
+
+
+CHILDREN = ("CHILDREN = {}\n"
+            "_off_children = subscribe(lambda batch: CHILDREN.update(\n"
+            "    ((e.task.name, e.map_index), e.new.name) for e in batch\n"
+            "    if isinstance(e, TaskStateChanged) and e.map_index is not None))")
+
+
+def test_mapped_cell_reuses_each_element(kernels, tmp_path):
+    log = tmp_path / "runs.log"
+    mapped = {"items": "items = [1, 2, 3]",
+              "square": "sq = items * items",  # --map items: one child per element
+              "total": "total = sum(sq)"}
+
+    def register(k: Kernel, cells: dict[str, str]) -> None:
+        for name, body in cells.items():
+            k.run(cell(name, body, "--map items" if name == "square" else ""))
+
+    def children(k: Kernel) -> list[str]:
+        k.run("CHILDREN.clear()")
+        flow_run(k)
+        got = ast.literal_eval(k.value("sorted(CHILDREN.items())"))
+        return [state for _, state in got]
+
+    k = kernels()
+    for code in [*SETUP, CHILDREN]:
+        k.run(code)
+    register(k, mapped)
+    assert children(k) == ["Success"] * 3
+    assert ran(log, []) == ["items", "square", "square", "square", "total"]
+
+    # unchanged: no child runs, each is Cached, the summary counts the cell reused
+    before = ran(log, [])
+    k.run("CHILDREN.clear()")
+    out = flow_run(k)
+    assert ran(log, before) == []
+    assert set(ast.literal_eval(k.value("CHILDREN")).values()) == {"Cached"}
+    assert "Cache: reused 3 of 3 tasks." in out
+
+    # one more element: that child alone runs (and what reads the whole list)
+    before = ran(log, [])
+    k.run(cell("items", "items = [1, 2, 3, 4]"))
+    assert children(k) == ["Cached"] * 3 + ["Success"]
+    assert ran(log, before) == ["items", "square", "total"]
+    assert k.value("(sq, total)") == "([1, 4, 9, 16], 30)"
+
+    # the mapped cell edited: every child runs
+    before = ran(log, [])
+    k.run(cell("square", "sq = items * items + 1", "--map items"))
+    assert children(k) == ["Success"] * 4
+    assert ran(log, before) == ["square"] * 4 + ["total"]
+
+    # a new kernel: every child is read back from the store
+    k.stop()
+    k = kernels()
+    for code in [*SETUP, CHILDREN]:
+        k.run(code)
+    register(k, {**mapped, "items": "items = [1, 2, 3, 4]",
+                 "square": "sq = items * items + 1"})
+    before = ran(log, [])
+    assert children(k) == ["Cached"] * 4
+    assert ran(log, before) == []
+    assert k.value("(sq, total)") == "([2, 5, 10, 17], 34)"
+
+
+def test_import_star_cell_is_cached_and_its_module_counts(kernels, tmp_path):
+    log = tmp_path / "runs.log"
+    (tmp_path / "starmod.py").write_text("def f():\n    return 1\n")
+    star = {"use": "from starmod import *\nv = f()", "double": "w = v * 2"}
+    k = kernels()
+    run_notebook(k, star)
+    assert ran(log, []) == ["use", "double"]
+
+    before = ran(log, [])
+    out = flow_run(k)
+    assert ran(log, before) == []
+    assert states(k) == {"use": "Cached", "double": "Cached"}
+    assert "Cache: reused 2 of 2 tasks." in out
+
+    before = ran(log, [])
+    k.run(cell("use", "from starmod import *\nv = f() + 1"))
+    out = flow_run(k)
+    assert ran(log, before) == ["use", "double"]
+    assert "use (code changed)" in out
+    k.stop()
+
+    # the module it imports * from changed (seen by a new kernel): it runs
+    (tmp_path / "starmod.py").write_text("def f():\n    return 1000\n")
+    k = kernels()
+    before = ran(log, [])
+    out = run_notebook(k, {**star, "use": "from starmod import *\nv = f() + 1"})
+    assert ran(log, before) == ["use", "double"]
+    assert "use (module 'starmod' changed)" in out
+    assert k.value("w") == "2002"
