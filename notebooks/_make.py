@@ -199,7 +199,8 @@ a file) and note the process and thread they ran in; then a summary.
 pieces = list(range(8))
 """),
     code("""
-%%flowtask work --map pieces
+%%flowtask work --map pieces --no-cache
+# --no-cache: `where` depends on the executor, which no cell key covers
 time.sleep(0.1)
 where = (os.getpid(), threading.get_ident())
 """),
@@ -563,7 +564,8 @@ def summarise(path, window=300):
 """),
     md("The flow: one task per file, then one that combines the per-file summaries."),
     code("""
-%%flowtask check --map files
+%%flowtask check --map files --no-cache
+# --no-cache: the runs below are timed, and the cell reads files
 summary = summarise(files)  # `files` is one path here
 """),
     code("""
@@ -829,7 +831,8 @@ flow.executor = LocalDaskExecutor(scheduler="threads", num_workers=2)
 steps = list(range(20))
 """),
     code("""
-%%flowtask step --map steps
+%%flowtask step --map steps --no-cache
+# --no-cache: this cell is here to be cancelled, not reused
 time.sleep(1)
 done = steps
 """),
