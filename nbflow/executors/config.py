@@ -38,6 +38,7 @@ from nbflow.executors._config_parts import (
     option,
     unheld,
 )
+from nbflow.executors._dask_options import DEFAULT_WORKER_TIMEOUT
 from nbflow.executors._schedulers import Scheduler, normalize_scheduler
 from nbflow.executors.base import Executor
 from nbflow.executors.cluster_info import ClusterSummary, inspect_cluster
@@ -102,6 +103,9 @@ class ExecutorConfig:
         Paths of the TLS files for a secure existing cluster.
     debug : bool
         Keep the cluster's logs at their usual level.
+    worker_timeout : float, optional
+        Seconds to wait for a worker when the scheduler at ``address`` has none
+        (default 60); None: do not wait.
 
     Examples
     --------
@@ -185,6 +189,15 @@ class ExecutorConfig:
         None, option("existing", "text", placeholder="path of the client key (PEM)")
     )
     debug: bool = _field(False, option("report", "flag"))
+    worker_timeout: float | None = _field(
+        DEFAULT_WORKER_TIMEOUT,
+        option(
+            "existing", "seconds", placeholder="None: do not wait",
+            flag="--worker-timeout", metavar="SECONDS",
+            help="wait that long for a worker if the scheduler at --address has none "
+            f"(default {DEFAULT_WORKER_TIMEOUT:g}; none: do not wait)",
+        ),
+    )
 
     def __post_init__(self) -> None:
         # Canonical names where they are recognisable; anything else is kept
@@ -365,6 +378,8 @@ class ExecutorConfig:
             security = self._security()
             if security is not None:
                 kwargs["client_kwargs"] = {"security": security}
+            if self.worker_timeout != DEFAULT_WORKER_TIMEOUT:
+                kwargs["worker_timeout"] = self.worker_timeout  # checked by it
         else:
             if self.cluster_class is not None:
                 kwargs["cluster_class"] = self.cluster_class
