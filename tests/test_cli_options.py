@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from _cli import assert_usage_error, run
 
 from nbflow.cli.options import FLAGS, build_executor
-from nbflow.errors import CommandLineError, WholeNumberError
+from nbflow.errors import CommandLineError, NbflowError, WholeNumberError
 from nbflow.executors import DaskExecutor, LocalDaskExecutor
 from nbflow.executors.config import OPTIONS, ExecutorConfig
 
@@ -16,6 +17,7 @@ def test_flags_are_the_config_fields_that_name_one():
         "--num-workers": ["num_workers", "n_workers"],
         "--address": ["address"],
         "--report": ["performance_report_path"],
+        "--worker-timeout": ["worker_timeout"],
     }
     assert all(OPTIONS[n].flag == f for f, names in FLAGS.items() for n in names)
 
@@ -55,3 +57,39 @@ def test_a_count_has_one_check_and_one_message(field, kind):
         with pytest.raises(WholeNumberError) as info:
             build_executor(kind, {"--num-workers": "-1"})
         assert str(info.value) == expected.replace(field, "--num-workers")
+
+
+def test_worker_timeout_is_the_config_field_with_its_one_check():
+    address = "tcp://127.0.0.1:8786"
+    given = {"--address": address, "--worker-timeout": "2.5"}
+    executor = build_executor(None, given)
+    assert isinstance(executor, DaskExecutor) and executor.worker_timeout == 2.5
+    never = build_executor("dask", {**given, "--worker-timeout": "none"})
+    assert isinstance(never, DaskExecutor) and never.worker_timeout is None
+    for bad in ("-1", "soon", "inf"):
+        with pytest.raises(NbflowError) as info:
+            build_executor(None, {**given, "--worker-timeout": bad})
+        assert str(info.value) == (
+            "--worker-timeout must be a number of seconds >= 0, or None not to "
+            f"wait, got {float(bad) if bad != 'soon' else bad!r}."
+        )
+    with pytest.raises(CommandLineError) as info:
+        build_executor("dask", {"--worker-timeout": "5"})
+    assert str(info.value) == (
+        "--worker-timeout applies to --executor dask with --address; give the "
+        "scheduler's --address."
+    )
+    with pytest.raises(CommandLineError) as info:
+        build_executor("local-dask", {"--worker-timeout": "5"})
+    assert str(info.value) == (
+        "--worker-timeout does not apply to --executor local-dask; it applies to "
+        "--executor dask with --address."
+    )
+
+
+def test_worker_timeout_bad_value_is_a_usage_error(tmp_path):
+    script = tmp_path / "one.py"
+    script.write_text("from nbflow import Flow\nflow = Flow('one')\n")
+    result = run("run", script, "--address", "tcp://127.0.0.1:8786",
+                 "--worker-timeout", "-3")
+    assert_usage_error(result, "--worker-timeout must be a number of seconds >= 0")

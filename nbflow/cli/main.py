@@ -187,12 +187,6 @@ def _add_run(subparsers: Any) -> None:
         help="dask: run even if the workers lack packages the flow uses, or "
         "have other versions of them",
     )
-    group.add_argument(
-        "--worker-timeout",
-        metavar="SECONDS",
-        help="dask --address: wait that long for a worker if the scheduler has "
-        "none (default 60)",
-    )
     run.set_defaults(handler=_run)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from nbflow.errors import CommandLineError, NbflowError, WholeNumberError
+from nbflow.executors._dask_options import check_worker_timeout, read_seconds
 from nbflow.executors.config import (
     KINDS,
     OPTIONS,
@@ -128,30 +129,7 @@ def add_executor_options(group: Any) -> None:
 def executor_from_args(args: argparse.Namespace) -> Executor | None:
     """:func:`build_executor` from ``nbflow run``'s parsed options."""
     given = {flag: getattr(args, flag[2:].replace("-", "_")) for flag in FLAGS}
-    executor = build_executor(args.executor, given)
-    timeout = getattr(args, "worker_timeout", None)
-    if timeout is not None:
-        from nbflow.executors.dask import DaskExecutor
-
-        if not isinstance(executor, DaskExecutor) or executor.address is None:
-            raise CommandLineError(
-                "--worker-timeout applies to --executor dask with --address; "
-                "give the scheduler's --address."
-            )
-        executor.worker_timeout = _seconds(timeout)
-    return executor
-
-
-def _seconds(value: str | float) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 <= seconds < float("inf"):
-        raise CommandLineError(
-            f"--worker-timeout must be a number of seconds >= 0, got {value!r}."
-        )
-    return seconds
+    return build_executor(args.executor, given)
 
 
 def build_executor(
@@ -200,6 +178,13 @@ def build_executor(
             f"{flag} does not apply to --executor {chosen}{mode}; it applies to "
             f"{where}."
         )
+    if existing and "--address" not in values:
+        flag = next(
+            f for f in values if any(OPTIONS[n].section == "existing" for n in FLAGS[f])
+        )
+        raise CommandLineError(
+            f"{flag} applies to {_WHERE['existing']}; give the scheduler's --address."
+        )
     changes: dict[str, Any] = {}
     for flag, value in values.items():
         name = str(fields[flag])
@@ -211,6 +196,8 @@ def build_executor(
         if spec.switch is not None:
             changes[spec.switch] = True
         changes[name] = value
+        if spec.control == "seconds":  # the one seconds option: worker_timeout
+            changes[name] = check_worker_timeout(read_seconds(str(value)), name=flag)
     config = dataclasses.replace(config, **changes)
     problem = config.problem()
     if problem is not None:

@@ -90,8 +90,8 @@ class Option:
 
     #: Where it applies (and is shown); see :data:`Section`.
     section: Section
-    #: Its control: a choice of buttons, a count, a text, JSON, a checkbox.
-    control: Literal["choice", "count", "text", "json", "flag"]
+    #: Its control: a choice of buttons, a count, seconds, a text, JSON, a checkbox.
+    control: Literal["choice", "count", "seconds", "text", "json", "flag"]
     #: What an empty control means, shown in it.
     placeholder: str = ""
     #: For a count: the least value, checked where the field applies (None:
@@ -301,7 +301,10 @@ def unheld(executor: Executor, what: str) -> ExecutorConfigError:
 
 def dask_fields(executor: DaskExecutor) -> dict[str, Any]:
     """The config fields of a DaskExecutor; raise for what they cannot hold."""
-    fields: dict[str, Any] = {"kind": "dask", "debug": executor.debug}
+    fields: dict[str, Any] = {
+        "kind": "dask", "debug": executor.debug,
+        "worker_timeout": executor.worker_timeout,
+    }
     if executor.performance_report_path:
         fields.update(
             performance_report=True,

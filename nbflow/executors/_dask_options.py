@@ -20,6 +20,7 @@ __all__ = [
     "check_report_file",
     "check_worker_timeout",
     "import_path",
+    "read_seconds",
     "validate_address",
 ]
 
@@ -97,17 +98,35 @@ def check_report_file(path: object) -> str:
     raise DaskExecutorError(f"performance_report_path {text!r} {problem}.")
 
 
-def check_worker_timeout(value: object) -> float | None:
-    """``value`` as seconds (a finite number >= 0) or None, else raise."""
+def check_worker_timeout(value: object, name: str = "worker_timeout") -> float | None:
+    """``value`` as seconds (a finite number >= 0) or None, else raise.
+
+    The one check of a worker timeout: the executor, its config (so the panel)
+    and ``nbflow run --worker-timeout`` (``name``) all say it with this message.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
         0 <= value < float("inf")
     ):
         raise DaskExecutorError(
-            f"worker_timeout must be a number of seconds >= 0 or None, got {value!r}."
+            f"{name} must be a number of seconds >= 0, or None not to wait, "
+            f"got {value!r}."
         )
     return float(value)
+
+
+def read_seconds(text: str) -> object:
+    """Typed seconds (a panel's box, a command-line value) as a number, None for
+    "none" or nothing, else the text as given (for the check to quote).
+    """
+    text = text.strip()
+    if not text or text.lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def check_adapt(adapt_kwargs: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ from nbflow.executors._config_parts import (
     option,
     unheld,
 )
+from nbflow.executors._dask_options import DEFAULT_WORKER_TIMEOUT
 from nbflow.executors._schedulers import Scheduler, normalize_scheduler
 from nbflow.executors.base import Executor
 from nbflow.executors.cluster_info import ClusterSummary, inspect_cluster
@@ -103,6 +104,9 @@ class ExecutorConfig:
         Paths of the TLS files for a secure existing cluster.
     debug : bool
         Keep the cluster's logs at their usual level.
+    worker_timeout : float, optional
+        Seconds to wait for a worker when the scheduler at ``address`` has none
+        (default 60); None: do not wait.
     cache_location : str, optional
         Where the notebook cache keeps cell results from the next run on: a
         folder (or ``file://`` URL) the kernel and every worker can write; on
@@ -191,6 +195,15 @@ class ExecutorConfig:
         None, option("existing", "text", placeholder="path of the client key (PEM)")
     )
     debug: bool = _field(False, option("report", "flag"))
+    worker_timeout: float | None = _field(
+        DEFAULT_WORKER_TIMEOUT,
+        option(
+            "existing", "seconds", placeholder="None: do not wait",
+            flag="--worker-timeout", metavar="SECONDS",
+            help="wait that long for a worker if the scheduler at --address has none "
+            f"(default {DEFAULT_WORKER_TIMEOUT:g}; none: do not wait)",
+        ),
+    )
     cache_location: str | None = _field(
         None,
         option(
@@ -385,6 +398,8 @@ class ExecutorConfig:
             security = self._security()
             if security is not None:
                 kwargs["client_kwargs"] = {"security": security}
+            if self.worker_timeout != DEFAULT_WORKER_TIMEOUT:
+                kwargs["worker_timeout"] = self.worker_timeout  # checked by it
         else:
             if self.cluster_class is not None:
                 kwargs["cluster_class"] = self.cluster_class

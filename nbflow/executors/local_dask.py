@@ -367,11 +367,19 @@ def check_main_guard(what: str) -> None:
     path = getattr(main, "__file__", None)
     if not isinstance(path, str) or not path.endswith(".py"):
         return  # a notebook, `python -c`, `nbflow run -p` (not run as __main__)
+    if getattr(getattr(main, "__spec__", None), "name", "").endswith(".__main__"):
+        return  # `python -m package`: new processes do not run it again
+    # The script's module-level frame, however deep the call that got here
+    # (`main()` at module level starts the processes just the same).
     frame: Any = sys._getframe(1)
-    while frame is not None and frame.f_globals is not vars(main):
+    module = None
+    while frame is not None:
+        if frame.f_globals is vars(main) and frame.f_code.co_name == "<module>":
+            module = frame
         frame = frame.f_back
-    if frame is None or frame.f_code.co_name != "<module>":
-        return  # called from a function: the guard question is its caller's
+    if module is None:
+        return  # not under the script's own code (a thread, a callback)
+    frame = module
     try:
         with open(path, encoding="utf-8") as f:
             tree = ast.parse(f.read(), filename=path)
@@ -387,11 +395,36 @@ def check_main_guard(what: str) -> None:
         return
     import os
 
+    _show_briefly()
     raise MainGuardError(
         f"{what} starts worker processes, which import {os.path.basename(path)!r} "
         f"again, and its line {line} runs the flow at module level; put the code "
         'that runs the flow under `if __name__ == "__main__":`.'
     )
+
+
+def _show_briefly() -> None:
+    """Make an uncaught :class:`MainGuardError` print its one line only.
+
+    It ends a script at the line that runs the flow, and the traceback through
+    nbflow's runner (about 20 lines) would bury the fix under it. The error stays
+    an ordinary exception (a script may catch it); only Python's report of it, if
+    nothing does, is the message alone. Other exceptions go to the hook as before.
+    """
+    import sys
+
+    hook = sys.excepthook
+    if getattr(hook, "_nbflow_brief", False):
+        return
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if isinstance(exc, MainGuardError):
+            print(f"{kind.__name__}: {exc}", file=sys.stderr)
+        else:
+            hook(kind, exc, tb)
+
+    excepthook._nbflow_brief = True  # type: ignore[attr-defined]
+    sys.excepthook = excepthook
 
 
 def _is_main_test(test: Any) -> bool:

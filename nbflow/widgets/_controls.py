@@ -16,6 +16,7 @@ from typing import Any
 import ipywidgets as w
 
 from nbflow.errors import ParseError, WholeNumberError
+from nbflow.executors._dask_options import read_seconds
 from nbflow.executors._schedulers import SCHEDULERS
 from nbflow.executors.config import CLUSTER_MODES, OPTIONS, ExecutorConfig
 
@@ -24,6 +25,7 @@ __all__ = ["FIELDS", "ParseError", "from_control", "make_control", "to_control"]
 _KIND_LABELS = [("Local", "local"), ("LocalDask", "local-dask"), ("Dask", "dask")]
 _INT_FIELDS = tuple(n for n, o in OPTIONS.items() if o.control == "count")
 _TEXT_FIELDS = tuple(n for n, o in OPTIONS.items() if o.control == "text")
+_SECONDS_FIELDS = tuple(n for n, o in OPTIONS.items() if o.control == "seconds")
 FIELDS = tuple(OPTIONS)
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(ExecutorConfig)}
 _STYLE = {"description_width": "190px"}
@@ -34,6 +36,9 @@ def to_control(field: str, value: Any) -> Any:
     """A config value as its control shows it."""
     if field in _INT_FIELDS or field in _TEXT_FIELDS:
         return "" if value is None else str(value)
+    if field in _SECONDS_FIELDS:
+        return "" if value is None else f"{value:g}" if isinstance(value, float) \
+            else str(value)
     if field == "cluster_kwargs":
         return json.dumps(value) if value else ""
     return value
@@ -62,6 +67,8 @@ def from_control(field: str, raw: Any) -> Any:
             ) from None
     if field in _TEXT_FIELDS:
         return raw.strip() or None
+    if field in _SECONDS_FIELDS:
+        return read_seconds(raw)  # the config's check says what is wrong
     return raw
 
 

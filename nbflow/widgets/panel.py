@@ -135,6 +135,7 @@ class ExecutorPanel(StaticSnapshot, w.VBox):
             [
                 w.HBox([c["address"], self._test_connection]),
                 self._connection,
+                c["worker_timeout"],
                 c["tls_ca_file"],
                 c["tls_client_cert"],
                 c["tls_client_key"],

@@ -300,6 +300,45 @@ def test_config_builds_existing_dask_executor_with_tls(pem_files):
     assert tls(pem_files).client_kwargs()["security"].tls_ca_file == pem_files["ca.pem"]
 
 
+def test_config_worker_timeout_applies_to_an_existing_cluster():
+    address = "tcp://127.0.0.1:8786"
+    config = ExecutorConfig(
+        kind="dask", cluster="existing", address=address, worker_timeout=5
+    )
+    assert config.build().worker_timeout == 5.0
+    assert config.code(imports=False) == (
+        f'flow.executor = DaskExecutor(address="{address}", worker_timeout=5)'
+    )
+    assert ExecutorConfig.from_executor(config.build()) == config
+    never = ExecutorConfig.from_executor(
+        DaskExecutor(address=address, worker_timeout=None)
+    )
+    assert never.worker_timeout is None and never.build().worker_timeout is None
+    # the default is not written out; a temporary cluster does not use it
+    assert ExecutorConfig(kind="dask", cluster="existing", address=address).code(
+        imports=False
+    ) == f'flow.executor = DaskExecutor(address="{address}")'
+    temporary = ExecutorConfig(kind="dask", worker_timeout=-1)
+    assert temporary.problem() is None and "worker_timeout" not in temporary.code()
+    assert not temporary.applies("worker_timeout") and config.applies("worker_timeout")
+
+
+@pytest.mark.parametrize("value", [-1, float("inf"), "5", True])
+def test_config_worker_timeout_has_the_executors_one_message(value):
+    address = "tcp://127.0.0.1:8786"
+    expected = (
+        "worker_timeout must be a number of seconds >= 0, or None not to wait, "
+        f"got {value!r}."
+    )
+    assert own_message(
+        lambda: DaskExecutor(address=address, worker_timeout=value)
+    ) == expected
+    config = ExecutorConfig(
+        kind="dask", cluster="existing", address=address, worker_timeout=value
+    )
+    assert config.problem() == expected
+
+
 # -- imports ------------------------------------------------------------
 
 

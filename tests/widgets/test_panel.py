@@ -189,6 +189,32 @@ def test_panel_existing_cluster_address_is_validated(flow, tmp_path):
     assert "Security(tls_ca_file=" in panel.code and "tls_client_key" not in panel.code
 
 
+def test_panel_worker_timeout_of_an_existing_cluster(flow):
+    address = "tcp://127.0.0.1:8786"
+    panel = ExecutorPanel(flow)
+    assert not visible(panel._sections["existing"])
+    panel.set(kind="dask", cluster="existing", address=address)
+    assert visible(panel._sections["existing"])
+    assert panel._worker_timeout in panel._sections["existing"].children
+    assert panel._worker_timeout.value == "60"  # the executor's default
+    assert panel._worker_timeout.placeholder == "None: do not wait"
+    panel._worker_timeout.value = "2.5"
+    assert flow.executor.worker_timeout == 2.5 and panel.problem is None
+    assert "worker_timeout=2.5" in panel.code
+    for bad in ("-1", "soon"):
+        panel._worker_timeout.value = bad
+        value = float(bad) if bad != "soon" else bad
+        assert panel.problem == own_message(
+            lambda: DaskExecutor(address=address, worker_timeout=value)  # noqa: B023
+        )
+        assert flow.executor.worker_timeout == 2.5  # the last valid one stays
+    panel._worker_timeout.value = ""
+    assert flow.executor.worker_timeout is None and panel.problem is None
+    # it opens on the flow's executor's
+    flow.executor = DaskExecutor(address=address, worker_timeout=7)
+    assert ExecutorPanel(flow)._worker_timeout.value == "7"
+
+
 def test_panel_performance_report_needs_a_path(flow, tmp_path):
     panel = ExecutorPanel(flow)
     panel.set(kind="dask")
