@@ -27,4 +27,4 @@ fi
 "$VENV/bin/ruff" check nbflow tests benchmarks
 "$VENV/bin/mypy"
 
-exec timeout 1500 "$VENV/bin/python" -m pytest --durations=25 "$@"
+exec timeout 2700 "$VENV/bin/python" -m pytest --durations=25 "$@"
