@@ -743,8 +743,11 @@ class DaskExecutor(Executor):
                 and f.key not in kept]
         if done and self._client is not None:
             try:
-                values.update(zip((f.key for f in done),
-                                  self._client.gather(done, errors="skip")))
+                # By key: gather(errors="skip") drops a list's lost entries,
+                # which would shift every later value onto the wrong task.
+                gathered = self._client.gather({f.key: f for f in done}, errors="skip")
+                values.update((f.key, gathered[f.key]) for f in done
+                              if f.status == "finished" and f.key in gathered)
             except Exception as exc:  # noqa: BLE001 - they end Cancelled instead
                 log.warning("Results of %d finished tasks were lost while cancelling "
                             "the run: %s", len(done), exc)
