@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,18 @@ sys.path.insert(0, str(Path(__file__).parent))
 os.environ["NBFLOW_CACHE"] = "off"
 
 from _processes import dask_cluster_processes, descendants, wait_until_gone  # noqa: E402
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"pytest got signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # scripts/test.sh ends a stuck run with `timeout` (SIGTERM): end it as
+    # Ctrl-C does, so the fixtures stop the servers, clusters and browsers
+    # they started instead of leaving them behind.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
 
 
 @pytest.fixture(scope="session")
