@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -333,30 +332,8 @@ class FlowMagics(Magics):  # type: ignore[misc]
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    """Register :class:`FlowMagics` (``%load_ext nbflow``), and import in the
-    background what the first ``%flow run`` needs, while the user writes cells.
-    """
+    """Register :class:`FlowMagics` (``%load_ext nbflow``)."""
     ipython.register_magics(FlowMagics)
-    threading.Thread(target=_warm_up, name="nbflow-warm-up", daemon=True).start()
-
-
-#: What the first ``%flow run`` of a kernel imports: the cache's keys (dask's
-#: ``tokenize``), the live view (ipywidgets), the graph's layout (networkx).
-#: About 0.4 s in all, which a run after a kernel restart with every cell
-#: reused would pay (benchmarks/bench_incremental.py: 0.08 s with, 0.41 without).
-WARM_UP = ("dask.base", "nbflow.widgets.run_view", "nbflow.widgets.panel", "networkx")
-
-
-def _warm_up() -> None:
-    import importlib
-    import logging
-
-    for name in WARM_UP:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the run imports it again and says why
-            logging.getLogger(__name__).debug("warming up %s failed", name,
-                                              exc_info=True)
 
 
 def unload_ipython_extension(ipython: Any) -> None:

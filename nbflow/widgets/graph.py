@@ -1,6 +1,6 @@
 """The picture of a flow's graph: a layered layout and its SVG, coloured by state.
 
-The layout is computed once per run: networkx's topological generations are the
+The layout is computed once per run: the topological generations are the
 layers, drawn as columns left to right, and each column is ordered by the mean
 row of its upstream tasks to reduce crossings; each redraw only recolours it. The SVG needs no graphviz program and no script.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import html
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from nbflow.engine.run_state import (
     TaskSnapshot,
@@ -79,22 +79,43 @@ def layout_graph(
     True
 
     """
-    import networkx as nx
-
     labels = dict(zip(tasks, task_labels(tasks)))
     pairs = sorted(
         {(labels[u], labels[d]) for u, d in edges if u in labels and d in labels}
     )
-    graph = nx.DiGraph()
-    graph.add_nodes_from(labels.values())
-    graph.add_edges_from(pairs)
-    layers = [list(g) for g in nx.topological_generations(graph)]
-    order = _order_layers(graph, layers, list(labels.values()))
+    upstream: dict[str, list[str]] = {name: [] for name in labels.values()}
+    for up, down in pairs:
+        upstream[down].append(up)
+    order = _order_layers(upstream, _generations(upstream), list(labels.values()))
     return _to_pixels(order, tuple(pairs))
 
 
+def _generations(upstream: dict[str, list[str]]) -> list[list[str]]:
+    """The layers: the tasks with no upstream, then those whose upstream tasks
+    are all in earlier layers, and so on (networkx's topological generations,
+    without importing networkx on the way to the first picture).
+    """
+    waiting = {name: len(ups) for name, ups in upstream.items()}
+    downstream: dict[str, list[str]] = {name: [] for name in upstream}
+    for name, ups in upstream.items():
+        for up in ups:
+            downstream[up].append(name)
+    layer = [name for name, n in waiting.items() if n == 0]
+    layers = []
+    while layer:
+        layers.append(layer)
+        following = []
+        for name in layer:
+            for down in downstream[name]:
+                waiting[down] -= 1
+                if waiting[down] == 0:
+                    following.append(down)
+        layer = following
+    return layers
+
+
 def _order_layers(
-    graph: Any, layers: list[list[str]], rank: list[str]
+    upstream: dict[str, list[str]], layers: list[list[str]], rank: list[str]
 ) -> list[list[str]]:
     """Order each layer by the mean position of its upstream nodes (barycentre)."""
     index = {name: i for i, name in enumerate(rank)}
@@ -103,7 +124,7 @@ def _order_layers(
     for layer in layers:
 
         def key(name: str) -> tuple[float, int]:
-            ups = [placed[u] for u in graph.predecessors(name) if u in placed]
+            ups = [placed[u] for u in upstream[name] if u in placed]
             return (sum(ups) / len(ups) if ups else -1.0, index[name])
 
         layer = sorted(layer, key=key)

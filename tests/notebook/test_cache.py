@@ -259,6 +259,32 @@ def test_an_editable_package_a_cell_imports_counts_by_its_source(store, flow,
         sys.modules.pop("edpkg", None)
 
 
+def test_plain_values_are_hashed_without_importing_dask(tmp_path):
+    # Importing dask (0.1-0.2 s) was the first run's cost after a restart for
+    # any cell reading a number or a string from the notebook.
+    import os
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from nbflow import Flow
+from nbflow.notebook import cache, register_cell, run_notebook_flow
+flow = Flow("plain")
+ns = {"k": 3, "names": ["a", "b"], "opts": {"n": 1.5, "on": True, "none": None}}
+register_cell("x = (k, names, opts)", "a", flow=flow)
+register_cell("y = x", "b", flow=flow, map_var="names")
+for _ in range(2):
+    run_notebook_flow(ns, flow=flow)
+    cache._memory.clear()
+print(sorted(cache.last_plan().reused), "dask" in sys.modules)
+"""
+    env = {**os.environ, "NBFLOW_CACHE": "on", "NBFLOW_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.stdout.strip() == "['a', 'b'] False", out.stderr
+
+
 def test_fresh_names_a_task_and_its_downstream(store, flow):
     ns: dict = {}
     cells(flow, a="x = 1", b="y = x + 1", c="z = y + 1", d="w = 2")

@@ -339,20 +339,3 @@ def test_flow_run_memory_budget_must_be_a_size(ip):
     ip.run_cell_magic("flowtask", "t", "x = 1")
     with pytest.raises(UsageError, match="Memory budget 'lots' is not a size"):
         ip.run_line_magic("flow", "run --memory-budget lots")
-
-
-def test_load_ext_imports_what_the_first_run_needs_in_the_background():
-    # A run after a kernel restart with every cell reused costs about 0.1 s:
-    # dask's tokenize and networkx (0.3 s) are imported while cells are written.
-    import subprocess
-    import sys
-
-    code = ("import sys, threading\n"
-            "from IPython.core.interactiveshell import InteractiveShell\n"
-            "InteractiveShell.instance().run_line_magic('load_ext', 'nbflow')\n"
-            "warm = [t for t in threading.enumerate() if t.name == 'nbflow-warm-up']\n"
-            "[t.join(120) for t in warm]\n"
-            "print(len(warm), 'dask.base' in sys.modules, 'networkx' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=180)
-    assert out.stdout.split() == ["1", "True", "True"], out.stderr

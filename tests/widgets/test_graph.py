@@ -105,3 +105,16 @@ def test_state_classes_and_labels():
         "b",
     ]
 
+
+def test_layout_does_not_import_networkx():
+    # The first `%flow run` of a kernel draws the graph: networkx's import
+    # (0.2 s) was most of what that run cost when every cell was reused.
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom nbflow import Task\nfrom nbflow.widgets.graph import "
+            "layout_graph\na, b = Task(name='a'), Task(name='b')\n"
+            "layout_graph([a, b], [(a, b)])\nprint('networkx' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "False"
