@@ -118,3 +118,24 @@ def test_layout_does_not_import_networkx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120)
     assert out.stdout.strip() == "False"
+
+
+def test_layers_are_networkx_topological_generations():
+    # The layers are computed here (networkx's import, 0.2 s, was most of a
+    # first `%flow run` after a restart); networkx is the reference.
+    import random
+
+    import networkx as nx
+
+    from nbflow.widgets.graph import _generations
+
+    rng = random.Random(0)
+    for _ in range(300):
+        names = [f"t{i}" for i in range(rng.randint(1, 30))]
+        upstream = {n: [u for u in names[:i] if rng.random() < 0.15]
+                    for i, n in enumerate(names)}
+        graph = nx.DiGraph()
+        graph.add_nodes_from(names)
+        graph.add_edges_from((u, d) for d, ups in upstream.items() for u in ups)
+        expected = [sorted(g) for g in nx.topological_generations(graph)]
+        assert [sorted(g) for g in _generations(upstream)] == expected
