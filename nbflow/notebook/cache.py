@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from nbflow.engine.state import Cached, DeferredResult, Pending, State
-from nbflow.errors import CacheSettingsError
+from nbflow.errors import CacheSettingsError, NbflowError
 from nbflow.notebook._cache_store import (
     Store,
     StoredResult,
@@ -132,6 +132,12 @@ def configure_cache(
             f"{size_limit!r}; pass e.g. size_limit=2**30."
         )
     if location is not None:
+        from nbflow.executors._config_parts import check_cache_location
+
+        try:  # the panel's check, with the panel's message
+            check_cache_location(os.fspath(location))
+        except NbflowError as exc:
+            raise CacheSettingsError(str(exc)) from None
         _settings.location = os.fspath(location)
     if size_limit is not None:
         _settings.size_limit = size_limit

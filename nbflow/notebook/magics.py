@@ -315,7 +315,10 @@ class FlowMagics(Magics):  # type: ignore[misc]
 
     def _cache(self, args: Any) -> None:
         if args.name == "location":
-            configure_cache(args.task)
+            try:
+                configure_cache(args.task)
+            except NbflowError as exc:
+                raise UsageError(str(exc)) from None
             print(f"The cache is now at {cache_location()}; on a DaskExecutor, runs "
                   "are cached there (every worker must reach it).")
         elif args.name == "clear":

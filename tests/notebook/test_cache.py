@@ -640,6 +640,11 @@ def test_flow_cache_magics_in_a_shell(store, tmp_path, capsys):
         assert "a: " in capsys.readouterr().out
         ip.run_line_magic("flow", "cache clear a")
         assert "Removed 1 cache entries of 'a'." in capsys.readouterr().out
+        (tmp_path / "a-file").write_text("")
+        with pytest.raises(UsageError, match=r"The cache location '.*a-file/c' cannot "
+                           r"be written \('.*a-file' is a file\); give a folder"):
+            ip.run_line_magic("flow", f"cache location {tmp_path / 'a-file' / 'c'}")
+        assert cache.cache_location() == str(tmp_path / "elsewhere")  # unchanged
         with pytest.raises(UsageError, match="Unknown `%flow cache` command 'purge'"):
             ip.run_line_magic("flow", "cache purge")
         with pytest.raises(UsageError, match="--fresh 'nope' is not a task"):
