@@ -17,7 +17,6 @@ computed and are fetched when ``state.result`` is first read (see
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
 import threading
 import time
@@ -75,31 +74,9 @@ from nbflow.triggers import manual_only
 if TYPE_CHECKING:
     from nbflow.executors.base import Executor, TaskChannel
 
-__all__ = ["FlowRun", "RunStartedError", "bringing_home", "run_flow"]
+__all__ = ["FlowRun", "RunStartedError", "run_flow"]
 
 log = logging.getLogger(__name__)
-
-#: (return_tasks, memory_budget) for the runs made in a ``bringing_home`` block.
-_HOME: contextvars.ContextVar[tuple[tuple[Task, ...], int | None] | None] = (
-    contextvars.ContextVar("nbflow_home", default=None)
-)
-
-
-@contextlib.contextmanager
-def bringing_home(
-    tasks: Iterable[Task], memory_budget: int | None = None
-) -> Iterator[None]:
-    """Make the runs created in this block (in this thread) bring ``tasks``'
-    results home, as ``return_tasks=`` and ``memory_budget=`` would.
-
-    For a caller that does not create the run itself (the notebook's write-back).
-    """
-    token = _HOME.set((tuple(tasks), memory_budget))
-    try:
-        yield
-    finally:
-        _HOME.reset(token)
-
 
 def run_flow(
     flow: Flow,
@@ -186,12 +163,10 @@ class FlowRun:
         self.values = _parameter_values(flow, parameters or {})
         self.index = {t: i for i, t in enumerate(self.order)}
         self.listeners = [*listeners, *global_listeners()]
-        home, budget = _HOME.get() or ((), None)
         #: Whether every result stays readable after the run (no return_tasks
         #: named what to keep).
-        self.keep_others = return_tasks is None and _HOME.get() is None
-        if return_tasks is not None:
-            home = tuple(return_tasks)
+        self.keep_others = return_tasks is None
+        home: tuple[Task, ...] = () if return_tasks is None else tuple(return_tasks)
         unknown = [t for t in home if t not in self.index]
         if unknown:
             raise FlowValidationError(
@@ -200,7 +175,7 @@ class FlowRun:
             )
         #: Tasks whose results come home (reference tasks and return_tasks).
         self.home = {*flow.reference_tasks(), *home}
-        self.memory_budget = budget if memory_budget is None else memory_budget
+        self.memory_budget = memory_budget
         self.state: State | None = None
         #: States to start from (``flow.run(task_states=...)``): finished ones
         #: are kept, and the task is not run.
