@@ -20,6 +20,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 VIEW = ".nbflow-run-view.jupyter-widgets"
 ROWS = f"{VIEW} tr.nbflow-task"
 ANY_VIEW = ".nbflow-run-view"  # live or, once ended, static
+STATIC = ".nbflow-run-view.nbflow-static"  # what a run's output becomes when it ends
 ANY_ROWS = f"{ANY_VIEW} tr.nbflow-task"
 
 # Records, in the page, every change of the task rows' states together with the
@@ -150,10 +151,11 @@ def test_cancel_button_stops_a_background_run(
     page.locator(f"{ROWS}[data-task='step'] .nbflow-map-progress").wait_for()
     button = page.locator(f"{VIEW} button.nbflow-cancel:enabled")
     button.click()
-    page.locator(f"{ANY_VIEW} .nbflow-flow-state.nbflow-state-cancelled").wait_for(
-        timeout=120_000
-    )
-    page.locator(ANY_VIEW).first.screenshot(path=str(artifacts / "run-cancelled.png"))
+    # The live view says Cancelled, then the output becomes its static
+    # snapshot: the picture is of the snapshot (the live one is detached).
+    ended = page.locator(f"{STATIC} .nbflow-flow-state.nbflow-state-cancelled")
+    ended.wait_for(timeout=120_000)
+    page.locator(STATIC).first.screenshot(path=str(artifacts / "run-cancelled.png"))
     before = readback.locator(".jp-InputPrompt").inner_text().strip()
     ui.run_cell_in_place(page, readback)
     ui.wait_prompt_changed(page, "# READBACK", before)

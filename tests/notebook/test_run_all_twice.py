@@ -65,9 +65,11 @@ def _kernel(nb: Any, tmp_path: Any, *, cell_ids: bool) -> Iterator[Any]:
 
 
 def _shown(cell: Any) -> str:
-    parts = []
+    # A print can arrive in several stream messages (a busy kernel flushes
+    # early): a stream's pieces are joined as they were written.
+    parts = ["".join(o.get("text", "") for o in cell.outputs
+                     if o.get("output_type") == "stream")]
     for out in cell.outputs:
-        parts.append(out.get("text", ""))
         parts.extend(str(v) for v in out.get("data", {}).values())
         parts.extend(out.get("traceback", ()))
     return "\n".join(parts)

@@ -30,10 +30,10 @@ CELLS = [
 
 
 def _text(cell) -> str:
-    parts = []
+    # A print can arrive in several stream messages (a busy kernel flushes
+    # early): a stream's pieces are joined as they were written.
+    parts = ["".join(o["text"] for o in cell.outputs if o.get("output_type") == "stream")]
     for out in cell.outputs:
-        if out.get("output_type") == "stream":
-            parts.append(out["text"])
         for value in out.get("data", {}).values():
             parts.append(value if isinstance(value, str) else json.dumps(value))
     return "\n".join(parts)

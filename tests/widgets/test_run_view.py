@@ -389,7 +389,7 @@ def test_the_executed_notebook_keeps_the_final_states_as_html(tmp_path):
     ).execute()
     nbformat.write(nb, tmp_path / "saved.ipynb")
     saved = nbformat.read(tmp_path / "saved.ipynb", as_version=4)
-    assert saved.cells[3].outputs[0]["text"].strip() == "Failed"
+    assert "".join(o.get("text", "") for o in saved.cells[3].outputs).strip() == "Failed"
     for cell in (saved.cells[1], saved.cells[2]):
         (page,) = html_outputs(cell)
         assert 'class="nbflow-task nbflow-state-failed" data-task="boom"' in page
