@@ -102,11 +102,11 @@ def test_run_view_shows_states_while_the_cell_runs(
         assert "Running" in states, (task, states)
     # the first task had finished while the cell still ran
     assert "Success" in by_task["first"], by_task
-    final = page.locator(f"{ANY_VIEW} .nbflow-flow-state").inner_text()
-    assert final == "Success"
     # once ended, the output is the static snapshot; its run timeline (a small
     # SVG image, saved with the notebook) opens on a click
-    static = page.locator(".nbflow-run-view.nbflow-static")
+    static = page.locator(STATIC)
+    static.locator(".nbflow-flow-state").wait_for(timeout=120_000)
+    assert static.locator(".nbflow-flow-state").inner_text() == "Success"
     static.locator("details.nbflow-timeline-static summary").click()
     timeline = _picture(static.locator("img.nbflow-timeline-img"))
     assert len([r for r in timeline.iter(f"{SVG}rect") if r.get("x")]) == 3  # bars
