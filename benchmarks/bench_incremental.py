@@ -134,10 +134,10 @@ def bench_kernel(slow: float, edited: float, repeats: int) -> None:
 def bench_hashing(sizes_mb: list[int]) -> None:
     import numpy as np
 
-    from nbflow.notebook import _cache_store, cache
+    from nbflow.notebook import _cache_store, cell_keys
     from nbflow.notebook.runtime import CellResult
 
-    cache._token(np.zeros(3))  # import dask outside the timings
+    cell_keys._token(np.zeros(3))  # import dask outside the timings
     print("\n| input | compute | hash (key) | store | read back |")
     print("| --- | --- | --- | --- | --- |")
     for mb in sizes_mb:
@@ -146,7 +146,7 @@ def bench_hashing(sizes_mb: list[int]) -> None:
         value = np.random.default_rng(0).random(n)
         compute = time.perf_counter() - start
         start = time.perf_counter()
-        cache._token(value)
+        cell_keys._token(value)
         hashing = time.perf_counter() - start
         with tempfile.TemporaryDirectory() as location:
             start = time.perf_counter()

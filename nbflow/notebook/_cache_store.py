@@ -380,7 +380,7 @@ class StoringCell:
         return f"<StoringCell {self.task!r}>"
 
     def _child_key(self, element: Any) -> str | None:
-        from nbflow.notebook.cache import child_key
+        from nbflow.notebook.cell_keys import child_key
 
         if isinstance(element, CellResult):  # a mapped upstream's child
             try:
