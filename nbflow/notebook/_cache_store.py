@@ -22,6 +22,7 @@ import time
 import zlib
 from typing import Any
 
+from nbflow.engine.run_state import format_bytes
 from nbflow.errors import StoredResultError
 from nbflow.notebook import runtime
 from nbflow.notebook.runtime import CellResult
@@ -429,11 +430,3 @@ class StoringCell:
             warn(f"the outputs of {self.task!r} were not stored "
                   f"({type(exc).__name__}: {exc}); the cell will run again next time.")
         return result
-
-
-def format_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nbflow.core.flow import Flow
 from nbflow.core.task import Task
+from nbflow.engine.run_state import format_bytes
 from nbflow.engine.runner import FlowRun
 from nbflow.engine.state import State, TriggerFailed, deferred_sizes
 from nbflow.errors import (
@@ -736,12 +737,9 @@ def _meminfo_available() -> int:
     return 4 << 30
 
 
-_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
-
-
 def parse_bytes(text: str | int) -> int:
-    """``"2GB"``, ``"500 MiB"`` or ``1000000`` as a number of bytes.
+    """``"2GB"``, ``"500 MiB"`` or ``1000000`` as a number of bytes (Dask's
+    ``parse_bytes``: sizes read as Dask's own options read them).
 
     Raises
     ------
@@ -751,27 +749,19 @@ def parse_bytes(text: str | int) -> int:
     """
     if isinstance(text, int):
         return text
-    raw = text.strip().lower().replace(" ", "")
-    number = raw.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = raw[len(number):]
-    try:
-        value = float(number)
-    except ValueError:
-        value = -1.0
-    if unit not in _UNITS or value < 0:
+    from dask.utils import parse_bytes as dask_parse_bytes
+
+    try:  # dask reads "" as one byte: a budget needs a number
+        value = (int(dask_parse_bytes(text)) if text.strip()[:1] in tuple("0123456789.")
+                 else -1)
+    except (ValueError, TypeError, KeyError):
+        value = -1
+    if value < 0:
         raise MemoryBudgetError(
             f"Memory budget {text!r} is not a size; write it like '2GB', "
             "'500MB' or a number of bytes."
         )
-    return int(value * _UNITS[unit])
-
-
-def format_bytes(n: int) -> str:
-    """``n`` bytes in a short human form, e.g. ``"1.5 GB"``."""
-    for unit, size in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3)):
-        if n >= size:
-            return f"{n / size:.1f} {unit}"
-    return f"{n} B"
+    return value
 
 
 def cell_output(state: State, flow: Flow | None = None) -> str:

@@ -339,3 +339,14 @@ def test_flow_run_memory_budget_must_be_a_size(ip):
     ip.run_cell_magic("flowtask", "t", "x = 1")
     with pytest.raises(UsageError, match="Memory budget 'lots' is not a size"):
         ip.run_line_magic("flow", "run --memory-budget lots")
+
+
+def test_memory_budget_sizes_read_as_dask_reads_them():
+    from nbflow.errors import MemoryBudgetError
+    from nbflow.notebook import parse_bytes
+
+    assert [parse_bytes(t) for t in ("2GB", "500 MiB", ".5GB", " 3 MB", "1000", 7)] == [
+        2 * 10**9, 500 * 2**20, 5 * 10**8, 3 * 10**6, 1000, 7]
+    for bad in ("", "MB", "lots", "-1GB"):
+        with pytest.raises(MemoryBudgetError, match=f"Memory budget {bad!r} is not a size"):
+            parse_bytes(bad)
