@@ -26,19 +26,21 @@ from nbflow.notebook.flow import (
 )
 from nbflow.notebook.run import (
     CellFailed,
-    ClusterValue,
     MapValueError,
-    MemoryBudgetError,
     NotebookRun,
     UndefinedNameError,
     UnserialisableValueError,
     cell_output,
     failure,
-    parse_bytes,
     run_notebook_flow,
-    write_back,
 )
 from nbflow.notebook.runtime import CellFunction, CellResult
+from nbflow.notebook.write_back import (
+    ClusterValue,
+    MemoryBudgetError,
+    parse_bytes,
+    write_back,
+)
 
 __all__ = [
     "CellAnalysis",

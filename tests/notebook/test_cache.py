@@ -522,7 +522,8 @@ def test_existing_cluster_with_no_location_caches_in_its_memory(no_location, flo
     import numpy as np
     from executors._data import MB, Payload, arrivals
 
-    from nbflow.notebook.run import ClusterValue, namespace_reads
+    from nbflow.notebook.run import namespace_reads
+    from nbflow.notebook.write_back import ClusterValue
 
     log, runs = tmp_path / "arrivals", tmp_path / "runs"
     ns = {"Payload": Payload, "np": np, "LOG": str(log), "RUNS": str(runs), "MB": MB}
