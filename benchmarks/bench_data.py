@@ -33,7 +33,6 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +41,10 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+# the driver's peak RSS is measured as the data-on-the-cluster tests measure it
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+
+from executors._data import PeakRSS  # noqa: E402
 
 from nbflow import Flow, task, unmapped  # noqa: E402
 from nbflow.executors import DaskExecutor  # noqa: E402
@@ -100,32 +103,6 @@ def plain_chain(client: Any, mb: int) -> float:
     totals = [client.submit(total, client.submit(double, client.submit(
         make, i, mb, pure=False), pure=False), pure=False) for i in range(N)]
     return grand(client.gather(totals))
-
-
-class PeakRSS:
-    """Peak RSS of this process above its RSS on entry."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self._process = psutil.Process()
-        self._stop = threading.Event()
-        self.start = self.peak = 0
-
-    def __enter__(self) -> PeakRSS:
-        self.start = self.peak = self._process.memory_info().rss
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._process.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def measure(fn: Callable[[], float], expected: float) -> tuple[float, float]:
